@@ -1,0 +1,90 @@
+"""The one settings object. Built at each entry point from `AMANA_*` and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AMANA_", extra="ignore")
+
+    home: Path = Path("./var")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite catalog under home"
+    )
+    broker_url: str | None = Field(
+        default=None, description="Celery broker URL; default: durable SQLite queue under home"
+    )
+    archive_dir: Path | None = None
+    spool_dir: Path | None = None
+    quarantine_dir: Path | None = None
+    dicom_host: str = "0.0.0.0"
+    dicom_port: int = 11112
+    ae_title: str = "AMANA"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    profile: str = "ma-national"
+    profiles_dir: Path = REPO_ROOT / "profiles"
+    key_file: Path | None = None
+    # Allows `amana run` to create its own key; never on in split deployments.
+    create_key: bool = False
+    worker_concurrency: int = 2
+    sweep_interval_s: float = 30.0
+    stale_after_s: float = 300.0
+    spool_min_free_mb: int = 512
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        home = self.home.resolve()
+        self.home = home
+        if self.archive_dir is None:
+            self.archive_dir = home / "archive"
+        if self.spool_dir is None:
+            self.spool_dir = home / "spool"
+        if self.quarantine_dir is None:
+            self.quarantine_dir = home / "quarantine"
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{home / 'catalog.db'}"
+        if self.broker_url is None:
+            self.broker_url = f"sqla+sqlite:///{home / 'queue.db'}"
+        return self
+
+    # Typed accessors so callers need not re-check the derived Optionals.
+    @property
+    def archive_path(self) -> Path:
+        assert self.archive_dir is not None
+        return self.archive_dir
+
+    @property
+    def spool_path(self) -> Path:
+        assert self.spool_dir is not None
+        return self.spool_dir
+
+    @property
+    def quarantine_path(self) -> Path:
+        assert self.quarantine_dir is not None
+        return self.quarantine_dir
+
+    @property
+    def db_url(self) -> str:
+        assert self.database_url is not None
+        return self.database_url
+
+    @property
+    def broker(self) -> str:
+        assert self.broker_url is not None
+        return self.broker_url
+
+    @property
+    def key_path(self) -> Path:
+        return self.key_file if self.key_file is not None else self.home / "secrets" / "pseudonym.key"
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]
