@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     worker_concurrency: int = 2
     sweep_interval_s: float = 30.0
     stale_after_s: float = 300.0
+    study_stable_after_s: float = 60.0
     spool_min_free_mb: int = 512
     log_level: str = "INFO"
 
@@ -83,7 +84,9 @@ class Settings(BaseSettings):
 
     @property
     def key_path(self) -> Path:
-        return self.key_file if self.key_file is not None else self.home / "secrets" / "pseudonym.key"
+        return (
+            self.key_file if self.key_file is not None else self.home / "secrets" / "pseudonym.key"
+        )
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -1,0 +1,46 @@
+# The two commands of the README: `make run` and `make test`. Each installs what it needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian/Ubuntu packages: OCR with Arabic, French and English; dcmtk as the DICOM peer;
+# fonts with Arabic glyphs for the pixel tests; PostgreSQL and Redis binaries so the tests
+# can start throwaway servers where none runs.
+APT_RUN := tesseract-ocr tesseract-ocr-ara tesseract-ocr-fra tesseract-ocr-eng dcmtk
+APT_TEST := $(APT_RUN) fonts-dejavu-core fonts-noto-core postgresql redis-server
+
+.PHONY: run test deps-run deps-test venv lint typecheck pytest clean
+
+run: deps-run venv
+	$(VENV)/bin/amana run
+
+test: deps-test venv lint typecheck pytest
+
+deps-run:
+	@./scripts/apt-ensure.sh $(APT_RUN)
+
+deps-test:
+	@./scripts/apt-ensure.sh $(APT_TEST)
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || ./scripts/apt-ensure.sh python3-venv
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+lint:
+	$(VENV)/bin/ruff check .
+
+typecheck:
+	$(VENV)/bin/mypy
+
+pytest:
+	$(VENV)/bin/pytest -q -ra
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

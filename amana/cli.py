@@ -1,0 +1,228 @@
+"""The `amana` command."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from amana.cli_anonymize import anonymize
+from amana.cli_profile import profile_app
+from amana.logsetup import configure_logging
+from amana.settings import Settings
+
+app = typer.Typer(
+    help="Amana: DICOM de-identification into a national archive.", no_args_is_help=True
+)
+catalog_app = typer.Typer(help="Query the pseudonymous catalog.", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Instances held back, with their reasons.", no_args_is_help=True)
+db_app = typer.Typer(help="Catalog schema.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(db_app, name="db")
+app.add_typer(profile_app, name="profile")
+app.command("anonymize")(anonymize)
+
+console = Console()
+FormatOpt = Annotated[str, typer.Option("--format", help="table or json")]
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return settings
+
+
+def _prepare_dirs(settings: Settings) -> None:
+    for path in (settings.home, settings.spool_path, settings.archive_path):
+        path.mkdir(parents=True, exist_ok=True)
+    settings.quarantine_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def _wait_for_schema(settings: Settings, timeout_s: float = 120.0) -> None:
+    """Split deployments run migrations once, in their own job; components wait for it."""
+    from archive.db import make_engine
+    from archive.migrate import is_at_head
+
+    engine = make_engine(settings.db_url)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                if is_at_head(engine):
+                    return
+            except Exception as exc:  # database not up yet
+                last = type(exc).__name__
+            else:
+                last = "schema not at the latest migration"
+            if time.monotonic() > deadline:
+                raise typer.BadParameter(f"catalog not ready ({last}); run `amana db upgrade`")
+            time.sleep(2)
+    finally:
+        engine.dispose()
+
+
+@app.command()
+def run() -> None:
+    """Everything on one machine: receiver, worker, sweeper and API (embedded defaults)."""
+    from amana.keys import ensure_key
+    from amana.supervisor import supervise
+    from archive.migrate import upgrade
+
+    settings = _settings()
+    _prepare_dirs(settings)
+    ensure_key(settings.key_path)
+    upgrade(settings.db_url)
+    console.print(
+        f"Amana: DICOM {settings.ae_title}@{settings.dicom_host}:{settings.dicom_port}, "
+        f"API http://{settings.api_host}:{settings.api_port}/docs, home {settings.home}"
+    )
+    raise typer.Exit(supervise(settings))
+
+
+@app.command()
+def receive(
+    no_sweeper: Annotated[bool, typer.Option(help="do not run the sweeper here")] = False,
+) -> None:
+    """The DICOM receiver (C-ECHO, C-STORE) with the sweeper."""
+    from amana.receiver import run_receiver
+
+    settings = _settings()
+    _prepare_dirs(settings)
+    _wait_for_schema(settings)
+    run_receiver(settings, sweeper=not no_sweeper)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int | None, typer.Option(help="worker processes")] = None,
+) -> None:
+    """A Celery worker that de-identifies and archives queued jobs."""
+    from amana.worker import run_worker
+
+    settings = _settings()
+    _prepare_dirs(settings)
+    _wait_for_schema(settings)
+    run_worker(settings, concurrency=concurrency)
+
+
+@app.command()
+def api() -> None:
+    """The HTTP API (OpenAPI at /docs)."""
+    import uvicorn
+
+    from archive.api import create_app
+    from archive.db import make_engine, make_sessionmaker
+
+    settings = _settings()
+    _wait_for_schema(settings)
+    web = create_app(make_sessionmaker(make_engine(settings.db_url)))
+    uvicorn.run(web, host=settings.api_host, port=settings.api_port, log_level="warning")
+
+
+@app.command("import")
+def import_(
+    folder: Annotated[Path, typer.Argument(exists=True, help="a backlog folder or file")],
+) -> None:
+    """Queue a backlog folder through the same spool, jobs and workers as network transfers."""
+    from amana.celery_app import make_celery
+    from amana.publisher import publish_now
+    from archive.db import make_engine, make_sessionmaker
+    from ingest.folder import import_folder, iter_files
+    from ingest.spool import Spool
+
+    settings = _settings()
+    _prepare_dirs(settings)
+    _wait_for_schema(settings, timeout_s=10)
+    spool = Spool(settings.spool_path, settings.spool_min_free_mb * 1024 * 1024)
+    sessions = make_sessionmaker(make_engine(settings.db_url))
+    celery = make_celery(settings)
+    unsent: list[int] = []
+
+    def publish(job_id: int) -> None:
+        try:
+            publish_now(celery, job_id)
+        except Exception:  # the sweeper re-sends from the catalog
+            unsent.append(job_id)
+
+    total = sum(1 for _ in iter_files(folder))
+    with Progress(console=console) as progress:
+        task = progress.add_task("importing", total=total)
+        report = import_folder(
+            folder,
+            spool=spool,
+            sessions=sessions,
+            publish=publish,
+            progress=lambda n: progress.update(task, completed=n + 1),
+        )
+    console.print(f"queued {report.queued} of {total} files")
+    for path, reason in report.skipped:
+        console.print(f"  skipped {path}: {reason}")
+    if unsent:
+        console.print(f"{len(unsent)} jobs could not be sent now; the sweeper will send them")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the catalog migrations (the compose `migrate` job runs this)."""
+    from archive.migrate import upgrade
+
+    settings = _settings()
+    _prepare_dirs(settings)
+    upgrade(settings.db_url)
+    console.print("catalog schema is up to date")
+
+
+def _print(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> None:
+    if fmt == "json":
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if fmt != "table":
+        raise typer.BadParameter("--format must be table or json")
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*[_cell(row.get(c)) for c in columns])
+    console.print(table)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def _session() -> Any:
+    from archive.db import make_engine, make_sessionmaker
+
+    settings = _settings()
+    return make_sessionmaker(make_engine(settings.db_url))()
+
+
+@catalog_app.command("studies")
+def catalog_studies(fmt: FormatOpt = "table") -> None:
+    """One entry per study: pseudonymous UID, modalities, series and instance counts."""
+    from archive.queries import list_studies
+
+    with _session() as session:
+        rows = list_studies(session, limit=100000)
+    _print(rows, fmt, ["study_uid", "study_date", "modalities", "series", "instances", "status"])
+
+
+@quarantine_app.command("list")
+def quarantine_list(fmt: FormatOpt = "table") -> None:
+    """One entry per quarantined instance, with its reason code and message."""
+    from archive.queries import list_quarantine
+
+    with _session() as session:
+        rows = list_quarantine(session, limit=100000)
+    _print(rows, fmt, ["id", "job_id", "reason", "message", "status", "received_at"])
+
+
+if __name__ == "__main__":
+    app()

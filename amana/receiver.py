@@ -1,0 +1,67 @@
+"""The receiver process: the DICOM endpoint, the publisher and the sweeper."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import timedelta
+from types import FrameType
+
+from amana.celery_app import make_celery
+from amana.publisher import Publisher
+from amana.settings import Settings
+from archive.db import make_engine, make_sessionmaker
+from ingest.scp import StoreHandler, start_receiver
+from ingest.spool import Spool
+from ingest.sweeper import SweeperThread, sweep_once
+
+log = logging.getLogger(__name__)
+
+
+def run_receiver(settings: Settings, *, sweeper: bool = True) -> None:
+    spool = Spool(settings.spool_path, settings.spool_min_free_mb * 1024 * 1024)
+    sessions = make_sessionmaker(make_engine(settings.db_url))
+    publisher = Publisher(make_celery(settings))
+    handler = StoreHandler(spool, sessions, lambda job_id: publisher.submit([job_id]))
+    server = start_receiver(
+        host=settings.dicom_host,
+        port=settings.dicom_port,
+        ae_title=settings.ae_title,
+        spool=spool,
+        handler=handler,
+        block=False,
+    )
+    assert server is not None
+    sweep_thread: SweeperThread | None = None
+    if sweeper:
+        sweep_thread = SweeperThread(
+            settings.sweep_interval_s,
+            lambda: sweep_once(
+                sessions,
+                publisher.submit,
+                stale_after=timedelta(seconds=settings.stale_after_s),
+                study_stable_after=timedelta(seconds=settings.study_stable_after_s),
+            ),
+        )
+        sweep_thread.start()
+    log.info(
+        "receiver listening on %s:%d as %s",
+        settings.dicom_host,
+        settings.dicom_port,
+        settings.ae_title,
+    )
+
+    stopping = threading.Event()
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    stopping.wait()
+    log.info("receiver stopping")
+    server.shutdown()
+    if sweep_thread is not None:
+        sweep_thread.stop()
+    publisher.close()

@@ -1,0 +1,95 @@
+"""`amana run`: the receiver, a worker and the API as child processes of one command.
+
+Children are restarted if they die, so a crash costs seconds; the catalog and the spool
+keep every job across restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+
+from amana.settings import Settings
+
+log = logging.getLogger(__name__)
+
+COMPONENTS = ("receive", "worker", "api")
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    # Children must see exactly the settings this process resolved.
+    env.update(
+        {
+            "AMANA_HOME": str(settings.home),
+            "AMANA_DATABASE_URL": settings.db_url,
+            "AMANA_BROKER_URL": settings.broker,
+            "AMANA_ARCHIVE_DIR": str(settings.archive_path),
+            "AMANA_SPOOL_DIR": str(settings.spool_path),
+            "AMANA_QUARANTINE_DIR": str(settings.quarantine_path),
+            "AMANA_KEY_FILE": str(settings.key_path),
+            "AMANA_PROFILE": settings.profile,
+            "AMANA_PROFILES_DIR": str(settings.profiles_dir),
+        }
+    )
+    return env
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = field(default=0.0)
+
+
+def supervise(settings: Settings) -> int:
+    env = child_env(settings)
+    children = [Child(name) for name in COMPONENTS]
+    stopping = False
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+
+    def start(child: Child) -> None:
+        child.process = subprocess.Popen([sys.executable, "-m", "amana.cli", child.name], env=env)
+        child.started_at = time.monotonic()
+
+    for child in children:
+        start(child)
+    while not stopping:
+        time.sleep(0.5)
+        for child in children:
+            assert child.process is not None
+            code = child.process.poll()
+            if code is None or stopping:
+                continue
+            child.restarts += 1
+            # Back off when a component keeps dying at start-up (a bad profile, a busy port).
+            delay = 1.0 if time.monotonic() - child.started_at > 30 else min(30, 2**child.restarts)
+            log.error("%s exited with %s; restarting in %.0f s", child.name, code, delay)
+            time.sleep(delay)
+            start(child)
+    for child in children:
+        if child.process and child.process.poll() is None:
+            child.process.terminate()
+    deadline = time.monotonic() + 20
+    for child in children:
+        if child.process is None:
+            continue
+        try:
+            child.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            child.process.wait()
+    return 0

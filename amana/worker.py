@@ -1,0 +1,74 @@
+"""The worker process: one engine per process, one Celery task that takes a job id."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+
+from anonymizer.engine import Deidentifier, load_profile
+from celery import Celery
+
+from amana.celery_app import PROCESS_JOB, check_safe, make_celery
+from amana.keys import load_key
+from amana.settings import Settings
+from archive.db import make_engine, make_sessionmaker
+from archive.pipeline import WorkerContext, process_job
+
+log = logging.getLogger(__name__)
+
+_context: WorkerContext | None = None
+_context_pid: int | None = None
+
+
+def build_context(settings: Settings) -> WorkerContext:
+    profile = load_profile(settings.profile, settings.profiles_dir)
+    key = load_key(settings.key_path)
+    return WorkerContext(
+        sessions=make_sessionmaker(make_engine(settings.db_url)),
+        deidentifier=Deidentifier(profile, key),
+        spool_dir=settings.spool_path,
+        archive_dir=settings.archive_path,
+        quarantine_dir=settings.quarantine_path,
+        stale_after=timedelta(seconds=settings.stale_after_s),
+    )
+
+
+def _context_for(settings: Settings) -> WorkerContext:
+    # Built lazily in each pool process: engines and DB connections must not cross a fork.
+    global _context, _context_pid
+    if _context is None or _context_pid != os.getpid():
+        _context = build_context(settings)
+        _context_pid = os.getpid()
+    return _context
+
+
+def make_worker_app(settings: Settings) -> Celery:
+    app = make_celery(settings)
+
+    @app.task(name=PROCESS_JOB, bind=False, acks_late=True, reject_on_worker_lost=True)
+    def process(job_id: int) -> str:
+        result = process_job(_context_for(settings), int(job_id))
+        log.info("job %s: %s", job_id, result.value)
+        return result.value
+
+    return app
+
+
+def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
+    # tesseract's OpenMP threads fight each other across pool processes; one each is faster.
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    app = make_worker_app(settings)
+    check_safe(app)
+    # Fail at start, not on the first job, when the profile or the key is unusable.
+    build_context(settings)
+    worker = app.Worker(
+        concurrency=concurrency or settings.worker_concurrency,
+        pool="prefork",
+        loglevel=settings.log_level,
+        without_gossip=True,
+        without_mingle=True,
+        without_heartbeat=True,
+    )
+    worker.start()
+    raise SystemExit(worker.exitcode)

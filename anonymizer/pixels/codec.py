@@ -1,0 +1,131 @@
+"""Decode Pixel Data to frames, and write masked frames back with a consistent pixel module.
+
+Masked pixels go back losslessly: into the received transfer syntax when it is lossless and
+we can encode it, otherwise into the policy's lossless syntax. Lossy Image Compression
+stays "01" once an image has been lossy compressed (PS3.3 C.7.6.1.1.5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    RLELossless,
+)
+
+from amana.errors import QuarantineError, QuarantineReason
+
+from .policy import LosslessSyntax
+
+NATIVE_KEPT = {ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian}
+# Lossless syntaxes we can write back as received.
+ENCODABLE_KEPT = {RLELossless, JPEG2000Lossless}
+
+_TARGETS: dict[str, UID] = {
+    "jpeg2000_lossless": JPEG2000Lossless,
+    "rle_lossless": RLELossless,
+    "explicit_vr_little_endian": ExplicitVRLittleEndian,
+}
+
+
+@dataclass
+class Frames:
+    """All frames as (frames, rows, columns[, samples]) plus what is needed to write back."""
+
+    array: np.ndarray
+    photometric: str  # of `array` (decoders return RGB for YBR colour data)
+    bits_stored: int
+
+    @property
+    def count(self) -> int:
+        return int(self.array.shape[0])
+
+    @property
+    def rows(self) -> int:
+        return int(self.array.shape[1])
+
+    @property
+    def columns(self) -> int:
+        return int(self.array.shape[2])
+
+    @property
+    def is_color(self) -> bool:
+        return self.array.ndim == 4
+
+
+def transfer_syntax(ds: Dataset) -> UID:
+    meta = getattr(ds, "file_meta", None)
+    uid = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+    return UID(uid) if uid else ImplicitVRLittleEndian
+
+
+def decode(ds: Dataset) -> Frames:
+    """Every frame of `ds`, decoded; PIXEL_DECODE_FAILED when no decoder can read it."""
+    if "PixelData" not in ds:
+        raise QuarantineError(
+            QuarantineReason.PIXEL_DECODE_FAILED, "image to examine has no Pixel Data"
+        )
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:  # any decoder failure is contained to this instance
+        raise QuarantineError(
+            QuarantineReason.PIXEL_DECODE_FAILED,
+            f"cannot decode pixel data ({type(exc).__name__}, transfer syntax "
+            f"{transfer_syntax(ds)})",
+        ) from exc
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if frames == 1:
+        arr = arr[np.newaxis, ...]
+    if samples not in (1, 3) or arr.ndim != (4 if samples == 3 else 3):
+        raise QuarantineError(
+            QuarantineReason.PIXEL_DECODE_FAILED, "unexpected pixel layout after decoding"
+        )
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
+    if samples == 3:
+        # pydicom converts YBR data to RGB when decoding.
+        photometric = "RGB"
+    bits_stored = int(ds.get("BitsStored", arr.dtype.itemsize * 8))
+    # A decoded array may be read-only or a view into the cache; own a writable copy.
+    return Frames(np.array(arr, copy=True), photometric, bits_stored)
+
+
+def encode(output: Dataset, frames: Frames, reencode_as: LosslessSyntax) -> str:
+    """Write `frames` into `output`; returns the transfer syntax UID used."""
+    received = transfer_syntax(output)
+    was_lossy = (not received.is_lossless) or str(output.get("LossyImageCompression", "")) == "01"
+    if received in NATIVE_KEPT:
+        target = ExplicitVRLittleEndian if received == ExplicitVRBigEndian else received
+    elif received in ENCODABLE_KEPT:
+        target = received
+    else:
+        target = _TARGETS[reencode_as]
+    arr = frames.array if frames.count > 1 else frames.array[0]
+    # set_pixel_data writes a native pixel module (rows, columns, samples, planar
+    # configuration, bits, representation, frames) and switches to Explicit VR LE.
+    # Keep the SOP Instance UID: the header engine has already remapped it.
+    pixel_representation = int(output.get("PixelRepresentation", 0) or 0)
+    if pixel_representation == 1 and arr.dtype.kind == "u":
+        arr = arr.astype(arr.dtype.str.replace("u", "i"))
+    output.set_pixel_data(
+        arr, frames.photometric, frames.bits_stored, generate_instance_uid=False
+    )
+    if frames.count == 1 and "NumberOfFrames" in output:
+        # set_pixel_data removes it for one frame; multi-frame IODs require it.
+        output.NumberOfFrames = 1
+    if target != ExplicitVRLittleEndian:
+        if target in NATIVE_KEPT:
+            output.file_meta.TransferSyntaxUID = target
+        else:
+            output.compress(target, arr, generate_instance_uid=False)
+    if was_lossy:
+        output.LossyImageCompression = "01"
+    return str(output.file_meta.TransferSyntaxUID)

@@ -1,0 +1,134 @@
+"""The `pixel:` section of a profile (PS3.15 Clean Pixel Data Option).
+
+Every field has a default so that `PixelPolicy()` is the safe policy: examine every image
+kind known to carry burned-in text, mask known devices' regions, OCR the rest, verify, and
+quarantine whatever cannot be cleaned with certainty.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+# Image kinds that routinely carry burned-in demographics.
+DEFAULT_MODALITIES = [
+    "US",  # ultrasound
+    "IVUS",
+    "SC",  # secondary capture (screenshots, scanned film, reports)
+    "OT",
+    "DOC",
+    "XA",  # angiography / fluoroscopy
+    "RF",
+    "ES",  # endoscopy and other visible-light photography
+    "XC",
+    "GM",
+    "SM",
+    "OP",
+    "DG",
+]
+
+DEFAULT_SOP_CLASSES = [
+    "1.2.840.10008.5.1.4.1.1.6.1",  # US Image
+    "1.2.840.10008.5.1.4.1.1.6.2",  # Enhanced US Volume
+    "1.2.840.10008.5.1.4.1.1.3.1",  # US Multi-frame Image
+    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture
+    "1.2.840.10008.5.1.4.1.1.7.1",  # Multi-frame Single Bit SC
+    "1.2.840.10008.5.1.4.1.1.7.2",  # Multi-frame Grayscale Byte SC
+    "1.2.840.10008.5.1.4.1.1.7.3",  # Multi-frame Grayscale Word SC
+    "1.2.840.10008.5.1.4.1.1.7.4",  # Multi-frame True Color SC
+    "1.2.840.10008.5.1.4.1.1.12.1",  # X-Ray Angiographic
+    "1.2.840.10008.5.1.4.1.1.12.1.1",  # Enhanced XA
+    "1.2.840.10008.5.1.4.1.1.12.2",  # X-Ray Radiofluoroscopic
+    "1.2.840.10008.5.1.4.1.1.12.2.1",  # Enhanced XRF
+    "1.2.840.10008.5.1.4.1.1.77.1.1",  # VL Endoscopic
+    "1.2.840.10008.5.1.4.1.1.77.1.2",  # VL Microscopic
+    "1.2.840.10008.5.1.4.1.1.77.1.3",  # VL Slide-Coordinates Microscopic
+    "1.2.840.10008.5.1.4.1.1.77.1.4",  # VL Photographic
+    "1.2.840.10008.5.1.4.1.1.77.1.5.1",  # Ophthalmic Photography 8 Bit
+    "1.2.840.10008.5.1.4.1.1.77.1.5.2",  # Ophthalmic Photography 16 Bit
+    "1.2.840.10008.5.1.4.1.1.77.1.6",  # VL Whole Slide Microscopy
+]
+
+DEFAULT_IMAGE_TYPES = ["SECONDARY", "DERIVED", "SCREEN SAVE", "SAVE"]
+
+LosslessSyntax = Literal["jpeg2000_lossless", "rle_lossless", "explicit_vr_little_endian"]
+
+
+class OcrSettings(BaseModel):
+    """How text is searched for when no device rule describes the image."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    # Tesseract language packs, joined with '+'; ma-national uses ara, fra, eng.
+    languages: list[str] = Field(default_factory=lambda: ["eng"])
+    # Pixels added on every side of a found word before it is filled.
+    margin: int = Field(default=4, ge=0, le=64)
+    # Small annotation text is missed at native size; 2x finds it (measured).
+    upscale: float = Field(default=2.0, ge=1.0, le=4.0)
+    # Local contrast (0-255 scale) above which a pixel may be ink; lower finds fainter text.
+    min_contrast: int = Field(default=70, ge=10, le=250)
+    # Colour saturation (max - min channel) above which a pixel may be coloured ink.
+    min_chroma: int = Field(default=80, ge=10, le=250)
+    # Verification looks harder than detection: it uses these lower thresholds.
+    verify_min_contrast: int = Field(default=45, ge=10, le=250)
+    verify_min_chroma: int = Field(default=50, ge=10, le=250)
+    # Frames OCR'd in a multi-frame image to find static text (first, last, evenly between).
+    sample_frames: int = Field(default=3, ge=1, le=64)
+    # Tesseract executable; the worker sets OMP_THREAD_LIMIT=1 for it (see docs/pixels.md).
+    command: str = "tesseract"
+    timeout_seconds: float = Field(default=120.0, gt=0)
+
+
+class PixelPolicy(BaseModel):
+    """Which images are examined for burned-in text, and what is done to them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # -- which images are examined (any one sign is enough) --------------------------
+    modalities: list[str] = Field(default_factory=lambda: list(DEFAULT_MODALITIES))
+    sop_classes: list[str] = Field(default_factory=lambda: list(DEFAULT_SOP_CLASSES))
+    # Values looked for in Image Type (any value, case-insensitive).
+    image_types: list[str] = Field(default_factory=lambda: list(DEFAULT_IMAGE_TYPES))
+    # Burned In Annotation YES always means examine; a missing or NO flag is not trusted
+    # for the kinds above, and never makes an image skip examination.
+
+    # -- device rules -------------------------------------------------------------------
+    # Rule files under profiles/pixel/ (names without .yaml), applied in order.
+    rules: list[str] = Field(
+        default_factory=lambda: ["ctp-device-regions", "ctp-examine-signs"]
+    )
+    # After a device rule masked its regions, also OCR the image for text elsewhere.
+    ocr_after_rule: bool = False
+
+    # -- OCR and verification -----------------------------------------------------------
+    ocr: OcrSettings = Field(default_factory=OcrSettings)
+    # OCR the masked frames again; text matching the instance's identifying values
+    # quarantines it. Burned In Annotation becomes NO only after this check passed.
+    verify: bool = True
+    # Modalities in which any text read after masking quarantines the image.
+    forbid_text_in: list[str] = Field(default_factory=list)
+
+    # -- output -------------------------------------------------------------------------
+    # Syntax used when masked pixels cannot go back into their received syntax (lossy
+    # or without an encoder here); lossless so no new loss is added.
+    reencode_as: LosslessSyntax = "jpeg2000_lossless"
+    # Overlay planes (60xx) and icon thumbnails may hold text or a small copy of the image.
+    remove_overlays: bool = True
+    remove_icon_images: bool = True
+
+    # Directory holding the rule files; bound by `bind_rules_dir`, not written in YAML.
+    _rules_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def rules_dir(self) -> Path | None:
+        return self._rules_dir
+
+
+def bind_rules_dir(policy: PixelPolicy, rules_dir: Path) -> PixelPolicy:
+    """A copy of `policy` whose rule names resolve in `rules_dir` (profiles/pixel)."""
+    bound = policy.model_copy(deep=True)
+    bound._rules_dir = Path(rules_dir)
+    return bound

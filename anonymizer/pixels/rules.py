@@ -1,0 +1,291 @@
+"""Device rules: a header predicate plus the rectangles where that device draws text.
+
+Rule files live in profiles/pixel/*.yaml so data stewards can edit them. A rule is
+
+    - id: ge-logiq9-us
+      label: Logiq US (LOGIQ9)
+      action: mask              # mask its regions; `examine` only marks the image for OCR
+      when:                     # explicit all / any / not trees; leaves test one attribute
+        all:
+          - {attribute: Modality, contains: US}
+          - {attribute: ManufacturerModelName, contains: [LOGIQ9]}
+          - not: {attribute: Rows, equals: 480}
+      regions:
+        - [0, 0, 640, 30]       # x, y, width, height in pixels (columns, rows)
+        - all                   # the whole frame
+      keep: ultrasound_regions  # optional: unmask the Sequence of Ultrasound Regions
+
+Leaves: `contains` (case-insensitive substring, any listed alternative, any value of a
+multi-valued attribute), `equals` (case-insensitive, numbers compared as numbers),
+`missing` (attribute absent), `empty` (present without a value), `present`.
+Loading is done once per file content and cached.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydicom.dataset import Dataset
+from pydicom.datadict import tag_for_keyword
+
+RuleAction = Literal["mask", "examine"]
+Rect = tuple[int, int, int, int]  # x, y, width, height
+
+
+class RuleFileError(ValueError):
+    """A rule file is malformed; the message names the file and the rule, never PHI."""
+
+
+@dataclass(frozen=True)
+class Leaf:
+    attribute: str
+    test: Literal["contains", "equals", "missing", "empty", "present"]
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class All:
+    items: tuple[Predicate, ...]
+
+
+@dataclass(frozen=True)
+class Any_:
+    items: tuple[Predicate, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    item: Predicate
+
+
+Predicate = Leaf | All | Any_ | Not
+
+
+@dataclass(frozen=True)
+class DeviceRule:
+    id: str
+    label: str
+    action: RuleAction
+    when: Predicate
+    regions: tuple[Rect | Literal["all"], ...] = ()
+    keep_ultrasound_regions: bool = False
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    rules: tuple[DeviceRule, ...]
+
+    def matching(self, ds: Dataset, action: RuleAction) -> list[DeviceRule]:
+        return [r for r in self.rules if r.action == action and evaluate(r.when, ds)]
+
+
+# ----------------------------------------------------------------------- evaluation
+
+
+def _values(ds: Dataset, keyword: str) -> list[str] | None:
+    """The attribute's values as strings; None when absent."""
+    if keyword not in ds:
+        return None
+    value = ds[keyword].value
+    if value is None:
+        return []
+    if isinstance(value, bytes):
+        return [value.decode("latin-1", errors="replace")]
+    if isinstance(value, str):
+        return [value]
+    try:
+        items = list(value)
+    except TypeError:
+        return [str(value)]
+    if items and isinstance(items[0], Dataset):
+        return ["<sequence>"]
+    return [str(v) for v in items]
+
+
+def _is_empty(values: list[str]) -> bool:
+    return all(not v.strip() for v in values)
+
+
+def _equal(value: str, wanted: str) -> bool:
+    a, b = value.strip().lower(), wanted.strip().lower()
+    if a == b:
+        return True
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return False
+
+
+def evaluate(predicate: Predicate, ds: Dataset) -> bool:
+    if isinstance(predicate, All):
+        return all(evaluate(p, ds) for p in predicate.items)
+    if isinstance(predicate, Any_):
+        return any(evaluate(p, ds) for p in predicate.items)
+    if isinstance(predicate, Not):
+        return not evaluate(predicate.item, ds)
+    values = _values(ds, predicate.attribute)
+    if predicate.test == "missing":
+        return values is None
+    if predicate.test == "present":
+        return values is not None
+    if values is None:
+        return False
+    if predicate.test == "empty":
+        return _is_empty(values)
+    if predicate.test == "equals":
+        return any(_equal(v, w) for v in values for w in predicate.values)
+    # contains: each value alone, and the values joined as DICOM writes them
+    haystacks = [v.lower() for v in values] + ["\\".join(values).lower()]
+    return any(w.lower() in h for h in haystacks for w in predicate.values)
+
+
+# -------------------------------------------------------------------------- parsing
+
+_LEAF_TESTS = ("contains", "equals", "missing", "empty", "present")
+
+
+def _parse_predicate(node: Any, where: str) -> Predicate:
+    if not isinstance(node, dict):
+        raise RuleFileError(f"{where}: a predicate must be a mapping")
+    keys = set(node)
+    if keys == {"all"} or keys == {"any"}:
+        key = next(iter(keys))
+        items = node[key]
+        if not isinstance(items, list) or not items:
+            raise RuleFileError(f"{where}: '{key}' needs a non-empty list")
+        parsed = tuple(_parse_predicate(i, where) for i in items)
+        return All(parsed) if key == "all" else Any_(parsed)
+    if keys == {"not"}:
+        return Not(_parse_predicate(node["not"], where))
+    tests = keys & set(_LEAF_TESTS)
+    if "attribute" not in keys or len(tests) != 1 or keys - {"attribute"} - tests:
+        raise RuleFileError(
+            f"{where}: a leaf is {{attribute: Keyword, <one of {', '.join(_LEAF_TESTS)}>}}"
+        )
+    attribute = str(node["attribute"])
+    if tag_for_keyword(attribute) is None:
+        raise RuleFileError(f"{where}: unknown DICOM keyword {attribute!r}")
+    test = tests.pop()
+    raw = node[test]
+    if test in ("missing", "empty", "present"):
+        if raw is not True:
+            raise RuleFileError(f"{where}: '{test}' takes the value true")
+        return Leaf(attribute, test)  # type: ignore[arg-type]
+    values = raw if isinstance(raw, list) else [raw]
+    if not values:
+        raise RuleFileError(f"{where}: '{test}' needs a value")
+    return Leaf(attribute, test, tuple(str(v) for v in values))  # type: ignore[arg-type]
+
+
+def _parse_region(node: Any, where: str) -> Rect | Literal["all"]:
+    if node == "all":
+        return "all"
+    if (
+        isinstance(node, list)
+        and len(node) == 4
+        and all(isinstance(v, int) and v >= 0 for v in node)
+        and node[2] > 0
+        and node[3] > 0
+    ):
+        return (node[0], node[1], node[2], node[3])
+    raise RuleFileError(f"{where}: a region is [x, y, width, height] or 'all'")
+
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+def _parse_rule(node: Any, where: str) -> DeviceRule:
+    if not isinstance(node, dict):
+        raise RuleFileError(f"{where}: a rule must be a mapping")
+    allowed = {"id", "label", "action", "when", "regions", "keep", "source", "note"}
+    unknown = set(node) - allowed
+    if unknown:
+        raise RuleFileError(f"{where}: unknown keys {sorted(unknown)}")
+    rule_id = str(node.get("id", ""))
+    if not _ID.match(rule_id):
+        raise RuleFileError(f"{where}: rule id must be lowercase letters, digits, . _ -")
+    where = f"{where} ({rule_id})"
+    action = node.get("action", "mask")
+    if action not in ("mask", "examine"):
+        raise RuleFileError(f"{where}: action is 'mask' or 'examine'")
+    if "when" not in node:
+        raise RuleFileError(f"{where}: missing 'when'")
+    regions = tuple(_parse_region(r, where) for r in node.get("regions") or [])
+    keep = node.get("keep")
+    if keep not in (None, "ultrasound_regions"):
+        raise RuleFileError(f"{where}: keep is 'ultrasound_regions' or absent")
+    if action == "mask" and not regions:
+        raise RuleFileError(f"{where}: a mask rule needs regions")
+    return DeviceRule(
+        id=rule_id,
+        label=str(node.get("label", rule_id)),
+        action=action,
+        when=_parse_predicate(node["when"], where),
+        regions=regions,
+        keep_ultrasound_regions=keep == "ultrasound_regions",
+    )
+
+
+def parse_rule_file(text: str, name: str) -> tuple[DeviceRule, ...]:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RuleFileError(f"{name}: not valid YAML ({exc.__class__.__name__})") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
+        raise RuleFileError(f"{name}: expected a mapping with a 'rules' list")
+    unknown = set(doc) - {"rules", "source", "license", "attribution", "description"}
+    if unknown:
+        raise RuleFileError(f"{name}: unknown keys {sorted(unknown)}")
+    rules = tuple(_parse_rule(r, f"{name} rule {i + 1}") for i, r in enumerate(doc["rules"]))
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.id in seen:
+            raise RuleFileError(f"{name}: duplicate rule id {rule.id}")
+        seen.add(rule.id)
+    return rules
+
+
+@functools.lru_cache(maxsize=64)
+def _load_file(path: Path, mtime_ns: int, size: int) -> tuple[DeviceRule, ...]:
+    # mtime and size are part of the key so an edited file is read again.
+    return parse_rule_file(path.read_text(encoding="utf-8"), path.name)
+
+
+def load_pixel_rules(rules_dir: Path, names: Sequence[str]) -> RuleSet:
+    """The rules of `names` (files `<name>.yaml` in `rules_dir`), in order; cached."""
+    rules: list[DeviceRule] = []
+    for name in names:
+        if not re.match(r"^[A-Za-z0-9._-]+$", name) or name.startswith("."):
+            raise RuleFileError(f"{name!r} is not a rule file name")
+        path = (Path(rules_dir) / f"{name}.yaml").resolve()
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            raise RuleFileError(f"rule file {name}.yaml not found") from exc
+        rules.extend(_load_file(path, stat.st_mtime_ns, stat.st_size))
+    return RuleSet(tuple(rules))
+
+
+def rule_rects(
+    rule: DeviceRule, ds: Dataset, rows: int, columns: int
+) -> tuple[list[Rect], list[Rect]]:
+    """(rectangles to fill, rectangles to keep) of a matched rule, clipped to the frame."""
+    fill: list[Rect] = []
+    for region in rule.regions:
+        fill.append((0, 0, columns, rows) if region == "all" else region)
+    keep: list[Rect] = []
+    if rule.keep_ultrasound_regions:
+        for item in ds.get("SequenceOfUltrasoundRegions", []) or []:
+            try:
+                x0, y0 = int(item.RegionLocationMinX0), int(item.RegionLocationMinY0)
+                x1, y1 = int(item.RegionLocationMaxX1), int(item.RegionLocationMaxY1)
+            except (AttributeError, TypeError, ValueError):
+                continue
+            keep.append((x0, y0, x1 - x0 + 1, y1 - y0 + 1))
+    return fill, keep

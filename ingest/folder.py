@@ -1,0 +1,64 @@
+"""Backlog folders into the spool, through the same jobs and queue as network transfers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from archive.jobs import create_job
+from ingest.spool import Spool
+
+PART10_MAGIC_OFFSET = 128
+
+
+def iter_files(root: Path) -> Iterator[Path]:
+    if root.is_file():
+        yield root
+        return
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            yield path
+
+
+def looks_like_part10(path: Path) -> bool:
+    """A cheap check without parsing: the DICM magic after the 128-byte preamble."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(PART10_MAGIC_OFFSET + 4)
+    except OSError:
+        return False
+    return head[PART10_MAGIC_OFFSET:] == b"DICM"
+
+
+@dataclass
+class ImportReport:
+    queued: int = 0
+    # Shown to the operator who owns the folder; never logged (names may carry PHI).
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def import_folder(
+    root: Path,
+    *,
+    spool: Spool,
+    sessions: sessionmaker[Session],
+    publish: Callable[[int], None],
+    progress: Callable[[int], None] = lambda _n: None,
+) -> ImportReport:
+    report = ImportReport()
+    for index, path in enumerate(iter_files(root)):
+        progress(index)
+        if not looks_like_part10(path):
+            report.skipped.append((path, "not a DICOM Part 10 file (no DICM marker)"))
+            continue
+        name, size = spool.copy_in(path)
+        with sessions.begin() as session:
+            job_id = create_job(
+                session, spool_name=name, size_bytes=size, calling_ae=None, source_kind="import"
+            )
+        publish(job_id)
+        report.queued += 1
+    return report

@@ -1,0 +1,57 @@
+"""The spool: received instances, durable on disk before anyone is told they arrived.
+
+Spool names are random, so a path never carries a patient's identity.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+from amana.errors import RetryableError
+from archive.fsio import durable_move, free_bytes
+
+
+class Spool:
+    def __init__(self, root: Path, min_free_bytes: int) -> None:
+        self.root = root
+        self.incoming = root / "incoming"
+        self.tmp = root / "tmp"
+        self.min_free_bytes = min_free_bytes
+        for d in (self.incoming, self.tmp):
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def path_of(self, spool_name: str) -> Path:
+        return self.incoming / spool_name
+
+    def check_space(self) -> None:
+        # Refuse before the disk is full, so the sender keeps the study and retries.
+        if free_bytes(self.root) < self.min_free_bytes:
+            raise RetryableError("spool disk below its free-space threshold", code="spool_full")
+
+    def adopt(self, received: Path) -> tuple[str, int]:
+        """Move a fully received file (on the spool's filesystem) into the spool durably."""
+        self.check_space()
+        name = f"{uuid.uuid4().hex}.dcm"
+        dest = self.incoming / name
+        try:
+            size = received.stat().st_size
+            durable_move(received, dest, mode=0o600)
+        except OSError as exc:
+            raise RetryableError("could not persist to the spool", code="spool_write") from exc
+        return name, size
+
+    def copy_in(self, source: Path) -> tuple[str, int]:
+        """Copy a file from elsewhere (a backlog folder) into the spool durably."""
+        self.check_space()
+        tmp = self.tmp / f"{uuid.uuid4().hex}.part"
+        try:
+            shutil.copyfile(source, tmp)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise RetryableError("could not copy into the spool", code="spool_write") from exc
+        return self.adopt(tmp)
+
+    def discard(self, spool_name: str) -> None:
+        self.path_of(spool_name).unlink(missing_ok=True)

@@ -1,0 +1,59 @@
+"""Re-sends work the broker may have lost and closes studies that stopped receiving."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from archive.jobs import jobs_to_resend, mark_resent, utcnow
+from archive.models import Study, StudyStatus
+
+log = logging.getLogger(__name__)
+
+
+def sweep_once(
+    sessions: sessionmaker[Session],
+    resend: Callable[[Sequence[int]], None],
+    *,
+    stale_after: timedelta,
+    study_stable_after: timedelta,
+) -> tuple[int, int]:
+    with sessions.begin() as session:
+        job_ids = jobs_to_resend(session, stale_after=stale_after)
+        mark_resent(session, job_ids)
+    if job_ids:
+        resend(job_ids)
+    now = utcnow()
+    with sessions.begin() as session:
+        closed = session.execute(
+            update(Study)
+            .where(Study.status == StudyStatus.RECEIVING)
+            .where(Study.last_instance_at < now - study_stable_after)
+            .values(status=StudyStatus.COMPLETE, completed_at=now)
+        ).rowcount  # type: ignore[attr-defined]
+    return len(job_ids), int(closed or 0)
+
+
+class SweeperThread(threading.Thread):
+    def __init__(self, interval_s: float, sweep: Callable[[], tuple[int, int]]) -> None:
+        super().__init__(name="amana-sweeper", daemon=True)
+        self._interval = interval_s
+        self._sweep = sweep
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self._interval):
+            try:
+                resent, closed = self._sweep()
+                if resent or closed:
+                    log.info("sweeper: re-sent %d jobs, completed %d studies", resent, closed)
+            except Exception as exc:  # a database outage must not end the sweeper
+                log.warning("sweeper pass failed: %s", type(exc).__name__)
+
+    def stop(self) -> None:
+        self._stop_event.set()

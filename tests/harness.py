@@ -1,0 +1,130 @@
+"""Runs Amana the way an operator does: its own command, in its own processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.services import free_port, wait_port
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Amana:
+    def __init__(self, home: Path, **extra_env: str) -> None:
+        self.home = home
+        self.dicom_port = free_port()
+        self.api_port = free_port()
+        self.env = dict(os.environ)
+        self.env.update(
+            {
+                "AMANA_HOME": str(home),
+                "AMANA_DICOM_PORT": str(self.dicom_port),
+                "AMANA_DICOM_HOST": "127.0.0.1",
+                "AMANA_API_PORT": str(self.api_port),
+                "AMANA_SWEEP_INTERVAL_S": "1",
+                "AMANA_STUDY_STABLE_AFTER_S": "2",
+                "AMANA_KEY_FILE": str(home / "secrets" / "pseudonym.key"),
+                "AMANA_SPOOL_MIN_FREE_MB": "16",
+            }
+        )
+        self.env.update(extra_env)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = home / "amana.log"
+
+    def cli(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "amana.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+            cwd=REPO,
+        )
+
+    def start(self, *command: str) -> Amana:
+        self.home.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "amana.cli", *(command or ("run",))],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+        wait_port("127.0.0.1", self.dicom_port, timeout=90)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def studies(self) -> list[dict[str, Any]]:
+        out = self.cli("catalog", "studies", "--format", "json").stdout
+        return list(json.loads(out))
+
+    def quarantine(self) -> list[dict[str, Any]]:
+        out = self.cli("quarantine", "list", "--format", "json").stdout
+        return list(json.loads(out))
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def storescu(
+    port: int, files: list[Path], *, ae_title: str = "AMANA"
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, TCP_NODELAY="1")
+    return subprocess.run(
+        [
+            "storescu",
+            "-aet",
+            "TESTPACS",
+            "-aec",
+            ae_title,
+            "127.0.0.1",
+            str(port),
+            *[str(f) for f in files],
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def echoscu(port: int, *, ae_title: str = "AMANA") -> bool:
+    result = subprocess.run(
+        ["echoscu", "-aet", "TESTPACS", "-aec", ae_title, "127.0.0.1", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return result.returncode == 0
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 90.0, interval: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached in time")
+        time.sleep(interval)
