@@ -17,7 +17,7 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
     if url.startswith("sqla+sqlite"):
         # The embedded queue: a SQLite file under AMANA_HOME shared by the receiver and the
         # workers; a busy timeout keeps concurrent publishers from failing.
-        return {"connect_args": {"timeout": 30}, "polling_interval": 0.2}
+        return {"connect_args": {"timeout": 30}}
     if url.startswith(("redis://", "rediss://")):
         # A message not acknowledged within this time is redelivered by Redis; keep it above
         # the longest job so a slow job is not run twice in parallel, and let the catalog's

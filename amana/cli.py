@@ -224,5 +224,86 @@ def quarantine_list(fmt: FormatOpt = "table") -> None:
     _print(rows, fmt, ["id", "job_id", "reason", "message", "status", "received_at"])
 
 
+def _quarantine_action(action: str, entry_id: int, dest: Path | None = None) -> None:
+    from amana.celery_app import make_celery
+    from amana.errors import RejectError
+    from amana.publisher import publish_now
+    from archive import quarantine_ops
+    from archive.db import make_engine, make_sessionmaker
+
+    settings = _settings()
+    sessions = make_sessionmaker(make_engine(settings.db_url))
+    try:
+        with sessions.begin() as session:
+            if action == "retry":
+                job_id = quarantine_ops.retry(
+                    session,
+                    entry_id,
+                    quarantine_dir=settings.quarantine_path,
+                    spool_dir=settings.spool_path,
+                )
+            elif action == "release":
+                assert dest is not None
+                out = quarantine_ops.release(
+                    session, entry_id, quarantine_dir=settings.quarantine_path, dest_dir=dest
+                )
+            else:
+                quarantine_ops.purge(session, entry_id, quarantine_dir=settings.quarantine_path)
+    except RejectError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(2) from exc
+    if action == "retry":
+        try:
+            publish_now(make_celery(settings), job_id)
+        except Exception:
+            console.print("queue unavailable: the sweeper will send the job")
+        console.print(f"entry {entry_id}: job {job_id} queued again")
+    elif action == "release":
+        console.print(f"entry {entry_id}: original released to {out}")
+    else:
+        console.print(f"entry {entry_id}: original purged")
+
+
+@quarantine_app.command("show")
+def quarantine_show(entry_id: int, fmt: FormatOpt = "table") -> None:
+    """One quarantined instance: reason, message, origin and history (no PHI)."""
+    from amana.errors import RejectError
+    from archive.quarantine_ops import entry_detail
+
+    with _session() as session:
+        try:
+            detail = entry_detail(session, entry_id)
+        except RejectError as exc:
+            console.print(f"[red]{exc.message}[/red]")
+            raise typer.Exit(2) from exc
+    _print([detail], fmt, list(detail))
+
+
+@quarantine_app.command("retry")
+def quarantine_retry(entry_id: int) -> None:
+    """Send a held original through the pipeline again (after fixing a profile, say)."""
+    _quarantine_action("retry", entry_id)
+
+
+@quarantine_app.command("release")
+def quarantine_release(
+    entry_id: int,
+    to: Annotated[Path, typer.Option("--to", help="folder that receives the original")],
+) -> None:
+    """Hand a held original out of Amana (back to its hospital, or for manual review)."""
+    _quarantine_action("release", entry_id, to)
+
+
+@quarantine_app.command("purge")
+def quarantine_purge(
+    entry_id: int,
+    yes: Annotated[bool, typer.Option("--yes", help="confirm the deletion")] = False,
+) -> None:
+    """Delete a held original for good; the catalog keeps the entry and its reason."""
+    if not yes:
+        raise typer.BadParameter("purging deletes the original: confirm with --yes")
+    _quarantine_action("purge", entry_id)
+
+
 if __name__ == "__main__":
     app()

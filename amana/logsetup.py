@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 
 def configure_logging(level: str) -> None:
@@ -12,3 +13,7 @@ def configure_logging(level: str) -> None:
     )
     # pynetdicom logs dataset contents at DEBUG; it must never reach our logs.
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    # pydicom quotes offending element values in its warnings ("Invalid value for VR PN:
+    # ..."): those values are PHI, so its messages are never emitted.
+    logging.getLogger("pydicom").disabled = True
+    warnings.filterwarnings("ignore", module=r"pydicom(\..*)?")

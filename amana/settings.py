@@ -31,8 +31,6 @@ class Settings(BaseSettings):
     profile: str = "ma-national"
     profiles_dir: Path = REPO_ROOT / "profiles"
     key_file: Path | None = None
-    # Allows `amana run` to create its own key; never on in split deployments.
-    create_key: bool = False
     worker_concurrency: int = 2
     sweep_interval_s: float = 30.0
     stale_after_s: float = 300.0

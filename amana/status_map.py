@@ -26,9 +26,18 @@ def dimse_status(error: BaseException) -> int:
     return DIMSE_OUT_OF_RESOURCES
 
 
+# Reject codes with an HTTP answer of their own; every other reject is 422.
+_HTTP_REJECT_CODES = {
+    "not_found": 404,
+    "unauthenticated": 401,
+    "forbidden": 403,
+    "conflict": 409,
+}
+
+
 def http_status(error: AmanaError) -> int:
     if isinstance(error, RejectError):
-        return 422 if error.code != "not_found" else 404
+        return _HTTP_REJECT_CODES.get(error.code, 422)
     if isinstance(error, RetryableError):
         return 503
     if isinstance(error, QuarantineError):

@@ -54,13 +54,15 @@ class Option(StrEnum):
 
 # Precedence when several selected options name the same attribute: retaining beats
 # modifying, which beats cleaning (the standard's options are designed not to conflict).
+# Date options come before device/institution options so that a calibration date kept "for
+# the device" is still shifted when only modified dates are retained.
 OPTION_ORDER: tuple[Option, ...] = (
     Option.RETAIN_UIDS,
+    Option.RETAIN_LONG_FULL_DATES,
+    Option.RETAIN_LONG_MODIFIED_DATES,
     Option.RETAIN_DEVICE_IDENTITY,
     Option.RETAIN_INSTITUTION_IDENTITY,
     Option.RETAIN_PATIENT_CHARACTERISTICS,
-    Option.RETAIN_LONG_FULL_DATES,
-    Option.RETAIN_LONG_MODIFIED_DATES,
     Option.RETAIN_SAFE_PRIVATE,
     Option.CLEAN_DESCRIPTORS,
     Option.CLEAN_STRUCTURED_CONTENT,

@@ -35,8 +35,9 @@ def create_job(
     return job.id
 
 
-def claim(session: Session, job_id: int, *, stale_after: timedelta) -> bool:
-    """Take the job for this worker unless it is finished or another worker holds it fresh.
+def claim(session: Session, job_id: int, *, stale_after: timedelta) -> int | None:
+    """Take the job for this worker unless it is finished or another worker holds it fresh;
+    returns the attempt number, or None when the job is not ours to run.
 
     A conditional UPDATE, so two deliveries of the same job id cannot both run it.
     """
@@ -52,7 +53,9 @@ def claim(session: Session, job_id: int, *, stale_after: timedelta) -> bool:
         )
         .values(status=JobStatus.RUNNING, claimed_at=now, attempts=Job.attempts + 1)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return None
+    return int(session.scalars(select(Job.attempts).where(Job.id == job_id)).one())
 
 
 def jobs_to_resend(session: Session, *, stale_after: timedelta, limit: int = 1000) -> Sequence[int]:

@@ -44,6 +44,9 @@ class StudyStatus(enum.StrEnum):
 
 class QuarantineStatus(enum.StrEnum):
     HELD = "HELD"
+    # Sent back through the pipeline (e.g. after a profile fix); a new decision follows.
+    RETRIED = "RETRIED"
+    # The original was handed out of Amana (back to the hospital or for manual handling).
     RELEASED = "RELEASED"
     PURGED = "PURGED"
 

@@ -14,20 +14,22 @@ from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
-from anonymizer.engine import Deidentifier
-from anonymizer.paths import archive_relpath
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from amana.errors import QuarantineError, QuarantineReason
+from anonymizer.engine import Deidentifier
 from anonymizer.outcome import Outcome
+from anonymizer.paths import archive_relpath
 from archive.catalog import find_instance, record_instance
 from archive.fsio import durable_move, durable_write
 from archive.jobs import claim, utcnow
 from archive.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
 
 log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
 
 
 class JobResult(StrEnum):
@@ -49,7 +51,8 @@ class WorkerContext:
 
 def process_job(ctx: WorkerContext, job_id: int) -> JobResult:
     with ctx.sessions.begin() as session:
-        if not claim(session, job_id, stale_after=ctx.stale_after):
+        attempt = claim(session, job_id, stale_after=ctx.stale_after)
+        if attempt is None:
             return JobResult.SKIPPED
         spool_name = session.scalars(select(Job.spool_name).where(Job.id == job_id)).one()
 
@@ -67,6 +70,18 @@ def process_job(ctx: WorkerContext, job_id: int) -> JobResult:
             spool_name,
             QuarantineError(QuarantineReason.PROCESSING_ERROR, "spooled file is missing"),
             None,
+        )
+
+    if attempt > MAX_ATTEMPTS:
+        # Each earlier attempt was claimed and never finished: this input kills workers.
+        return _quarantine(
+            ctx,
+            job_id,
+            spool_name,
+            QuarantineError(
+                QuarantineReason.WORKER_LOST,
+                f"processing never finished in {MAX_ATTEMPTS} attempts (worker lost)",
+            ),
         )
 
     data = spool_path.read_bytes()
@@ -154,6 +169,7 @@ def _finish_quarantine(
         entry = session.scalars(
             select(QuarantineEntry).where(QuarantineEntry.job_id == job_id)
         ).first()
+        size = held_path.stat().st_size if held_path else 0
         if entry is None:
             session.add(
                 QuarantineEntry(
@@ -161,10 +177,16 @@ def _finish_quarantine(
                     reason=error.reason.value,
                     message=error.message,
                     stored_name=spool_name,
-                    size_bytes=held_path.stat().st_size if held_path else 0,
+                    size_bytes=size,
                     status=QuarantineStatus.HELD,
                     created_at=now,
                 )
             )
+        else:  # quarantined again after a retry: the newest decision is the one that holds
+            entry.reason = error.reason.value
+            entry.message = error.message
+            entry.size_bytes = size
+            entry.status = QuarantineStatus.HELD
+            entry.created_at = now
     log.info("job %s quarantined: %s", job_id, error.reason.value)
     return JobResult.QUARANTINED

@@ -107,6 +107,7 @@ def build_ae(ae_title: str) -> AE:
     ae.require_called_aet = True
     ae.maximum_pdu_size = 0  # unlimited: fewer, larger P-DATA fragments
     for cx in AllStoragePresentationContexts:
+        assert cx.abstract_syntax is not None
         ae.add_supported_context(cx.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
     return ae
@@ -127,5 +128,5 @@ def start_receiver(
     tempfile.tempdir = str(spool.tmp)
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     ae = build_ae(ae_title)
-    handlers = [(evt.EVT_C_STORE, handler), (evt.EVT_C_ECHO, _handle_echo)]
+    handlers: list[Any] = [(evt.EVT_C_STORE, handler), (evt.EVT_C_ECHO, _handle_echo)]
     return ae.start_server((host, port), block=block, evt_handlers=handlers)

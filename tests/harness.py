@@ -88,26 +88,55 @@ class Amana:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+# dcmtk's storescu proposes one compressed transfer syntax per run, chosen by option.
+_STORESCU_TS_OPTION = {
+    "1.2.840.10008.1.2.5": "-xr",
+    "1.2.840.10008.1.2.4.90": "-xv",
+    "1.2.840.10008.1.2.4.91": "-xw",
+    "1.2.840.10008.1.2.4.50": "-xy",
+    "1.2.840.10008.1.2.4.51": "-xx",
+    "1.2.840.10008.1.2.4.70": "-xs",
+    "1.2.840.10008.1.2.4.80": "-xt",
+    "1.2.840.10008.1.2.4.81": "-xu",
+    "1.2.840.10008.1.2.1.99": "-xd",
+}
+
+
 def storescu(
     port: int, files: list[Path], *, ae_title: str = "AMANA"
 ) -> subprocess.CompletedProcess[str]:
+    """Send files as a PACS would, one storescu run per compressed transfer syntax."""
+    import pydicom
+
+    groups: dict[str, list[Path]] = {}
+    for path in files:
+        ts = str(pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+        groups.setdefault(_STORESCU_TS_OPTION.get(ts, "-x="), []).append(path)
     env = dict(os.environ, TCP_NODELAY="1")
-    return subprocess.run(
-        [
-            "storescu",
-            "-aet",
-            "TESTPACS",
-            "-aec",
-            ae_title,
-            "127.0.0.1",
-            str(port),
-            *[str(f) for f in files],
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result: subprocess.CompletedProcess[str] | None = None
+    for option, group in groups.items():
+        result = subprocess.run(
+            [
+                "storescu",
+                "-R",
+                option,
+                "-aet",
+                "TESTPACS",
+                "-aec",
+                ae_title,
+                "127.0.0.1",
+                str(port),
+                *[str(f) for f in group],
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if result.returncode != 0:
+            return result
+    assert result is not None
+    return result
 
 
 def echoscu(port: int, *, ae_title: str = "AMANA") -> bool:

@@ -45,3 +45,23 @@ def send_raw_payloads(port: int, payloads: list[tuple[str, bytes]]) -> list[int]
         return statuses
     finally:
         _config.STORE_SEND_CHUNKED_DATASET = previous
+
+
+def send_dataset_files(port: int, files: list[Path]) -> list[int]:
+    """Send real DICOM files with pynetdicom and return each C-STORE status."""
+    import pydicom
+
+    ae = AE(ae_title="TESTPACS")
+    datasets = [pydicom.dcmread(f) for f in files]
+    for ds in datasets:
+        ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", port, ae_title="AMANA")
+    assert assoc.is_established
+    statuses: list[int] = []
+    try:
+        for ds in datasets:
+            status = assoc.send_c_store(ds)
+            statuses.append(int(status.Status) if status else -1)
+    finally:
+        assoc.release()
+    return statuses

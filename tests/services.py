@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
@@ -51,46 +51,110 @@ def _as_postgres_user() -> list[str]:
     return []
 
 
+class ThrowawayPostgres:
+    """A private PostgreSQL cluster that can be stopped and started again (chaos tests)."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="amana-pg-"))
+        self.prefix = _as_postgres_user()
+        if self.prefix:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self.port = free_port()
+        subprocess.run(
+            [
+                *self.prefix,
+                _pg_bin("initdb"),
+                "-D",
+                str(self.dir / "data"),
+                "-U",
+                "postgres",
+                "--auth=trust",
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}"
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(
+            [*self.prefix, _pg_bin("pg_ctl"), "-D", str(self.dir / "data"), *args],
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self) -> None:
+        self._ctl(
+            "-w",
+            "-l",
+            str(self.dir / "log"),
+            "-o",
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1",
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._ctl("-m", "fast", "-w", "stop")
+
+    def destroy(self) -> None:
+        with suppress(subprocess.CalledProcessError):
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class ThrowawayRedis:
+    """A private Redis keeping nothing on disk, so a restart is a restart with data wiped."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server not found; run `make deps-test`")
+        self.binary = binary
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_port("127.0.0.1", self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Yield a server URL (no database part) for a reachable PostgreSQL."""
     if port_open("127.0.0.1", 5432):
         yield "postgresql+psycopg://postgres@127.0.0.1:5432"
         return
-    datadir = Path(tempfile.mkdtemp(prefix="amana-pg-"))
-    prefix = _as_postgres_user()
-    if prefix:
-        shutil.chown(datadir, "postgres", "postgres")
-    port = free_port()
-    subprocess.run(
-        [*prefix, _pg_bin("initdb"), "-D", str(datadir / "data"), "-U", "postgres", "--auth=trust"],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            *prefix,
-            _pg_bin("pg_ctl"),
-            "-D",
-            str(datadir / "data"),
-            "-w",
-            "-l",
-            str(datadir / "log"),
-            "-o",
-            f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    server = ThrowawayPostgres()
+    server.start()
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+        yield server.url
     finally:
-        subprocess.run(
-            [*prefix, _pg_bin("pg_ctl"), "-D", str(datadir / "data"), "-m", "fast", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(datadir, ignore_errors=True)
+        server.destroy()
 
 
 @contextmanager
@@ -98,20 +162,12 @@ def redis_server() -> Iterator[str]:
     if port_open("127.0.0.1", 6379):
         yield "redis://127.0.0.1:6379"
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server not found; run `make deps`")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
+    server = ThrowawayRedis()
+    server.start()
     try:
-        wait_port("127.0.0.1", port)
-        yield f"redis://127.0.0.1:{port}"
+        yield server.url.rsplit("/", 1)[0]
     finally:
-        proc.terminate()
-        proc.wait(10)
+        server.stop()
 
 
 @contextmanager

@@ -1,22 +1,66 @@
 """Burned-in text: the pixel policy of a profile and its application.
 
-CONTRACT (placeholder until the pixel work lands; signatures are fixed):
+CONTRACT (signatures are fixed):
 - `PixelPolicy`: pydantic model (extra="forbid") for the `pixel:` section of a profile.
 - `clean_pixels(original, output, policy, identifying_values)` mutates `output` (already
   header-scrubbed) and returns the pixel actions taken; raises QuarantineError when the
   pixels cannot be cleaned with certainty.
+
+The flow for one instance: headers decide whether it is examined (selection.py); if not,
+Pixel Data is never decoded. Otherwise a matching device rule masks its rectangles, or OCR
+finds words to mask; the masked frames are read again (verification) and any identifying
+value still read quarantines the instance. Masked frames are written back losslessly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+import numpy as np
 from pydicom.dataset import Dataset
 
+from amana.errors import QuarantineError, QuarantineReason
 
-class PixelPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from . import codec, mask, ocr, verify
+from .policy import OcrSettings, PixelPolicy, bind_rules_dir
+from .rules import RuleFileError, RuleSet, load_pixel_rules, rule_rects
+from .selection import embedded_overlay, examination_reason
+
+__all__ = [
+    "DEFAULT_RULES_DIR",
+    "OcrSettings",
+    "PixelPolicy",
+    "RuleSet",
+    "bind_rules_dir",
+    "clean_pixels",
+    "load_pixel_rules",
+    "rules_for",
+]
+
+# profiles/pixel in the source tree; the loader binds another directory with
+# `bind_rules_dir` when profiles live elsewhere.
+DEFAULT_RULES_DIR = Path(__file__).resolve().parents[2] / "profiles" / "pixel"
+
+
+def rules_for(policy: PixelPolicy) -> RuleSet:
+    """The policy's device rules (files are parsed once and cached by path and mtime)."""
+    directory = policy.rules_dir or DEFAULT_RULES_DIR
+    try:
+        return load_pixel_rules(directory, policy.rules)
+    except RuleFileError as exc:
+        raise QuarantineError(QuarantineReason.PIXEL_POLICY, str(exc)) from exc
+
+
+@dataclass
+class PixelResult:
+    """What happened to one instance; `before`/`masks` are kept for previews only."""
+
+    actions: list[str] = field(default_factory=list)
+    before: codec.Frames | None = None
+    after: codec.Frames | None = None
+    masks: list[np.ndarray] = field(default_factory=list)
 
 
 def clean_pixels(
@@ -25,4 +69,197 @@ def clean_pixels(
     policy: PixelPolicy,
     identifying_values: Collection[str],
 ) -> tuple[str, ...]:
-    return ("not_examined",)
+    return tuple(run(original, output, policy, identifying_values).actions)
+
+
+def run(
+    original: Dataset,
+    output: Dataset,
+    policy: PixelPolicy,
+    identifying_values: Collection[str],
+    *,
+    keep_before: bool = False,
+) -> PixelResult:
+    result = PixelResult()
+    rules = rules_for(policy)
+    reason = examination_reason(original, policy, rules)
+    _remove_side_channels(original, output, policy, result.actions)
+    if reason is None:
+        result.actions.insert(0, "not_examined")
+        return result
+    result.actions.insert(0, f"examined:{reason}")
+
+    frames = codec.decode(output)
+    if keep_before:
+        result.before = codec.Frames(frames.array.copy(), frames.photometric, frames.bits_stored)
+    changed = False
+    if embedded_overlay(original) and not frames.is_color:
+        # Overlay bits above Bits Stored are part of the stored values: clear them.
+        frames.array &= np.array((1 << frames.bits_stored) - 1).astype(frames.array.dtype)
+        changed = True
+        result.actions.append("embedded_overlay_cleared")
+
+    masks, rule_actions = _rule_masks(original, frames, rules)
+    result.actions.extend(rule_actions)
+    if not masks or policy.ocr_after_rule:
+        if not policy.ocr.enabled:
+            if not masks:
+                raise QuarantineError(
+                    QuarantineReason.PIXEL_POLICY,
+                    "image must be examined, no device rule matches and OCR is disabled",
+                )
+        else:
+            ocr_masks, count = _ocr_masks(frames, policy.ocr)
+            result.actions.append(f"ocr_mask:{count}_boxes")
+            masks = _merge(masks, ocr_masks)
+
+    if masks and any(m.any() for m in masks):
+        fill = mask.fill_value(frames.array, frames.photometric)
+        mask.apply(frames.array, masks, fill)
+        changed = True
+    result.masks = masks
+
+    if policy.verify and policy.ocr.enabled:
+        _verify(frames, policy, original, identifying_values)
+        result.actions.append("verified")
+        output.BurnedInAnnotation = "NO"
+    else:
+        result.actions.append("unverified")
+
+    if changed:
+        syntax = codec.encode(output, frames, policy.reencode_as)
+        result.actions.append(f"reencoded:{syntax}")
+    else:
+        result.actions.append("pixels_unchanged")
+    result.after = frames
+    return result
+
+
+def _remove_side_channels(
+    original: Dataset, output: Dataset, policy: PixelPolicy, actions: list[str]
+) -> None:
+    """Overlay planes and icon thumbnails can carry text or a copy of the image."""
+    if policy.remove_overlays:
+        tags = [element.tag for element in output]
+        overlay_tags = [t for t in tags if 0x6000 <= t.group <= 0x601E and t.group % 2 == 0]
+        curve_tags = [t for t in tags if 0x5000 <= t.group <= 0x501E and t.group % 2 == 0]
+        # Embedded overlays (no Overlay Data) are described by the same group; the bits
+        # themselves are cleared from Pixel Data when the image is decoded.
+        for tag in overlay_tags + curve_tags:
+            del output[tag]
+        if overlay_tags or curve_tags:
+            actions.append("overlays_removed")
+    if policy.remove_icon_images and "IconImageSequence" in output:
+        del output.IconImageSequence
+        actions.append("icon_removed")
+
+
+def _rule_masks(
+    original: Dataset, frames: codec.Frames, rules: RuleSet
+) -> tuple[list[np.ndarray], list[str]]:
+    matched = rules.matching(original, "mask")
+    if not matched:
+        return [], []
+    shape = (frames.rows, frames.columns)
+    total = np.zeros(shape, dtype=bool)
+    for rule in matched:
+        fill, keep = rule_rects(rule, original, frames.rows, frames.columns)
+        total |= mask.rect_mask(shape, fill, keep)
+    return [total], [f"rule_mask:{rule.id}" for rule in matched]
+
+
+def _merge(a: list[np.ndarray], b: list[np.ndarray]) -> list[np.ndarray]:
+    if not a:
+        return b
+    if not b:
+        return a
+    if len(a) == 1 and len(b) == 1:
+        return [a[0] | b[0]]
+    n = max(len(a), len(b))
+    return [(a[i] if len(a) > 1 else a[0]) | (b[i] if len(b) > 1 else b[0]) for i in range(n)]
+
+
+def sample_indices(count: int, wanted: int, *, shift: float = 0.0) -> list[int]:
+    """`wanted` frame indices spread over `count` frames (first and last included)."""
+    if count <= wanted:
+        return list(range(count))
+    points = np.linspace(0, count - 1, wanted)
+    if shift:
+        points = np.clip(points + shift * (count - 1) / max(1, wanted - 1), 0, count - 1)
+    return sorted({int(round(p)) for p in points})
+
+
+def _image(frames: codec.Frames, index: int) -> np.ndarray:
+    return ocr.to_uint8(frames.array[index], frames.photometric, frames.bits_stored)
+
+
+def _read(frames: codec.Frames, index: int, settings: OcrSettings) -> ocr.FrameText:
+    return ocr.read_frame(
+        _image(frames, index),
+        settings,
+        min_contrast=settings.min_contrast,
+        min_chroma=settings.min_chroma,
+    )
+
+
+def _is_static(frames: codec.Frames, region: mask.Rect, reference: int) -> bool:
+    """Whether a text box shows the same pixels in every frame (lossy noise tolerated)."""
+    x, y, w, h = region
+    ref = frames.array[reference, y : y + h, x : x + w].astype(np.int32)
+    for index in range(frames.count):
+        cur = frames.array[index, y : y + h, x : x + w].astype(np.int32)
+        differing = np.abs(cur - ref) > 40
+        if differing.mean() > 0.02:
+            return False
+    return True
+
+
+def _ocr_masks(frames: codec.Frames, settings: OcrSettings) -> tuple[list[np.ndarray], int]:
+    shape = (frames.rows, frames.columns)
+    sampled = sample_indices(frames.count, settings.sample_frames)
+    union = np.zeros(shape, dtype=bool)
+    for index in sampled:
+        union |= mask.word_mask(_read(frames, index, settings), shape, settings.margin)
+    boxes = mask.boxes_of(union)
+    if frames.count == 1 or all(_is_static(frames, b, sampled[0]) for b in boxes):
+        return [union], len(boxes)
+    # Some text changes between frames: read every frame on its own.
+    masks = []
+    for index in range(frames.count):
+        own = union.copy()
+        if index not in sampled:
+            own |= mask.word_mask(_read(frames, index, settings), shape, settings.margin)
+        masks.append(own)
+    count = max(len(mask.boxes_of(m)) for m in masks)
+    return masks, count
+
+
+def _verify(
+    frames: codec.Frames,
+    policy: PixelPolicy,
+    original: Dataset,
+    identifying_values: Collection[str],
+) -> None:
+    settings = policy.ocr
+    # Read other frames than detection did, with lower thresholds, so the check is not
+    # a replay of the detection.
+    indices = set(sample_indices(frames.count, settings.sample_frames))
+    indices |= set(sample_indices(frames.count, settings.sample_frames, shift=0.5))
+    forbid = str(original.get("Modality", "")).upper() in {m.upper() for m in policy.forbid_text_in}
+    for index in sorted(indices):
+        text = ocr.read_frame(
+            _image(frames, index),
+            settings,
+            min_contrast=settings.verify_min_contrast,
+            min_chroma=settings.verify_min_chroma,
+        )
+        if verify.residual_matches(text.words, identifying_values):
+            raise QuarantineError(
+                QuarantineReason.RESIDUAL_PIXEL_TEXT,
+                f"identifying text still read in frame {index + 1} after masking",
+            )
+        if forbid and verify.readable_text(text.words):
+            raise QuarantineError(
+                QuarantineReason.RESIDUAL_PIXEL_TEXT,
+                f"text still read in frame {index + 1}; the profile allows none here",
+            )

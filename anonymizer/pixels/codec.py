@@ -16,10 +16,16 @@ from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
+    JPEG2000MCLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
     RLELossless,
 )
+from pydicom.uid import JPEGLossless as JPEGLosslessP14
 
 from amana.errors import QuarantineError, QuarantineReason
 
@@ -28,6 +34,18 @@ from .policy import LosslessSyntax
 NATIVE_KEPT = {ImplicitVRLittleEndian, ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian}
 # Lossless syntaxes we can write back as received.
 ENCODABLE_KEPT = {RLELossless, JPEG2000Lossless}
+
+# Encapsulated syntaxes that never lose information; every other compressed one may.
+LOSSLESS_ENCAPSULATED = {
+    RLELossless,
+    JPEG2000Lossless,
+    JPEG2000MCLossless,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
+    JPEGLosslessP14,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+}
 
 _TARGETS: dict[str, UID] = {
     "jpeg2000_lossless": JPEG2000Lossless,
@@ -101,7 +119,9 @@ def decode(ds: Dataset) -> Frames:
 def encode(output: Dataset, frames: Frames, reencode_as: LosslessSyntax) -> str:
     """Write `frames` into `output`; returns the transfer syntax UID used."""
     received = transfer_syntax(output)
-    was_lossy = (not received.is_lossless) or str(output.get("LossyImageCompression", "")) == "01"
+    was_lossy = (received.is_compressed and received not in LOSSLESS_ENCAPSULATED) or str(
+        output.get("LossyImageCompression", "")
+    ) == "01"
     if received in NATIVE_KEPT:
         target = ExplicitVRLittleEndian if received == ExplicitVRBigEndian else received
     elif received in ENCODABLE_KEPT:
@@ -115,9 +135,7 @@ def encode(output: Dataset, frames: Frames, reencode_as: LosslessSyntax) -> str:
     pixel_representation = int(output.get("PixelRepresentation", 0) or 0)
     if pixel_representation == 1 and arr.dtype.kind == "u":
         arr = arr.astype(arr.dtype.str.replace("u", "i"))
-    output.set_pixel_data(
-        arr, frames.photometric, frames.bits_stored, generate_instance_uid=False
-    )
+    output.set_pixel_data(arr, frames.photometric, frames.bits_stored, generate_instance_uid=False)
     if frames.count == 1 and "NumberOfFrames" in output:
         # set_pixel_data removes it for one frame; multi-frame IODs require it.
         output.NumberOfFrames = 1

@@ -97,9 +97,7 @@ class PixelPolicy(BaseModel):
 
     # -- device rules -------------------------------------------------------------------
     # Rule files under profiles/pixel/ (names without .yaml), applied in order.
-    rules: list[str] = Field(
-        default_factory=lambda: ["ctp-device-regions", "ctp-examine-signs"]
-    )
+    rules: list[str] = Field(default_factory=lambda: ["ctp-device-regions", "ctp-examine-signs"])
     # After a device rule masked its regions, also OCR the image for text elsewhere.
     ocr_after_rule: bool = False
 

@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from pydicom.datadict import get_entry, repeater_has_keyword, tag_for_keyword
 from pydicom.dataset import Dataset
-from pydicom.datadict import tag_for_keyword
+from pydicom.tag import Tag
 
 RuleAction = Literal["mask", "examine"]
 Rect = tuple[int, int, int, int]  # x, y, width, height
@@ -88,11 +89,29 @@ class RuleSet:
 # ----------------------------------------------------------------------- evaluation
 
 
+@functools.lru_cache(maxsize=256)
+def _overlay_element(keyword: str) -> int | None:
+    """Element number of a repeating-group (60xx) keyword such as OverlayDescription."""
+    for element in range(0x0000, 0x4000):
+        try:
+            if get_entry(Tag(0x6000, element))[4] == keyword:
+                return element
+        except KeyError:
+            continue
+    return None
+
+
 def _values(ds: Dataset, keyword: str) -> list[str] | None:
     """The attribute's values as strings; None when absent."""
-    if keyword not in ds:
-        return None
-    value = ds[keyword].value
+    if keyword in ds:
+        value = ds[keyword].value
+    else:
+        element = _overlay_element(keyword) if repeater_has_keyword(keyword) else None
+        tags = [Tag(g, element) for g in range(0x6000, 0x6020, 2)] if element is not None else []
+        present = [t for t in tags if t in ds]
+        if not present:
+            return None
+        value = ds[present[0]].value
     if value is None:
         return []
     if isinstance(value, bytes):
@@ -169,7 +188,7 @@ def _parse_predicate(node: Any, where: str) -> Predicate:
             f"{where}: a leaf is {{attribute: Keyword, <one of {', '.join(_LEAF_TESTS)}>}}"
         )
     attribute = str(node["attribute"])
-    if tag_for_keyword(attribute) is None:
+    if tag_for_keyword(attribute) is None and not repeater_has_keyword(attribute):
         raise RuleFileError(f"{where}: unknown DICOM keyword {attribute!r}")
     test = tests.pop()
     raw = node[test]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import archive.models_governance  # noqa: F401  (registers the governance tables)
 from archive.db import make_engine
 from archive.models import Base
 

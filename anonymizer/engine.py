@@ -1,0 +1,283 @@
+"""The profile engine: one instance in, a de-identified instance (or a quarantine) out.
+
+`Deidentifier` compiles a profile once; `deidentify` is then called per instance. The
+steps: parse, gather the instance's identifying values, scrub every element at every
+depth, record what was done, optional pixel cleaning, write, and check the written bytes
+for any original identifying value before anything is handed back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from io import BytesIO
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import (
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from amana.errors import QuarantineError, QuarantineReason
+from anonymizer.dates import age_in_years, age_years_from_as, decade_band, parse_da
+from anonymizer.identity import IdentifyingValues, collect
+from anonymizer.outcome import InstanceFacts, Outcome, PseudonymKey
+from anonymizer.output import bytes_outside_pixels, new_file_meta, record_method, write_part10
+from anonymizer.profile_loader import ProfileError, load_profile_file
+from anonymizer.profile_model import Option, Profile
+from anonymizer.pseudonyms import Pseudonymizer, key_from_bytes
+from anonymizer.rules import CompiledProfile, Op, Rule, compile_profile
+from anonymizer.scrub import ScrubContext, scrub
+from anonymizer.selfcheck import scan_bytes, scan_dataset
+from anonymizer.textclean import TextCleaner
+
+__all__ = [
+    "Deidentifier",
+    "ProfileError",
+    "Profile",
+    "key_from_bytes",
+    "load_profile",
+    "ExplainRow",
+]
+
+REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+# (tag, VR, rule or None when the profile does not name it, value before, value after)
+ExplainRow = tuple[int, str, Rule | None, object, object]
+
+
+def load_profile(name_or_path: str, profiles_dir: Path) -> Profile:
+    """A profile by name (`ma-national` -> profiles_dir/ma-national.yaml) or by path."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
+        return load_profile_file(candidate)
+    file = profiles_dir / f"{name_or_path}.yaml"
+    if not file.is_file():
+        raise ProfileError(file, None, f"no profile named {name_or_path!r} in {profiles_dir}")
+    return load_profile_file(file)
+
+
+class Deidentifier:
+    """A compiled profile plus a key; safe to call from one thread at a time."""
+
+    def __init__(self, profile: Profile, key: PseudonymKey) -> None:
+        self.profile = profile
+        self.key = key
+        self.compiled: CompiledProfile = compile_profile(profile)
+        self.pseudonyms = Pseudonymizer(key)
+        shift = profile.pseudonyms.date_shift_days
+        self._shift_range = (shift.min, shift.max)
+        self._linkage = profile.pseudonyms.linkage
+
+    def deidentify(self, data: bytes) -> Outcome:
+        return self._run(data, explain=None)
+
+    def explain(self, data: bytes) -> tuple[list[ExplainRow], Outcome | QuarantineError]:
+        """Every attribute's before -> action -> after, and the outcome (for stewards)."""
+        rows: list[ExplainRow] = []
+
+        def record(tag: int, vr: str, rule: Rule | None, before: object, after: object) -> None:
+            rows.append((tag, vr, rule, before, after))
+
+        try:
+            outcome: Outcome | QuarantineError = self._run(data, explain=record)
+        except QuarantineError as exc:
+            outcome = exc
+        return rows, outcome
+
+    def _run(
+        self, data: bytes, explain: Callable[[int, str, Rule | None, object, object], None] | None
+    ) -> Outcome:
+        ds = _parse(data)
+        for keyword in REQUIRED:
+            if not str(ds.get(keyword, "") or "").strip():
+                raise QuarantineError(
+                    QuarantineReason.MISSING_ATTRIBUTE, f"{keyword} is missing or empty"
+                )
+        transfer_syntax = _transfer_syntax(ds)
+        original = _parse(data) if self.profile.pixel is not None else None
+        try:
+            return self._deidentify(ds, transfer_syntax, original, explain)
+        except QuarantineError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a decoder/encoder failure on odd input
+            raise QuarantineError(
+                QuarantineReason.UNREADABLE,
+                f"cannot de-identify this instance ({type(exc).__name__})",
+            ) from exc
+
+    def _deidentify(
+        self,
+        ds: Dataset,
+        transfer_syntax: str,
+        original: Dataset | None,
+        explain: Callable[[int, str, Rule | None, object, object], None] | None,
+    ) -> Outcome:
+        profile = self.profile
+        found = IdentifyingValues()
+        collect(ds, self.compiled, found)
+        linkage = _linkage_values(ds, self._linkage)
+        patient = self.pseudonyms.patient(linkage)
+        offset = self.pseudonyms.date_offset(linkage, *self._shift_range)
+        birth_band, computed_age = _patient_age_facts(ds, profile)
+        ctx = ScrubContext(
+            compiled=self.compiled,
+            pseudonyms=self.pseudonyms,
+            cleaner=TextCleaner(found),
+            found=found,
+            patient_pseudonym=patient,
+            date_offset=offset,
+            age_max_years=profile.generalize.age_max_years,
+            regions=profile.regions,
+            explain=explain,
+        )
+        scrub(ds, ctx)
+        if computed_age is not None and "PatientAge" not in ds and _keeps_age(self.compiled):
+            ds.PatientAge = computed_age
+        record_method(ds, profile, self.key.key_id, _shifts_dates(self.compiled))
+        ds.file_meta = new_file_meta(ds, transfer_syntax)
+        pixel_actions: tuple[str, ...] = ()
+        if profile.pixel is not None and original is not None:
+            from anonymizer.pixels import clean_pixels
+
+            pixel_actions = clean_pixels(original, ds, profile.pixel, found.all_values())
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        output = write_part10(ds)
+        self._self_check(output, ds, found)
+        return Outcome(output, _facts(ds, profile, self.key, patient, birth_band, ctx.region,
+                                      pixel_actions))
+
+    def _self_check(self, output: bytes, ds: Dataset, found: IdentifyingValues) -> None:
+        if scan_bytes(bytes_outside_pixels(output, ds), found):
+            raise QuarantineError(
+                QuarantineReason.RESIDUAL_PHI,
+                "an original identifying value remains in the de-identified output",
+            )
+        charset = ds.get("SpecificCharacterSet", "")
+        charsets = [charset] if isinstance(charset, str) else list(charset)
+        if any("2022" in c for c in charsets):
+            where = scan_dataset(ds, found)
+            if where is not None:
+                raise QuarantineError(
+                    QuarantineReason.RESIDUAL_PHI,
+                    f"an original identifying value remains in {where}",
+                )
+
+
+def _parse(data: bytes) -> Dataset:
+    try:
+        return dcmread(BytesIO(data))
+    except InvalidDicomError:
+        pass
+    except Exception as exc:  # noqa: BLE001 - any parser failure means: cannot read
+        raise QuarantineError(QuarantineReason.UNREADABLE, "the DICOM file cannot be parsed") from exc
+    # No preamble/DICM: accept a bare dataset only if it parses as one.
+    try:
+        ds = dcmread(BytesIO(data), force=True)
+        if len(ds) == 0 or "SOPClassUID" not in ds:
+            raise InvalidDicomError("no dataset")
+        return ds
+    except Exception as exc:  # noqa: BLE001
+        raise QuarantineError(QuarantineReason.NOT_DICOM, "the input is not a DICOM file") from exc
+
+
+def _transfer_syntax(ds: Dataset) -> str:
+    meta = getattr(ds, "file_meta", None)
+    syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    if syntax:
+        return syntax
+    encoding = ds.original_encoding
+    if encoding == (True, True):
+        return ImplicitVRLittleEndian
+    if encoding == (False, False):
+        return ExplicitVRBigEndian
+    return ExplicitVRLittleEndian
+
+
+def _linkage_values(ds: Dataset, keywords: tuple[str, ...]) -> list[str]:
+    values = [str(ds.get(keyword, "") or "").strip() for keyword in keywords]
+    if not any(values):
+        # No patient identifier: each study is its own pseudonymous patient, never a
+        # shared "empty" patient that would merge strangers.
+        return ["no-linkage", str(ds.StudyInstanceUID)]
+    return values
+
+
+def _patient_age_facts(ds: Dataset, profile: Profile) -> tuple[str | None, str | None]:
+    """(birth-decade band, computed PatientAge) from the original, before dates go."""
+    if Option.RETAIN_PATIENT_CHARACTERISTICS not in profile.options:
+        return None, None
+    birth = parse_da(str(ds.get("PatientBirthDate", "") or ""))
+    study = parse_da(str(ds.get("StudyDate", "") or ""))
+    limit = profile.generalize.age_max_years
+    age_value = str(ds.get("PatientAge", "") or "")
+    years = age_years_from_as(age_value) if age_value else None
+    computed: str | None = None
+    if birth is not None and study is not None and study >= birth:
+        years_computed = age_in_years(birth, study)
+        years = years if years is not None else years_computed
+        computed = f"{min(years_computed, limit + 1):03d}Y"
+    if birth is None or (years is not None and years > limit):
+        return None, computed
+    return decade_band(birth.year), computed
+
+
+def _keeps_age(compiled: CompiledProfile) -> bool:
+    rule = compiled.exact.get(0x00101010)
+    return rule is not None and rule.op in (Op.KEEP, Op.AGE)
+
+
+def _shifts_dates(compiled: CompiledProfile) -> bool:
+    rule = compiled.exact.get(0x00080020)
+    return rule is not None and rule.op == Op.SHIFT
+
+
+def _text(ds: Dataset, keyword: str) -> str | None:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    return str(value)
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    value = ds.get(keyword)
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _facts(
+    ds: Dataset,
+    profile: Profile,
+    key: PseudonymKey,
+    patient: str,
+    birth_band: str | None,
+    region: str | None,
+    pixel_actions: tuple[str, ...],
+) -> InstanceFacts:
+    return InstanceFacts(
+        patient_pseudonym=patient,
+        study_uid=str(ds.StudyInstanceUID),
+        series_uid=str(ds.SeriesInstanceUID),
+        sop_instance_uid=str(ds.SOPInstanceUID),
+        sop_class_uid=str(ds.SOPClassUID),
+        transfer_syntax_uid=str(ds.file_meta.TransferSyntaxUID),
+        profile_name=profile.name,
+        profile_version=profile.version,
+        key_id=key.key_id,
+        modality=_text(ds, "Modality"),
+        study_date=_text(ds, "StudyDate"),
+        study_description=_text(ds, "StudyDescription"),
+        series_description=_text(ds, "SeriesDescription"),
+        series_number=_int(ds, "SeriesNumber"),
+        instance_number=_int(ds, "InstanceNumber"),
+        body_part=_text(ds, "BodyPartExamined"),
+        patient_sex=_text(ds, "PatientSex"),
+        patient_age=_text(ds, "PatientAge"),
+        patient_birth_year_band=birth_band,
+        region=region,
+        pixel_actions=pixel_actions,
+    )

@@ -1,0 +1,142 @@
+"""The identifying values of one instance, gathered before anything is changed.
+
+They drive `clean` (free text loses them) and the self-check (the output must not contain
+them). Only values the profile removes or replaces count: a value the profile keeps on
+purpose (a retained device model, say) cannot be a leak.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
+
+from anonymizer.rules import CompiledProfile, Op
+from anonymizer.textnorm import name_components, normalize
+
+# Attributes whose whole value identifies someone or something local (PN handled by VR).
+IDENTITY_KEYWORDS: dict[int, str] = {
+    0x00100020: "PatientID",
+    0x00101000: "OtherPatientIDs",
+    0x00100021: "IssuerOfPatientID",
+    0x00080050: "AccessionNumber",
+    0x00200010: "StudyID",
+    0x00381010: "AdmissionID",
+    0x00101090: "MedicalRecordLocator",
+    0x00402016: "PlacerOrderNumberImagingServiceRequest",
+    0x00402017: "FillerOrderNumberImagingServiceRequest",
+    0x00401001: "RequestedProcedureID",
+    0x00400009: "ScheduledProcedureStepID",
+    0x00400253: "PerformedProcedureStepID",
+    0x00102154: "PatientTelephoneNumbers",
+    0x00101040: "PatientAddress",
+    0x00401102: "PersonAddress",
+    0x00401103: "PersonTelephoneNumbers",
+    0x00080092: "ReferringPhysicianAddress",
+    0x00080094: "ReferringPhysicianTelephoneNumbers",
+    0x00080080: "InstitutionName",
+    0x00080081: "InstitutionAddress",
+    0x00081040: "InstitutionalDepartmentName",
+    0x00081010: "StationName",
+    0x00181000: "DeviceSerialNumber",
+    0x00100030: "PatientBirthDate",
+    0x00080020: "StudyDate",
+    0x00101080: "MilitaryRank",
+    0x00101081: "BranchOfService",
+    0x00100050: "PatientInsurancePlanCodeSequence",
+    0x00102150: "CountryOfResidence",
+    0x00120040: "ClinicalTrialSubjectID",
+    0x00120042: "ClinicalTrialSubjectReadingID",
+}
+# Attributes whose value is a category, never a leak even when removed.
+_NOT_IDENTIFYING = {0x00102150, 0x00100050}
+_DATE_KEYWORDS = {"PatientBirthDate", "StudyDate"}
+_DIGITS = re.compile(r"^\d+$")
+
+
+@dataclass
+class IdentifyingValues:
+    names: set[str] = field(default_factory=set)  # name components and whole names
+    identifiers: set[str] = field(default_factory=set)  # ids, addresses, phones, stations
+    dates: set[str] = field(default_factory=set)  # YYYYMMDD
+    uids: set[str] = field(default_factory=set)  # originals of remapped UIDs
+
+    def all_values(self) -> list[str]:
+        return sorted(self.names | self.identifiers | self.dates | self.uids)
+
+
+def _values(value: object) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str | bytes):
+        return [value.decode("latin-1") if isinstance(value, bytes) else value]
+    try:
+        return [str(v) for v in value]  # type: ignore[attr-defined]
+    except TypeError:
+        return [str(value)]
+
+
+def collect(ds: Dataset, compiled: CompiledProfile, found: IdentifyingValues) -> None:
+    """Walk every element at every depth (private included) and record identifying values."""
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        vr = raw.VR if raw is not None and raw.VR is not None else _dictionary_vr(tag)
+        if vr == "SQ":
+            for item in ds[tag].value or ():
+                collect(item, compiled, found)
+            continue
+        is_named = tag in IDENTITY_KEYWORDS
+        if vr != "PN" and not is_named:
+            continue
+        rule = compiled.rule_for(tag) if not BaseTag(tag).is_private else None
+        if rule is not None and rule.op == Op.KEEP:
+            continue  # kept on purpose by the profile
+        try:
+            values = _values(ds[tag].value)
+        except Exception:  # noqa: BLE001 - undecodable: nothing to learn from it
+            continue
+        if vr == "PN":
+            for value in values:
+                text = normalize(str(value))
+                found.names.update(c for c in name_components(text) if len(c) >= 2)
+                whole = text.replace("^", " ").replace("=", " ").strip()
+                if len(whole) >= 2:
+                    found.names.add(" ".join(whole.split()))
+            continue
+        if tag in _NOT_IDENTIFYING:
+            continue
+        keyword = IDENTITY_KEYWORDS[tag]
+        for value in values:
+            text = normalize(str(value)).strip()
+            if not text:
+                continue
+            if keyword in _DATE_KEYWORDS:
+                if len(text) == 8 and text.isdigit():
+                    found.dates.add(text)
+                continue
+            found.identifiers.add(text)
+            if keyword.endswith("Address"):
+                found.identifiers.update(
+                    p.strip() for p in re.split(r"[,;^\n]", text) if len(p.strip()) >= 4
+                )
+
+
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return "UN"
+
+
+def is_meaningful(value: str, kind: str) -> bool:
+    """Values long enough that finding them in output is evidence, not coincidence."""
+    if kind == "uid":
+        return len(value) >= 10
+    if kind == "date":
+        return len(value) == 8
+    if _DIGITS.match(value):
+        return len(value) >= 5
+    return len(value) >= 3

@@ -1,0 +1,88 @@
+"""Writing the de-identified instance: what-was-done attributes, file meta, Part 10 bytes."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from io import BytesIO
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filewriter import dcmwrite
+from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+from anonymizer.profile_model import BASIC_PROFILE_CODE, OPTION_CODES, Option, Profile
+
+IMPLEMENTATION_CLASS_UID = "2.25.206410617284311069734513541934813522261"
+IMPLEMENTATION_VERSION = "AMANA_0.1"
+PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+
+
+def record_method(ds: Dataset, profile: Profile, key_id: str, dates_shifted: bool) -> None:
+    """Patient Identity Removed, De-identification Method (+ codes) and the key id."""
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = [
+        f"AMANA {profile.name}"[:64],
+        f"profile version {profile.version}",
+        f"key id {key_id}",
+    ]
+    codes = [BASIC_PROFILE_CODE]
+    codes += [OPTION_CODES[o] for o in sorted(profile.options, key=list(Option).index)
+              if o in OPTION_CODES]
+    items = []
+    for value, meaning in codes:
+        item = Dataset()
+        item.CodeValue = value
+        item.CodingSchemeDesignator = "DCM"
+        item.CodeMeaning = meaning
+        items.append(item)
+    ds.DeidentificationMethodCodeSequence = items
+    if Option.RETAIN_LONG_FULL_DATES in profile.options:
+        ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
+    elif dates_shifted:
+        ds.LongitudinalTemporalInformationModified = "MODIFIED"
+    else:
+        ds.LongitudinalTemporalInformationModified = "REMOVED"
+
+
+def new_file_meta(ds: Dataset, transfer_syntax: str) -> FileMetaDataset:
+    """A fresh file meta: nothing of the sender's (AE title, implementation) survives."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = transfer_syntax
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+    return meta
+
+
+def write_part10(ds: Dataset) -> bytes:
+    ds.preamble = b"\x00" * 128  # a preamble can carry a whole other file (TIFF, PDF)
+    buffer = BytesIO()
+    dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def bytes_outside_pixels(data: bytes, ds: Dataset) -> list[bytes]:
+    """The output bytes to scan: everything except the pixel data value (and inflated)."""
+    if ds.file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian:
+        meta_length = struct.unpack("<I", data[140:144])[0]
+        body_start = 144 + meta_length
+        body = zlib.decompressobj(-zlib.MAX_WBITS).decompress(data[body_start:])
+        return [data[:body_start], *_split_pixels(body, ds)]
+    return _split_pixels(data, ds)
+
+
+def _split_pixels(data: bytes, ds: Dataset) -> list[bytes]:
+    for tag in PIXEL_TAGS:
+        elem = ds.get_item(tag)
+        if elem is None or not isinstance(elem.value, bytes) or len(elem.value) < 1024:
+            continue
+        value = elem.value
+        for tail in (0, 8, 1):  # nothing, sequence delimiter, odd padding
+            start = len(data) - len(value) - tail
+            if start > 0 and data[start : start + len(value)] == value:
+                return [data[:start], data[start + len(value) :]]
+        index = data.rfind(value[:256])
+        if index > 0 and data[index : index + len(value)] == value:
+            return [data[:index], data[index + len(value) :]]
+    return [data]

@@ -1,0 +1,88 @@
+"""Masks: which pixels of a frame are filled, built from rule rectangles or OCR words."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .ocr import FrameText
+from .rules import Rect
+
+
+def rect_mask(
+    shape: tuple[int, int], rects: Iterable[Rect], keep: Iterable[Rect] = ()
+) -> np.ndarray:
+    rows, columns = shape
+    mask = np.zeros(shape, dtype=bool)
+    for x, y, w, h in rects:
+        mask[max(0, y) : min(rows, y + h), max(0, x) : min(columns, x + w)] = True
+    for x, y, w, h in keep:
+        mask[max(0, y) : min(rows, y + h), max(0, x) : min(columns, x + w)] = False
+    return mask
+
+
+def word_mask(text: FrameText, shape: tuple[int, int], margin: int) -> np.ndarray:
+    """Every word grown by `margin`, plus the whole line of ink each word belongs to.
+
+    Tesseract's word boxes are tight and sometimes leave out a diacritic, a dot or a
+    glyph it could not read; the ink shapes near a word are filled with it.
+    """
+    rows, columns = shape
+    mask = np.zeros(shape, dtype=bool)
+    if not text.words:
+        return mask
+    for word in text.words:
+        mask[
+            max(0, word.y - margin) : min(rows, word.y + word.height + margin),
+            max(0, word.x - margin) : min(columns, word.x + word.width + margin),
+        ] = True
+    # Ink shapes close together (one text line) form a group; groups touched by a word
+    # are filled as a whole.
+    lines = ndi.binary_dilation(text.candidates, structure=np.ones((3, 9), dtype=bool))
+    labels, count = ndi.label(lines)
+    if count:
+        touched = np.unique(labels[mask & lines])
+        touched = touched[touched != 0]
+        if touched.size:
+            objects = ndi.find_objects(labels)
+            for index in touched:
+                box = objects[int(index) - 1]
+                if box is None:
+                    continue
+                mask[
+                    max(0, box[0].start - margin) : min(rows, box[0].stop + margin),
+                    max(0, box[1].start - margin) : min(columns, box[1].stop + margin),
+                ] = True
+    return mask
+
+
+def boxes_of(mask: np.ndarray) -> list[Rect]:
+    """The bounding rectangles of the filled areas, for previews and action codes."""
+    labels, count = ndi.label(mask)
+    rects: list[Rect] = []
+    for box in ndi.find_objects(labels)[:count]:
+        if box is None:
+            continue
+        rects.append(
+            (box[1].start, box[0].start, box[1].stop - box[1].start, box[0].stop - box[0].start)
+        )
+    return rects
+
+
+def fill_value(array: np.ndarray, photometric: str) -> int | float:
+    """The darkest displayed value: text vanishes into black."""
+    if photometric == "MONOCHROME1":
+        return array.max()  # type: ignore[no-any-return]
+    if array.ndim == 4 or photometric.startswith(("RGB", "YBR", "PALETTE")):
+        return 0
+    return array.min()  # type: ignore[no-any-return]
+
+
+def apply(array: np.ndarray, masks: list[np.ndarray], value: int | float) -> None:
+    """Fill `masks[i]` in frame i (one mask for all frames when a single one is given)."""
+    for index in range(array.shape[0]):
+        mask = masks[index] if len(masks) > 1 else masks[0]
+        if mask.any():
+            array[index][mask] = value

@@ -1,0 +1,101 @@
+"""Does text read after masking match the instance's identifying values?
+
+OCR misreads characters, so matching is tolerant: values and words are normalized
+(case, accents, Arabic diacritics, separators), numbers are also compared with their
+separators removed, and long tokens may differ by one character.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Collection, Iterable
+
+from .ocr import Word
+
+_SPLIT = re.compile(r"[\W_]+", re.UNICODE)
+_ARABIC_MARKS = re.compile(r"[\u064B-\u065F\u0670\u0640\u200e\u200f]")
+
+
+def normalize(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = _ARABIC_MARKS.sub("", text)
+    return text.casefold()
+
+
+def tokens(text: str) -> list[str]:
+    return [t for t in _SPLIT.split(normalize(text)) if t]
+
+
+def _significant(token: str) -> bool:
+    # Short fragments (day, month, initials) match too much unrelated text to mean PHI.
+    if token.isdigit():
+        return len(token) >= 4
+    return len(token) >= 3
+
+
+def identifying_tokens(values: Iterable[str]) -> set[str]:
+    found: set[str] = set()
+    for value in values:
+        parts = tokens(value)
+        found.update(p for p in parts if _significant(p))
+        digits = "".join(ch for ch in normalize(value) if ch.isdigit())
+        if len(digits) >= 4:
+            found.add(digits)
+    return found
+
+
+def _within_one_edit(a: str, b: str) -> bool:
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = j = edits = 0
+    while i < len(a) and j < len(b):
+        if a[i] == b[j]:
+            i += 1
+            j += 1
+            continue
+        edits += 1
+        if edits > 1:
+            return False
+        if len(a) == len(b):
+            i += 1
+        j += 1
+    return edits + (len(b) - j) + (len(a) - i) <= 1
+
+
+def _matches(word_token: str, secret: str) -> bool:
+    if word_token == secret:
+        return True
+    if len(secret) >= 4 and secret in word_token:
+        return True
+    return len(secret) >= 5 and _within_one_edit(word_token, secret)
+
+
+def residual_matches(words: Collection[Word], values: Collection[str]) -> int:
+    """How many read words (or runs of digits across words) match an identifying value."""
+    secrets = identifying_tokens(values)
+    if not secrets or not words:
+        return 0
+    hits = 0
+    for word in words:
+        for token in tokens(word.text):
+            if any(_matches(token, s) for s in secrets):
+                hits += 1
+    # Dates and IDs are often split by OCR into several words: compare the digits of
+    # the whole read text too.
+    all_digits = "".join(ch for w in words for ch in normalize(w.text) if ch.isdigit())
+    hits += sum(1 for s in secrets if s.isdigit() and len(s) >= 6 and s in all_digits)
+    return hits
+
+
+def readable_text(words: Collection[Word], min_confidence: float = 50.0) -> int:
+    """Words that are confidently text (for modalities where no text may remain)."""
+    count = 0
+    for word in words:
+        alnum = sum(1 for ch in word.text if ch.isalnum())
+        if alnum >= 2 and word.confidence >= min_confidence:
+            count += 1
+    return count

@@ -1,0 +1,89 @@
+"""Catalogs migrated to head on SQLite and PostgreSQL, and a way to fill them without the engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from anonymizer.outcome import InstanceFacts
+from archive.auth import create_token
+from archive.catalog import record_instance
+from archive.db import make_engine, make_sessionmaker
+from archive.jobs import create_job
+from archive.migrate import upgrade
+from archive.models import Job, JobStatus
+from archive.models_governance import Role
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    url = (
+        f"sqlite:///{tmp_path / 'catalog.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    upgrade(url)
+    return url
+
+
+@pytest.fixture()
+def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(db_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+def mint(sessions: sessionmaker[Session], role: str) -> str:
+    with sessions.begin() as session:
+        _, token = create_token(session, role=Role(role), created_by="test")
+    return token
+
+
+def add_instance(
+    sessions: sessionmaker[Session],
+    *,
+    study: str,
+    series: str,
+    sop: str,
+    modality: str = "CT",
+    region: str | None = "Casablanca-Settat",
+    study_date: str = "20240105",
+    version: str = "v1",
+    when: datetime | None = None,
+) -> int:
+    """A catalog row as the pipeline writes it, with its DONE job (pseudonymous values only)."""
+    now = when or datetime.now(UTC)
+    facts = InstanceFacts(
+        patient_pseudonym="P" + study.replace(".", "")[-10:],
+        study_uid=study,
+        series_uid=series,
+        sop_instance_uid=sop,
+        sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+        profile_name="ma-national",
+        profile_version=version,
+        key_id="k1",
+        modality=modality,
+        study_date=study_date,
+        study_description="CT THORAX",
+        region=region,
+        patient_sex="F",
+        patient_birth_year_band="1960-1969",
+    )
+    with sessions.begin() as session:
+        job_id = create_job(
+            session, spool_name=sop.replace(".", "")[-30:], size_bytes=10, calling_ae="PACS1",
+            source_kind="dicom",
+        )
+        instance = record_instance(
+            session, facts, archive_path=f"{study}/{series}/{sop}.dcm", sha256="0" * 64,
+            size_bytes=10, now=now,
+        )
+        job = session.get_one(Job, job_id)
+        job.status = JobStatus.DONE
+        job.instance_id = instance.id
+    return job_id

@@ -1,0 +1,80 @@
+"""The receiver's promise: Success only for bytes on disk and a committed job row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from archive.db import make_engine
+from archive.models import Job
+from tests.harness import Amana
+from tests.raw_scu import send_dataset_files
+from tests.services import ThrowawayPostgres
+from tests.study_factory import make_study
+
+
+def _spooled(home: Path) -> list[Path]:
+    return sorted((home / "spool" / "incoming").glob("*.dcm"))
+
+
+def test_success_means_spooled_and_committed(tmp_path: Path) -> None:
+    """Rule: Success on C-STORE means the exact bytes are in the spool and a job row exists."""
+    amana = Amana(tmp_path / "home")
+    amana.cli("db", "upgrade")
+    amana.start("receive", "--no-sweeper")
+    try:
+        study = make_study(
+            tmp_path / "pacs", layout=[("CT_small.dcm", "ct"), ("MR_small.dcm", "mr")]
+        )
+        assert send_dataset_files(amana.dicom_port, study.files) == [0x0000, 0x0000]
+        spooled = _spooled(amana.home)
+        engine = make_engine(f"sqlite:///{amana.home / 'catalog.db'}")
+        with engine.connect() as conn:
+            names = set(conn.scalars(select(Job.spool_name)))
+        assert {p.name for p in spooled} == names and len(names) == 2
+        # The dataset bytes after the file meta are exactly those sent.
+        sent_tails = sorted(f.read_bytes()[-4096:] for f in study.files)
+        assert sorted(p.read_bytes()[-4096:] for p in spooled) == sent_tails
+    finally:
+        amana.stop()
+
+
+def test_database_down_answers_out_of_resources_and_keeps_nothing(tmp_path: Path) -> None:
+    """Rule: when the job cannot be committed the answer is 0xA700 (the PACS keeps the
+    study and retries), and no orphan file stays in the spool."""
+    pg = ThrowawayPostgres()
+    pg.start()
+    try:
+        url = f"{pg.url}/postgres"
+        amana = Amana(tmp_path / "home", AMANA_DATABASE_URL=url)
+        amana.cli("db", "upgrade")
+        amana.start("receive", "--no-sweeper")
+        try:
+            study = make_study(tmp_path / "pacs", layout=[("CT_small.dcm", "ct")])
+            pg.stop()
+            assert send_dataset_files(amana.dicom_port, study.files) == [0xA700]
+            assert _spooled(amana.home) == []
+            pg.start()
+            assert send_dataset_files(amana.dicom_port, study.files) == [0x0000]
+            engine = make_engine(url)
+            with engine.connect() as conn:
+                assert conn.scalar(select(func.count()).select_from(Job)) == 1
+            engine.dispose()
+        finally:
+            amana.stop()
+    finally:
+        pg.destroy()
+
+
+def test_spool_below_threshold_answers_out_of_resources(tmp_path: Path) -> None:
+    """Rule: the receiver refuses before the disk is full (0xA700), never after."""
+    amana = Amana(tmp_path / "home", AMANA_SPOOL_MIN_FREE_MB=str(10**9))
+    amana.cli("db", "upgrade")
+    amana.start("receive", "--no-sweeper")
+    try:
+        study = make_study(tmp_path / "pacs", layout=[("CT_small.dcm", "ct")])
+        assert send_dataset_files(amana.dicom_port, study.files) == [0xA700]
+        assert _spooled(amana.home) == []
+    finally:
+        amana.stop()

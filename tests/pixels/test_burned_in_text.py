@@ -1,0 +1,108 @@
+"""Burned-in text found by OCR is masked in every frame, every transfer syntax, both scripts."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from pydicom.uid import JPEG2000Lossless
+
+from anonymizer.pixels import OcrSettings, PixelPolicy, clean_pixels
+
+from . import imaging
+from .imaging import IDENTIFYING, TEXTS
+
+pytestmark = pytest.mark.ocr
+
+POLICY = PixelPolicy(rules=[], ocr=OcrSettings(languages=["ara", "fra", "eng"]))
+
+CASES = [
+    # (colour, syntax, frames, Burned In Annotation)
+    (False, "native", 1, None),
+    (True, "native", 1, "YES"),
+    (False, "jpeg", 1, "YES"),
+    (True, "jpeg", 1, None),
+    (False, "rle", 1, None),
+    (True, "rle", 1, "NO"),  # a wrong flag is not trusted
+    (False, "j2k", 1, "YES"),
+    (True, "j2k", 1, None),
+    (True, "native", 4, None),
+    (False, "jpeg", 4, None),
+    (True, "rle", 4, "YES"),
+    (False, "j2k", 4, None),
+]
+
+
+def _frames(color: bool, count: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    images, truths = [], []
+    for index in range(count):
+        image, truth = imaging.draw(color, seed=index, texts=TEXTS)
+        images.append(image)
+        truths.append(truth)
+    return images, truths
+
+
+def _assert_covered(output_frames: np.ndarray, truths: list[np.ndarray]) -> None:
+    for index, truth in enumerate(truths):
+        frame = output_frames[index]
+        if frame.ndim == 3:
+            frame = frame.max(axis=2)
+        leaked = int(np.count_nonzero(frame[truth]))
+        assert leaked == 0, f"frame {index}: {leaked} text pixels left unmasked"
+
+
+@pytest.mark.parametrize(("color", "syntax", "count", "flag"), CASES)
+def test_every_pixel_of_drawn_text_is_covered(
+    color: bool, syntax: str, count: int, flag: str | None
+) -> None:
+    """Rule: in every output, every pixel of the drawn text (names, ID, date, Arabic,
+    institution; several sizes and colours) is covered, whatever the transfer syntax,
+    frame count or Burned In Annotation flag; the result is verified and flagged NO."""
+    images, truths = _frames(color, count)
+    original = imaging.encode(imaging.dataset(images, burned_in=flag), syntax, images)
+    received_syntax = original.file_meta.TransferSyntaxUID
+    output = copy.deepcopy(original)
+
+    actions = clean_pixels(original, output, POLICY, IDENTIFYING)
+
+    assert "verified" in actions
+    assert any(a.startswith("ocr_mask:") for a in actions)
+    assert output.BurnedInAnnotation == "NO"
+    assert original.file_meta.TransferSyntaxUID == received_syntax  # original untouched
+    pixels = output.pixel_array
+    if count == 1:
+        pixels = pixels[np.newaxis, ...]
+    assert pixels.shape[0] == count
+    _assert_covered(pixels, truths)
+    if syntax == "jpeg":
+        # Lossy input is re-encoded losslessly, and stays marked as once lossy.
+        assert output.file_meta.TransferSyntaxUID == JPEG2000Lossless
+        assert output.LossyImageCompression == "01"
+        if color:
+            assert output.PhotometricInterpretation == "RGB"
+    else:
+        assert output.file_meta.TransferSyntaxUID == received_syntax
+
+
+def test_text_that_moves_between_frames_is_covered_in_each_frame() -> None:
+    """Rule: static text found on a few sampled frames is masked in every frame, and a
+    frame whose text moves gets its own OCR (frame 1 is never a detection sample)."""
+    moving = imaging.Text(60, 120, "Testpatient", 14, (255, 255, 255))
+    static = [TEXTS[0], TEXTS[1]]
+    images, truths = [], []
+    for index in range(4):
+        texts = [
+            *static,
+            imaging.Text(moving.x + 60 * index, moving.y, moving.text, 14, (255,) * 3),
+        ]
+        image, truth = imaging.draw(False, seed=index, texts=texts)
+        images.append(image)
+        truths.append(truth)
+    original = imaging.dataset(images)
+    output = copy.deepcopy(original)
+
+    actions = clean_pixels(original, output, POLICY, IDENTIFYING)
+
+    assert "verified" in actions
+    _assert_covered(output.pixel_array, truths)

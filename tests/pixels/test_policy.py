@@ -1,0 +1,205 @@
+"""Which images are examined, device rules, quarantines: the pixel policy's decisions."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import JPEGBaseline8Bit, RLELossless
+
+from amana.errors import QuarantineError, QuarantineReason
+from anonymizer.pixels import (
+    DEFAULT_RULES_DIR,
+    OcrSettings,
+    PixelPolicy,
+    bind_rules_dir,
+    clean_pixels,
+    load_pixel_rules,
+)
+
+from . import imaging
+from .imaging import IDENTIFYING, PATIENT_ID
+
+
+def _ct(
+    modality: str = "CT", image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY", "AXIAL")
+) -> Dataset:
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 4095, (64, 64), dtype=np.uint16)
+    ds = imaging.dataset(
+        [frame.astype(np.uint8)], modality=modality, sop_class="1.2.840.10008.5.1.4.1.1.2"
+    )
+    ds.set_pixel_data(frame, "MONOCHROME2", 12, generate_instance_uid=False)
+    ds.ImageType = list(image_type)
+    ds.Manufacturer = "GE MEDICAL SYSTEMS"
+    ds.ManufacturerModelName = "LightSpeed VCT"
+    return ds
+
+
+@pytest.mark.parametrize("modality", ["CT", "MR", "PT", "NM"])
+def test_primary_ct_mr_keeps_pixel_data_bit_identical(modality: str) -> None:
+    """Rule: a primary CT/MR/PT/NM image without any sign of burned-in text is not
+    examined and keeps its Pixel Data bytes exactly as received."""
+    original = _ct(modality)
+    output = copy.deepcopy(original)
+    received = bytes(original.PixelData)
+    actions = clean_pixels(original, output, PixelPolicy(), IDENTIFYING)
+    assert actions[0] == "not_examined"
+    assert bytes(output.PixelData) == received
+    assert output.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
+
+
+def test_primary_ct_is_never_decoded() -> None:
+    """Rule: zero pixel decoding for primary CT: Pixel Data that no decoder could read
+    passes untouched, because it is never decoded."""
+    original = _ct()
+    original.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    original.PixelData = b"\xfe\xff\x00\xe0\x00\x00\x00\x00" + b"not a jpeg stream"
+    original["PixelData"].VR = "OB"
+    output = copy.deepcopy(original)
+    actions = clean_pixels(original, output, PixelPolicy(), IDENTIFYING)
+    assert actions == ("not_examined",)
+    assert output.PixelData == original.PixelData
+
+
+def test_secondary_ct_is_examined() -> None:
+    """Rule: ImageType SECONDARY/DERIVED makes even a CT image examined."""
+    original = _ct(image_type=("DERIVED", "SECONDARY"))
+    output = copy.deepcopy(original)
+    policy = PixelPolicy(ocr=OcrSettings(enabled=False))
+    with pytest.raises(QuarantineError) as caught:
+        clean_pixels(original, output, policy, IDENTIFYING)
+    assert caught.value.reason == QuarantineReason.PIXEL_POLICY
+
+
+def test_overlays_and_icons_are_removed_without_decoding() -> None:
+    """Rule: overlay planes (which may hold text) and icon thumbnails are removed."""
+    original = _ct()
+    original.add_new((0x6000, 0x0010), "US", 64)
+    original.add_new((0x6000, 0x0011), "US", 64)
+    original.add_new((0x6000, 0x3000), "OW", b"\xff" * 512)
+    original.IconImageSequence = [Dataset()]
+    output = copy.deepcopy(original)
+    actions = clean_pixels(original, output, PixelPolicy(), IDENTIFYING)
+    assert "overlays_removed" in actions and "icon_removed" in actions
+    assert (0x6000, 0x3000) not in output and "IconImageSequence" not in output
+    assert (0x6000, 0x3000) in original  # the original is never modified
+
+
+def _logiq_us() -> tuple[Dataset, np.ndarray]:
+    texts = [imaging.Text(8, 6, imaging.NAME, 14, (255, 255, 255))]
+    image, truth = imaging.draw(False, seed=3, texts=texts)
+    ds = imaging.dataset([image])
+    ds.Manufacturer = "GE Healthcare"
+    ds.ManufacturerModelName = "LOGIQ9"
+    return ds, truth
+
+
+def test_device_rule_masks_its_rectangle_without_ocr() -> None:
+    """Rule: a device-rule image is masked in the rule's rectangles without OCR (the
+    shipped, converted CTP rule for GE LOGIQ9: [0, 0, 640, 30])."""
+    original, truth = _logiq_us()
+    output = copy.deepcopy(original)
+    policy = PixelPolicy(ocr=OcrSettings(enabled=False, command="/nonexistent/tesseract"))
+    actions = clean_pixels(original, output, policy, IDENTIFYING)
+    assert "rule_mask:logiq-us-logiq9" in actions
+    assert not any(a.startswith("ocr_mask") for a in actions)
+    assert "unverified" in actions and "BurnedInAnnotation" not in output
+    pixels = output.pixel_array
+    assert not pixels[:30, :].any()
+    assert not pixels[truth].any()
+    assert np.array_equal(pixels[30:, :], original.pixel_array[30:, :])
+
+
+def _rule_file(tmp_path: Path, region: str) -> PixelPolicy:
+    (tmp_path / "site.yaml").write_text(
+        f"""
+rules:
+  - id: example-us
+    label: Example US with a header band
+    action: mask
+    when:
+      all:
+        - {{attribute: Modality, contains: US}}
+        - {{attribute: ManufacturerModelName, contains: [LOGIQ9, LOGIQE9]}}
+        - not: {{attribute: Rows, equals: 1024}}
+    regions:
+      - {region}
+""",
+        encoding="utf-8",
+    )
+    policy = PixelPolicy(rules=["site"], ocr=OcrSettings(languages=["eng"]))
+    return bind_rules_dir(policy, tmp_path)
+
+
+@pytest.mark.ocr
+def test_text_surviving_the_mask_is_quarantined(tmp_path: Path) -> None:
+    """Rule: an image whose text survives masking is quarantined (residual_pixel_text),
+    not archived; forced here by a device rule whose rectangle misses the name. The
+    quarantine message carries no PHI."""
+    original, _ = _logiq_us()
+    output = copy.deepcopy(original)
+    policy = _rule_file(tmp_path, "[0, 300, 100, 20]")
+    with pytest.raises(QuarantineError) as caught:
+        clean_pixels(original, output, policy, IDENTIFYING)
+    assert caught.value.reason == QuarantineReason.RESIDUAL_PIXEL_TEXT
+    for value in IDENTIFYING:
+        assert value.lower() not in str(caught.value).lower()
+
+
+@pytest.mark.ocr
+def test_verified_rule_mask_sets_burned_in_annotation_no(tmp_path: Path) -> None:
+    """Rule: Burned In Annotation becomes NO only after a verified clean."""
+    original, truth = _logiq_us()
+    original.BurnedInAnnotation = "YES"
+    output = copy.deepcopy(original)
+    actions = clean_pixels(original, output, _rule_file(tmp_path, "[0, 0, 640, 30]"), IDENTIFYING)
+    assert actions[1:3] == ("rule_mask:example-us", "verified")
+    assert output.BurnedInAnnotation == "NO"
+    assert not output.pixel_array[truth].any()
+
+
+def test_ocr_disabled_without_rule_is_quarantined() -> None:
+    """Rule: an examined image with no device rule and OCR disabled is quarantined."""
+    image, _ = imaging.draw(True, seed=1, texts=imaging.TEXTS)
+    original = imaging.dataset([image])
+    with pytest.raises(QuarantineError) as caught:
+        clean_pixels(
+            original, copy.deepcopy(original), PixelPolicy(ocr=OcrSettings(enabled=False)), []
+        )
+    assert caught.value.reason == QuarantineReason.PIXEL_POLICY
+
+
+def test_ocr_failing_is_quarantined() -> None:
+    """Rule: OCR that cannot run (tesseract missing) quarantines, never passes."""
+    image, _ = imaging.draw(True, seed=1, texts=imaging.TEXTS)
+    original = imaging.dataset([image])
+    policy = PixelPolicy(rules=[], ocr=OcrSettings(command="/nonexistent/tesseract"))
+    with pytest.raises(QuarantineError) as caught:
+        clean_pixels(original, copy.deepcopy(original), policy, [PATIENT_ID])
+    assert caught.value.reason == QuarantineReason.OCR_UNAVAILABLE
+
+
+def test_undecodable_examined_image_is_quarantined() -> None:
+    """Rule: an examined image whose pixels cannot be decoded is quarantined."""
+    image, _ = imaging.draw(False, seed=1, texts=[])
+    original = imaging.dataset([image])
+    original.file_meta.TransferSyntaxUID = RLELossless
+    original.PixelData = b"\xfe\xff\x00\xe0\x00\x00\x00\x00\xfe\xff\x00\xe0\x04\x00\x00\x00abcd"
+    original["PixelData"].VR = "OB"
+    with pytest.raises(QuarantineError) as caught:
+        clean_pixels(original, copy.deepcopy(original), PixelPolicy(), IDENTIFYING)
+    assert caught.value.reason == QuarantineReason.PIXEL_DECODE_FAILED
+
+
+def test_policy_defaults_and_unknown_keys() -> None:
+    """Rule: PixelPolicy() is the safe default; unknown keys in the YAML are errors."""
+    policy = PixelPolicy()
+    assert "US" in policy.modalities and "SC" in policy.modalities
+    assert "CT" not in policy.modalities and policy.verify and policy.ocr.enabled
+    with pytest.raises(ValueError):
+        PixelPolicy.model_validate({"ocr": {"langs": ["eng"]}})
+    assert load_pixel_rules(DEFAULT_RULES_DIR, policy.rules).rules
