@@ -140,7 +140,11 @@ def import_(
     settings = _settings()
     _prepare_dirs(settings)
     _wait_for_schema(settings, timeout_s=10)
-    spool = Spool(settings.spool_path, settings.spool_min_free_mb * 1024 * 1024)
+    spool = Spool(
+        settings.spool_path,
+        settings.spool_min_free_mb * 1024 * 1024,
+        settings.max_instance_mb * 1024 * 1024,
+    )
     sessions = make_sessionmaker(make_engine(settings.db_url))
     celery = make_celery(settings)
     unsent: list[int] = []

@@ -20,7 +20,11 @@ log = logging.getLogger(__name__)
 
 
 def run_receiver(settings: Settings, *, sweeper: bool = True) -> None:
-    spool = Spool(settings.spool_path, settings.spool_min_free_mb * 1024 * 1024)
+    spool = Spool(
+        settings.spool_path,
+        settings.spool_min_free_mb * 1024 * 1024,
+        settings.max_instance_mb * 1024 * 1024,
+    )
     sessions = make_sessionmaker(make_engine(settings.db_url))
     publisher = Publisher(make_celery(settings))
     handler = StoreHandler(spool, sessions, lambda job_id: publisher.submit([job_id]))

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     stale_after_s: float = 300.0
     study_stable_after_s: float = 60.0
     spool_min_free_mb: int = 512
+    # Larger instances are refused at the door (0xA700) rather than filling the spool.
+    max_instance_mb: int = 2048
+    # Per-job limits for worker processes: a decoder bomb fails its own job, not the worker.
+    job_time_limit_s: int = 600
+    job_memory_limit_mb: int = 6144
     log_level: str = "INFO"
 
     @model_validator(mode="after")

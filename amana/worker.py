@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 from datetime import timedelta
 
-from anonymizer.engine import Deidentifier, load_profile
 from celery import Celery
+from celery.signals import worker_process_init
 
 from amana.celery_app import PROCESS_JOB, check_safe, make_celery
 from amana.keys import load_key
 from amana.settings import Settings
+from anonymizer.engine import Deidentifier, load_profile
 from archive.db import make_engine, make_sessionmaker
 from archive.pipeline import WorkerContext, process_job
 
@@ -43,8 +45,21 @@ def _context_for(settings: Settings) -> WorkerContext:
     return _context
 
 
+def _limit_memory(limit_mb: int) -> None:
+    # An address-space cap turns a decompression bomb into a MemoryError in its own job.
+    limit = limit_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
 def make_worker_app(settings: Settings) -> Celery:
     app = make_celery(settings)
+    # A job that hangs (a decoder loop, OCR on a huge image) is killed and retried by the
+    # sweeper; after three attempts it is quarantined as worker_lost.
+    app.conf.task_time_limit = settings.job_time_limit_s
+
+    @worker_process_init.connect(weak=False)
+    def _init_child(**_kwargs: object) -> None:
+        _limit_memory(settings.job_memory_limit_mb)
 
     @app.task(name=PROCESS_JOB, bind=False, acks_late=True, reject_on_worker_lost=True)
     def process(job_id: int) -> str:

@@ -374,14 +374,18 @@ def statistics(session: Session) -> dict[str, Any]:
     ).all()
     instance_month = _month(session, Instance.archived_at)
     instances_month: dict[str, int] = dict(
-        session.execute(select(instance_month, func.count()).group_by(instance_month)).all()
+        session.execute(select(instance_month, func.count()).group_by(instance_month))
+        .tuples()
+        .all()
     )
     per_version = session.execute(
         select(Instance.profile_name, Instance.profile_version, func.count())
         .group_by(Instance.profile_name, Instance.profile_version)
         .order_by(Instance.profile_name, Instance.profile_version)
     ).all()
-    jobs_by_status = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)))
+    jobs_by_status: dict[JobStatus, int] = dict(
+        session.execute(select(Job.status, func.count()).group_by(Job.status)).tuples().all()
+    )
     finished = jobs_by_status.get(JobStatus.DONE, 0) + jobs_by_status.get(JobStatus.QUARANTINED, 0)
     by_reason = session.execute(
         select(QuarantineEntry.reason, func.count())

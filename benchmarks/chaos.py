@@ -115,7 +115,6 @@ class Sender:
 
 def expected_sop_uids(files: list[Path], key_file: Path, profile: str) -> dict[Path, str]:
     from amana.keys import load_key
-
     from amana.settings import REPO_ROOT
     from anonymizer.engine import Deidentifier, load_profile
 
@@ -128,13 +127,13 @@ def when(progress: Callable[[], float], threshold: float, deadline: float) -> No
         time.sleep(0.2)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=2000)
     parser.add_argument("--studies", type=int, default=20)
     parser.add_argument("--pg-outage-s", type=float, default=30.0)
     parser.add_argument("--timeout-s", type=float, default=1800.0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="amana-chaos-"))
     print(f"work dir {work}")

@@ -9,13 +9,14 @@ import shutil
 import uuid
 from pathlib import Path
 
-from amana.errors import RetryableError
+from amana.errors import RejectError, RetryableError
 from archive.fsio import durable_move, free_bytes
 
 
 class Spool:
-    def __init__(self, root: Path, min_free_bytes: int) -> None:
+    def __init__(self, root: Path, min_free_bytes: int, max_file_bytes: int | None = None) -> None:
         self.root = root
+        self.max_file_bytes = max_file_bytes
         self.incoming = root / "incoming"
         self.tmp = root / "tmp"
         self.min_free_bytes = min_free_bytes
@@ -37,6 +38,8 @@ class Spool:
         dest = self.incoming / name
         try:
             size = received.stat().st_size
+            if self.max_file_bytes is not None and size > self.max_file_bytes:
+                raise RejectError("instance exceeds the maximum accepted size", code="too_large")
             durable_move(received, dest, mode=0o600)
         except OSError as exc:
             raise RetryableError("could not persist to the spool", code="spool_write") from exc

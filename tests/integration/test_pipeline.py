@@ -8,11 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from amana.errors import QuarantineReason
-from amana.keys import ensure_key
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from amana.errors import QuarantineReason
+from amana.keys import ensure_key
 from amana.settings import REPO_ROOT
 from anonymizer.engine import Deidentifier, load_profile
 from archive.db import make_engine, make_sessionmaker

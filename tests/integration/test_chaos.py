@@ -1,0 +1,18 @@
+"""The chaos run, small: faults while a PACS sends, and nothing lost or duplicated."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.chaos import main
+
+
+def test_nothing_lost_or_duplicated_under_faults(capsys: pytest.CaptureFixture[str]) -> None:
+    """Rule: every acknowledged instance ends archived or quarantined, exactly once, while the
+    worker is SIGKILLed twice, Redis restarts empty, PostgreSQL stops and the receiver is
+    SIGKILLed (see benchmarks/chaos.py; 2,000 instances there, 150 here)."""
+    code = main(["--instances", "150", "--studies", "5", "--pg-outage-s", "5"])
+    out = capsys.readouterr().out
+    assert "lost          0" in out, out
+    assert "duplicated    0" in out, out
+    assert code == 0, out
