@@ -637,6 +637,8 @@ def create_app(
             audit.Action.CREATE,
             event_type=audit.EventType.NETWORK_CONFIGURATION,
             object_type="node",
+            # Configuration an admin typed, not patient data: kept even when refused.
+            object_id=body.ae_title if sources.AE_TITLE.match(body.ae_title) else None,
         )
         src = sources.add_source(
             session,

@@ -23,7 +23,7 @@ from pydicom.dataset import Dataset
 
 from amana.errors import QuarantineError, QuarantineReason
 
-from . import codec, mask, ocr, verify
+from . import codec, mask, ocr, overlays, verify
 from .policy import OcrSettings, PixelPolicy, bind_rules_dir
 from .rules import RuleFileError, RuleSet, load_pixel_rules, rule_rects
 from .selection import embedded_overlay, examination_reason
@@ -83,7 +83,7 @@ def run(
     result = PixelResult()
     rules = rules_for(policy)
     reason = examination_reason(original, policy, rules)
-    _remove_side_channels(original, output, policy, result.actions)
+    _remove_side_channels(output, policy, identifying_values, result.actions)
     if reason is None:
         result.actions.insert(0, "not_examined")
         return result
@@ -136,19 +136,10 @@ def run(
 
 
 def _remove_side_channels(
-    original: Dataset, output: Dataset, policy: PixelPolicy, actions: list[str]
+    output: Dataset, policy: PixelPolicy, values: Collection[str], actions: list[str]
 ) -> None:
     """Overlay planes and icon thumbnails can carry text or a copy of the image."""
-    if policy.remove_overlays:
-        tags = [element.tag for element in output]
-        overlay_tags = [t for t in tags if 0x6000 <= t.group <= 0x601E and t.group % 2 == 0]
-        curve_tags = [t for t in tags if 0x5000 <= t.group <= 0x501E and t.group % 2 == 0]
-        # Embedded overlays (no Overlay Data) are described by the same group; the bits
-        # themselves are cleared from Pixel Data when the image is decoded.
-        for tag in overlay_tags + curve_tags:
-            del output[tag]
-        if overlay_tags or curve_tags:
-            actions.append("overlays_removed")
+    actions.extend(overlays.handle(output, policy, values))
     if policy.remove_icon_images and "IconImageSequence" in output:
         del output.IconImageSequence
         actions.append("icon_removed")

@@ -13,8 +13,11 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -193,8 +196,83 @@ def ocr_page(
     return page, placements
 
 
+TESSDATA_DIRS = (
+    "/usr/share/tesseract-ocr/5/tessdata",
+    "/usr/share/tesseract-ocr/4.00/tessdata",
+    "/usr/share/tessdata",
+    "/usr/local/share/tessdata",
+)
+
+
+def tessdata_dir(settings: OcrSettings) -> Path | None:
+    """The folder holding every language the policy asks for, or None."""
+    candidates = [settings.tessdata] if settings.tessdata else list(TESSDATA_DIRS)
+    for candidate in candidates:
+        folder = Path(candidate)
+        if all((folder / f"{lang}.traineddata").is_file() for lang in settings.languages):
+            return folder
+    return None
+
+
+class _Engine:
+    """One loaded tesserocr API per (tessdata, languages): loading the models costs more
+    than reading a page, so a worker keeps them."""
+
+    _lock = threading.Lock()
+    _apis: dict[tuple[str, str], tuple[Any, threading.Lock]] = {}
+
+    @classmethod
+    def api(cls, folder: Path, languages: str) -> tuple[Any, threading.Lock] | None:
+        try:
+            import tesserocr
+        except ImportError:
+            return None
+        key = (str(folder), languages)
+        with cls._lock:
+            if key not in cls._apis:
+                api = tesserocr.PyTessBaseAPI(
+                    path=str(folder) + "/", lang=languages, psm=tesserocr.PSM.SPARSE_TEXT
+                )
+                cls._apis[key] = (api, threading.Lock())
+            return cls._apis[key]
+
+
+def _tesserocr_tsv(image: Image.Image, settings: OcrSettings) -> str | None:
+    folder = tessdata_dir(settings)
+    if folder is None:
+        if settings.engine == "tesserocr":
+            raise QuarantineError(
+                QuarantineReason.OCR_UNAVAILABLE, "tesseract language data not found"
+            )
+        return None
+    try:
+        loaded = _Engine.api(folder, "+".join(settings.languages))
+    except RuntimeError as exc:
+        raise QuarantineError(
+            QuarantineReason.OCR_UNAVAILABLE, "tesserocr could not load the languages"
+        ) from exc
+    if loaded is None:
+        if settings.engine == "tesserocr":
+            raise QuarantineError(QuarantineReason.OCR_UNAVAILABLE, "tesserocr is not installed")
+        return None
+    api, lock = loaded
+    with lock:
+        api.SetImage(image)
+        tsv: str = api.GetTSVText(0)
+    # The API gives rows without tesseract's header line; parse_tsv skips line one.
+    return "level\n" + tsv
+
+
 def run_tesseract(image: Image.Image, settings: OcrSettings) -> str:
     """TSV output of tesseract for `image`; OCR_UNAVAILABLE when it cannot run."""
+    if settings.engine in ("auto", "tesserocr"):
+        tsv = _tesserocr_tsv(image, settings)
+        if tsv is not None:
+            return tsv
+    return _cli_tsv(image, settings)
+
+
+def _cli_tsv(image: Image.Image, settings: OcrSettings) -> str:
     command = shutil.which(settings.command)
     if command is None:
         raise QuarantineError(QuarantineReason.OCR_UNAVAILABLE, "tesseract is not installed")
@@ -210,6 +288,8 @@ def run_tesseract(image: Image.Image, settings: OcrSettings) -> str:
         "+".join(settings.languages),
         "tsv",
     ]
+    if settings.tessdata:
+        args[1:1] = ["--tessdata-dir", settings.tessdata]
     try:
         done = subprocess.run(
             args,
@@ -277,12 +357,3 @@ def read_frame(
     page, placements = laid_out
     tsv = run_tesseract(page, settings)
     return FrameText(parse_tsv(tsv, placements), candidates)
-
-
-def check_available(settings: OcrSettings) -> None:
-    if shutil.which(settings.command) is None:
-        raise QuarantineError(QuarantineReason.OCR_UNAVAILABLE, "tesseract is not installed")
-
-
-def languages_key(languages: Sequence[str]) -> str:
-    return "+".join(languages)

@@ -85,6 +85,22 @@ def test_every_pixel_of_drawn_text_is_covered(
         assert output.file_meta.TransferSyntaxUID == received_syntax
 
 
+@pytest.mark.parametrize("engine", ["cli", "tesserocr"])
+def test_both_tesseract_engines_cover_the_text(engine: str) -> None:
+    """Rule: the tesseract command and the in-process tesserocr engine both cover every
+    pixel of the drawn text (the worker may run either)."""
+    images, truths = _frames(True, 1)
+    original = imaging.dataset(images)
+    output = copy.deepcopy(original)
+    policy = PixelPolicy(
+        rules=[],
+        ocr=OcrSettings(engine=engine, languages=["ara", "fra", "eng"]),  # type: ignore[arg-type]
+    )
+    actions = clean_pixels(original, output, policy, IDENTIFYING)
+    assert "verified" in actions
+    _assert_covered(output.pixel_array[np.newaxis, ...], truths)
+
+
 def test_text_that_moves_between_frames_is_covered_in_each_frame() -> None:
     """Rule: static text found on a few sampled frames is masked in every frame, and a
     frame whose text moves gets its own OCR (frame 1 is never a detection sample)."""

@@ -84,7 +84,7 @@ def test_overlays_and_icons_are_removed_without_decoding() -> None:
     original.IconImageSequence = [Dataset()]
     output = copy.deepcopy(original)
     actions = clean_pixels(original, output, PixelPolicy(), IDENTIFYING)
-    assert "overlays_removed" in actions and "icon_removed" in actions
+    assert "overlay_removed" in actions and "icon_removed" in actions
     assert (0x6000, 0x3000) not in output and "IconImageSequence" not in output
     assert (0x6000, 0x3000) in original  # the original is never modified
 
@@ -174,12 +174,17 @@ def test_ocr_disabled_without_rule_is_quarantined() -> None:
 
 
 def test_ocr_failing_is_quarantined() -> None:
-    """Rule: OCR that cannot run (tesseract missing) quarantines, never passes."""
+    """Rule: OCR that cannot run (tesseract missing, language data missing) quarantines,
+    never passes."""
     image, _ = imaging.draw(True, seed=1, texts=imaging.TEXTS)
     original = imaging.dataset([image])
-    policy = PixelPolicy(rules=[], ocr=OcrSettings(command="/nonexistent/tesseract"))
+    policy = PixelPolicy(rules=[], ocr=OcrSettings(engine="cli", command="/nonexistent/tesseract"))
     with pytest.raises(QuarantineError) as caught:
         clean_pixels(original, copy.deepcopy(original), policy, [PATIENT_ID])
+    assert caught.value.reason == QuarantineReason.OCR_UNAVAILABLE
+    missing = PixelPolicy(rules=[], ocr=OcrSettings(engine="tesserocr", languages=["xyz"]))
+    with pytest.raises(QuarantineError) as caught:
+        clean_pixels(original, copy.deepcopy(original), missing, [PATIENT_ID])
     assert caught.value.reason == QuarantineReason.OCR_UNAVAILABLE
 
 
