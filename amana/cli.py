@@ -134,7 +134,7 @@ def import_(
     from amana.celery_app import make_celery
     from amana.publisher import publish_now
     from archive.db import make_engine, make_sessionmaker
-    from ingest.folder import import_folder, iter_files
+    from ingest.folder import ImportLedger, import_folder, iter_files
     from ingest.spool import Spool
 
     settings = _settings()
@@ -163,9 +163,13 @@ def import_(
             spool=spool,
             sessions=sessions,
             publish=publish,
+            ledger=ImportLedger(settings.home / "imports" / "ledger.txt"),
             progress=lambda n: progress.update(task, completed=n + 1),
         )
-    console.print(f"queued {report.queued} of {total} files")
+    console.print(
+        f"queued {report.queued} of {total} files"
+        f" ({report.already_imported} already imported earlier)"
+    )
     for path, reason in report.skipped:
         console.print(f"  skipped {path}: {reason}")
     if unsent:

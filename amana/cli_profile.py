@@ -1,5 +1,185 @@
-"""PLACEHOLDER until helper 1 lands the steward commands."""
+"""`amana profile ...`: steward tools (list, show, lint, diff, explain)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated
 
 import typer
+import yaml
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
-profile_app = typer.Typer(help="Steward tools for anonymization profiles.")
+from amana.settings import Settings
+from anonymizer.engine import Deidentifier, ProfileError, load_profile
+from anonymizer.explain import mask_before, rule_label
+from anonymizer.pseudonyms import key_from_bytes
+from anonymizer.rules import compile_profile, describe_tag
+
+profile_app = typer.Typer(help="Steward tools for anonymization profiles.", no_args_is_help=True)
+console = Console()
+errors = Console(stderr=True)
+
+
+def _load(name: str) -> object:
+    settings = Settings()
+    try:
+        return load_profile(name, settings.profiles_dir)
+    except ProfileError as exc:
+        errors.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+
+
+@profile_app.command("list")
+def list_profiles() -> None:
+    """Every profile in the profiles folder, with its version (digest of its content)."""
+    settings = Settings()
+    table = Table()
+    for column in ("name", "version", "extends", "options", "default"):
+        table.add_column(column)
+    for file in sorted(settings.profiles_dir.glob("*.yaml")):
+        try:
+            profile = load_profile(str(file), settings.profiles_dir)
+        except ProfileError as exc:
+            table.add_row(file.stem, "[red]invalid[/red]", "", str(exc), "")
+            continue
+        table.add_row(
+            profile.name,
+            profile.version,
+            profile.extends or "",
+            ", ".join(o.value for o in profile.options),
+            "yes" if profile.name == settings.profile else "",
+        )
+    console.print(table)
+
+
+@profile_app.command("show")
+def show(
+    name: Annotated[str, typer.Argument(help="profile name or YAML path")],
+    full: Annotated[bool, typer.Option("--full", help="print the whole resolved profile")] = False,
+) -> None:
+    """The resolved profile: options, pseudonym settings, and the rules that are not K."""
+    profile = _load(name)
+    from anonymizer.profile_model import Profile
+
+    assert isinstance(profile, Profile)
+    if full:
+        dumped = profile.model_dump(mode="json", exclude_defaults=False)
+        console.print(yaml.safe_dump(dumped, sort_keys=False, allow_unicode=True))
+        return
+    console.print(f"[bold]{profile.name}[/bold] version {profile.version}")
+    console.print(profile.description)
+    if profile.standard is not None:
+        console.print(
+            f"standard: {profile.standard.document} table {profile.standard.table}, "
+            f"edition {profile.standard.edition}"
+        )
+    console.print(f"extends: {profile.extends or '-'}")
+    console.print(f"options: {', '.join(o.value for o in profile.options) or '-'}")
+    console.print(
+        f"linkage: {' + '.join(profile.pseudonyms.linkage)}; date shift "
+        f"{profile.pseudonyms.date_shift_days.min}..{profile.pseudonyms.date_shift_days.max} "
+        "days"
+    )
+    compiled = compile_profile(profile)
+    counts: dict[str, int] = {}
+    for rule in compiled.exact.values():
+        counts[rule.op.name] = counts.get(rule.op.name, 0) + 1
+    console.print(
+        "named attributes: " + ", ".join(f"{op} {n}" for op, n in sorted(counts.items()))
+        + "; anything else: removed"
+    )
+    console.print(f"private: {len(compiled.private)} kept element(s), others removed")
+    console.print(f"pixel policy: {'yes' if profile.pixel is not None else 'none (tag-only)'}")
+
+
+@profile_app.command("lint")
+def lint(file: Annotated[Path, typer.Argument(help="profile YAML file")]) -> None:
+    """Validate a profile; on error print `file:line: reason` and exit 1."""
+    settings = Settings()
+    try:
+        profile = load_profile(str(file), settings.profiles_dir)
+    except ProfileError as exc:
+        errors.print(str(exc))
+        raise typer.Exit(1) from exc
+    console.print(f"{file}: OK ({profile.name} version {profile.version})")
+
+
+@profile_app.command("diff")
+def diff(
+    a: Annotated[str, typer.Argument(help="profile name or path")],
+    b: Annotated[str, typer.Argument(help="profile name or path")],
+) -> None:
+    """Attributes whose effective operation differs between two profiles."""
+    from anonymizer.profile_model import Profile
+
+    first, second = _load(a), _load(b)
+    assert isinstance(first, Profile) and isinstance(second, Profile)
+    one, two = compile_profile(first), compile_profile(second)
+    table = Table(title=f"{first.name} {first.version} → {second.name} {second.version}")
+    for column in ("tag", "keyword", first.name, second.name):
+        table.add_column(column)
+    differences = 0
+    for tag in sorted(set(one.exact) | set(two.exact)):
+        left, right = one.exact.get(tag), two.exact.get(tag)
+        if (left and (left.op, left.action)) != (right and (right.op, right.action)):
+            differences += 1
+            keyword = (left or right).keyword if (left or right) else ""
+            table.add_row(
+                describe_tag(tag), keyword, escape(rule_label(left)), escape(rule_label(right))
+            )
+    if set(first.options) != set(second.options):
+        console.print(
+            f"options: {sorted(o.value for o in first.options)} → "
+            f"{sorted(o.value for o in second.options)}"
+        )
+    console.print(table)
+    console.print(f"{differences} attribute(s) differ")
+
+
+@profile_app.command("explain")
+def explain(
+    file: Annotated[Path, typer.Argument(help="one DICOM file")],
+    profile: Annotated[str | None, typer.Option("--profile", help="profile name or path")] = None,
+) -> None:
+    """For one input: every attribute, before (identifying values masked) → action → after.
+
+    Uses a throwaway key: the pseudonyms shown are not the archive's.
+    """
+    from anonymizer.profile_model import Profile
+
+    settings = Settings()
+    chosen = _load(profile or settings.profile)
+    assert isinstance(chosen, Profile)
+    engine = Deidentifier(chosen, key_from_bytes(secrets.token_bytes(32)))
+    rows, outcome = engine.explain(file.read_bytes())
+    table = Table(title=f"{file.name} under {chosen.name} {chosen.version}")
+    for column in ("tag", "keyword", "VR", "before", "action", "after"):
+        table.add_column(column, overflow="fold")
+    for tag, vr, rule, before, after in rows:
+        table.add_row(
+            describe_tag(tag),
+            rule.keyword if rule is not None and rule.keyword else _keyword(tag),
+            vr,
+            escape(mask_before(tag, vr, rule, before)),
+            escape(rule_label(rule)),
+            "[dim]removed[/dim]" if after is None else escape(_short(after)),
+        )
+    console.print(table)
+    if isinstance(outcome, Exception):
+        console.print(f"[red]quarantined[/red]: {outcome}")
+        raise typer.Exit(1)
+    console.print(f"[green]archived[/green] as {outcome.facts.sop_instance_uid}")
+
+
+def _keyword(tag: int) -> str:
+    from pydicom.datadict import keyword_for_tag
+
+    return keyword_for_tag(tag) or ""
+
+
+def _short(value: object) -> str:
+    text = value.decode("latin-1", "replace") if isinstance(value, bytes) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -27,7 +27,12 @@ def run_receiver(settings: Settings, *, sweeper: bool = True) -> None:
     )
     sessions = make_sessionmaker(make_engine(settings.db_url))
     publisher = Publisher(make_celery(settings))
-    handler = StoreHandler(spool, sessions, lambda job_id: publisher.submit([job_id]))
+    handler = StoreHandler(
+        spool,
+        sessions,
+        lambda job_id: publisher.submit([job_id]),
+        validate=settings.validate_on_receive,
+    )
     server = start_receiver(
         host=settings.dicom_host,
         port=settings.dicom_port,

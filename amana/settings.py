@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     spool_min_free_mb: int = 512
     # Larger instances are refused at the door (0xA700) rather than filling the spool.
     max_instance_mb: int = 2048
+    # Parse each received header (never pixels) and refuse what cannot be read (0xC000).
+    validate_on_receive: bool = True
     # Per-job limits for worker processes: a decoder bomb fails its own job, not the worker.
     job_time_limit_s: int = 600
     job_memory_limit_mb: int = 6144

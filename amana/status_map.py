@@ -14,6 +14,7 @@ DIMSE_CANNOT_UNDERSTAND = 0xC000
 _REJECT_CODES = {
     "sop_class_refused": DIMSE_SOP_CLASS_NOT_SUPPORTED,
     "too_large": DIMSE_OUT_OF_RESOURCES,
+    "unparseable": DIMSE_CANNOT_UNDERSTAND,
 }
 
 

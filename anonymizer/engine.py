@@ -136,6 +136,7 @@ class Deidentifier:
         scrub(ds, ctx)
         if computed_age is not None and "PatientAge" not in ds and _keeps_age(self.compiled):
             ds.PatientAge = computed_age
+        _forgive_retained(found, ds)
         record_method(ds, profile, self.key.key_id, _shifts_dates(self.compiled))
         ds.file_meta = new_file_meta(ds, transfer_syntax)
         pixel_actions: tuple[str, ...] = ()
@@ -164,6 +165,21 @@ class Deidentifier:
                     QuarantineReason.RESIDUAL_PHI,
                     f"an original identifying value remains in {where}",
                 )
+
+
+def _forgive_retained(found: IdentifyingValues, ds: Dataset) -> None:
+    """A removed value equal to a device value the profile keeps is not a leak.
+
+    (A station or institution named after the manufacturer would otherwise quarantine
+    every instance of that machine.)
+    """
+    kept = {
+        str(ds.get(keyword, "") or "").strip().casefold()
+        for keyword in ("Manufacturer", "ManufacturerModelName")
+    }
+    kept.discard("")
+    if kept:
+        found.identifiers -= {v for v in found.identifiers if v.casefold() in kept}
 
 
 def _parse(data: bytes) -> Dataset:

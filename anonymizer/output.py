@@ -58,8 +58,23 @@ def new_file_meta(ds: Dataset, transfer_syntax: str) -> FileMetaDataset:
 def write_part10(ds: Dataset) -> bytes:
     ds.preamble = b"\x00" * 128  # a preamble can carry a whole other file (TIFF, PDF)
     buffer = BytesIO()
-    dcmwrite(buffer, ds, enforce_file_format=True)
+    try:
+        dcmwrite(buffer, ds, enforce_file_format=True)
+    except (TypeError, ValueError):
+        # Files whose body does not match their declared encoding (implicit VR under an
+        # explicit transfer syntax) keep raw elements without a VR: decode them all, retry.
+        _convert_all(ds)
+        buffer = BytesIO()
+        dcmwrite(buffer, ds, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def _convert_all(ds: Dataset) -> None:
+    for tag in list(ds.keys()):
+        elem = ds[tag]
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _convert_all(item)
 
 
 def bytes_outside_pixels(data: bytes, ds: Dataset) -> list[bytes]:

@@ -173,3 +173,7 @@ def compile_profile(profile: Profile) -> CompiledProfile:
             )
     return CompiledProfile(exact, tuple(patterns), private, keep_private and bool(private),
                            options)
+
+
+def describe_tag(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"

@@ -161,7 +161,7 @@ def _apply(ds: Dataset, tag: int, rule: Rule, ctx: ScrubContext, depth: int) -> 
     elif op == Op.REGION:
         _generalize_region(elem, ctx)
     if ctx.explain is not None:
-        ctx.explain(tag, vr, rule, before, elem.value)
+        ctx.explain(tag, vr, rule, before, "" if elem.value is None else elem.value)
 
 
 def _map_values(elem: DataElement, function: Callable[[str], str | None]) -> None:

@@ -373,19 +373,21 @@ def statistics(session: Session) -> dict[str, Any]:
         select(study_month, func.count()).group_by(study_month).order_by(study_month)
     ).all()
     instance_month = _month(session, Instance.archived_at)
-    instances_month: dict[str, int] = dict(
-        session.execute(select(instance_month, func.count()).group_by(instance_month))
-        .tuples()
-        .all()
-    )
+    instances_month: dict[str, int] = {
+        month: count
+        for month, count in session.execute(
+            select(instance_month, func.count()).group_by(instance_month)
+        )
+    }
     per_version = session.execute(
         select(Instance.profile_name, Instance.profile_version, func.count())
         .group_by(Instance.profile_name, Instance.profile_version)
         .order_by(Instance.profile_name, Instance.profile_version)
     ).all()
-    jobs_by_status: dict[JobStatus, int] = dict(
-        session.execute(select(Job.status, func.count()).group_by(Job.status)).tuples().all()
-    )
+    jobs_by_status: dict[JobStatus, int] = {
+        status: count
+        for status, count in session.execute(select(Job.status, func.count()).group_by(Job.status))
+    }
     finished = jobs_by_status.get(JobStatus.DONE, 0) + jobs_by_status.get(JobStatus.QUARANTINED, 0)
     by_reason = session.execute(
         select(QuarantineEntry.reason, func.count())

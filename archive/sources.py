@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from amana.errors import RejectError
 from archive.jobs import utcnow
@@ -95,6 +95,8 @@ class SourceDecision:
     allowed: bool
     reason: str
     source: dict[str, Any] | None = None
+    # True when the refusal is about us (catalog down), so the PACS should retry later.
+    transient: bool = False
 
 
 def check_source(
@@ -121,3 +123,32 @@ def check_source(
     if peer not in ipaddress.ip_network(source.address, strict=False):
         return SourceDecision(False, "address not registered for this AE title")
     return SourceDecision(True, "registered", source_row(source))
+
+
+class SourceGate:
+    """The receiver's association check: registered sources only, refusals audited.
+
+    Called once per association (not per instance), so it reads the catalog each time and a
+    source added or removed takes effect on the next association.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], *, open_when_empty: bool) -> None:
+        self.sessions = sessions
+        self.open_when_empty = open_when_empty
+
+    def check(self, calling_ae: str | None, address: str | None) -> SourceDecision:
+        from archive import audit
+
+        try:
+            with self.sessions.begin() as session:
+                decision = check_source(
+                    session, calling_ae, address, open_when_empty=self.open_when_empty
+                )
+                if not decision.allowed:
+                    audit.append(
+                        session, audit.association_refused(calling_ae, address, decision.reason)
+                    )
+        except SQLAlchemyError:
+            # No catalog means no job row could be written either: refuse for now.
+            return SourceDecision(False, "catalog unavailable", transient=True)
+        return decision

@@ -103,10 +103,10 @@ def mixed_study() -> None:
     decoded: dict[str, int] = {}
     real_decode = codec.decode
 
-    def counting_decode(ds: object) -> codec.Frames:
+    def counting_decode(ds: object, max_bytes: int) -> codec.Frames:
         modality = str(getattr(ds, "Modality", "?"))
         decoded[modality] = decoded.get(modality, 0) + 1
-        return real_decode(ds)  # type: ignore[arg-type]
+        return real_decode(ds, max_bytes)  # type: ignore[arg-type]
 
     pixels.codec.decode = counting_decode  # type: ignore[assignment]
     policy = PixelPolicy(ocr=OcrSettings(languages=LANGUAGES))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +35,37 @@ def looks_like_part10(path: Path) -> bool:
     return head[PART10_MAGIC_OFFSET:] == b"DICM"
 
 
+class ImportLedger:
+    """Content digests of files already queued, so an interrupted import resumes where it
+    stopped and a second run queues nothing twice. Digests of content reveal nothing."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.seen: set[str] = set()
+        if path.exists():
+            self.seen = {line.strip() for line in path.read_text().splitlines() if line.strip()}
+
+    def add(self, digest: str) -> None:
+        with self.path.open("a") as fh:
+            fh.write(digest + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.seen.add(digest)
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 @dataclass
 class ImportReport:
     queued: int = 0
+    already_imported: int = 0
     # Shown to the operator who owns the folder; never logged (names may carry PHI).
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
@@ -46,6 +76,7 @@ def import_folder(
     spool: Spool,
     sessions: sessionmaker[Session],
     publish: Callable[[int], None],
+    ledger: ImportLedger,
     progress: Callable[[int], None] = lambda _n: None,
 ) -> ImportReport:
     report = ImportReport()
@@ -54,11 +85,16 @@ def import_folder(
         if not looks_like_part10(path):
             report.skipped.append((path, "not a DICOM Part 10 file (no DICM marker)"))
             continue
+        digest = file_digest(path)
+        if digest in ledger.seen:
+            report.already_imported += 1
+            continue
         name, size = spool.copy_in(path)
         with sessions.begin() as session:
             job_id = create_job(
                 session, spool_name=name, size_bytes=size, calling_ae=None, source_kind="import"
             )
+        ledger.add(digest)
         publish(job_id)
         report.queued += 1
     return report

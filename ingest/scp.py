@@ -37,6 +37,7 @@ from amana.errors import AmanaError, RetryableError
 from amana.status_map import DIMSE_SUCCESS, dimse_status
 from archive.jobs import create_job
 from ingest.spool import Spool
+from ingest.validate import check_header
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,10 @@ class StoreHandler:
         spool: Spool,
         sessions: sessionmaker[Session],
         on_committed: Callable[[int], None],
+        *,
+        validate: bool = True,
     ) -> None:
+        self.validate = validate
         self.spool = spool
         self.sessions = sessions
         self.on_committed = on_committed
@@ -81,6 +85,8 @@ class StoreHandler:
         return DIMSE_SUCCESS
 
     def _persist(self, event: Any) -> int:
+        if self.validate:
+            check_header(event.dataset_path, str(event.context.transfer_syntax))
         name, size = self.spool.adopt(event.dataset_path)
         calling_ae = str(event.assoc.requestor.ae_title).strip() or None
         try:

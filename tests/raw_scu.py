@@ -65,3 +65,17 @@ def send_dataset_files(port: int, files: list[Path]) -> list[int]:
     finally:
         assoc.release()
     return statuses
+
+
+def dataset_body(path: Path) -> bytes:
+    """The data set of a Part 10 file as it travels on the wire (explicit VR little endian)."""
+    import pydicom
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    ds = pydicom.dcmread(path)
+    fp = DicomBytesIO()
+    fp.is_little_endian = True
+    fp.is_implicit_VR = False
+    write_dataset(fp, ds)
+    return fp.getvalue()

@@ -89,7 +89,7 @@ def run(
         return result
     result.actions.insert(0, f"examined:{reason}")
 
-    frames = codec.decode(output)
+    frames = codec.decode(output, policy.max_decoded_mb * 2**20)
     if keep_before:
         result.before = codec.Frames(frames.array.copy(), frames.photometric, frames.bits_stored)
     changed = False
@@ -114,7 +114,7 @@ def run(
             masks = _merge(masks, ocr_masks)
 
     if masks and any(m.any() for m in masks):
-        fill = mask.fill_value(frames.array, frames.photometric)
+        fill = mask.fill_value(frames.array, frames.photometric, frames.palette)
         mask.apply(frames.array, masks, fill)
         changed = True
     result.masks = masks
@@ -180,49 +180,54 @@ def sample_indices(count: int, wanted: int, *, shift: float = 0.0) -> list[int]:
     return sorted({int(round(p)) for p in points})
 
 
-def _image(frames: codec.Frames, index: int) -> np.ndarray:
+def display_frame(frames: codec.Frames, index: int) -> np.ndarray:
+    if frames.palette is not None:
+        indices = np.clip(frames.array[index], 0, len(frames.palette) - 1)
+        return frames.palette[indices]  # type: ignore[no-any-return]
     return ocr.to_uint8(frames.array[index], frames.photometric, frames.bits_stored)
 
 
 def _read(frames: codec.Frames, index: int, settings: OcrSettings) -> ocr.FrameText:
     return ocr.read_frame(
-        _image(frames, index),
+        display_frame(frames, index),
         settings,
         min_contrast=settings.min_contrast,
         min_chroma=settings.min_chroma,
     )
 
 
-def _is_static(frames: codec.Frames, region: mask.Rect, reference: int) -> bool:
-    """Whether a text box shows the same pixels in every frame (lossy noise tolerated)."""
-    x, y, w, h = region
-    ref = frames.array[reference, y : y + h, x : x + w].astype(np.int32)
-    for index in range(frames.count):
-        cur = frames.array[index, y : y + h, x : x + w].astype(np.int32)
-        differing = np.abs(cur - ref) > 40
-        if differing.mean() > 0.02:
-            return False
-    return True
+# Text-like ink pixels a frame may show outside the already-masked areas before it gets
+# its own OCR (a few stray specks are not a word).
+UNCOVERED_INK_PX = 25
 
 
 def _ocr_masks(frames: codec.Frames, settings: OcrSettings) -> tuple[list[np.ndarray], int]:
+    """Masks from OCR: text found on a few sampled frames is masked in every frame; any
+    other frame showing text-like ink outside those masks (text that moves, appears or
+    changes) is read on its own."""
     shape = (frames.rows, frames.columns)
     sampled = sample_indices(frames.count, settings.sample_frames)
     union = np.zeros(shape, dtype=bool)
     for index in sampled:
         union |= mask.word_mask(_read(frames, index, settings), shape, settings.margin)
-    boxes = mask.boxes_of(union)
-    if frames.count == 1 or all(_is_static(frames, b, sampled[0]) for b in boxes):
-        return [union], len(boxes)
-    # Some text changes between frames: read every frame on its own.
-    masks = []
+    if frames.count == 1:
+        return [union], len(mask.boxes_of(union))
+    masks = [union] * frames.count
     for index in range(frames.count):
-        own = union.copy()
-        if index not in sampled:
-            own |= mask.word_mask(_read(frames, index, settings), shape, settings.margin)
-        masks.append(own)
-    count = max(len(mask.boxes_of(m)) for m in masks)
-    return masks, count
+        if index in sampled:
+            continue
+        layers = ocr.find_ink(
+            display_frame(frames, index),
+            min_contrast=settings.min_contrast,
+            min_chroma=settings.min_chroma,
+        )
+        ink = np.logical_or.reduce([c for _, c in layers])
+        if np.count_nonzero(ink & ~union) >= UNCOVERED_INK_PX:
+            own = mask.word_mask(ocr.read_layers(layers, settings), shape, settings.margin)
+            masks[index] = union | own
+    if all(m is union for m in masks):
+        return [union], len(mask.boxes_of(union))
+    return masks, max(len(mask.boxes_of(m)) for m in masks)
 
 
 def _verify(
@@ -239,7 +244,7 @@ def _verify(
     forbid = str(original.get("Modality", "")).upper() in {m.upper() for m in policy.forbid_text_in}
     for index in sorted(indices):
         text = ocr.read_frame(
-            _image(frames, index),
+            display_frame(frames, index),
             settings,
             min_contrast=settings.verify_min_contrast,
             min_chroma=settings.verify_min_chroma,

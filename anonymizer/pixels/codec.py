@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.pixels import apply_color_lut
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -61,6 +62,8 @@ class Frames:
     array: np.ndarray
     photometric: str  # of `array` (decoders return RGB for YBR colour data)
     bits_stored: int
+    # PALETTE COLOR: index -> 8-bit RGB, so OCR sees the colours a viewer shows.
+    palette: np.ndarray | None = None
 
     @property
     def count(self) -> int:
@@ -85,11 +88,36 @@ def transfer_syntax(ds: Dataset) -> UID:
     return UID(uid) if uid else ImplicitVRLittleEndian
 
 
-def decode(ds: Dataset) -> Frames:
+def decoded_bytes(ds: Dataset) -> int:
+    """Memory the decoded frames will take, from the pixel module alone."""
+    rows = int(ds.get("Rows", 0) or 0)
+    columns = int(ds.get("Columns", 0) or 0)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    allocated = int(ds.get("BitsAllocated", 8) or 8)
+    return rows * columns * frames * samples * max(1, allocated // 8)
+
+
+def _palette(ds: Dataset, bits_stored: int) -> np.ndarray | None:
+    try:
+        indices = np.arange(2 ** min(bits_stored, 16), dtype=np.uint16)
+        rgb = np.asarray(apply_color_lut(indices, ds), dtype=np.float64)
+    except Exception:  # a broken LUT: OCR sees indices, masking still works
+        return None
+    peak = max(1.0, float(rgb.max()))
+    return np.clip(rgb * (255.0 / peak), 0, 255).astype(np.uint8)
+
+
+def decode(ds: Dataset, max_bytes: int) -> Frames:
     """Every frame of `ds`, decoded; PIXEL_DECODE_FAILED when no decoder can read it."""
     if "PixelData" not in ds:
         raise QuarantineError(
-            QuarantineReason.PIXEL_DECODE_FAILED, "image to examine has no Pixel Data"
+            QuarantineReason.PIXEL_DECODE_FAILED, "image to examine has no usable Pixel Data"
+        )
+    if decoded_bytes(ds) > max_bytes:
+        raise QuarantineError(
+            QuarantineReason.TOO_LARGE,
+            f"decoded pixels would take {decoded_bytes(ds) // 2**20} MiB, above the policy limit",
         )
     try:
         arr = ds.pixel_array
@@ -112,8 +140,9 @@ def decode(ds: Dataset) -> Frames:
         # pydicom converts YBR data to RGB when decoding.
         photometric = "RGB"
     bits_stored = int(ds.get("BitsStored", arr.dtype.itemsize * 8))
+    palette = _palette(ds, bits_stored) if photometric == "PALETTE COLOR" else None
     # A decoded array may be read-only or a view into the cache; own a writable copy.
-    return Frames(np.array(arr, copy=True), photometric, bits_stored)
+    return Frames(np.array(arr, copy=True), photometric, bits_stored, palette)
 
 
 def encode(output: Dataset, frames: Frames, reencode_as: LosslessSyntax) -> str:

@@ -71,8 +71,12 @@ def boxes_of(mask: np.ndarray) -> list[Rect]:
     return rects
 
 
-def fill_value(array: np.ndarray, photometric: str) -> int | float:
+def fill_value(
+    array: np.ndarray, photometric: str, palette: np.ndarray | None = None
+) -> int | float:
     """The darkest displayed value: text vanishes into black."""
+    if palette is not None:
+        return int(np.argmin(palette.astype(np.int32).sum(axis=1)))
     if photometric == "MONOCHROME1":
         return array.max()  # type: ignore[no-any-return]
     if array.ndim == 4 or photometric.startswith(("RGB", "YBR", "PALETTE")):

@@ -46,10 +46,10 @@ def to_uint8(frame: np.ndarray, photometric: str, bits_stored: int) -> np.ndarra
         return frame
     data = frame.astype(np.float32)
     if frame.dtype != np.uint8:
-        # Burned-in text is drawn at or near the extremes of the stored range; a robust
-        # min-max keeps it at the top (windowing would be device-specific).
-        lo, hi = np.percentile(data, [0.5, 99.9]) if data.size > 1000 else (data.min(), data.max())
-        hi = max(hi, data.max() if bits_stored <= 8 else hi)
+        # Burned-in text is drawn at an extreme of the stored range (often the very
+        # minimum or maximum), so the frame's own min-max keeps it at full contrast;
+        # percentiles or a VOI window would clip it into the background.
+        lo, hi = float(data.min()), float(data.max())
         if hi <= lo:
             hi = lo + 1
         data = (data - lo) * (255.0 / (hi - lo))
@@ -59,12 +59,14 @@ def to_uint8(frame: np.ndarray, photometric: str, bits_stored: int) -> np.ndarra
     return data.astype(np.uint8)
 
 
-def ink_map(image: np.ndarray, min_contrast: int, min_chroma: int) -> np.ndarray:
-    """Ink strength (0-255) of every pixel; 0 where the pixel does not look like text.
+def ink_layers(image: np.ndarray, min_contrast: int, min_chroma: int) -> list[np.ndarray]:
+    """Ink strength (0-255) per pixel, one layer per polarity: [light ink, dark ink].
 
     Local contrast alone also fires on ultrasound speckle and tissue texture, so a pixel
     counts as ink when it stands out and is either drawn at an extreme (bright on dark,
     dark on light), coloured, or sits on a flat black/white background (faint text).
+    The polarities are kept apart because the gaps between light letters are themselves
+    "dark ink" and would merge the letters into blocks no OCR can read.
     """
     if image.ndim == 3:
         hi = image.max(axis=2).astype(np.int16)
@@ -78,23 +80,26 @@ def ink_map(image: np.ndarray, min_contrast: int, min_chroma: int) -> np.ndarray
     size = (11, 11)
     bright = grey - ndi.grey_opening(grey, size=size)
     dark = ndi.grey_closing(grey, size=size) - grey
-    # Polarity follows the surroundings: light text on dark areas, dark text on light
-    # ones; otherwise the gaps between bright letters would count as dark ink.
+    # Dark text is looked for only in light areas: in speckle and anatomy every dark
+    # pixel between bright ones would look like ink.
     light_area = ndi.uniform_filter(grey.astype(np.float32), size=31) >= 128
-    bright = np.where(light_area, 0, bright)
     dark = np.where(light_area, dark, 0)
-    strong = ((bright >= min_contrast) & (grey >= 150)) | ((dark >= min_contrast) & (grey <= 105))
-    coloured = chroma >= min_chroma
-    # Faint text: lower contrast is enough where the neighbourhood is mostly flat
-    # black or white (borders, panels, paper), unlike speckle or anatomy.
-    flat = ((grey <= 20) | (grey >= 235)).astype(np.float32)
-    flat_share = ndi.uniform_filter(flat, size=15)
+    # Faint text: lower contrast is enough where the neighbourhood is mostly flat black
+    # (light ink) or flat white (dark ink): borders, panels, paper.
     faint_contrast = max(20, min_contrast // 2)
-    faint = (np.maximum(bright, dark) >= faint_contrast) & (flat_share >= 0.6)
-    contrast = np.maximum(bright, dark)
-    ink = np.where(strong | faint, contrast, 0)
-    ink = np.maximum(ink, np.where(coloured, np.maximum(chroma, contrast), 0))
-    return np.clip(ink, 0, 255).astype(np.uint8)
+    flat_dark = ndi.uniform_filter((grey <= 20).astype(np.float32), size=15) >= 0.6
+    flat_light = ndi.uniform_filter((grey >= 235).astype(np.float32), size=15) >= 0.6
+    light_ink = ((bright >= min_contrast) & (grey >= 150)) | (
+        (bright >= faint_contrast) & flat_dark
+    )
+    dark_ink = ((dark >= min_contrast) & (grey <= 105)) | ((dark >= faint_contrast) & flat_light)
+    light = np.where(light_ink, bright, 0)
+    coloured = chroma >= min_chroma
+    light = np.maximum(light, np.where(coloured, np.maximum(chroma, bright), 0))
+    return [
+        np.clip(light, 0, 255).astype(np.uint8),
+        np.clip(np.where(dark_ink, dark, 0), 0, 255).astype(np.uint8),
+    ]
 
 
 def text_candidates(ink: np.ndarray) -> np.ndarray:
@@ -155,35 +160,40 @@ def text_bands(candidates: np.ndarray) -> list[tuple[slice, slice]]:
 
 
 def ocr_page(
-    ink: np.ndarray, candidates: np.ndarray, upscale: float
+    layers: Sequence[tuple[np.ndarray, np.ndarray]], upscale: float
 ) -> tuple[Image.Image, list[Placement]] | None:
     """The page shown to tesseract: each text band's ink, dark on white, one per row.
 
-    Only the bands are OCR'd (cropping them is what made tesseract both fast and
-    complete when measured), small ones upscaled.
+    `layers` are (ink, candidates) pairs, one per polarity. Only the bands are OCR'd
+    (cropping them is what made tesseract both fast and complete when measured), each
+    scaled to a height tesseract reads well and stretched to full contrast.
     """
-    if not candidates.any():
-        return None
-    around = ndi.binary_dilation(candidates, iterations=2)
-    strength = np.where(around, ink, 0).astype(np.float32)
-    peak = float(strength.max())
-    if peak <= 0:
-        return None
-    # Stretch faint ink to full black so low-contrast text reads like the rest.
-    paper = (255 - np.clip(strength * (255.0 / peak) * 1.6, 0, 255)).astype(np.uint8)
-    rows, columns = paper.shape
     crops: list[tuple[Image.Image, int, int, float]] = []
-    for band in text_bands(candidates):
-        y0, y1 = max(0, band[0].start - 4), min(rows, band[0].stop + 4)
-        x0, x1 = max(0, band[1].start - 4), min(columns, band[1].stop + 4)
-        crop = Image.fromarray(paper[y0:y1, x0:x1], mode="L")
-        scale = min(upscale, max(0.3, BAND_HEIGHT_PX / (y1 - y0)))
-        if scale != 1.0:
-            crop = crop.resize(
-                (round(crop.width * scale), round(crop.height * scale)),
-                Image.Resampling.BICUBIC,
-            )
-        crops.append((crop, x0, y0, scale))
+    for ink, candidates in layers:
+        if not candidates.any():
+            continue
+        around = ndi.binary_dilation(candidates, iterations=2)
+        strength = np.where(around, ink, 0).astype(np.float32)
+        rows, columns = strength.shape
+        for band in text_bands(candidates):
+            y0, y1 = max(0, band[0].start - 4), min(rows, band[0].stop + 4)
+            x0, x1 = max(0, band[1].start - 4), min(columns, band[1].stop + 4)
+            piece = strength[y0:y1, x0:x1]
+            peak = float(piece.max())
+            if peak <= 0:
+                continue
+            # Stretch faint ink to full black so low-contrast text reads like the rest.
+            paper = (255 - np.clip(piece * (255.0 / peak) * 1.6, 0, 255)).astype(np.uint8)
+            crop = Image.fromarray(paper, mode="L")
+            scale = min(upscale, max(0.3, BAND_HEIGHT_PX / (y1 - y0)))
+            if scale != 1.0:
+                crop = crop.resize(
+                    (max(1, round(crop.width * scale)), max(1, round(crop.height * scale))),
+                    Image.Resampling.BICUBIC,
+                )
+            crops.append((crop, x0, y0, scale))
+    if not crops:
+        return None
     width = max(c[0].width for c in crops) + 2 * _GAP
     height = sum(c[0].height + _GAP for c in crops) + _GAP
     page = Image.new("L", (width, height), 255)
@@ -346,14 +356,25 @@ class FrameText:
     candidates: np.ndarray
 
 
-def read_frame(
-    image: np.ndarray, settings: OcrSettings, *, min_contrast: int, min_chroma: int
-) -> FrameText:
-    ink = ink_map(image, min_contrast, min_chroma)
-    candidates = text_candidates(ink)
-    laid_out = ocr_page(ink, candidates, settings.upscale)
+Layers = list[tuple[np.ndarray, np.ndarray]]
+
+
+def find_ink(image: np.ndarray, *, min_contrast: int, min_chroma: int) -> Layers:
+    """(ink, candidates) per polarity: cheap (no OCR), used to decide which frames to read."""
+    return [(ink, text_candidates(ink)) for ink in ink_layers(image, min_contrast, min_chroma)]
+
+
+def read_layers(layers: Layers, settings: OcrSettings) -> FrameText:
+    candidates = np.logical_or.reduce([c for _, c in layers])
+    laid_out = ocr_page(layers, settings.upscale)
     if laid_out is None:
         return FrameText([], candidates)
     page, placements = laid_out
     tsv = run_tesseract(page, settings)
     return FrameText(parse_tsv(tsv, placements), candidates)
+
+
+def read_frame(
+    image: np.ndarray, settings: OcrSettings, *, min_contrast: int, min_chroma: int
+) -> FrameText:
+    return read_layers(find_ink(image, min_contrast=min_contrast, min_chroma=min_chroma), settings)

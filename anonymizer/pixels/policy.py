@@ -122,6 +122,8 @@ class PixelPolicy(BaseModel):
     # outlines are training labels) with OCR'd words erased, removing any plane that cannot
     # be cleaned with certainty. Curves (50xx) are always removed.
     overlays: Literal["remove", "clean"] = "remove"
+    # Larger images (decoded) are quarantined as too_large rather than risk the worker.
+    max_decoded_mb: int = Field(default=2048, gt=0)
     # Icon thumbnails are a small copy of the image, burned-in text included.
     remove_icon_images: bool = True
 

@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset
 
 from amana.errors import QuarantineError
 
-from . import codec, mask, ocr, run
+from . import codec, display_frame, mask, run
 from .policy import PixelPolicy
 
 _OUTLINE = (255, 64, 64)
@@ -24,8 +24,7 @@ _GAP = 8
 
 
 def _rgb(frames: codec.Frames, index: int) -> Image.Image:
-    image = ocr.to_uint8(frames.array[index], frames.photometric, frames.bits_stored)
-    return Image.fromarray(image).convert("RGB")
+    return Image.fromarray(display_frame(frames, index)).convert("RGB")
 
 
 def side_by_side(before: Image.Image, after: Image.Image, boxes: list[mask.Rect]) -> bytes:
@@ -54,7 +53,7 @@ def preview_dataset(
     try:
         result = run(ds, output, policy, identifying_values, keep_before=True)
     except QuarantineError as exc:
-        frames = codec.decode(copy.deepcopy(ds))
+        frames = codec.decode(copy.deepcopy(ds), policy.max_decoded_mb * 2**20)
         image = _rgb(frames, 0)
         return [(f"quarantine-{exc.reason.value}.png", side_by_side(image, image, []))]
     if result.before is None or result.after is None:

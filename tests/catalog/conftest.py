@@ -76,12 +76,19 @@ def add_instance(
     )
     with sessions.begin() as session:
         job_id = create_job(
-            session, spool_name=sop.replace(".", "")[-30:], size_bytes=10, calling_ae="PACS1",
+            session,
+            spool_name=sop.replace(".", "")[-30:],
+            size_bytes=10,
+            calling_ae="PACS1",
             source_kind="dicom",
         )
         instance = record_instance(
-            session, facts, archive_path=f"{study}/{series}/{sop}.dcm", sha256="0" * 64,
-            size_bytes=10, now=now,
+            session,
+            facts,
+            archive_path=f"{study}/{series}/{sop}.dcm",
+            sha256="0" * 64,
+            size_bytes=10,
+            now=now,
         )
         job = session.get_one(Job, job_id)
         job.status = JobStatus.DONE

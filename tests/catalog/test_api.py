@@ -48,8 +48,14 @@ def _corpus(sessions: sessionmaker[Session]) -> None:
     for study, modality, region, date, version, count in specs:
         for n in range(count):
             add_instance(
-                sessions, study=study, series=f"{study}.1", sop=f"{study}.1.{n}",
-                modality=modality, region=region, study_date=date, version=version,
+                sessions,
+                study=study,
+                series=f"{study}.1",
+                sop=f"{study}.1.{n}",
+                modality=modality,
+                region=region,
+                study_date=date,
+                version=version,
                 when=datetime(2025, 1 + int(study[-1]) % 3, 15, tzinfo=UTC),
             )
     with sessions.begin() as session:
@@ -57,10 +63,16 @@ def _corpus(sessions: sessionmaker[Session]) -> None:
             session, spool_name="q1", size_bytes=5, calling_ae="PACS1", source_kind="dicom"
         )
         session.get_one(Job, job_id).status = JobStatus.QUARANTINED
-        session.add(QuarantineEntry(job_id=job_id, reason="residual_pixel_text",
-                                    message="text still visible after redaction",
-                                    stored_name="q1", size_bytes=5,
-                                    status=QuarantineStatus.HELD))
+        session.add(
+            QuarantineEntry(
+                job_id=job_id,
+                reason="residual_pixel_text",
+                message="text still visible after redaction",
+                stored_name="q1",
+                size_bytes=5,
+                status=QuarantineStatus.HELD,
+            )
+        )
 
 
 def test_health_is_open_and_keeps_its_shape(client: TestClient) -> None:
@@ -79,14 +91,21 @@ def test_roles_are_enforced(client: TestClient, sessions: sessionmaker[Session])
     assert client.post("/profiles/1/activate", headers=_auth(auditor)).status_code == 403
     assert client.post("/profiles/1/approve", headers=_auth(auditor)).status_code == 403
     assert client.post("/tokens", json={"role": "admin"}, headers=_auth(steward)).status_code == 403
-    assert client.post("/tokens", json={"role": "auditor"}, headers=_auth(auditor)).status_code == 403
+    assert (
+        client.post("/tokens", json={"role": "auditor"}, headers=_auth(auditor)).status_code == 403
+    )
     assert client.get("/studies", headers=_auth(admin)).status_code == 403
     assert client.get("/audit", headers=_auth(steward)).status_code == 403
     assert client.get("/quarantine", headers=_auth(steward)).status_code == 200
-    assert client.post("/sources", json={"ae_title": "X", "address": "10.0.0.1"},
-                       headers=_auth(steward)).status_code == 403
-    minted = client.post("/tokens", json={"role": "auditor", "label": "ethics"},
-                         headers=_auth(admin))
+    assert (
+        client.post(
+            "/sources", json={"ae_title": "X", "address": "10.0.0.1"}, headers=_auth(steward)
+        ).status_code
+        == 403
+    )
+    minted = client.post(
+        "/tokens", json={"role": "auditor", "label": "ethics"}, headers=_auth(admin)
+    )
     assert minted.status_code == 201
     new_token = minted.json()["token"]
     assert client.get("/audit", headers=_auth(new_token)).status_code == 200
@@ -222,8 +241,11 @@ def test_study_detail_and_statistics(client: TestClient, sessions: sessionmaker[
     assert len(detail["jobs"]) == 3 and detail["jobs"][0]["calling_ae"] == "PACS1"
     stats = client.get("/statistics", headers=h).json()
     regions = {r["region"]: r for r in stats["by_region"]}
-    assert regions["Casablanca-Settat"] == {"region": "Casablanca-Settat", "studies": 2,
-                                            "instances": 4}
+    assert regions["Casablanca-Settat"] == {
+        "region": "Casablanca-Settat",
+        "studies": 2,
+        "instances": 4,
+    }
     modalities = {m["modality"]: m["instances"] for m in stats["by_modality"]}
     assert modalities == {"CT": 7, "MR": 3, "CR": 1}
     assert sum(m["studies"] for m in stats["by_month"]) == 7
@@ -237,18 +259,30 @@ def test_study_detail_and_statistics(client: TestClient, sessions: sessionmaker[
 def test_sources_admin(client: TestClient, sessions: sessionmaker[Session]) -> None:
     """Rule: an admin registers and removes sources; bad addresses are refused with 422."""
     h = _auth(mint(sessions, "admin"))
-    created = client.post("/sources", headers=h, json={
-        "ae_title": "CHU_RABAT", "address": "10.20.0.0/16", "region": "Rabat-Sale-Kenitra"})
+    created = client.post(
+        "/sources",
+        headers=h,
+        json={"ae_title": "CHU_RABAT", "address": "10.20.0.0/16", "region": "Rabat-Sale-Kenitra"},
+    )
     assert created.status_code == 201, created.text
-    assert client.post("/sources", headers=h, json={"ae_title": "CHU_RABAT",
-                                                    "address": "10.1.1.1"}).status_code == 409
-    assert client.post("/sources", headers=h, json={"ae_title": "X",
-                                                    "address": "not-an-ip"}).status_code == 422
+    assert (
+        client.post(
+            "/sources", headers=h, json={"ae_title": "CHU_RABAT", "address": "10.1.1.1"}
+        ).status_code
+        == 409
+    )
+    assert (
+        client.post(
+            "/sources", headers=h, json={"ae_title": "X", "address": "not-an-ip"}
+        ).status_code
+        == 422
+    )
     listed = client.get("/sources", headers=h).json()
     assert listed[0]["address"] == "10.20.0.0/16"
     assert client.delete("/sources/CHU_RABAT", headers=h).status_code == 204
     assert client.get("/sources", headers=h).json() == []
     with sessions() as session:
-        count = session.scalar(select(func.count()).select_from(AuditEvent)
-                               .where(AuditEvent.object_id == "CHU_RABAT"))
+        count = session.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.object_id == "CHU_RABAT")
+        )
     assert count == 3

@@ -158,7 +158,8 @@ def test_append_commits_with_the_callers_transaction(sessions: sessionmaker[Sess
 
 SYSLOG = re.compile(
     r"^<(\d+)>1 (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) (\S+) amana - DICOM\+RFC3881 "
-    r"\[amana@32473 seq=\"(\d+)\" event=\"(\d+)\" .*hash=\"([0-9a-f]{64})\" prev=\"[0-9a-f]{64}\"\] "
+    r"\[amana@32473 seq=\"(\d+)\" event=\"(\d+)\" .*hash=\"([0-9a-f]{64})\" "
+    r"prev=\"[0-9a-f]{64}\"\] "
     r"(<AuditMessage>.*</AuditMessage>)$"
 )
 

@@ -71,10 +71,14 @@ def test_invalid_profile_is_refused_with_its_line(
     """Rule: an upload is validated by the workers' loader; the error names the line; nothing
     is stored, but the refusal is audited."""
     steward = mint(sessions, "steward")
-    bad = NATIONAL.replace("\nattributes:\n", "\nattributes:\n  - tag: (0010,0010)\n"
-                           "    keyword: PatientID\n    action: K\n", 1)
-    response = client.post("/profiles", headers=_h(steward),
-                           files={"profile": ("p.yaml", bad.encode(), "text/yaml")})
+    bad = NATIONAL.replace(
+        "\nattributes:\n",
+        "\nattributes:\n  - tag: (0010,0010)\n    keyword: PatientID\n    action: K\n",
+        1,
+    )
+    response = client.post(
+        "/profiles", headers=_h(steward), files={"profile": ("p.yaml", bad.encode(), "text/yaml")}
+    )
     assert response.status_code == 422
     line = bad.splitlines().index("    keyword: PatientID") + 1
     assert f"line {line}" in response.json()["error"]
@@ -110,7 +114,9 @@ def test_activation_needs_a_second_steward(
     second = _propose(client, bob, _revised("second"))
     client.post(f"/profiles/{second['version']}/approve", headers=_h(alice))
     client.post(f"/profiles/{second['version']}/activate", headers=_h(bob))
-    statuses = {v["version"]: v["status"] for v in client.get("/profiles", headers=_h(auditor)).json()}
+    statuses = {
+        v["version"]: v["status"] for v in client.get("/profiles", headers=_h(auditor)).json()
+    }
     assert statuses == {version: "RETIRED", second["version"]: "ACTIVE"}
     with sessions() as session:
         active = active_profile(session, "ma-national")
@@ -170,8 +176,9 @@ def test_worker_follows_the_activated_version(
     )
     name, size = Spool(ctx.spool_dir, 0).copy_in(Path(get_testdata_file("CT_small.dcm")))
     with sessions.begin() as session:
-        job_id = create_job(session, spool_name=name, size_bytes=size, calling_ae="PACS1",
-                            source_kind="dicom")
+        job_id = create_job(
+            session, spool_name=name, size_bytes=size, calling_ae="PACS1", source_kind="dicom"
+        )
     assert process_job(ctx, job_id) is JobResult.ARCHIVED
     with sessions() as session:
         instance = session.scalars(select(Instance)).one()

@@ -86,23 +86,25 @@ def test_study_arrives_deidentified_and_resending_changes_nothing(
 
 
 def test_unreadable_input_is_quarantined_and_service_stays_up(amana: Amana, tmp_path: Path) -> None:
-    """Rules: a truncated file and a non-DICOM payload end QUARANTINED with a reason and a
-    PHI-free message; the receiver and worker keep serving afterwards."""
-    from tests.raw_scu import send_raw_payloads
+    """Rules: a truncated file ends QUARANTINED with a reason and a PHI-free message; a
+    payload that is not DICOM at all is refused at the door (0xC000, the sender keeps it);
+    the receiver and worker keep serving afterwards. (Non-DICOM files that reach the spool
+    by other ways are quarantined: tests/robustness.)"""
+    from tests.raw_scu import dataset_body, send_raw_payloads
 
     study = make_study(tmp_path / "pacs", layout=[("CT_small.dcm", "ct")])
-    full = study.files[0].read_bytes()
+    body = dataset_body(study.files[0])
     statuses = send_raw_payloads(
         amana.dicom_port,
         [
-            ("truncated", full[: len(full) // 3]),
+            ("truncated", body[: len(body) // 2]),
             ("not_dicom", b"%PDF-1.4 this is not a dataset " * 40),
         ],
     )
-    assert statuses == [0x0000, 0x0000]
-    _wait_jobs_settled(amana, 2)
+    assert statuses == [0x0000, 0xC000]
+    _wait_jobs_settled(amana, 1)
     held = amana.quarantine()
-    assert len(held) == 2
+    assert len(held) == 1
     for item in held:
         assert item["reason"]
         assert item["message"]

@@ -153,3 +153,44 @@ def encode(ds: Dataset, syntax: str, frames: list[np.ndarray]) -> Dataset:
     else:
         raise ValueError(syntax)
     return ds
+
+
+def _render(size: tuple[int, int], texts: list[Text]) -> tuple[Image.Image, np.ndarray]:
+    truth = Image.new("L", size, 0)
+    pen = ImageDraw.Draw(truth)
+    for item in texts:
+        pen.text((item.x, item.y), item.text, font=_font(item), fill=255)
+    return truth, np.asarray(truth) > 0
+
+
+def scanned_report() -> tuple[np.ndarray, np.ndarray, str, int]:
+    """A scanned paper report: dark blue text on off-white paper, RGB."""
+    texts = [
+        Text(40, 40, f"Compte rendu - {NAME}", 22, (20, 20, 90)),
+        Text(40, 80, f"IPP {PATIENT_ID}  Né le {BIRTH_DATE}", 14, (20, 20, 90)),
+        Text(40, 120, ARABIC_NAME, 18, (20, 20, 90)),
+        Text(40, 400, f"{INSTITUTION}, Casablanca", 10, (60, 60, 60)),
+    ]
+    paper = Image.new("RGB", (800, 600), (250, 250, 245))
+    pen = ImageDraw.Draw(paper)
+    for item in texts:
+        pen.text((item.x, item.y), item.text, font=_font(item), fill=item.colour)
+    _, truth = _render(paper.size, texts)
+    return np.asarray(paper).copy(), truth, "RGB", 8
+
+
+def xray_12bit(monochrome1: bool) -> tuple[np.ndarray, np.ndarray, str, int]:
+    """A 12-bit X-ray-like frame, text written at the extreme that displays white."""
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[:512, :512]
+    body = rng.normal(1800, 200, (512, 512)) + 1200 * np.exp(
+        -((xx - 256) ** 2 + (yy - 256) ** 2) / (2 * 80**2)
+    )
+    texts = [
+        Text(10, 478, f"{NAME} {BIRTH_DATE}", 13, (255, 255, 255)),
+        Text(330, 10, f"ID {PATIENT_ID}", 12, (255, 255, 255)),
+    ]
+    _, truth = _render((512, 512), texts)
+    frame = body.clip(0, 4095).astype(np.uint16)
+    frame[truth] = 0 if monochrome1 else 4095
+    return frame, truth, "MONOCHROME1" if monochrome1 else "MONOCHROME2", 12

@@ -122,3 +122,51 @@ def test_text_that_moves_between_frames_is_covered_in_each_frame() -> None:
 
     assert "verified" in actions
     _assert_covered(output.pixel_array, truths)
+
+
+@pytest.mark.parametrize(
+    ("kind", "modality"),
+    [("scanned_report", "OT"), ("xa_12bit", "XA"), ("cr_monochrome1", "SC")],
+)
+def test_text_in_other_image_kinds_is_covered(kind: str, modality: str) -> None:
+    """Rule: every pixel of the drawn text is covered in scanned documents (dark text on
+    paper), 12-bit X-ray frames and MONOCHROME1 images (text at the stored extreme)."""
+    if kind == "scanned_report":
+        frame, truth, photometric, bits = imaging.scanned_report()
+    else:
+        frame, truth, photometric, bits = imaging.xray_12bit(kind == "cr_monochrome1")
+    original = imaging.dataset([np.zeros((8, 8), np.uint8)], modality=modality)
+    original.set_pixel_data(frame, photometric, bits, generate_instance_uid=False)
+    output = copy.deepcopy(original)
+
+    actions = clean_pixels(original, output, POLICY, IDENTIFYING)
+
+    assert "verified" in actions
+    pixels = output.pixel_array
+    assert output.PhotometricInterpretation == photometric
+    assert output.BitsStored == bits
+    black = pixels.max() if photometric == "MONOCHROME1" else pixels.min()
+    if pixels.ndim == 3:
+        assert not pixels[truth].any()
+    else:
+        assert np.all(pixels[truth] == black)
+
+
+def test_text_appearing_in_one_unsampled_frame_is_covered() -> None:
+    """Rule: text that appears only in a frame that is not a detection sample (frame 2 of
+    5) is still found, because that frame shows text-like ink outside the masked areas."""
+    images, truths = [], []
+    for index in range(5):
+        texts = [TEXTS[0]]
+        if index == 1:
+            texts.append(imaging.Text(200, 120, f"ID {imaging.PATIENT_ID}", 13, (255, 255, 0)))
+        image, truth = imaging.draw(True, seed=index, texts=texts)
+        images.append(image)
+        truths.append(truth)
+    original = imaging.dataset(images, sop_class="1.2.840.10008.5.1.4.1.1.3.1")
+    output = copy.deepcopy(original)
+
+    actions = clean_pixels(original, output, POLICY, IDENTIFYING)
+
+    assert "verified" in actions
+    _assert_covered(output.pixel_array, truths)

@@ -208,3 +208,102 @@ def test_policy_defaults_and_unknown_keys() -> None:
     with pytest.raises(ValueError):
         PixelPolicy.model_validate({"ocr": {"langs": ["eng"]}})
     assert load_pixel_rules(DEFAULT_RULES_DIR, policy.rules).rules
+
+
+def _overlay_with_text() -> tuple[Dataset, np.ndarray, np.ndarray]:
+    """A CT with one overlay plane: an ROI outline (a label) and a name written in it."""
+    from PIL import Image, ImageDraw, ImageFont
+    from pydicom.pixels import pack_bits
+
+    plane = Image.new("L", (256, 256), 0)
+    pen = ImageDraw.Draw(plane)
+    pen.ellipse((120, 120, 220, 220), outline=255, width=2)
+    outline = np.asarray(plane) > 0
+    pen.text((8, 8), "Testpatient Fatima", font=ImageFont.truetype(str(imaging.FONT), 14), fill=255)
+    bits = (np.asarray(plane) > 0).astype(np.uint8)
+    text = (bits > 0) & ~outline
+    original = _ct()
+    original.add_new((0x6000, 0x0010), "US", 256)
+    original.add_new((0x6000, 0x0011), "US", 256)
+    original.add_new((0x6000, 0x0040), "CS", "R")
+    original.add_new((0x6000, 0x0050), "SS", [1, 1])
+    original.add_new((0x6000, 0x0100), "US", 1)
+    original.add_new((0x6000, 0x0102), "US", 0)
+    original.add_new((0x6000, 0x3000), "OW", pack_bits(bits.ravel()))
+    return original, text, outline
+
+
+@pytest.mark.ocr
+def test_overlay_text_is_cleaned_and_outline_kept() -> None:
+    """Rule: overlay planes that hold text are cleaned ("clean" mode keeps ROI outlines,
+    erases the words), without decoding Pixel Data."""
+    from pydicom.overlays import get_overlay_array
+
+    original, text, outline = _overlay_with_text()
+    output = copy.deepcopy(original)
+    policy = PixelPolicy(overlays="clean", ocr=OcrSettings(languages=["eng"]))
+    actions = clean_pixels(original, output, policy, IDENTIFYING)
+    assert actions[0] == "not_examined"
+    assert any(a.startswith("overlay_cleaned:") for a in actions)
+    cleaned = get_overlay_array(output, 0x6000)
+    assert not cleaned[text].any()
+    assert cleaned[outline].mean() > 0.9
+    assert bytes(output.PixelData) == bytes(original.PixelData)
+
+
+def test_overlay_is_removed_when_it_cannot_be_cleaned() -> None:
+    """Rule: an overlay plane that cannot be cleaned with certainty (OCR unavailable) is
+    removed, never kept with its text."""
+    original, _, _ = _overlay_with_text()
+    output = copy.deepcopy(original)
+    policy = PixelPolicy(
+        overlays="clean", ocr=OcrSettings(engine="cli", command="/nonexistent/tesseract")
+    )
+    actions = clean_pixels(original, output, policy, IDENTIFYING)
+    assert "overlay_removed" in actions
+    assert (0x6000, 0x3000) not in output
+
+
+@pytest.mark.ocr
+def test_palette_colour_text_is_found_in_displayed_colours() -> None:
+    """Rule: PALETTE COLOR images are read in the colours a viewer shows, and masked with
+    the palette's darkest entry."""
+    image, truth = imaging.draw(False, seed=4, texts=imaging.TEXTS[:3])
+    original = imaging.dataset([image])
+    original.PhotometricInterpretation = "PALETTE COLOR"
+    ramp = np.arange(256, dtype=np.uint16) * 257
+    for colour in ("Red", "Green", "Blue"):
+        setattr(original, f"{colour}PaletteColorLookupTableDescriptor", [256, 0, 16])
+        setattr(original, f"{colour}PaletteColorLookupTableData", ramp[::-1].tobytes())
+    output = copy.deepcopy(original)
+    policy = PixelPolicy(rules=[], ocr=OcrSettings(languages=["eng"]))
+    actions = clean_pixels(original, output, policy, IDENTIFYING)
+    assert "verified" in actions
+    # The inverted palette shows index 255 as black: the text must now be 255.
+    assert np.all(output.pixel_array[truth] == 255)
+
+
+def test_too_large_image_is_quarantined() -> None:
+    """Rule: an examined image whose decoded pixels exceed the policy limit is quarantined
+    (too_large) instead of exhausting the worker."""
+    image, _ = imaging.draw(True, seed=1, texts=[])
+    original = imaging.dataset([image] * 3)
+    policy = PixelPolicy(max_decoded_mb=1)
+    with pytest.raises(QuarantineError) as caught:
+        clean_pixels(original, copy.deepcopy(original), policy, IDENTIFYING)
+    assert caught.value.reason == QuarantineReason.TOO_LARGE
+
+
+@pytest.mark.ocr
+def test_forbidden_text_quarantines_even_without_identifying_values(tmp_path: Path) -> None:
+    """Rule: where the policy says no text may remain, any text still read after
+    masking quarantines the image (residual_pixel_text), even text that matches none of
+    the instance's identifying values."""
+    original, _ = _logiq_us()
+    output = copy.deepcopy(original)
+    policy = _rule_file(tmp_path, "[0, 300, 100, 20]").model_copy(update={"forbid_text_in": ["US"]})
+    with pytest.raises(QuarantineError) as caught:
+        clean_pixels(original, output, policy, ["unrelated value"])
+    assert caught.value.reason == QuarantineReason.RESIDUAL_PIXEL_TEXT
+    allowed = _rule_file(tmp_path, "[0, 300, 100, 20]")
+    assert "verified" in clean_pixels(original, copy.deepcopy(original), allowed, ["unrelated"])
