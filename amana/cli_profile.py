@@ -126,7 +126,8 @@ def diff(
         left, right = one.exact.get(tag), two.exact.get(tag)
         if (left and (left.op, left.action)) != (right and (right.op, right.action)):
             differences += 1
-            keyword = (left or right).keyword if (left or right) else ""
+            either = left or right
+            keyword = either.keyword if either is not None else ""
             table.add_row(
                 describe_tag(tag), keyword, escape(rule_label(left)), escape(rule_label(right))
             )
@@ -161,7 +162,7 @@ def explain(
     for tag, vr, rule, before, after in rows:
         table.add_row(
             describe_tag(tag),
-            rule.keyword if rule is not None and rule.keyword else _keyword(tag),
+            (rule.keyword if rule is not None else "") or _keyword(tag),
             vr,
             escape(mask_before(tag, vr, rule, before)),
             escape(rule_label(rule)),

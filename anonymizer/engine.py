@@ -70,6 +70,7 @@ class Deidentifier:
         shift = profile.pseudonyms.date_shift_days
         self._shift_range = (shift.min, shift.max)
         self._linkage = profile.pseudonyms.linkage
+        self._region_names = set(profile.regions.values())
 
     def deidentify(self, data: bytes) -> Outcome:
         return self._run(data, explain=None)
@@ -118,6 +119,7 @@ class Deidentifier:
         profile = self.profile
         found = IdentifyingValues()
         collect(ds, self.compiled, found)
+        found.drop_synthetic(self._region_names)
         linkage = _linkage_values(ds, self._linkage)
         patient = self.pseudonyms.patient(linkage)
         offset = self.pseudonyms.date_offset(linkage, *self._shift_range)
@@ -168,18 +170,20 @@ class Deidentifier:
 
 
 def _forgive_retained(found: IdentifyingValues, ds: Dataset) -> None:
-    """A removed value equal to a device value the profile keeps is not a leak.
+    """A removed value found in a value the profile keeps or writes is not a leak.
 
-    (A station or institution named after the manufacturer would otherwise quarantine
-    every instance of that machine.)
+    (A station named after the manufacturer, or a town that is also in the region name the
+    profile writes, would otherwise quarantine every instance of that machine or town.)
     """
     kept = {
         str(ds.get(keyword, "") or "").strip().casefold()
-        for keyword in ("Manufacturer", "ManufacturerModelName")
+        for keyword in ("Manufacturer", "ManufacturerModelName", "InstitutionName")
     }
     kept.discard("")
     if kept:
-        found.identifiers -= {v for v in found.identifiers if v.casefold() in kept}
+        found.identifiers -= {
+            v for v in found.identifiers if any(v.casefold() in k for k in kept)
+        }
 
 
 def _parse(data: bytes) -> Dataset:
@@ -188,7 +192,9 @@ def _parse(data: bytes) -> Dataset:
     except InvalidDicomError:
         pass
     except Exception as exc:  # noqa: BLE001 - any parser failure means: cannot read
-        raise QuarantineError(QuarantineReason.UNREADABLE, "the DICOM file cannot be parsed") from exc
+        raise QuarantineError(
+            QuarantineReason.UNREADABLE, "the DICOM file cannot be parsed"
+        ) from exc
     # No preamble/DICM: accept a bare dataset only if it parses as one.
     try:
         ds = dcmread(BytesIO(data), force=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
+from pydicom.valuerep import PersonName
 
 from anonymizer.rules import CompiledProfile, Op
 from anonymizer.textnorm import name_components, normalize
@@ -54,6 +55,9 @@ IDENTITY_KEYWORDS: dict[int, str] = {
 # Attributes whose value is a category, never a leak even when removed.
 _NOT_IDENTIFYING = {0x00102150, 0x00100050}
 _DATE_KEYWORDS = {"PatientBirthDate", "StudyDate"}
+# Values Amana itself writes (dummies, markers): finding them in an output that is being
+# de-identified again is not a leak.
+SYNTHETIC_VALUES = frozenset({"ANONYMIZED", "AMANA", "UNKNOWN", "***", "19000101"})
 _DIGITS = re.compile(r"^\d+$")
 
 
@@ -64,6 +68,11 @@ class IdentifyingValues:
     dates: set[str] = field(default_factory=set)  # YYYYMMDD
     uids: set[str] = field(default_factory=set)  # originals of remapped UIDs
 
+    def drop_synthetic(self, extra: set[str]) -> None:
+        synthetic = {v.casefold() for v in SYNTHETIC_VALUES | extra}
+        for bucket in (self.names, self.identifiers, self.dates):
+            bucket -= {v for v in bucket if v.casefold() in synthetic}
+
     def all_values(self) -> list[str]:
         return sorted(self.names | self.identifiers | self.dates | self.uids)
 
@@ -71,8 +80,10 @@ class IdentifyingValues:
 def _values(value: object) -> list[str]:
     if value is None:
         return []
-    if isinstance(value, str | bytes):
-        return [value.decode("latin-1") if isinstance(value, bytes) else value]
+    if isinstance(value, bytes):
+        return [value.decode("latin-1")]
+    if isinstance(value, str | PersonName):
+        return [str(value)]
     try:
         return [str(v) for v in value]  # type: ignore[attr-defined]
     except TypeError:
@@ -119,8 +130,11 @@ def collect(ds: Dataset, compiled: CompiledProfile, found: IdentifyingValues) ->
                 continue
             found.identifiers.add(text)
             if keyword.endswith("Address"):
+                # the street line identifies; a town name alone is shared by a million people
                 found.identifiers.update(
-                    p.strip() for p in re.split(r"[,;^\n]", text) if len(p.strip()) >= 4
+                    part.strip()
+                    for part in re.split(r"[,;^\n]", text)
+                    if any(c.isdigit() for c in part) or len(part.split()) >= 3
                 )
 
 

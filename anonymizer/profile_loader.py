@@ -212,6 +212,9 @@ def _load_regions(profile_file: Path, table: str) -> dict[str, str]:
     if not isinstance(regions, dict) or set(data) - {"regions", "source", "steward"}:
         raise ProfileError(path, 1, "a region table has `regions: {Region: [institution, ...]}`")
     mapping: dict[str, str] = {}
+    for region in regions:
+        # an already generalized value stays what it is (re-processing an output)
+        mapping[normalize_institution(str(region))] = str(region)
     for region, institutions in regions.items():
         if not isinstance(institutions, list):
             raise ProfileError(path, lines.get(("regions", region)), "expected a list of names")

@@ -216,3 +216,14 @@ class Profile(_Strict):
     pixel: PixelPolicy | None = None
     version: str = Field(default="", description="set by the loader; never written by hand")
     source_file: str = Field(default="", description="set by the loader")
+
+
+def profile_json_schema() -> dict[str, object]:
+    """JSON Schema of what a steward writes (loader-set fields left out)."""
+    schema = Profile.model_json_schema()
+    properties = schema.get("properties", {})
+    for field_name in ("version", "source_file", "regions"):
+        properties.pop(field_name, None)
+    schema["$id"] = "https://amana.invalid/profiles/schema/profile.schema.json"
+    schema["title"] = "Amana de-identification profile"
+    return schema

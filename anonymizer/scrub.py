@@ -10,19 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import UID_dictionary
 
 from anonymizer.dates import age_years_from_as, shift_da, shift_dt
 from anonymizer.identity import IdentifyingValues
+from anonymizer.profile_loader import normalize_institution
 from anonymizer.pseudonyms import Pseudonymizer
 from anonymizer.rules import CompiledProfile, Op, Rule
 from anonymizer.textclean import TextCleaner
 from anonymizer.textnorm import normalize
-from anonymizer.profile_loader import normalize_institution
 from anonymizer.vr import DATE_VRS, dummy_for, truncate
 
 _TEXT_FOR_CLEAN = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "CS"})
@@ -90,19 +90,19 @@ def scrub(ds: Dataset, ctx: ScrubContext, depth: int = 0) -> None:
             del ds[tag]
             continue
         _apply(ds, tag, rule, ctx, depth)
-    for tag in creator_tags:
-        if (tag >> 16, tag & 0xFF) not in kept_blocks:
-            del ds[tag]
+    for creator_tag in creator_tags:
+        if (creator_tag >> 16, creator_tag & 0xFF) not in kept_blocks:
+            del ds[creator_tag]
 
 
 def _creators(ds: Dataset) -> dict[tuple[int, int], str]:
     creators: dict[tuple[int, int], str] = {}
-    for tag in ds.keys():
+    for tag in ds.keys():  # noqa: SIM118 - iterating a Dataset yields elements
         if tag >> 16 & 1 and 0x0010 <= (tag & 0xFFFF) <= 0x00FF:
             value = ds[tag].value
             if isinstance(value, bytes):
                 value = value.decode("latin-1")
-            creators[(tag >> 16, tag & 0xFF)] = str(value).strip()
+            creators[(int(tag) >> 16, int(tag) & 0xFF)] = str(value).strip()
     return creators
 
 

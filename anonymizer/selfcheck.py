@@ -17,7 +17,7 @@ from anonymizer.identity import IdentifyingValues, is_meaningful
 from anonymizer.textclean import date_forms
 from anonymizer.textnorm import normalize, strip_accents
 
-# A hit must stand alone: no letter, digit or underscore (ASCII or any non-ASCII byte) on either side.
+# A hit must stand alone: no letter, digit, underscore or non-ASCII byte on either side.
 _BYTE_EDGE_BEFORE = rb"(?<![A-Za-z0-9_\x80-\xff])"
 _BYTE_EDGE_AFTER = rb"(?![A-Za-z0-9_\x80-\xff])"
 _UID_EDGE_BEFORE = rb"(?<![0-9.])"

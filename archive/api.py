@@ -24,9 +24,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from amana.errors import AmanaError, RejectError
+from amana.errors import AmanaError, RejectError, RetryableError
 from amana.status_map import http_status
-from archive import audit, governance, queries, search, sources
+from archive import audit, governance, quarantine_ops, queries, search, sources
 from archive.auth import (
     Permission,
     Principal,
@@ -217,6 +217,7 @@ def _requires(permission: Permission) -> Callable[[Principal], Principal]:
 CatalogReader = Annotated[Principal, Depends(_requires(Permission.CATALOG_READ))]
 AuditReader = Annotated[Principal, Depends(_requires(Permission.AUDIT_READ))]
 QuarantineReader = Annotated[Principal, Depends(_requires(Permission.QUARANTINE_READ))]
+QuarantineWriter = Annotated[Principal, Depends(_requires(Permission.QUARANTINE_WRITE))]
 ProfileReader = Annotated[Principal, Depends(_requires(Permission.PROFILES_READ))]
 ProfileWriter = Annotated[Principal, Depends(_requires(Permission.PROFILES_WRITE))]
 SourceReader = Annotated[Principal, Depends(_requires(Permission.SOURCES_READ))]
@@ -229,7 +230,12 @@ def create_app(
     *,
     profiles_dir: Path = DEFAULT_PROFILES_DIR,
     hostname: str = "-",
+    quarantine_dir: Path | None = None,
+    spool_dir: Path | None = None,
+    publish: Callable[[int], None] | None = None,
 ) -> FastAPI:
+    """`quarantine_dir` and `spool_dir` enable the stewards' retry and purge; `publish` sends
+    a retried job id to the queue after the commit (without it the sweeper sends it)."""
     app = FastAPI(
         title="Amana",
         version="0.2.0",
@@ -377,7 +383,7 @@ def create_app(
         ctx: AuditDep,
         _who: QuarantineReader,
         reason: Annotated[str | None, Query(max_length=64)] = None,
-        status: Annotated[Literal["HELD", "RELEASED", "PURGED"] | None, Query()] = None,
+        status: Annotated[Literal["HELD", "RETRIED", "RELEASED", "PURGED"] | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0)] = 0,
         format: Annotated[Format, Query()] = "json",
@@ -408,6 +414,89 @@ def create_app(
             total=total,
         )
         return Page(total=total, limit=limit, offset=offset, items=items)
+
+    @app.get("/quarantine/{entry_id}", tags=["quarantine"])
+    def quarantine_entry(
+        session: SessionDep, ctx: AuditDep, _who: QuarantineReader, entry_id: int
+    ) -> dict[str, Any]:
+        """One quarantined instance: reason, message, origin and attempts (no PHI)."""
+        ctx.set(audit.EventId.QUERY, audit.Action.READ, object_type="quarantine")
+        detail = quarantine_ops.entry_detail(session, entry_id)
+        ctx.object_id = str(entry_id)
+        return detail
+
+    @app.post("/quarantine/{entry_id}/retry", tags=["quarantine"])
+    def quarantine_retry(
+        request: Request,
+        session: SessionDep,
+        ctx: AuditDep,
+        who: QuarantineWriter,
+        entry_id: int,
+    ) -> dict[str, Any]:
+        """Send a held original through the pipeline again (after a profile fix, say)."""
+        ctx.set(
+            audit.EventId.SECURITY_ALERT,
+            audit.Action.UPDATE,
+            event_type=audit.EventType.USE_OF_RESTRICTED_FUNCTION,
+            object_type="quarantine",
+        )
+        if quarantine_dir is None or spool_dir is None:
+            raise RetryableError("quarantine actions are not configured on this API")
+        job_id = quarantine_ops.retry(
+            session, entry_id, quarantine_dir=quarantine_dir, spool_dir=spool_dir
+        )
+        audit.append(
+            session,
+            audit.quarantine_action(
+                who.token_id,
+                entry_id,
+                "retry",
+                actor_role=who.role.value,
+                client_address=_client(request),
+            ),
+        )
+        session.commit()
+        ctx.object_id = str(entry_id)
+        queued = False
+        if publish is not None:
+            try:
+                publish(job_id)
+                queued = True
+            except Exception:  # the sweeper re-sends from the catalog
+                log.warning("retried job %s not published; the sweeper will send it", job_id)
+        return {"entry_id": entry_id, "job_id": job_id, "queued": queued}
+
+    @app.post("/quarantine/{entry_id}/purge", tags=["quarantine"])
+    def quarantine_purge(
+        request: Request,
+        session: SessionDep,
+        ctx: AuditDep,
+        who: QuarantineWriter,
+        entry_id: int,
+    ) -> dict[str, Any]:
+        """Delete a held original for good; the entry, its reason and its fate stay."""
+        ctx.set(
+            audit.EventId.SECURITY_ALERT,
+            audit.Action.DELETE,
+            event_type=audit.EventType.USE_OF_RESTRICTED_FUNCTION,
+            object_type="quarantine",
+        )
+        if quarantine_dir is None:
+            raise RetryableError("quarantine actions are not configured on this API")
+        quarantine_ops.purge(session, entry_id, quarantine_dir=quarantine_dir)
+        audit.append(
+            session,
+            audit.quarantine_action(
+                who.token_id,
+                entry_id,
+                "purge",
+                actor_role=who.role.value,
+                client_address=_client(request),
+            ),
+        )
+        session.commit()
+        ctx.object_id = str(entry_id)
+        return {"entry_id": entry_id, "status": "PURGED"}
 
     # --- audit ---------------------------------------------------------------------------
 

@@ -23,10 +23,16 @@ from typing import Any
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from amana.errors import RetryableError
 from archive.models_governance import AuditEvent, AuditHead
 
 GENESIS_HASH = "0" * 64
 HEAD_ID = 1
+
+
+class AuditUnavailable(RetryableError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="audit_unavailable")
 
 
 class EventId(StrEnum):
@@ -172,9 +178,13 @@ def append(session: Session, record: AuditRecord) -> AuditEvent:
         .values(last_seq=AuditHead.last_seq + 1)
         .execution_options(synchronize_session=False)
     )
-    seq, prev_hash = session.execute(
+    head = session.execute(
         select(AuditHead.last_seq, AuditHead.last_hash).where(AuditHead.id == HEAD_ID)
-    ).one()
+    ).first()
+    if head is None:
+        # Never start a second chain silently: nothing is recorded until someone looks.
+        raise AuditUnavailable("the audit head row is missing; run `amana audit verify`")
+    seq, prev_hash = head
     event = AuditEvent(
         seq=seq,
         occurred_at=_now_text(),
@@ -253,10 +263,13 @@ def verify(
     `anchor` is a (seq, hash) pair an auditor noted earlier outside the database (for
     instance from a syslog export): it catches a chain rewritten from that row onwards.
     """
-    head_seq, head_hash = session.execute(
+    head = session.execute(
         select(AuditHead.last_seq, AuditHead.last_hash).where(AuditHead.id == HEAD_ID)
-    ).one()
+    ).first()
+    head_seq, head_hash = head if head is not None else (-1, "")
     report = VerifyReport(head_seq=head_seq, head_hash=head_hash)
+    if head is None:
+        report.problems.append(Problem(0, None, "the audit head row was deleted"))
     expected_seq = 1
     prev_hash = GENESIS_HASH
     anchor_seen = anchor is None
@@ -300,7 +313,7 @@ def verify(
         if len(report.problems) >= max_problems:
             return report
     last_seq = expected_seq - 1
-    if head_seq != last_seq or head_hash != prev_hash:
+    if head is not None and (head_seq != last_seq or head_hash != prev_hash):
         report.problems.append(
             Problem(
                 head_seq,
@@ -609,4 +622,26 @@ def application_activity(component: str, *, started: bool) -> AuditRecord:
         actor=component,
         object_type="application",
         object_id=component,
+    )
+
+
+def quarantine_action(
+    actor: str,
+    entry_id: int,
+    step: str,
+    *,
+    actor_role: str | None = None,
+    client_address: str | None = None,
+) -> AuditRecord:
+    """A steward retried, released or purged a quarantined original."""
+    return AuditRecord(
+        event_id=EventId.SECURITY_ALERT,
+        event_type=EventType.USE_OF_RESTRICTED_FUNCTION,
+        action=Action.DELETE if step in ("purge", "release") else Action.UPDATE,
+        actor=actor,
+        actor_role=actor_role,
+        client_address=client_address,
+        object_type="quarantine",
+        object_id=str(entry_id),
+        detail={"step": step},
     )

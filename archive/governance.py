@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from amana.errors import RejectError
-from anonymizer.engine import ProfileError, load_profile
+from anonymizer.engine import Deidentifier, ProfileError, key_from_bytes, load_profile
 from anonymizer.profile_model import Profile
 from archive import audit
 from archive.auth import Principal
@@ -321,14 +321,14 @@ def approve(
 def activate(
     session: Session, ref: str | int, principal: Principal, *, client_address: str | None = None
 ) -> ProfileVersion:
-    """Make a version the active one for its name; the previous active one is retired."""
+    """Make a version the active one for its name; the previous active one is retired.
+
+    Refusals are appended to the session before raising: commit it in both cases."""
     pv = get_version(session, ref)
     if pv.status == ProfileVersionStatus.ACTIVE:
         return pv
-    if pv.status != ProfileVersionStatus.PROPOSED:
-        raise RejectError(
-            f"version {pv.version} is {pv.status.value}; propose it again", code="conflict"
-        )
+    # A RETIRED version was approved before: activating it again is a rollback, under the
+    # same approval rule below.
     second = {a.approved_by for a in pv.approvals} - {pv.proposed_by}
     if len(second) < REQUIRED_APPROVALS:
         audit.append(
@@ -454,6 +454,15 @@ class ActiveProfileWatcher:
         self._profile = profile
 
 
+def refresh_deidentifier(current: Deidentifier, watcher: ActiveProfileWatcher) -> Deidentifier:
+    """The worker's engine for the next job: the same object unless the active version
+    changed, then a new one with the same key (compiling a profile is not free)."""
+    profile = watcher.current()
+    if profile.version == current.profile.version:
+        return current
+    return Deidentifier(profile, current.key)
+
+
 # --- dry run ---------------------------------------------------------------------------------
 
 
@@ -461,8 +470,6 @@ def dry_run(profile: Profile, samples: list[tuple[str, bytes]]) -> list[dict[str
     """Run the profile on sample files with a throwaway key: the explain table, the outcome
     and a preview of the cleaned pixels for each. Nothing is stored or audited in detail,
     because the explain table shows the samples' own values to the steward who sent them."""
-    from anonymizer.engine import Deidentifier, key_from_bytes
-
     deidentifier = Deidentifier(profile, key_from_bytes(secrets.token_bytes(32)))
     results = []
     for filename, data in samples:

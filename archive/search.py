@@ -50,8 +50,7 @@ class StudyFilter:
             raise RejectError("status must be RECEIVING or COMPLETE", code="bad_filter")
 
     def as_audit_detail(self) -> dict[str, str]:
-        """The filters for the audit record. Region is free text, so it is recorded only when
-        it names a region the catalog holds (see `known_region`)."""
+        """The filters that were given (callers drop free-text values that matched nothing)."""
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
@@ -193,10 +192,6 @@ def _summaries(session: Session, rows: Sequence[tuple[Study, Patient]]) -> list[
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-def known_region(session: Session, region: str) -> bool:
-    return session.scalar(select(Study.id).where(Study.region == region).limit(1)) is not None
 
 
 def study_detail(session: Session, study_uid: str) -> dict[str, Any]:

@@ -99,6 +99,7 @@ def run(
         changed = True
         result.actions.append("embedded_overlay_cleared")
 
+    read_alone: set[int] = set()
     masks, rule_actions = _rule_masks(original, frames, rules)
     result.actions.extend(rule_actions)
     if not masks or policy.ocr_after_rule:
@@ -109,8 +110,11 @@ def run(
                     "image must be examined, no device rule matches and OCR is disabled",
                 )
         else:
-            ocr_masks, count = _ocr_masks(frames, policy.ocr)
+            secrets = verify.identifying_tokens(identifying_values)
+            ocr_masks, count = _ocr_masks(frames, policy.ocr, secrets)
             result.actions.append(f"ocr_mask:{count}_boxes")
+            # Frames that needed their own reading are verified too (frame 0 is a sample).
+            read_alone = {i for i, m in enumerate(ocr_masks) if m is not ocr_masks[0]}
             masks = _merge(masks, ocr_masks)
 
     if masks and any(m.any() for m in masks):
@@ -120,7 +124,7 @@ def run(
     result.masks = masks
 
     if policy.verify and policy.ocr.enabled:
-        _verify(frames, policy, original, identifying_values)
+        _verify(frames, policy, original, identifying_values, read_alone)
         result.actions.append("verified")
         output.BurnedInAnnotation = "NO"
     else:
@@ -187,10 +191,9 @@ def display_frame(frames: codec.Frames, index: int) -> np.ndarray:
     return ocr.to_uint8(frames.array[index], frames.photometric, frames.bits_stored)
 
 
-def _read(frames: codec.Frames, index: int, settings: OcrSettings) -> ocr.FrameText:
-    return ocr.read_frame(
+def _find(frames: codec.Frames, index: int, settings: OcrSettings) -> ocr.Ink:
+    return ocr.find_ink(
         display_frame(frames, index),
-        settings,
         min_contrast=settings.min_contrast,
         min_chroma=settings.min_chroma,
     )
@@ -201,29 +204,38 @@ def _read(frames: codec.Frames, index: int, settings: OcrSettings) -> ocr.FrameT
 UNCOVERED_INK_PX = 25
 
 
-def _ocr_masks(frames: codec.Frames, settings: OcrSettings) -> tuple[list[np.ndarray], int]:
+def _ocr_masks(
+    frames: codec.Frames, settings: OcrSettings, secrets: set[str]
+) -> tuple[list[np.ndarray], int]:
     """Masks from OCR: text found on a few sampled frames is masked in every frame; any
-    other frame showing text-like ink outside those masks (text that moves, appears or
-    changes) is read on its own."""
+    other frame showing new text-like ink outside those masks (text that moves, appears or
+    changes) is read on its own.
+
+    On plain areas (borders, header bars) any new ink counts. Over image content, speckle
+    changes every frame, so only clearly more text-like ink than the samples showed does.
+    """
     shape = (frames.rows, frames.columns)
     sampled = sample_indices(frames.count, settings.sample_frames)
     union = np.zeros(shape, dtype=bool)
+    busy_seen = 0
     for index in sampled:
-        union |= mask.word_mask(_read(frames, index, settings), shape, settings.margin)
+        ink = _find(frames, index, settings)
+        busy_seen = max(busy_seen, int(np.count_nonzero(ink.candidates & ~ink.plain)))
+        text = ocr.read_ink(ink, settings)
+        union |= mask.word_mask(text, shape, settings.margin, secrets)
     if frames.count == 1:
         return [union], len(mask.boxes_of(union))
+    busy_limit = max(UNCOVERED_INK_PX, 2 * busy_seen)
     masks = [union] * frames.count
     for index in range(frames.count):
         if index in sampled:
             continue
-        layers = ocr.find_ink(
-            display_frame(frames, index),
-            min_contrast=settings.min_contrast,
-            min_chroma=settings.min_chroma,
-        )
-        ink = np.logical_or.reduce([c for _, c in layers])
-        if np.count_nonzero(ink & ~union) >= UNCOVERED_INK_PX:
-            own = mask.word_mask(ocr.read_layers(layers, settings), shape, settings.margin)
+        ink = _find(frames, index, settings)
+        new = ink.candidates & ~union
+        plain_new = np.count_nonzero(new & ink.plain)
+        busy_new = np.count_nonzero(new & ~ink.plain)
+        if plain_new >= UNCOVERED_INK_PX or busy_new > busy_limit:
+            own = mask.word_mask(ocr.read_ink(ink, settings), shape, settings.margin, secrets)
             masks[index] = union | own
     if all(m is union for m in masks):
         return [union], len(mask.boxes_of(union))
@@ -235,12 +247,14 @@ def _verify(
     policy: PixelPolicy,
     original: Dataset,
     identifying_values: Collection[str],
+    also: set[int],
 ) -> None:
     settings = policy.ocr
     # Read other frames than detection did, with lower thresholds, so the check is not
     # a replay of the detection.
     indices = set(sample_indices(frames.count, settings.sample_frames))
     indices |= set(sample_indices(frames.count, settings.sample_frames, shift=0.5))
+    indices |= also
     forbid = str(original.get("Modality", "")).upper() in {m.upper() for m in policy.forbid_text_in}
     for index in sorted(indices):
         text = ocr.read_frame(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from .ocr import FrameText
+from . import verify
+from .ocr import FrameText, Word, dilate
 from .rules import Rect
 
 
@@ -23,24 +24,47 @@ def rect_mask(
     return mask
 
 
-def word_mask(text: FrameText, shape: tuple[int, int], margin: int) -> np.ndarray:
+# Over image content (speckle, anatomy) tesseract reads garbage "words", short and with
+# low confidence; there a word is masked when it is confident, or long and fairly
+# confident, or matches an identifying value.
+BUSY_MIN_CONFIDENCE = 60.0
+BUSY_LONG_WORD = 4
+BUSY_LONG_MIN_CONFIDENCE = 45.0
+
+
+def _kept(word: Word, secrets: Collection[str]) -> bool:
+    if not word.busy:
+        return True
+    if secrets and verify.residual_matches([word], (), secret_tokens=secrets):
+        return True
+    alnum = sum(1 for ch in word.text if ch.isalnum())
+    if alnum >= BUSY_LONG_WORD and word.confidence >= BUSY_LONG_MIN_CONFIDENCE:
+        return True
+    return word.confidence >= BUSY_MIN_CONFIDENCE and alnum >= 2
+
+
+def word_mask(
+    text: FrameText, shape: tuple[int, int], margin: int, secrets: Collection[str] = ()
+) -> np.ndarray:
     """Every word grown by `margin`, plus the whole line of ink each word belongs to.
 
     Tesseract's word boxes are tight and sometimes leave out a diacritic, a dot or a
-    glyph it could not read; the ink shapes near a word are filled with it.
+    glyph it could not read; the ink shapes near a word are filled with it. `secrets` are
+    the instance's identifying tokens (verify.identifying_tokens).
     """
     rows, columns = shape
     mask = np.zeros(shape, dtype=bool)
-    if not text.words:
+    words = [w for w in text.words if _kept(w, secrets)]
+    if not words:
         return mask
-    for word in text.words:
+    for word in words:
         mask[
             max(0, word.y - margin) : min(rows, word.y + word.height + margin),
             max(0, word.x - margin) : min(columns, word.x + word.width + margin),
         ] = True
     # Ink shapes close together (one text line) form a group; groups touched by a word
     # are filled as a whole.
-    lines = ndi.binary_dilation(text.candidates, structure=np.ones((3, 9), dtype=bool))
+    lines = dilate(text.candidates, 3, 9)
     labels, count = ndi.label(lines)
     if count:
         touched = np.unique(labels[mask & lines])

@@ -38,6 +38,14 @@ class Word:
     height: int
     text: str
     confidence: float
+    # Read over image content (speckle, anatomy) rather than on a plain border or panel.
+    busy: bool = False
+
+
+def dilate(mask: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """Binary dilation by a rows x columns rectangle (separable, so fast)."""
+    grown = ndi.maximum_filter(mask.view(np.uint8), size=(rows, columns))
+    return grown.astype(bool)  # type: ignore[no-any-return]
 
 
 def to_uint8(frame: np.ndarray, photometric: str, bits_stored: int) -> np.ndarray:
@@ -69,8 +77,9 @@ def ink_layers(image: np.ndarray, min_contrast: int, min_chroma: int) -> list[np
     "dark ink" and would merge the letters into blocks no OCR can read.
     """
     if image.ndim == 3:
-        hi = image.max(axis=2).astype(np.int16)
-        lo = image.min(axis=2).astype(np.int16)
+        r, g, b = image[..., 0], image[..., 1], image[..., 2]
+        hi = np.maximum(np.maximum(r, g), b).astype(np.int16)
+        lo = np.minimum(np.minimum(r, g), b).astype(np.int16)
         grey = hi  # coloured text is bright in its strongest channel
         chroma = hi - lo
     else:
@@ -102,7 +111,24 @@ def ink_layers(image: np.ndarray, min_contrast: int, min_chroma: int) -> list[np
     ]
 
 
-def text_candidates(ink: np.ndarray) -> np.ndarray:
+def grey_of(image: np.ndarray) -> np.ndarray:
+    """Brightness for text detection: coloured text is bright in its strongest channel."""
+    if image.ndim == 3:
+        return np.maximum(np.maximum(image[..., 0], image[..., 1]), image[..., 2])
+    return image
+
+
+def plain_zone(grey: np.ndarray) -> np.ndarray:
+    """Where the frame is mostly flat black or white: borders, header bars, panels, paper.
+
+    Text there is grouped apart from text-like specks of the image content next to it, so a
+    sector edge full of bright speckle cannot swallow the header line beside it.
+    """
+    flat = ((grey <= 20) | (grey >= 235)).astype(np.float32)
+    return ndi.uniform_filter(flat, size=41) >= 0.5  # type: ignore[no-any-return]
+
+
+def text_candidates(ink: np.ndarray, plain: np.ndarray) -> np.ndarray:
     """Mask of ink pixels in glyph-sized shapes that sit next to other glyph-sized shapes."""
     strong = ink > 0
     labels, count = ndi.label(strong)
@@ -117,17 +143,23 @@ def text_candidates(ink: np.ndarray) -> np.ndarray:
         # Glyphs (or glyphs run together) are at most a few tens of pixels tall.
         keep[index] = 2 <= h <= 80 and w <= 400 and (h >= 3 or w >= 3)
     mask = keep[labels]
-    # Lone specks far from any other shape are noise, not text.
-    neighbourhood = ndi.binary_dilation(mask, structure=np.ones((5, 15), dtype=bool))
-    groups, group_count = ndi.label(neighbourhood)
+    # Lone specks far from any other shape are noise, not text. Shapes are grouped with
+    # their neighbours within their own zone (plain or busy) only.
+    near = (5, 15)
+    plain_groups, plain_count = ndi.label(dilate(mask & plain, *near))
+    busy_groups, busy_count = ndi.label(dilate(mask & ~plain, *near))
+    groups = np.where(plain, plain_groups, np.where(busy_groups > 0, busy_groups + plain_count, 0))
+    groups = np.where(mask, groups, 0)
+    group_count = plain_count + busy_count
     if group_count == 0:
         return mask
     pixels_per_group = np.bincount(groups[mask], minlength=group_count + 1)
     good = pixels_per_group >= 12
     good[0] = False
-    # A text line is a band; specks strung along an organ or sector edge are not.
+    # A text line is a band (horizontal or vertical); specks strung along an organ or a
+    # sector edge spread both ways.
     for index, box in enumerate(ndi.find_objects(groups), start=1):
-        if box is not None and box[0].stop - box[0].start > 100:
+        if box is not None and min(box[0].stop - box[0].start, box[1].stop - box[1].start) > 100:
             good[index] = False
     return mask & good[groups]
 
@@ -143,24 +175,34 @@ class Placement:
     width: int  # on the page
     height: int
     scale: float
+    # Vertical text is OCR'd turned by 90 degrees; a word read there masks the whole band.
+    band_width: int = 0
+    band_height: int = 0
+    rotated: bool = False
+    busy: bool = False
 
 
 # Every band is scaled to about this height (padding included) before OCR. Measured
 # with tesseract 5.3 ara+fra+eng: Latin lines read from 16 to 40 px, Arabic only from 16
 # to 24 px; small annotation text is missed at native size (hence the upscaling).
 BAND_HEIGHT_PX = 22
+# A band this tall, and this many times taller than wide, is vertical text.
+VERTICAL_MIN_PX = 30
+VERTICAL_RATIO = 2.5
 _GAP = 16
 
 
 def text_bands(candidates: np.ndarray) -> list[tuple[slice, slice]]:
     """Bounding boxes of text lines: candidate ink grouped along the writing direction."""
-    lines = ndi.binary_dilation(candidates, structure=np.ones((3, 15), dtype=bool))
+    lines = dilate(candidates, 3, 15)
     labels, count = ndi.label(lines)
-    return [b for b in ndi.find_objects(labels)[:count] if b is not None]
+    # The extent of the ink itself, not of the dilation (which would widen every band).
+    inked = np.where(candidates, labels, 0)
+    return [b for b in ndi.find_objects(inked)[:count] if b is not None]
 
 
 def ocr_page(
-    layers: Sequence[tuple[np.ndarray, np.ndarray]], upscale: float
+    layers: Sequence[tuple[np.ndarray, np.ndarray]], plain: np.ndarray, upscale: float
 ) -> tuple[Image.Image, list[Placement]] | None:
     """The page shown to tesseract: each text band's ink, dark on white, one per row.
 
@@ -168,11 +210,11 @@ def ocr_page(
     (cropping them is what made tesseract both fast and complete when measured), each
     scaled to a height tesseract reads well and stretched to full contrast.
     """
-    crops: list[tuple[Image.Image, int, int, float]] = []
+    crops: list[tuple[Image.Image, int, int, float, int, int, bool, bool]] = []
     for ink, candidates in layers:
         if not candidates.any():
             continue
-        around = ndi.binary_dilation(candidates, iterations=2)
+        around = dilate(candidates, 5, 5)
         strength = np.where(around, ink, 0).astype(np.float32)
         rows, columns = strength.shape
         for band in text_bands(candidates):
@@ -185,13 +227,24 @@ def ocr_page(
             # Stretch faint ink to full black so low-contrast text reads like the rest.
             paper = (255 - np.clip(piece * (255.0 / peak) * 1.6, 0, 255)).astype(np.uint8)
             crop = Image.fromarray(paper, mode="L")
-            scale = min(upscale, max(0.3, BAND_HEIGHT_PX / (y1 - y0)))
-            if scale != 1.0:
-                crop = crop.resize(
-                    (max(1, round(crop.width * scale)), max(1, round(crop.height * scale))),
-                    Image.Resampling.BICUBIC,
-                )
-            crops.append((crop, x0, y0, scale))
+            height, width = y1 - y0, x1 - x0
+            busy = bool(candidates[band][~plain[band]].sum() * 2 > candidates[band].sum())
+            vertical = height >= VERTICAL_MIN_PX and height > VERTICAL_RATIO * width
+            # Vertical text (side labels, a film scanned sideways) is read both ways up.
+            turns = (Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270) if vertical else ()
+            versions = [crop.transpose(t) for t in turns] if vertical else [crop]
+            line_height = width if vertical else height
+            scale = min(upscale, max(0.3, BAND_HEIGHT_PX / line_height))
+            for version in versions:
+                if scale != 1.0:
+                    version = version.resize(
+                        (
+                            max(1, round(version.width * scale)),
+                            max(1, round(version.height * scale)),
+                        ),
+                        Image.Resampling.BICUBIC,
+                    )
+                crops.append((version, x0, y0, scale, width, height, vertical, busy))
     if not crops:
         return None
     width = max(c[0].width for c in crops) + 2 * _GAP
@@ -199,9 +252,23 @@ def ocr_page(
     page = Image.new("L", (width, height), 255)
     placements: list[Placement] = []
     cursor = _GAP
-    for crop, x0, y0, scale in crops:
+    for crop, x0, y0, scale, band_width, band_height, rotated, busy in crops:
         page.paste(crop, (_GAP, cursor))
-        placements.append(Placement(x0, y0, _GAP, cursor, crop.width, crop.height, scale))
+        placements.append(
+            Placement(
+                x0,
+                y0,
+                _GAP,
+                cursor,
+                crop.width,
+                crop.height,
+                scale,
+                band_width,
+                band_height,
+                rotated,
+                busy,
+            )
+        )
         cursor += crop.height + _GAP
     return page, placements
 
@@ -324,7 +391,8 @@ def parse_tsv(tsv: str, placements: Sequence[Placement]) -> list[Word]:
     words: list[Word] = []
     for line in tsv.splitlines()[1:]:
         cells = line.split("\t")
-        if len(cells) < 12 or cells[0] != "5" or not cells[11].strip():
+        # Words without a letter or digit ("|", "—") are rulers and tick marks, not PHI.
+        if len(cells) < 12 or cells[0] != "5" or not any(ch.isalnum() for ch in cells[11]):
             continue
         left, top, width, height = (int(c) for c in cells[6:10])
         cx, cy = left + width / 2, top + height / 2
@@ -338,12 +406,33 @@ def parse_tsv(tsv: str, placements: Sequence[Placement]) -> list[Word]:
         )
         if place is None:
             continue
+        if place.rotated:
+            words.append(
+                Word(
+                    place.frame_x,
+                    place.frame_y,
+                    place.band_width,
+                    place.band_height,
+                    cells[11].strip(),
+                    float(cells[10]),
+                    place.busy,
+                )
+            )
+            continue
         x0 = place.frame_x + int(np.floor((left - place.page_x) / place.scale))
         y0 = place.frame_y + int(np.floor((top - place.page_y) / place.scale))
         x1 = place.frame_x + int(np.ceil((left + width - place.page_x) / place.scale))
         y1 = place.frame_y + int(np.ceil((top + height - place.page_y) / place.scale))
         words.append(
-            Word(x0, y0, max(1, x1 - x0), max(1, y1 - y0), cells[11].strip(), float(cells[10]))
+            Word(
+                x0,
+                y0,
+                max(1, x1 - x0),
+                max(1, y1 - y0),
+                cells[11].strip(),
+                float(cells[10]),
+                place.busy,
+            )
         )
     return words
 
@@ -356,17 +445,28 @@ class FrameText:
     candidates: np.ndarray
 
 
-Layers = list[tuple[np.ndarray, np.ndarray]]
+@dataclass(frozen=True)
+class Ink:
+    """What a frame shows that may be text: (ink, candidates) per polarity, and its zones."""
+
+    layers: list[tuple[np.ndarray, np.ndarray]]
+    plain: np.ndarray
+
+    @property
+    def candidates(self) -> np.ndarray:
+        return np.logical_or.reduce([c for _, c in self.layers])  # type: ignore[no-any-return]
 
 
-def find_ink(image: np.ndarray, *, min_contrast: int, min_chroma: int) -> Layers:
-    """(ink, candidates) per polarity: cheap (no OCR), used to decide which frames to read."""
-    return [(ink, text_candidates(ink)) for ink in ink_layers(image, min_contrast, min_chroma)]
+def find_ink(image: np.ndarray, *, min_contrast: int, min_chroma: int) -> Ink:
+    """Text-like ink of a frame: cheap (no OCR), also used to decide which frames to read."""
+    plain = plain_zone(grey_of(image))
+    inks = ink_layers(image, min_contrast, min_chroma)
+    return Ink([(ink, text_candidates(ink, plain)) for ink in inks], plain)
 
 
-def read_layers(layers: Layers, settings: OcrSettings) -> FrameText:
-    candidates = np.logical_or.reduce([c for _, c in layers])
-    laid_out = ocr_page(layers, settings.upscale)
+def read_ink(ink: Ink, settings: OcrSettings) -> FrameText:
+    candidates = ink.candidates
+    laid_out = ocr_page(ink.layers, ink.plain, settings.upscale)
     if laid_out is None:
         return FrameText([], candidates)
     page, placements = laid_out
@@ -377,4 +477,4 @@ def read_layers(layers: Layers, settings: OcrSettings) -> FrameText:
 def read_frame(
     image: np.ndarray, settings: OcrSettings, *, min_contrast: int, min_chroma: int
 ) -> FrameText:
-    return read_layers(find_ink(image, min_contrast=min_contrast, min_chroma=min_chroma), settings)
+    return read_ink(find_ink(image, min_contrast=min_contrast, min_chroma=min_chroma), settings)

@@ -42,7 +42,7 @@ def _clean_plane(ds: Dataset, group: int, policy: PixelPolicy, values: Collectio
     found = ocr.read_frame(
         image, settings, min_contrast=settings.min_contrast, min_chroma=settings.min_chroma
     )
-    erase = mask.word_mask(found, bits.shape, settings.margin)
+    erase = mask.word_mask(found, bits.shape, settings.margin, verify.identifying_tokens(values))
     if not erase.any():
         return "overlay_kept"
     bits[erase] = 0

@@ -35,15 +35,33 @@ def _significant(token: str) -> bool:
     return len(token) >= 3
 
 
+_UID = re.compile(r"^\s*\d+(\.\d+){3,}\s*$")
+
+
 def identifying_tokens(values: Iterable[str]) -> set[str]:
     found: set[str] = set()
     for value in values:
+        if _UID.match(value):
+            # UIDs are never drawn on images; their digit groups (10008, 113619) would
+            # match unrelated numbers such as depths and frame counters.
+            continue
         parts = tokens(value)
         found.update(p for p in parts if _significant(p))
         digits = "".join(ch for ch in normalize(value) if ch.isdigit())
         if len(digits) >= 4:
             found.add(digits)
+        found.update(_date_forms(digits))
     return found
+
+
+def _date_forms(digits: str) -> set[str]:
+    """A DICOM date (YYYYMMDD) as images write it: 12/03/1961, 03/12/1961, 12.03.61."""
+    if len(digits) != 8 or not digits.isdigit():
+        return set()
+    year, month, day = digits[:4], digits[4:6], digits[6:]
+    if not (1 <= int(month) <= 12 and 1 <= int(day) <= 31):
+        return set()
+    return {day + month + year, month + day + year, day + month + year[2:]}
 
 
 def _within_one_edit(a: str, b: str) -> bool:
@@ -74,9 +92,16 @@ def _matches(word_token: str, secret: str) -> bool:
     return len(secret) >= 5 and _within_one_edit(word_token, secret)
 
 
-def residual_matches(words: Collection[Word], values: Collection[str]) -> int:
-    """How many read words (or runs of digits across words) match an identifying value."""
-    secrets = identifying_tokens(values)
+def residual_matches(
+    words: Collection[Word],
+    values: Collection[str],
+    *,
+    secret_tokens: Collection[str] | None = None,
+) -> int:
+    """How many read words (or runs of digits across words) match an identifying value.
+
+    `secret_tokens` (from identifying_tokens) may be given instead of `values` to save work."""
+    secrets = set(secret_tokens) if secret_tokens is not None else identifying_tokens(values)
     if not secrets or not words:
         return 0
     hits = 0

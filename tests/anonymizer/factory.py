@@ -63,7 +63,7 @@ def ct_instance(
     ds.SOPInstanceUID = sop_uid or uid()
     ds.StudyInstanceUID = study_uid or uid()
     ds.SeriesInstanceUID = series_uid or uid()
-    ds.FrameOfReferenceUID = ds.StudyInstanceUID + ".1"
+    ds.FrameOfReferenceUID = uid()
     ds.StudyDate = study_date
     ds.SeriesDate = study_date
     ds.ContentDate = study_date

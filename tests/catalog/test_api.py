@@ -6,10 +6,11 @@ import csv
 import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from archive.api import create_app
@@ -286,3 +287,80 @@ def test_sources_admin(client: TestClient, sessions: sessionmaker[Session]) -> N
             select(func.count()).select_from(AuditEvent).where(AuditEvent.object_id == "CHU_RABAT")
         )
     assert count == 3
+
+
+def test_steward_retries_and_purges_quarantine(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Rule: stewards (not auditors) retry or purge a held original over HTTP; the job goes
+    back to RECEIVED and is published; each action is audited with the steward's token id."""
+    quarantine_dir, spool_dir = tmp_path / "quarantine", tmp_path / "spool"
+    quarantine_dir.mkdir()
+    (spool_dir / "incoming").mkdir(parents=True)
+    entries = []
+    for name in ("held1", "held2"):
+        (quarantine_dir / name).write_bytes(b"original")
+        with sessions.begin() as session:
+            job_id = create_job(
+                session, spool_name=name, size_bytes=8, calling_ae="PACS1", source_kind="dicom"
+            )
+            session.get_one(Job, job_id).status = JobStatus.QUARANTINED
+            entry = QuarantineEntry(
+                job_id=job_id,
+                reason="residual_phi",
+                message="m",
+                stored_name=name,
+                size_bytes=8,
+                status=QuarantineStatus.HELD,
+            )
+            session.add(entry)
+            session.flush()
+            entries.append(entry.id)
+    published: list[int] = []
+    app = create_app(
+        sessions, quarantine_dir=quarantine_dir, spool_dir=spool_dir, publish=published.append
+    )
+    steward, auditor = mint(sessions, "steward"), mint(sessions, "auditor")
+    with TestClient(app) as client:
+        assert (
+            client.post(f"/quarantine/{entries[0]}/retry", headers=_auth(auditor)).status_code
+            == 403
+        )
+        retried = client.post(f"/quarantine/{entries[0]}/retry", headers=_auth(steward))
+        assert retried.status_code == 200 and retried.json()["queued"] is True
+        assert (
+            client.post(f"/quarantine/{entries[0]}/retry", headers=_auth(steward)).status_code
+            == 409
+        )
+        assert (
+            client.post(f"/quarantine/{entries[1]}/purge", headers=_auth(steward)).status_code
+            == 200
+        )
+        shown = client.get(f"/quarantine/{entries[1]}", headers=_auth(auditor)).json()
+    assert shown["status"] == "PURGED"
+    assert published == [retried.json()["job_id"]]
+    assert (spool_dir / "incoming" / "held1").exists() and not (quarantine_dir / "held2").exists()
+    with sessions() as session:
+        steps = session.scalars(
+            select(AuditEvent.detail).where(
+                AuditEvent.object_type == "quarantine",
+                AuditEvent.actor == steward.split(".")[0],
+                AuditEvent.outcome == 0,
+            )
+        ).all()
+    assert sum('"step":"retry"' in s for s in steps) == 1
+    assert sum('"step":"purge"' in s for s in steps) == 1
+
+
+def test_no_data_without_an_audit_record(
+    client: TestClient, sessions: sessionmaker[Session]
+) -> None:
+    """Rule: when the audit event cannot be written, the caller gets 503 and no catalog data."""
+    _corpus(sessions)
+    auditor = _auth(mint(sessions, "auditor"))
+    assert client.get("/studies", headers=auditor).status_code == 200
+    with sessions.begin() as session:
+        session.execute(text("DELETE FROM audit_head"))
+    response = client.get("/studies", headers=auditor)
+    assert response.status_code == 503
+    assert "2.25.1" not in response.text

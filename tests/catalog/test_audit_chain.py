@@ -186,3 +186,46 @@ def test_syslog_export_is_rfc5424_with_a_dicom_audit_message(
     obj = root.find("ParticipantObjectIdentification")
     assert obj is not None and obj.get("ParticipantObjectID") == "2.25.7"
     assert "\n" not in line
+
+
+def _append_in_process(url: str, worker: int, count: int) -> None:
+    from archive.db import make_engine, make_sessionmaker
+
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    for n in range(count):
+        audit.record(sessions, _query(f"process-{worker}", n))
+    engine.dispose()
+
+
+def test_appends_from_several_processes_form_one_chain(
+    db_url: str, sessions: sessionmaker[Session]
+) -> None:
+    """Rule: worker processes appending at the same time (separate engines, as in
+    production) still produce one unbroken chain with no gaps."""
+    import multiprocessing
+
+    spawn = multiprocessing.get_context("spawn")
+    processes = [spawn.Process(target=_append_in_process, args=(db_url, w, 20)) for w in range(3)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+    assert [p.exitcode for p in processes] == [0, 0, 0]
+    report = _verify(sessions)
+    assert report.ok, report.problems
+    assert report.checked == report.head_seq == 60
+
+
+def test_a_deleted_head_stops_recording_and_is_reported(sessions: sessionmaker[Session]) -> None:
+    """Rule: if the head row is deleted, nothing starts a new chain silently: appends fail
+    (so the API answers 503) and verify reports it."""
+    import pytest
+
+    _fill(sessions, 2)
+    with sessions.begin() as session:
+        session.execute(text("DELETE FROM audit_head"))
+    with pytest.raises(audit.AuditUnavailable):
+        audit.record(sessions, _query("x", 1))
+    report = _verify(sessions)
+    assert not report.ok and "head row was deleted" in str(report.problems[0])

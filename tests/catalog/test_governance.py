@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from amana.settings import REPO_ROOT
 from anonymizer.engine import Deidentifier, key_from_bytes, load_profile
 from archive.api import create_app
-from archive.governance import ActiveProfileWatcher, active_profile
+from archive.governance import ActiveProfileWatcher, active_profile, refresh_deidentifier
 from archive.jobs import create_job
 from archive.models import Instance
 from archive.models_governance import AuditEvent
@@ -127,6 +127,11 @@ def test_activation_needs_a_second_steward(
     assert sum('"step":"activate"' in d and "refused" not in d for d in steps) == 2
     assert sum('"refused"' in d for d in steps) == 2  # self-approval and early activation
 
+    rollback = client.post(f"/profiles/{version}/activate", headers=_h(bob))
+    assert rollback.status_code == 200 and rollback.json()["status"] == "ACTIVE"
+    with sessions() as session:
+        assert active_profile(session, "ma-national").version == version  # type: ignore[union-attr]
+
 
 def test_dry_run_returns_explain_table_and_preview(
     client: TestClient, sessions: sessionmaker[Session]
@@ -164,11 +169,13 @@ def test_worker_follows_the_activated_version(
     client.post(f"/profiles/{version}/approve", headers=_h(bob))
     assert client.post(f"/profiles/{version}/activate", headers=_h(alice)).status_code == 200
 
-    profile = watcher.current()
+    before = Deidentifier(on_disk, key_from_bytes(os.urandom(32)))
+    assert refresh_deidentifier(before, watcher) is not before
+    profile = refresh_deidentifier(before, watcher).profile
     assert profile.version == version != on_disk.version
     ctx = WorkerContext(
         sessions=sessions,
-        deidentifier=Deidentifier(profile, key_from_bytes(os.urandom(32))),
+        deidentifier=refresh_deidentifier(before, watcher),
         spool_dir=tmp_path / "spool",
         archive_dir=tmp_path / "archive",
         quarantine_dir=tmp_path / "quarantine",

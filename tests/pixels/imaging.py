@@ -20,6 +20,7 @@ from pydicom.uid import (
     RLELossless,
     generate_uid,
 )
+from scipy import ndimage as ndi
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 FONT = FONT_DIR / "DejaVuSans.ttf"  # Debian package fonts-dejavu-core: has Arabic glyphs
@@ -72,20 +73,28 @@ def _font(item: Text) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(FONT_BOLD if item.bold else FONT), item.size)
 
 
-def background(seed: int) -> np.ndarray:
-    """An ultrasound-like sector of speckle on black, (rows, columns) uint8."""
+def background(seed: int, brightness: float = 30.0) -> np.ndarray:
+    """An ultrasound-like sector of speckle on black, (rows, columns) uint8; bright
+    speckle (brightness 90) is smoothed like a real probe's."""
     rng = np.random.default_rng(seed)
-    speckle = rng.rayleigh(30, (ROWS, COLUMNS)).clip(0, 255)
+    speckle = rng.rayleigh(brightness, (ROWS, COLUMNS))
+    if brightness > 30:
+        speckle = ndi.gaussian_filter(speckle, 1.0) * 1.6
+    speckle = speckle.clip(0, 255)
     yy, xx = np.mgrid[:ROWS, :COLUMNS]
     sector = ((xx - 320) ** 2 + (yy - 40) ** 2 < 420**2) & (np.abs(xx - 320) < (yy - 40) * 0.9)
     return np.where(sector, speckle, 0).astype(np.uint8)
 
 
 def draw(
-    color: bool, seed: int, texts: list[Text], shift: tuple[int, int] = (0, 0)
+    color: bool,
+    seed: int,
+    texts: list[Text],
+    shift: tuple[int, int] = (0, 0),
+    brightness: float = 30.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(image, text mask): the image with `texts` drawn, and every pixel the text touched."""
-    base = background(seed)
+    base = background(seed, brightness)
     image = Image.fromarray(base).convert("RGB")
     truth = Image.new("L", (COLUMNS, ROWS), 0)
     pen, truth_pen = ImageDraw.Draw(image), ImageDraw.Draw(truth)

@@ -1,0 +1,80 @@
+"""The self-check: an output holding any original identifying value is never archived."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from amana.errors import QuarantineError, QuarantineReason
+from anonymizer.engine import Deidentifier, load_profile
+from anonymizer.pseudonyms import key_from_bytes
+from tests.anonymizer.factory import Identity, ct_instance, to_bytes
+
+
+@pytest.fixture(scope="module")
+def keeps_private(tmp_path_factory: pytest.TempPathFactory, profiles_dir: Path) -> Deidentifier:
+    """ma-national plus Retain Safe Private with one (wrongly) 'safe' private element."""
+    folder = tmp_path_factory.mktemp("profiles")
+    for name in ("dicom-basic.yaml", "ma-national.yaml"):
+        shutil.copy(profiles_dir / name, folder / name)
+    shutil.copytree(profiles_dir / "regions", folder / "regions")
+    (folder / "site.yaml").write_text(
+        "name: site\nextends: ma-national\n"
+        "options: [retain_patient_characteristics, retain_device_identity,\n"
+        "          retain_long_modified_dates, clean_descriptors, retain_safe_private]\n"
+        "private:\n  keep:\n"
+        "    - {creator: ACME VENDOR 1.0, group: '0019', element: '10', action: K}\n"
+        "    - {creator: ACME VENDOR 1.0, group: '0019', element: '11', action: clean}\n"
+    )
+    return Deidentifier(load_profile("site", folder), key_from_bytes(b"s" * 32))
+
+
+def assert_residual(engine: Deidentifier, data: bytes, secret: str) -> None:
+    with pytest.raises(QuarantineError) as caught:
+        engine.deidentify(data)
+    assert caught.value.reason == QuarantineReason.RESIDUAL_PHI
+    assert secret not in str(caught.value)
+
+
+def test_name_in_a_kept_code_string_is_caught(national: Deidentifier) -> None:
+    """Rule: a patient name written in an attribute the profile keeps (here a CS) is found
+    by the self-check and the instance is quarantined as residual_phi, with no PHI in the
+    message."""
+    who = Identity(family="Zerhouni-Fictif")
+    ds = ct_instance(who)
+    ds.BodyPartExamined = "ZERHOUNI-FICTIF"
+    assert_residual(national, to_bytes(ds), "ZERHOUNI")
+
+
+def test_kept_private_element_with_identifier_is_caught(keeps_private: Deidentifier) -> None:
+    """Rule: private elements kept by (creator, element) are still checked: an ID inside one
+    quarantines the instance; a private element with action clean is cleaned instead."""
+    who = Identity()
+    ds = ct_instance(who)
+    block = ds.private_block(0x0019, "ACME VENDOR 1.0", create=True)
+    block.add_new(0x11, "LO", f"protocole {who.family}")
+    outcome = keeps_private.deidentify(to_bytes(ds))
+    assert who.family.encode() not in outcome.data
+    assert b"ACME VENDOR 1.0" in outcome.data  # the creator of a kept block stays
+    block.add_new(0x10, "LO", f"IPP {who.patient_id}")
+    assert_residual(keeps_private, to_bytes(ds), who.patient_id)
+
+
+def test_original_uid_in_a_kept_private_element_is_caught(keeps_private: Deidentifier) -> None:
+    """Rule: an original UID that survives anywhere (a traceable UID) quarantines."""
+    ds = ct_instance(Identity())
+    block = ds.private_block(0x0019, "ACME VENDOR 1.0", create=True)
+    block.add_new(0x10, "UI", ds.StudyInstanceUID)
+    assert_residual(keeps_private, to_bytes(ds), ds.StudyInstanceUID)
+
+
+def test_unknown_private_blocks_are_removed(national: Deidentifier) -> None:
+    """Rule: private elements are removed unless a profile keeps them by creator/element."""
+    who = Identity()
+    ds = ct_instance(who)
+    block = ds.private_block(0x0043, "GEMS_PARM_01", create=True)
+    block.add_new(0x39, "IS", [1, 2, 3, 4])
+    outcome = national.deidentify(to_bytes(ds))
+    assert b"GEMS_PARM_01" not in outcome.data
