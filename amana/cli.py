@@ -12,7 +12,9 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from amana import cli_governance
 from amana.cli_anonymize import anonymize
+from amana.cli_catalog import audit_app, catalog_app, sources_app, token_app
 from amana.cli_profile import profile_app
 from amana.logsetup import configure_logging
 from amana.settings import Settings
@@ -20,13 +22,22 @@ from amana.settings import Settings
 app = typer.Typer(
     help="Amana: DICOM de-identification into a national archive.", no_args_is_help=True
 )
-catalog_app = typer.Typer(help="Query the pseudonymous catalog.", no_args_is_help=True)
 quarantine_app = typer.Typer(help="Instances held back, with their reasons.", no_args_is_help=True)
 db_app = typer.Typer(help="Catalog schema.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(audit_app, name="audit")
+app.add_typer(token_app, name="token")
+app.add_typer(sources_app, name="sources")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(db_app, name="db")
 app.add_typer(profile_app, name="profile")
+for _command in (
+    cli_governance.propose,
+    cli_governance.approve,
+    cli_governance.activate,
+    cli_governance.versions,
+):
+    profile_app.command(_command.__name__)(_command)
 app.command("anonymize")(anonymize)
 
 console = Console()
@@ -115,15 +126,33 @@ def worker(
 @app.command()
 def api() -> None:
     """The HTTP API (OpenAPI at /docs)."""
+    import socket
+
     import uvicorn
 
+    from amana.celery_app import make_celery
+    from amana.publisher import publish_now
+    from archive import audit
     from archive.api import create_app
     from archive.db import make_engine, make_sessionmaker
 
     settings = _settings()
     _wait_for_schema(settings)
-    web = create_app(make_sessionmaker(make_engine(settings.db_url)))
-    uvicorn.run(web, host=settings.api_host, port=settings.api_port, log_level="warning")
+    sessions = make_sessionmaker(make_engine(settings.db_url))
+    celery = make_celery(settings)
+    web = create_app(
+        sessions,
+        profiles_dir=settings.profiles_dir,
+        hostname=socket.gethostname(),
+        quarantine_dir=settings.quarantine_path,
+        spool_dir=settings.spool_path,
+        publish=lambda job_id: publish_now(celery, job_id),
+    )
+    audit.record(sessions, audit.application_activity("api", started=True))
+    try:
+        uvicorn.run(web, host=settings.api_host, port=settings.api_port, log_level="warning")
+    finally:
+        audit.record(sessions, audit.application_activity("api", started=False))
 
 
 @app.command("import")
@@ -212,16 +241,6 @@ def _session() -> Any:
     return make_sessionmaker(make_engine(settings.db_url))()
 
 
-@catalog_app.command("studies")
-def catalog_studies(fmt: FormatOpt = "table") -> None:
-    """One entry per study: pseudonymous UID, modalities, series and instance counts."""
-    from archive.queries import list_studies
-
-    with _session() as session:
-        rows = list_studies(session, limit=100000)
-    _print(rows, fmt, ["study_uid", "study_date", "modalities", "series", "instances", "status"])
-
-
 @quarantine_app.command("list")
 def quarantine_list(fmt: FormatOpt = "table") -> None:
     """One entry per quarantined instance, with its reason code and message."""
@@ -234,9 +253,10 @@ def quarantine_list(fmt: FormatOpt = "table") -> None:
 
 def _quarantine_action(action: str, entry_id: int, dest: Path | None = None) -> None:
     from amana.celery_app import make_celery
+    from amana.cli_catalog import cli_actor
     from amana.errors import RejectError
     from amana.publisher import publish_now
-    from archive import quarantine_ops
+    from archive import audit, quarantine_ops
     from archive.db import make_engine, make_sessionmaker
 
     settings = _settings()
@@ -257,6 +277,7 @@ def _quarantine_action(action: str, entry_id: int, dest: Path | None = None) -> 
                 )
             else:
                 quarantine_ops.purge(session, entry_id, quarantine_dir=settings.quarantine_path)
+            audit.append(session, audit.quarantine_action(cli_actor(), entry_id, action))
     except RejectError as exc:
         console.print(f"[red]{exc.message}[/red]")
         raise typer.Exit(2) from exc

@@ -88,7 +88,8 @@ def show(
     for rule in compiled.exact.values():
         counts[rule.op.name] = counts.get(rule.op.name, 0) + 1
     console.print(
-        "named attributes: " + ", ".join(f"{op} {n}" for op, n in sorted(counts.items()))
+        "named attributes: "
+        + ", ".join(f"{op} {n}" for op, n in sorted(counts.items()))
         + "; anything else: removed"
     )
     console.print(f"private: {len(compiled.private)} kept element(s), others removed")

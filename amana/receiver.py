@@ -8,11 +8,15 @@ import threading
 from datetime import timedelta
 from types import FrameType
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from amana.celery_app import make_celery
 from amana.publisher import Publisher
 from amana.settings import Settings
+from archive import audit
 from archive.db import make_engine, make_sessionmaker
-from ingest.scp import StoreHandler, start_receiver
+from archive.sources import SourceGate
+from ingest.scp import AssociationPolicy, StoreHandler, start_receiver
 from ingest.spool import Spool
 from ingest.sweeper import SweeperThread, sweep_once
 
@@ -33,14 +37,19 @@ def run_receiver(settings: Settings, *, sweeper: bool = True) -> None:
         lambda job_id: publisher.submit([job_id]),
         validate=settings.validate_on_receive,
     )
+    policy = AssociationPolicy(
+        SourceGate(sessions, open_when_empty=False), accept_loopback=settings.accept_loopback
+    )
     server = start_receiver(
         host=settings.dicom_host,
         port=settings.dicom_port,
         ae_title=settings.ae_title,
         spool=spool,
         handler=handler,
+        policy=policy,
         block=False,
     )
+    _audit_activity(sessions, started=True)
     assert server is not None
     sweep_thread: SweeperThread | None = None
     if sweeper:
@@ -74,3 +83,13 @@ def run_receiver(settings: Settings, *, sweeper: bool = True) -> None:
     if sweep_thread is not None:
         sweep_thread.stop()
     publisher.close()
+    _audit_activity(sessions, started=False)
+
+
+def _audit_activity(sessions: sessionmaker[Session], *, started: bool) -> None:
+    try:
+        audit.record(sessions, audit.application_activity("receiver", started=started))
+    except Exception as exc:
+        log.error(
+            "could not audit receiver %s: %s", "start" if started else "stop", type(exc).__name__
+        )

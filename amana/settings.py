@@ -26,10 +26,15 @@ class Settings(BaseSettings):
     dicom_host: str = "0.0.0.0"
     dicom_port: int = 11112
     ae_title: str = "AMANA"
+    # Accept associations from this machine without a registered source: `amana run` turns
+    # it on so a first try works; split deployments register every PACS.
+    accept_loopback: bool = False
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     profile: str = "ma-national"
     profiles_dir: Path = REPO_ROOT / "profiles"
+    # How often a worker looks for a newly activated profile version.
+    profile_refresh_s: float = 30.0
     key_file: Path | None = None
     worker_concurrency: int = 2
     sweep_interval_s: float = 30.0

@@ -38,6 +38,7 @@ def child_env(settings: Settings) -> dict[str, str]:
             "AMANA_PROFILES_DIR": str(settings.profiles_dir),
         }
     )
+    env.setdefault("AMANA_ACCEPT_LOOPBACK", "true")
     return env
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import resource
+from dataclasses import dataclass
 from datetime import timedelta
 
 from celery import Celery
@@ -13,36 +14,51 @@ from celery.signals import worker_process_init
 from amana.celery_app import PROCESS_JOB, check_safe, make_celery
 from amana.keys import load_key
 from amana.settings import Settings
-from anonymizer.engine import Deidentifier, load_profile
+from anonymizer.engine import Deidentifier
+from archive import audit
 from archive.db import make_engine, make_sessionmaker
+from archive.governance import ActiveProfileWatcher, refresh_deidentifier
 from archive.pipeline import WorkerContext, process_job
 
 log = logging.getLogger(__name__)
 
-_context: WorkerContext | None = None
-_context_pid: int | None = None
+
+@dataclass
+class _ProcessState:
+    context: WorkerContext
+    watcher: ActiveProfileWatcher
+    pid: int
 
 
-def build_context(settings: Settings) -> WorkerContext:
-    profile = load_profile(settings.profile, settings.profiles_dir)
-    key = load_key(settings.key_path)
-    return WorkerContext(
-        sessions=make_sessionmaker(make_engine(settings.db_url)),
-        deidentifier=Deidentifier(profile, key),
+_state: _ProcessState | None = None
+
+
+def _build_state(settings: Settings) -> _ProcessState:
+    sessions = make_sessionmaker(make_engine(settings.db_url))
+    # Stewards activate new profile versions in the catalog; each worker process looks at
+    # most every profile_refresh_s seconds and switches between two jobs.
+    watcher = ActiveProfileWatcher(
+        sessions, settings.profiles_dir, settings.profile, interval_s=settings.profile_refresh_s
+    )
+    context = WorkerContext(
+        sessions=sessions,
+        deidentifier=Deidentifier(watcher.current(), load_key(settings.key_path)),
         spool_dir=settings.spool_path,
         archive_dir=settings.archive_path,
         quarantine_dir=settings.quarantine_path,
         stale_after=timedelta(seconds=settings.stale_after_s),
     )
+    return _ProcessState(context, watcher, os.getpid())
 
 
 def _context_for(settings: Settings) -> WorkerContext:
     # Built lazily in each pool process: engines and DB connections must not cross a fork.
-    global _context, _context_pid
-    if _context is None or _context_pid != os.getpid():
-        _context = build_context(settings)
-        _context_pid = os.getpid()
-    return _context
+    global _state
+    if _state is None or _state.pid != os.getpid():
+        _state = _build_state(settings)
+    ctx = _state.context
+    ctx.deidentifier = refresh_deidentifier(ctx.deidentifier, _state.watcher)
+    return ctx
 
 
 def _limit_memory(limit_mb: int) -> None:
@@ -76,7 +92,8 @@ def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
     app = make_worker_app(settings)
     check_safe(app)
     # Fail at start, not on the first job, when the profile or the key is unusable.
-    build_context(settings)
+    startup = _build_state(settings)
+    audit.record(startup.context.sessions, audit.application_activity("worker", started=True))
     worker = app.Worker(
         concurrency=concurrency or settings.worker_concurrency,
         pool="prefork",
@@ -86,4 +103,5 @@ def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
         without_heartbeat=True,
     )
     worker.start()
+    audit.record(startup.context.sessions, audit.application_activity("worker", started=False))
     raise SystemExit(worker.exitcode)

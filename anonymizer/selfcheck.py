@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 
 from pydicom.dataset import Dataset
@@ -18,10 +19,6 @@ from anonymizer.textclean import date_forms
 from anonymizer.textnorm import normalize, strip_accents
 
 # A hit must stand alone: no letter, digit, underscore or non-ASCII byte on either side.
-_BYTE_EDGE_BEFORE = rb"(?<![A-Za-z0-9_\x80-\xff])"
-_BYTE_EDGE_AFTER = rb"(?![A-Za-z0-9_\x80-\xff])"
-_UID_EDGE_BEFORE = rb"(?<![0-9.])"
-_UID_EDGE_AFTER = rb"(?![0-9])"
 _ENCODINGS = ("utf-8", "latin-1", "cp1256", "iso8859_6")
 _TEXT_VRS = frozenset(
     {"LO", "SH", "ST", "LT", "UT", "UC", "PN", "CS", "AE", "UR", "DA", "DT", "UI"}
@@ -53,20 +50,43 @@ def _encoded_forms(value: str) -> set[bytes]:
     return forms
 
 
+@dataclass(frozen=True)
+class _Needles:
+    """Encoded forms to look for, lower-cased (ASCII) to match a lower-cased haystack."""
+
+    texts: tuple[bytes, ...]
+    uids: tuple[bytes, ...]
+
+
 @lru_cache(maxsize=1024)
-def _bytes_regex(texts: tuple[str, ...], uids: tuple[str, ...]) -> re.Pattern[bytes] | None:
-    parts: list[bytes] = []
-    text_forms = sorted({f for value in texts for f in _encoded_forms(value)}, key=len,
-                        reverse=True)
-    if text_forms:
-        alternatives = b"|".join(re.escape(f) for f in text_forms)
-        parts.append(_BYTE_EDGE_BEFORE + b"(?:" + alternatives + b")" + _BYTE_EDGE_AFTER)
-    if uids:
-        alternatives = b"|".join(re.escape(u.encode("ascii", "replace")) for u in uids)
-        parts.append(_UID_EDGE_BEFORE + b"(?:" + alternatives + b")" + _UID_EDGE_AFTER)
-    if not parts:
-        return None
-    return re.compile(b"|".join(parts), re.IGNORECASE)
+def _needles(texts: tuple[str, ...], uids: tuple[str, ...]) -> _Needles:
+    text_forms = {form.lower() for value in texts for form in _encoded_forms(value)}
+    uid_forms = {uid.encode("ascii", "replace") for uid in uids}
+    return _Needles(tuple(sorted(text_forms)), tuple(sorted(uid_forms)))
+
+
+def _is_word_byte(byte: int) -> bool:
+    return byte >= 0x80 or byte == 0x5F or 0x30 <= byte <= 0x39 or 0x61 <= byte <= 0x7A
+
+
+def _found_standalone(haystack: bytes, needle: bytes, uid: bool) -> bool:
+    """`needle` occurs with no word byte (or, for UIDs, no digit/dot before) around it."""
+    start = haystack.find(needle)
+    while start >= 0:
+        end = start + len(needle)
+        before = haystack[start - 1] if start > 0 else 0x20
+        after = haystack[end] if end < len(haystack) else 0x20
+        if uid:
+            # a longer UID with this one as prefix is still traceable: only digits extend
+            standalone = not (0x30 <= before <= 0x39 or before == 0x2E) and not (
+                0x30 <= after <= 0x39
+            )
+        else:
+            standalone = not _is_word_byte(before) and not _is_word_byte(after)
+        if standalone:
+            return True
+        start = haystack.find(needle, start + 1)
+    return False
 
 
 @lru_cache(maxsize=1024)
@@ -78,12 +98,22 @@ def _text_regex(texts: tuple[str, ...]) -> re.Pattern[str] | None:
 
 
 def scan_bytes(chunks: Iterable[bytes], found: IdentifyingValues) -> bool:
-    """True when any original identifying value occurs in the given bytes."""
+    """True when any original identifying value occurs in the given bytes.
+
+    bytes.find per value (C speed) beats one big alternation regex by an order of
+    magnitude on a header of a few kilobytes.
+    """
     texts, uids = meaningful_values(found)
-    pattern = _bytes_regex(texts, uids)
-    if pattern is None:
-        return False
-    return any(pattern.search(chunk) is not None for chunk in chunks)
+    needles = _needles(texts, uids)
+    for chunk in chunks:
+        lowered = chunk.lower()  # ASCII only; non-ASCII case variants are in the needles
+        for needle in needles.texts:
+            if needle in lowered and _found_standalone(lowered, needle, uid=False):
+                return True
+        for needle in needles.uids:
+            if needle in chunk and _found_standalone(chunk, needle, uid=True):
+                return True
+    return False
 
 
 def scan_dataset(ds: Dataset, found: IdentifyingValues) -> str | None:

@@ -22,6 +22,7 @@ from amana.errors import QuarantineError, QuarantineReason
 from anonymizer.engine import Deidentifier
 from anonymizer.outcome import Outcome
 from anonymizer.paths import archive_relpath
+from archive import audit
 from archive.catalog import find_instance, record_instance
 from archive.fsio import durable_move, durable_write
 from archive.jobs import claim, utcnow
@@ -122,6 +123,17 @@ def _archive(ctx: WorkerContext, job_id: int, outcome: Outcome) -> JobResult:
                 now=now,
             )
             _mark_done(session, job_id, instance.id, duplicate=False, now=now)
+            # Last before the commit: the audit append holds the chain's head lock until then.
+            audit.append(
+                session,
+                audit.instance_archived(
+                    job_id,
+                    facts.study_uid,
+                    facts.sop_instance_uid,
+                    facts.profile_name,
+                    facts.profile_version,
+                ),
+            )
     except IntegrityError:
         # Another worker archived the same instance (same bytes, same path) meanwhile.
         with ctx.sessions.begin() as session:
@@ -188,5 +200,6 @@ def _finish_quarantine(
             entry.size_bytes = size
             entry.status = QuarantineStatus.HELD
             entry.created_at = now
+        audit.append(session, audit.job_quarantined(job_id, error.reason.value))
     log.info("job %s quarantined: %s", job_id, error.reason.value)
     return JobResult.QUARANTINED

@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         AMANA_STALE_AFTER_S="20",
         AMANA_SWEEP_INTERVAL_S="2",
         AMANA_SPOOL_MIN_FREE_MB="64",
+        AMANA_ACCEPT_LOOPBACK="true",
     )
     from amana.keys import ensure_key
 

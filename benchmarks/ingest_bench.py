@@ -76,6 +76,7 @@ def amana_env(home: Path, **extra: str) -> dict[str, str]:
         AMANA_API_PORT=str(free_port()),
         AMANA_KEY_FILE=str(home / "key"),
         AMANA_SPOOL_MIN_FREE_MB="256",
+        AMANA_ACCEPT_LOOPBACK="true",
         AMANA_LOG_LEVEL="WARNING",
     )
     env.update(extra)

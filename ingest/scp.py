@@ -7,8 +7,10 @@ it into the spool and commits a job row.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import tempfile
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +37,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from amana.errors import AmanaError, RetryableError
 from amana.status_map import DIMSE_SUCCESS, dimse_status
+from archive import audit
 from archive.jobs import create_job
+from archive.sources import SourceGate
 from ingest.spool import Spool
 from ingest.validate import check_header
 
@@ -58,6 +62,39 @@ ACCEPTED_TRANSFER_SYNTAXES = [
 ]
 
 
+class AssociationPolicy:
+    """Who may send: registered sources (AE title + address), plus loopback when the
+    embedded `amana run` says so, so that a first try on one machine works."""
+
+    def __init__(self, gate: SourceGate, *, accept_loopback: bool) -> None:
+        self.gate = gate
+        self.accept_loopback = accept_loopback
+
+    def on_requested(self, event: Any) -> None:
+        requestor = event.assoc.requestor
+        address = str(requestor.address)
+        if self.accept_loopback and _is_loopback(address):
+            return
+        decision = self.gate.check(str(requestor.primitive.calling_ae_title).strip(), address)
+        if decision.allowed:
+            return
+        log.warning("association refused: %s", decision.reason)
+        # 0x02 (rejected-transient) when the catalog is down, so the PACS tries again later;
+        # source 0x01 (service user), reason 0x03 (calling AE title not recognized).
+        event.assoc.acse.send_reject(0x02 if decision.transient else 0x01, 0x01, 0x03)
+        event.assoc.kill()
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
 class StoreHandler:
     def __init__(
         self,
@@ -71,6 +108,25 @@ class StoreHandler:
         self.spool = spool
         self.sessions = sessions
         self.on_committed = on_committed
+        self._received: dict[int, list[int]] = {}
+        self._lock = threading.Lock()
+
+    def on_association_end(self, event: Any) -> None:
+        """One audit event per association: who sent how many instances (job ids only)."""
+        with self._lock:
+            job_ids = self._received.pop(id(event.assoc), [])
+        if not job_ids:
+            return
+        requestor = event.assoc.requestor
+        try:
+            audit.record(
+                self.sessions,
+                audit.instances_received(
+                    str(requestor.ae_title).strip(), str(requestor.address), job_ids
+                ),
+            )
+        except Exception as exc:  # the instances are stored and answered; never crash here
+            log.error("could not audit a finished association: %s", type(exc).__name__)
 
     def __call__(self, event: Any) -> int:
         try:
@@ -81,6 +137,8 @@ class StoreHandler:
         except Exception as exc:  # never Success for data not stored
             log.error("C-STORE failed unexpectedly: %s", type(exc).__name__)
             return dimse_status(exc)
+        with self._lock:
+            self._received.setdefault(id(event.assoc), []).append(job_id)
         self.on_committed(job_id)
         return DIMSE_SUCCESS
 
@@ -126,6 +184,7 @@ def start_receiver(
     ae_title: str,
     spool: Spool,
     handler: StoreHandler,
+    policy: AssociationPolicy,
     block: bool,
 ) -> ThreadedAssociationServer | None:
     # Received datasets go straight to a temporary file next to the spool, so adopting it is
@@ -134,5 +193,11 @@ def start_receiver(
     tempfile.tempdir = str(spool.tmp)
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     ae = build_ae(ae_title)
-    handlers: list[Any] = [(evt.EVT_C_STORE, handler), (evt.EVT_C_ECHO, _handle_echo)]
+    handlers: list[Any] = [
+        (evt.EVT_REQUESTED, policy.on_requested),
+        (evt.EVT_C_STORE, handler),
+        (evt.EVT_C_ECHO, _handle_echo),
+        (evt.EVT_RELEASED, handler.on_association_end),
+        (evt.EVT_ABORTED, handler.on_association_end),
+    ]
     return ae.start_server((host, port), block=block, evt_handlers=handlers)

@@ -7,11 +7,12 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from archive import audit
 from archive.jobs import jobs_to_resend, mark_resent, utcnow
-from archive.models import Study, StudyStatus
+from archive.models import Instance, Series, Study, StudyStatus
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,22 @@ def sweep_once(
             .where(Study.status == StudyStatus.RECEIVING)
             .where(Study.last_instance_at < now - study_stable_after)
             .values(status=StudyStatus.COMPLETE, completed_at=now)
-        ).rowcount  # type: ignore[attr-defined]
-    return len(job_ids), int(closed or 0)
+            .returning(Study.id, Study.study_uid)
+        ).all()
+        if closed:
+            counts = dict(
+                session.execute(
+                    select(Series.study_id, func.count(Instance.id))
+                    .join(Instance, Instance.series_id == Series.id)
+                    .where(Series.study_id.in_([study_id for study_id, _ in closed]))
+                    .group_by(Series.study_id)
+                ).all()
+            )
+            for study_id, study_uid in closed:
+                audit.append(
+                    session, audit.study_completed(study_uid, int(counts.get(study_id, 0)))
+                )
+    return len(job_ids), len(closed)
 
 
 class SweeperThread(threading.Thread):

@@ -33,6 +33,7 @@ class Amana:
                 "AMANA_STUDY_STABLE_AFTER_S": "2",
                 "AMANA_KEY_FILE": str(home / "secrets" / "pseudonym.key"),
                 "AMANA_SPOOL_MIN_FREE_MB": "16",
+                "AMANA_ACCEPT_LOOPBACK": "true",
             }
         )
         self.env.update(extra_env)
@@ -139,9 +140,9 @@ def storescu(
     return result
 
 
-def echoscu(port: int, *, ae_title: str = "AMANA") -> bool:
+def echoscu(port: int, *, ae_title: str = "AMANA", calling_ae: str = "TESTPACS") -> bool:
     result = subprocess.run(
-        ["echoscu", "-aet", "TESTPACS", "-aec", ae_title, "127.0.0.1", str(port)],
+        ["echoscu", "-aet", calling_ae, "-aec", ae_title, "127.0.0.1", str(port)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage as ndi
 from pydicom.dataset import Dataset
 
 from amana.errors import QuarantineError, QuarantineReason
@@ -217,29 +218,40 @@ def _ocr_masks(
     shape = (frames.rows, frames.columns)
     sampled = sample_indices(frames.count, settings.sample_frames)
     union = np.zeros(shape, dtype=bool)
-    busy_seen = 0
-    for index in sampled:
-        ink = _find(frames, index, settings)
-        busy_seen = max(busy_seen, int(np.count_nonzero(ink.candidates & ~ink.plain)))
-        text = ocr.read_ink(ink, settings)
-        union |= mask.word_mask(text, shape, settings.margin, secrets)
+    inks = {index: _find(frames, index, settings) for index in sampled}
+    for ink in inks.values():
+        union |= mask.word_mask(ocr.read_ink(ink, settings), shape, settings.margin, secrets)
     if frames.count == 1:
         return [union], len(mask.boxes_of(union))
-    busy_limit = max(UNCOVERED_INK_PX, 2 * busy_seen)
+    live = _live_area([display_frame(frames, i) for i in sampled])
+    live_seen = max(int(np.count_nonzero(ink.candidates & live)) for ink in inks.values())
+    live_limit = max(UNCOVERED_INK_PX, 2 * live_seen)
     masks = [union] * frames.count
     for index in range(frames.count):
         if index in sampled:
             continue
         ink = _find(frames, index, settings)
         new = ink.candidates & ~union
-        plain_new = np.count_nonzero(new & ink.plain)
-        busy_new = np.count_nonzero(new & ~ink.plain)
-        if plain_new >= UNCOVERED_INK_PX or busy_new > busy_limit:
+        if (
+            np.count_nonzero(new & ~live) >= UNCOVERED_INK_PX
+            or np.count_nonzero(new & live) > live_limit
+        ):
             own = mask.word_mask(ocr.read_ink(ink, settings), shape, settings.margin, secrets)
             masks[index] = union | own
     if all(m is union for m in masks):
         return [union], len(mask.boxes_of(union))
     return masks, max(len(mask.boxes_of(m)) for m in masks)
+
+
+def _live_area(images: list[np.ndarray]) -> np.ndarray:
+    """The part of a cine that changes from frame to frame in broad areas (the live
+    image), as opposed to static borders and overlays and thin moving text."""
+    stack = np.stack([ocr.grey_of(i) for i in images]).astype(np.int16)
+    changing = ((stack.max(axis=0) - stack.min(axis=0)) > 10).astype(np.float32)
+    # Broad areas where most pixels change; thin moving strokes (text) change only a
+    # fraction of their surroundings. The margin takes in the speckle along the edge.
+    core = ndi.uniform_filter(changing, size=15) >= 0.5
+    return ocr.dilate(core, 9, 9)
 
 
 def _verify(

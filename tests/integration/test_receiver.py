@@ -78,3 +78,21 @@ def test_spool_below_threshold_answers_out_of_resources(tmp_path: Path) -> None:
         assert _spooled(amana.home) == []
     finally:
         amana.stop()
+
+
+def test_only_registered_senders_may_associate(tmp_path: Path) -> None:
+    """Rule: a calling AE title that is not registered (with its address) is refused at
+    association; once registered with `amana sources add`, the same PACS may send."""
+    from tests.harness import echoscu
+
+    amana = Amana(tmp_path / "home", AMANA_ACCEPT_LOOPBACK="false")
+    amana.cli("db", "upgrade")
+    amana.start("receive", "--no-sweeper")
+    try:
+        assert not echoscu(amana.dicom_port)
+        amana.cli("sources", "add", "TESTPACS", "127.0.0.1", "--site", "CHU test")
+        assert echoscu(amana.dicom_port)
+        amana.cli("sources", "add", "OTHERPACS", "10.9.9.9")
+        assert not echoscu(amana.dicom_port, calling_ae="OTHERPACS")
+    finally:
+        amana.stop()
