@@ -6,6 +6,7 @@ from typing import Any
 
 from celery import Celery
 
+from amana import queue_transport
 from amana.settings import Settings
 
 PROCESS_JOB = "amana.process_job"
@@ -14,10 +15,10 @@ QUEUE = "amana.jobs"
 
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
     url = settings.broker
-    if url.startswith("sqla+sqlite"):
+    if url.startswith(("sqla+sqlite", f"{queue_transport.ALIAS}+sqlite")):
         # The embedded queue: a SQLite file under AMANA_HOME shared by the receiver and the
         # workers; a busy timeout keeps concurrent publishers from failing.
-        return {"connect_args": {"timeout": 30}}
+        return {"connect_args": {"timeout": 30}, "polling_interval": 0.05}
     if url.startswith(("redis://", "rediss://")):
         # A message not acknowledged within this time is redelivered by Redis; keep it above
         # the longest job so a slow job is not run twice in parallel, and let the catalog's
@@ -26,8 +27,16 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
     return {}
 
 
+def broker_url(settings: Settings) -> str:
+    url = settings.broker
+    if url.startswith("sqla+sqlite"):
+        queue_transport.register()
+        return queue_transport.ALIAS + url[len("sqla") :]
+    return url
+
+
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("amana", broker=settings.broker, set_as_current=False)
+    app = Celery("amana", broker=broker_url(settings), set_as_current=False)
     app.conf.update(
         task_default_queue=QUEUE,
         task_serializer="json",
