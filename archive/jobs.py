@@ -35,14 +35,14 @@ def create_job(
     return job.id
 
 
-def claim(session: Session, job_id: int, *, stale_after: timedelta) -> int | None:
+def claim(session: Session, job_id: int, *, stale_after: timedelta) -> tuple[int, str] | None:
     """Take the job for this worker unless it is finished or another worker holds it fresh;
-    returns the attempt number, or None when the job is not ours to run.
+    returns (attempt number, spool name), or None when the job is not ours to run.
 
     A conditional UPDATE, so two deliveries of the same job id cannot both run it.
     """
     now = utcnow()
-    result = session.execute(
+    row = session.execute(
         update(Job)
         .where(Job.id == job_id)
         .where(
@@ -52,10 +52,9 @@ def claim(session: Session, job_id: int, *, stale_after: timedelta) -> int | Non
             )
         )
         .values(status=JobStatus.RUNNING, claimed_at=now, attempts=Job.attempts + 1)
-    )
-    if not result.rowcount:  # type: ignore[attr-defined]
-        return None
-    return int(session.scalars(select(Job.attempts).where(Job.id == job_id)).one())
+        .returning(Job.attempts, Job.spool_name)
+    ).first()
+    return None if row is None else (int(row[0]), str(row[1]))
 
 
 def jobs_to_resend(session: Session, *, stale_after: timedelta, limit: int = 1000) -> Sequence[int]:

@@ -52,10 +52,10 @@ class WorkerContext:
 
 def process_job(ctx: WorkerContext, job_id: int) -> JobResult:
     with ctx.sessions.begin() as session:
-        attempt = claim(session, job_id, stale_after=ctx.stale_after)
-        if attempt is None:
-            return JobResult.SKIPPED
-        spool_name = session.scalars(select(Job.spool_name).where(Job.id == job_id)).one()
+        claimed = claim(session, job_id, stale_after=ctx.stale_after)
+    if claimed is None:
+        return JobResult.SKIPPED
+    attempt, spool_name = claimed
 
     spool_path = ctx.spool_dir / "incoming" / spool_name
     held_path = ctx.quarantine_dir / spool_name
