@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Annotated
 
@@ -16,10 +17,12 @@ from rich.table import Table
 from amana.errors import QuarantineError
 from amana.keys import ensure_key, load_key
 from amana.settings import Settings
-from anonymizer.engine import Deidentifier, ProfileError, load_profile
+from anonymizer.engine import Deidentifier, Profile, ProfileError, load_profile
+from anonymizer.outcome import PseudonymKey
 from anonymizer.paths import archive_relpath
 
 console = Console(stderr=True)
+ARCHIVED = "archived"
 
 
 def _files(inputs: list[Path]) -> Iterator[Path]:
@@ -36,10 +39,43 @@ def _files(inputs: list[Path]) -> Iterator[Path]:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
+    # per-process name: two inputs holding the same instance may be written at once
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(temporary, "wb") as handle:
         handle.write(data)
     os.replace(temporary, path)
+
+
+# Per-process engine for --jobs > 1: built once in each worker by `_init_worker`.
+_engine: Deidentifier | None = None
+_out: Path | None = None
+
+
+def _init_worker(profile: Profile, key: PseudonymKey, out: Path) -> None:
+    global _engine, _out
+    _engine = Deidentifier(profile, key)
+    _out = out
+
+
+def _process(file: Path) -> tuple[str, str, str]:
+    """(input, status or reason code, message) for one input; writes the output itself so
+    that only a few short strings cross the process boundary."""
+    assert _engine is not None and _out is not None
+    return _one(_engine, _out, file)
+
+
+def _one(engine: Deidentifier, out: Path, file: Path) -> tuple[str, str, str]:
+    try:
+        outcome = engine.deidentify(file.read_bytes())
+    except QuarantineError as exc:
+        return str(file), exc.reason.value, exc.message
+    except OSError as exc:
+        return str(file), "unreadable", f"cannot read file: {exc.strerror}"
+    try:
+        _write_atomic(out / archive_relpath(outcome.facts), outcome.data)
+    except OSError as exc:
+        return str(file), "write_error", f"cannot write the output: {exc.strerror}"
+    return str(file), ARCHIVED, ""
 
 
 def anonymize(
@@ -53,11 +89,15 @@ def anonymize(
     create_key: Annotated[
         bool, typer.Option("--create-key", help="create the key file (0600) if it is missing")
     ] = False,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=0, help="worker processes (0: one per CPU)")
+    ] = 0,
 ) -> None:
     """De-identify files into OUT/<study>/<series>/<instance>.dcm (new UIDs only).
 
-    Exit status 1 when any input was quarantined (listed with its reason), 2 on a usage
-    error (missing key, bad profile).
+    Tag-only profiles never decode Pixel Data; outputs do not depend on --jobs. Exit status
+    1 when any input was quarantined (listed with its reason), 2 on a usage error (missing
+    key, bad profile).
     """
     settings = Settings()
     key_path = settings.key_path
@@ -81,24 +121,26 @@ def anonymize(
         raise typer.Exit(2)
 
     files = list(_files(inputs))
-    archived = 0
-    reasons: Counter[str] = Counter()
-    quarantined: list[tuple[Path, str, str]] = []
+    workers = jobs or os.cpu_count() or 1
+    workers = max(1, min(workers, len(files) // 8 or 1))  # small runs: no pool start-up
+    results: list[tuple[str, str, str]] = []
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("de-identifying", total=len(files))
-        for file in files:
-            try:
-                outcome = engine.deidentify(file.read_bytes())
-            except QuarantineError as exc:
-                reasons[exc.reason.value] += 1
-                quarantined.append((file, exc.reason.value, exc.message))
-            except OSError as exc:
-                reasons["unreadable"] += 1
-                quarantined.append((file, "unreadable", f"cannot read file: {exc.strerror}"))
-            else:
-                _write_atomic(out / archive_relpath(outcome.facts), outcome.data)
-                archived += 1
-            progress.advance(task)
+        if workers == 1:
+            for file in files:
+                results.append(_one(engine, out, file))
+                progress.advance(task)
+        else:
+            with ProcessPoolExecutor(
+                workers, initializer=_init_worker, initargs=(chosen, key, out)
+            ) as pool:
+                for result in pool.map(_process, files, chunksize=8):
+                    results.append(result)
+                    progress.advance(task)
+    archived = sum(1 for _, status, _ in results if status == ARCHIVED)
+    reasons = Counter(status for _, status, _ in results if status != ARCHIVED)
+    quarantined = [(Path(f), status, message) for f, status, message in results
+                   if status != ARCHIVED]
 
     summary = Table(title=f"amana anonymize — profile {chosen.name} {chosen.version}")
     summary.add_column("result")
@@ -110,7 +152,7 @@ def anonymize(
     Console().print(summary)
     if quarantined:
         listing = Table(title="quarantined inputs (kept where they are)")
-        listing.add_column("input")
+        listing.add_column("input", overflow="fold")
         listing.add_column("reason")
         listing.add_column("explanation")
         for file, reason, message in quarantined:

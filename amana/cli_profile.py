@@ -141,6 +141,37 @@ def diff(
     console.print(f"{differences} attribute(s) differ")
 
 
+@profile_app.command("conformance")
+def conformance(
+    name: Annotated[str, typer.Argument(help="profile name or path")],
+    csv_file: Annotated[
+        Path | None, typer.Option("--csv", help="write the table to this CSV file")
+    ] = None,
+) -> None:
+    """The profile against PS3.15 Table E.1-1: per row, the table's action under the
+    selected options, the action applied, the deciding option, and overrides."""
+    from anonymizer.conformance import conformance_table, write_csv
+    from anonymizer.profile_model import Profile
+
+    chosen = _load(name)
+    assert isinstance(chosen, Profile)
+    rows = conformance_table(chosen)
+    if csv_file is not None:
+        write_csv(rows, csv_file)
+        console.print(f"{len(rows)} rows written to {csv_file}")
+        return
+    table = Table(title=f"{chosen.name} {chosen.version} against Table E.1-1")
+    for column in ("tag", "keyword", "table", "applied", "option", "operation", "override"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row.tag, row.keyword, escape(row.table_action),
+                      escape(row.applied_action), row.option or "", row.operation,
+                      "yes" if row.override else "")
+    console.print(table)
+    overrides = sum(1 for row in rows if row.override)
+    console.print(f"{len(rows)} rows; {overrides} override(s) stated in the profile files")
+
+
 @profile_app.command("explain")
 def explain(
     file: Annotated[Path, typer.Argument(help="one DICOM file")],

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass, field
 
 from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.tag import BaseTag
 from pydicom.valuerep import PersonName
 
 from anonymizer.rules import CompiledProfile, Op
@@ -90,11 +90,23 @@ def _values(value: object) -> list[str]:
         return [str(value)]
 
 
+def _ascii_values(raw: object) -> list[str] | None:
+    """The values of a still-encoded element whose bytes are plain ASCII (no decoding by
+    pydicom needed: ASCII reads the same in every DICOM character set but ISO 2022, whose
+    escapes are excluded); None for anything else."""
+    if not isinstance(raw, RawDataElement):
+        return None
+    value = raw.value
+    if not isinstance(value, bytes) or not value.isascii() or b"\x1b" in value:
+        return None
+    return [part.strip("\x00 ") for part in value.decode("ascii").split("\\")]
+
+
 def collect(ds: Dataset, compiled: CompiledProfile, found: IdentifyingValues) -> None:
     """Walk every element at every depth (private included) and record identifying values."""
-    for tag in list(ds.keys()):
-        raw = ds.get_item(tag)
-        vr = raw.VR if raw is not None and raw.VR is not None else _dictionary_vr(tag)
+    for element_tag, raw in list(ds._dict.items()):
+        tag = int(element_tag)  # plain int: cheaper dict lookups than BaseTag
+        vr = raw.VR if raw.VR not in (None, "UN") else _dictionary_vr(tag)
         if vr == "SQ":
             for item in ds[tag].value or ():
                 collect(item, compiled, found)
@@ -102,13 +114,15 @@ def collect(ds: Dataset, compiled: CompiledProfile, found: IdentifyingValues) ->
         is_named = tag in IDENTITY_KEYWORDS
         if vr != "PN" and not is_named:
             continue
-        rule = compiled.rule_for(tag) if not BaseTag(tag).is_private else None
+        rule = compiled.rule_for(tag) if not (tag >> 16) & 1 else None
         if rule is not None and rule.op == Op.KEEP:
             continue  # kept on purpose by the profile
-        try:
-            values = _values(ds[tag].value)
-        except Exception:  # noqa: BLE001 - undecodable: nothing to learn from it
-            continue
+        values = _ascii_values(raw)
+        if values is None:
+            try:
+                values = _values(ds[tag].value)
+            except Exception:  # noqa: BLE001 - undecodable: nothing to learn from it
+                continue
         if vr == "PN":
             for value in values:
                 text = normalize(str(value))
@@ -139,6 +153,7 @@ def collect(ds: Dataset, compiled: CompiledProfile, found: IdentifyingValues) ->
 
 
 def _dictionary_vr(tag: int) -> str:
+    """The VR of an implicit or UN-encoded element (UN stays UN for unknown tags)."""
     try:
         return str(dictionary_VR(tag))
     except KeyError:

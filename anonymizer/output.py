@@ -10,6 +10,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
+from anonymizer.fastwrite import write_fast
 from anonymizer.profile_model import BASIC_PROFILE_CODE, OPTION_CODES, Option, Profile
 
 IMPLEMENTATION_CLASS_UID = "2.25.206410617284311069734513541934813522261"
@@ -55,7 +56,12 @@ def new_file_meta(ds: Dataset, transfer_syntax: str) -> FileMetaDataset:
     return meta
 
 
-def write_part10(ds: Dataset) -> bytes:
+def write_part10(ds: Dataset, source: bytes | None = None) -> bytes:
+    """Part 10 bytes; reuses the untouched input bytes when `source` is given and allows."""
+    if source is not None:
+        fast = write_fast(ds, source, str(ds.file_meta.TransferSyntaxUID))
+        if fast is not None:
+            return fast
     ds.preamble = b"\x00" * 128  # a preamble can carry a whole other file (TIFF, PDF)
     buffer = BytesIO()
     try:

@@ -43,30 +43,36 @@ def normalize_institution(name: str) -> str:
     return " ".join(stripped.casefold().replace("-", " ").split())
 
 
-def _line_map(text: str, file: Path) -> dict[Path_, int]:
-    """Map every key/index path of the document to its 1-based line."""
+def _compose(text: str, file: Path) -> tuple[Any, dict[Path_, int]]:
+    """Parse once: the document's data and the 1-based line of every key/index path."""
     lines: dict[Path_, int] = {}
-    root = yaml.compose(text, Loader=_Loader)
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
 
-    def walk(node: yaml.Node, path: Path_) -> None:
-        lines[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            seen: set[str] = set()
-            for key_node, value_node in node.value:
-                key = str(key_node.value)
-                if key in seen:
-                    raise ProfileError(file, key_node.start_mark.line + 1, f"duplicate key {key!r}")
-                seen.add(key)
-                lines[(*path, key)] = key_node.start_mark.line + 1
-                walk(value_node, (*path, key))
-                lines[(*path, key)] = key_node.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                walk(item, (*path, index))
+        def walk(node: yaml.Node, path: Path_) -> None:
+            lines[path] = node.start_mark.line + 1
+            if isinstance(node, yaml.MappingNode):
+                seen: set[str] = set()
+                for key_node, value_node in node.value:
+                    key = str(key_node.value)
+                    if key in seen:
+                        raise ProfileError(
+                            file, key_node.start_mark.line + 1, f"duplicate key {key!r}"
+                        )
+                    seen.add(key)
+                    walk(value_node, (*path, key))
+                    lines[(*path, key)] = key_node.start_mark.line + 1
+            elif isinstance(node, yaml.SequenceNode):
+                for index, item in enumerate(node.value):
+                    walk(item, (*path, index))
 
-    if root is not None:
+        if root is None:
+            return None, lines
         walk(root, ())
-    return lines
+        return loader.construct_document(root), lines
+    finally:
+        loader.dispose()
 
 
 def _line_for(lines: Mapping[Path_, int], loc: Path_) -> int | None:
@@ -84,8 +90,7 @@ def _read_document(file: Path) -> tuple[dict[str, Any], dict[Path_, int]]:
     except OSError as exc:
         raise ProfileError(file, None, f"cannot read profile: {exc.strerror}") from exc
     try:
-        lines = _line_map(text, file)
-        data = yaml.load(text, Loader=_Loader)
+        data, lines = _compose(text, file)
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
         raise ProfileError(file, line, f"invalid YAML: {exc.problem}") from exc
@@ -242,7 +247,13 @@ def _load_cached(file: Path, stamp: tuple[tuple[str, float, int], ...]) -> Profi
     profile = Profile.model_validate(merged)
     content = json.dumps(_canonical(profile), sort_keys=True, ensure_ascii=False)
     digest = hashlib.sha256(content.encode("utf-8")).hexdigest()[:16]
-    return profile.model_copy(update={"version": digest, "source_file": str(file)})
+    update: dict[str, Any] = {"version": digest, "source_file": str(file)}
+    if profile.pixel is not None:
+        from anonymizer.pixels import bind_rules_dir  # numpy/scipy only when pixels are used
+
+        # pixel rule names resolve in the pixel/ folder next to the profiles
+        update["pixel"] = bind_rules_dir(profile.pixel, file.parent / "pixel")
+    return profile.model_copy(update=update)
 
 
 def load_profile_file(file: Path) -> Profile:

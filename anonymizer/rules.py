@@ -78,7 +78,9 @@ def effective_action(rule: AttributeRule, options: frozenset[Option]) -> tuple[s
     return rule.action.value, None
 
 
-def _op_for(code: str, vr: str, option: str | None, rule: AttributeRule) -> Op:
+def _op_for(
+    code: str, vr: str, option: str | None, rule: AttributeRule, pixels_examined: bool
+) -> Op:
     if code == "K":
         return Op.KEEP
     if code == "X":
@@ -90,7 +92,7 @@ def _op_for(code: str, vr: str, option: str | None, rule: AttributeRule) -> Op:
     if code in ("U", "X/Z/U*"):
         return Op.UID if vr in ("UI", "SQ") else Op.EMPTY
     if code == "C":
-        return _clean_op(vr, option)
+        return _clean_op(vr, option, pixels_examined)
     if code == Action.PSEUDONYM:
         return Op.PSEUDONYM
     if code == Action.SHIFT_DATE:
@@ -102,7 +104,7 @@ def _op_for(code: str, vr: str, option: str | None, rule: AttributeRule) -> Op:
     raise ValueError(f"unknown action {code}")
 
 
-def _clean_op(vr: str, option: str | None) -> Op:
+def _clean_op(vr: str, option: str | None, pixels_examined: bool) -> Op:
     """PS3.15 'C': replace with values of similar meaning that are not identifying."""
     if vr in ("DA", "DT"):
         return Op.SHIFT  # modified dates: the per-patient offset
@@ -117,8 +119,10 @@ def _clean_op(vr: str, option: str | None) -> Op:
     if vr == "UI":
         return Op.UID
     if vr.startswith("O") or vr in ("UN", "US or OW", "OB or OW"):
-        # overlay/curve bitmaps are graphics kept by Clean Graphics; other blobs go
-        return Op.KEEP if option == Option.CLEAN_GRAPHICS.value else Op.REMOVE
+        # Overlay and curve bitmaps can hold burned-in text: Clean Graphics keeps them only
+        # when the pixel step examines (and cleans) them; tag-only profiles remove them.
+        keep = option == Option.CLEAN_GRAPHICS.value and pixels_examined
+        return Op.KEEP if keep else Op.REMOVE
     return Op.KEEP
 
 
@@ -138,11 +142,14 @@ def _vr_for(tag_text: str) -> str:
     return "UN"
 
 
-def _compile_rule(rule: AttributeRule, options: frozenset[Option]) -> Rule:
+def _compile_rule(
+    rule: AttributeRule, options: frozenset[Option], pixels_examined: bool
+) -> Rule:
     code, option = effective_action(rule, options)
     vr = _vr_for(rule.tag)
-    return Rule(_op_for(code, vr.split(" ")[0] if " or " in vr else vr, option, rule),
-                rule.keyword or "", code, option)
+    vr = vr.split(" ")[0] if " or " in vr else vr
+    return Rule(_op_for(code, vr, option, rule, pixels_examined), rule.keyword or "", code,
+                option)
 
 
 def compile_profile(profile: Profile) -> CompiledProfile:
@@ -152,7 +159,7 @@ def compile_profile(profile: Profile) -> CompiledProfile:
     by_tag = {rule.tag: rule for rule in profile.table}
     by_tag.update({rule.tag: rule for rule in profile.attributes})  # house rules win
     for tag_text, rule in by_tag.items():
-        compiled = _compile_rule(rule, options)
+        compiled = _compile_rule(rule, options, profile.pixel is not None)
         match = TAG_PATTERN.match(tag_text)
         assert match is not None
         hex_text = match.group(1) + match.group(2)

@@ -1,14 +1,14 @@
 """The header walk: every element at every depth gets the operation its rule says.
 
 Elements the profile does not name are removed; private elements are removed unless kept
-by (creator, group, element). Pixel Data and other kept binary values are never decoded:
-kept elements stay raw and pydicom writes their bytes back unchanged.
+by (creator, group, element). Pixel Data and other kept values are never decoded: kept
+elements stay raw and the writer copies their received bytes (see fastwrite).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
@@ -23,7 +23,7 @@ from anonymizer.pseudonyms import Pseudonymizer
 from anonymizer.rules import CompiledProfile, Op, Rule
 from anonymizer.textclean import TextCleaner
 from anonymizer.textnorm import normalize
-from anonymizer.vr import DATE_VRS, dummy_for, truncate
+from anonymizer.vr import DATE_VRS, MAX_LENGTH, dummy_for, truncate
 
 _TEXT_FOR_CLEAN = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "CS"})
 
@@ -42,12 +42,11 @@ class ScrubContext:
     regions: dict[str, str]
     region: str | None = None
     explain: Callable[[int, str, Rule | None, object, object], None] | None = None
-    removed_sequences: int = field(default=0)
 
 
 def _vr_of(ds: Dataset, tag: int) -> str:
-    raw = ds.get_item(tag)
-    if raw is not None and raw.VR is not None:
+    raw = ds._dict.get(tag)  # type: ignore[call-overload]
+    if raw is not None and raw.VR is not None and raw.VR != "UN":
         return str(raw.VR)
     try:
         return str(dictionary_VR(tag))
@@ -61,10 +60,12 @@ def scrub(ds: Dataset, ctx: ScrubContext, depth: int = 0) -> None:
     private_creators: dict[tuple[int, int], str] | None = None
     kept_blocks: set[tuple[int, int]] = set()
     creator_tags: list[int] = []
-    for tag in list(ds.keys()):
-        group = tag >> 16
+    elements = ds._dict
+    for tag in list(elements):
+        number = int(tag)  # plain int: dict lookups then skip BaseTag.__eq__ (Python-level)
+        group = number >> 16
         if group & 1:
-            element = tag & 0xFFFF
+            element = number & 0xFFFF
             if 0x0010 <= element <= 0x00FF:
                 creator_tags.append(tag)
                 continue
@@ -79,15 +80,15 @@ def scrub(ds: Dataset, ctx: ScrubContext, depth: int = 0) -> None:
                         rule = compiled.private.get((creator, None, element & 0xFF))
             if rule is None:
                 _note(ctx, ds, tag, None, removed=True)
-                del ds[tag]
+                del elements[tag]
                 continue
             kept_blocks.add((group, element >> 8))
             _apply(ds, tag, rule, ctx, depth)
             continue
-        rule = compiled.rule_for(tag)
-        if rule is None or group == 0x0002 or (tag & 0xFFFF) == 0:
+        rule = compiled.rule_for(number)
+        if rule is None or group == 0x0002 or (number & 0xFFFF) == 0:
             _note(ctx, ds, tag, None, removed=True)
-            del ds[tag]
+            del elements[tag]  # the dict itself: Dataset.__delitem__ costs more per call
             continue
         _apply(ds, tag, rule, ctx, depth)
     for creator_tag in creator_tags:
@@ -112,17 +113,23 @@ def _note(ctx: ScrubContext, ds: Dataset, tag: int, rule: Rule | None, removed: 
 
 
 def _peek(ds: Dataset, tag: int) -> object:
+    """The value for the explain listing, leaving the element as it was (raw stays raw,
+    so that explaining writes exactly what de-identifying writes)."""
+    raw = ds._dict.get(tag)  # type: ignore[call-overload]
     try:
         return ds[tag].value
     except Exception:  # noqa: BLE001 - only for the explain listing
         return "<undecodable>"
+    finally:
+        if raw is not None:
+            ds._dict[tag] = raw  # type: ignore[index]
 
 
 def _apply(ds: Dataset, tag: int, rule: Rule, ctx: ScrubContext, depth: int) -> None:
     op = rule.op
     if op == Op.REMOVE:
         _note(ctx, ds, tag, rule, removed=True)
-        del ds[tag]
+        del ds._dict[tag]  # type: ignore[arg-type]
         return
     vr = _vr_of(ds, tag)
     if op == Op.KEEP and vr != "SQ":
@@ -130,6 +137,14 @@ def _apply(ds: Dataset, tag: int, rule: Rule, ctx: ScrubContext, depth: int) -> 
             value = _peek(ds, tag)
             ctx.explain(tag, vr, rule, value, value)
         return  # raw bytes are written back untouched
+    raw = ds._dict[tag]  # type: ignore[index]
+    if ctx.explain is None and _replace_raw(ds, tag, raw, vr, rule, ctx):
+        return  # new value made from the received bytes, without pydicom's conversion
+    if op == Op.CLEAN and _clean_leaves_raw_unchanged(raw, vr, ctx):
+        if ctx.explain is not None:
+            value = _peek(ds, tag)
+            ctx.explain(tag, vr, rule, value, value)
+        return  # nothing to clean: the received bytes stay, never decoded
     elem = ds[tag]
     vr = str(elem.VR)
     before = elem.value if ctx.explain is not None else None
@@ -155,7 +170,8 @@ def _apply(ds: Dataset, tag: int, rule: Rule, ctx: ScrubContext, depth: int) -> 
     elif op == Op.SHIFT:
         _shift(elem, ctx)
     elif op == Op.CLEAN:
-        _clean(elem, ctx)
+        if not _clean(elem, ctx) and raw is not elem:
+            ds._dict[tag] = raw  # type: ignore[index]  # unchanged: keep the received bytes
     elif op == Op.AGE:
         _generalize_age(elem, ctx)
     elif op == Op.REGION:
@@ -181,14 +197,15 @@ def _remap_uids(elem: DataElement, ctx: ScrubContext) -> None:
         elem.value = None
         return
 
-    def remap(uid: str) -> str:
-        uid = uid.strip("\x00 ")
-        if not uid or uid in UID_dictionary:
-            return uid  # public registry UIDs (classes, syntaxes) identify nothing
-        ctx.found.uids.add(uid)
-        return ctx.pseudonyms.uid(uid)
+    _map_values(elem, lambda uid: _remap_one(uid, ctx))
 
-    _map_values(elem, remap)
+
+def _remap_one(uid: str, ctx: ScrubContext) -> str:
+    uid = uid.strip("\x00 ")
+    if not uid or uid in UID_dictionary:
+        return uid  # public registry UIDs (classes, syntaxes) identify nothing
+    ctx.found.uids.add(uid)
+    return ctx.pseudonyms.uid(uid)
 
 
 def _pseudonymize(elem: DataElement, rule: Rule, ctx: ScrubContext) -> None:
@@ -214,24 +231,98 @@ def _pseudonymize(elem: DataElement, rule: Rule, ctx: ScrubContext) -> None:
 def _shift(elem: DataElement, ctx: ScrubContext) -> None:
     if elem.VR not in DATE_VRS:
         return
-    shifter = shift_da if elem.VR == "DA" else shift_dt
-
-    def shift(value: str) -> str | None:
-        if not value.strip():
-            return value
-        shifted = shifter(value, ctx.date_offset)
-        return shifted if shifted is not None else ""  # unparseable dates are not kept
-
-    _map_values(elem, shift)
+    vr = str(elem.VR)
+    _map_values(elem, lambda value: _shift_one(value, vr, ctx))
 
 
-def _clean(elem: DataElement, ctx: ScrubContext) -> None:
+def _shift_one(value: str, vr: str, ctx: ScrubContext) -> str:
+    if not value.strip():
+        return value
+    shifted = (shift_da if vr == "DA" else shift_dt)(value, ctx.date_offset)
+    return shifted if shifted is not None else ""  # unparseable dates are not kept
+
+
+_MULTI_VALUED_TEXT = frozenset({"LO", "SH", "CS", "UC"})
+_ASCII_ONLY_VRS = frozenset({"UI", "DA", "DT"})
+
+
+def _replace_raw(
+    ds: Dataset, tag: int, raw: object, vr: str, rule: Rule, ctx: ScrubContext
+) -> bool:
+    """Build the new element straight from a still-encoded one, when that is simple.
+
+    Converting a raw element through pydicom costs more than the whole operation; UIDs
+    and dates are ASCII by definition (PS3.5 6.2), and empty, dummy and patient
+    pseudonym values do not depend on the old value at all. Everything else (and any
+    doubt: sequences, ambiguous VRs, non-bytes values) takes the general path, which gives
+    the same result (a test compares both paths byte for byte).
+    """
+    if not isinstance(raw, RawDataElement) or vr == "SQ" or " " in vr or vr == "UN":
+        return False
+    op = rule.op
+    new: object
+    if op == Op.EMPTY:
+        new = None
+    elif op == Op.DUMMY and vr != "UI":
+        new = dummy_for(vr)
+    elif op == Op.PSEUDONYM and rule.keyword in ("PatientID", "PatientName"):
+        new = ctx.patient_pseudonym
+    elif op in (Op.UID, Op.SHIFT) and vr in _ASCII_ONLY_VRS:
+        value = raw.value
+        if not isinstance(value, bytes) or not value.isascii():
+            return False
+        if op == Op.UID and vr != "UI":
+            return False
+        parts = [part.strip("\x00 ") for part in value.decode("ascii").split("\\")]
+        if op == Op.UID:
+            mapped = [_remap_one(part, ctx) for part in parts]
+        elif vr in ("DA", "DT"):
+            mapped = [_shift_one(part, vr, ctx) for part in parts]
+        else:
+            return False
+        new = (mapped[0] or None) if len(mapped) == 1 else mapped
+    else:
+        return False
+    ds._dict[tag] = DataElement(tag, vr, new)  # type: ignore[index]
+    return True
+
+
+def _clean_leaves_raw_unchanged(raw: object, vr: str, ctx: ScrubContext) -> bool:
+    """True when cleaning would not change a still-encoded ASCII text value.
+
+    Most descriptors (model names, kernels, protocol words) come out of cleaning as they
+    went in; checking the ASCII bytes directly spares decoding and re-encoding them. Bytes
+    outside ASCII, or the ISO 2022 escape, take the normal path.
+    """
+    if not isinstance(raw, RawDataElement) or vr not in _TEXT_FOR_CLEAN:
+        return False
+    value = raw.value
+    if not value:
+        return True
+    if not isinstance(value, bytes) or not value.isascii() or b"\x1b" in value:
+        return False
+    if vr == "CS" and b"*" in value:
+        return False
+    text = value.decode("ascii")
+    parts = text.split("\\") if vr in _MULTI_VALUED_TEXT else [text]
+    limit = MAX_LENGTH.get(vr)
+    for part in parts:
+        if limit is not None and len(part.strip()) > limit:
+            return False
+        if ctx.cleaner.clean(part) != part:
+            return False
+    return True
+
+
+def _clean(elem: DataElement, ctx: ScrubContext) -> bool:
+    """Clean a text element in place; False when nothing had to change."""
     vr = str(elem.VR)
     if vr == "PN":
         elem.value = dummy_for(vr)
-        return
+        return True
     if vr not in _TEXT_FOR_CLEAN:
-        return
+        return False
+    before = elem.value
 
     def clean(value: str) -> str:
         cleaned = ctx.cleaner.clean(value)
@@ -240,6 +331,7 @@ def _clean(elem: DataElement, ctx: ScrubContext) -> None:
         return truncate(cleaned, vr)
 
     _map_values(elem, clean)
+    return bool(elem.value != before)
 
 
 def _generalize_age(elem: DataElement, ctx: ScrubContext) -> None:
@@ -261,4 +353,4 @@ def _generalize_region(elem: DataElement, ctx: ScrubContext) -> None:
     elem.value = truncate(region, str(elem.VR))
 
 
-__all__ = ["RawDataElement", "ScrubContext", "scrub"]
+__all__ = ["ScrubContext", "scrub"]

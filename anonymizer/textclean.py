@@ -12,6 +12,8 @@ from anonymizer.identity import IdentifyingValues
 from anonymizer.textnorm import normalize, strip_accents
 
 REDACTED = "***"
+# Longer free text is replaced whole: bounded work per element, whatever a sender puts in.
+MAX_CLEANED_LENGTH = 65536
 
 _MONTHS = (
     "janvier|février|fevrier|mars|avril|mai|juin|juillet|août|aout|septembre|octobre|"
@@ -22,17 +24,19 @@ _MONTHS = (
     "شتنبر|سبتمبر|اكتوبر|أكتوبر|نونبر|نوفمبر|دجنبر|ديسمبر|كانون الثاني|شباط|آذار|نيسان|"
     "أيار|حزيران|تموز|آب|أيلول|تشرين الأول|تشرين الثاني|كانون الأول"
 )
-# Titles before a name. Short Latin titles need their dot ("MR" is also a modality).
+# Titles before a name, case-sensitive: "DR", "MR", "PR" in capitals are modalities, while
+# "Dr", "Pr." and "Mme" introduce a person.
 _TITLES = (
-    r"dr\.?|docteur|doctor|pr\.?|prof\.?|professeur|professor|mme\.?|madame|mlle\.?|"
-    r"mademoiselle|monsieur|m\.|mr\.|mrs\.?|ms\.|lalla|الدكتور|الدكتورة|دكتور|الأستاذ|الاستاذ|"
-    r"الأستاذة|السيد|السيدة"
+    r"(?-i:Dr\.?|DR\.|Docteur|docteur|DOCTEUR|Doctor|Pr\.|PR\.|Prof\.?|PROF\.|Professeur|"
+    r"professeur|PROFESSEUR|Mme\.?|MME\.?|Madame|madame|MADAME|Mlle\.?|MLLE\.?|Mademoiselle|"
+    r"Monsieur|monsieur|MONSIEUR|M\.|Mr\.?|Mrs\.?|Ms\.|Lalla|LALLA)|الدكتور|الدكتورة|دكتور|"
+    r"الأستاذ|الاستاذ|الأستاذة|السيد|السيدة"
 )
 _DAY = r"(?:0?[1-9]|[12]\d|3[01])"
 _MONTH = r"(?:0?[1-9]|1[0-2])"
 # Identifiers that are not in the header: patterns, in the order they are tried.
 _PATTERNS = [
-    r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+",  # e-mail
+    r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+",  # e-mail (from a token start: linear)
     r"(?:https?://|www\.)\S+",  # URLs
     r"(?:\+|00)\d{1,3}[\s.\-()]*(?:\d[\s.\-()]*){6,}\d",  # international phone
     r"(?<!\d)0\d(?:[\s.\-]?\d\d){4}(?!\d)",  # national phone (0X XX XX XX XX)
@@ -76,6 +80,9 @@ class TextCleaner:
     def clean(self, text: str) -> str:
         if not text:
             return text
+        if len(text) > MAX_CLEANED_LENGTH:
+            return REDACTED  # no legitimate descriptor is this long; never regex it
+
         result = normalize(text)
         if self._own is not None:
             result = self._own.sub(REDACTED, result)

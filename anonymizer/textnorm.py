@@ -16,6 +16,8 @@ def normalize(text: str) -> str:
     Matching is done on this form so that a name written with or without vowel marks, or
     with a different alef, is still found. Case is handled by the regexes (IGNORECASE).
     """
+    if text.isascii():
+        return text
     text = unicodedata.normalize("NFKC", text)
     if _HAS_ARABIC.search(text):
         text = _ARABIC_MARKS.sub("", text).translate(_ARABIC_FOLD)
@@ -23,6 +25,8 @@ def normalize(text: str) -> str:
 
 
 def strip_accents(text: str) -> str:
+    if text.isascii():
+        return text
     decomposed = unicodedata.normalize("NFKD", text)
     return unicodedata.normalize(
         "NFC", "".join(c for c in decomposed if not unicodedata.combining(c))

@@ -185,7 +185,7 @@ def make_corpus(folder: Path, instances: int, per_study: int = 50) -> list[Path]
 
 def timed(label: str, run: Callable[[], int]) -> float:
     start = time.perf_counter()
-    count = run()
+    count = run()  # noqa: B023 - called immediately
     seconds = time.perf_counter() - start
     rate = count / seconds
     print(f"{label:<44} {count:>6} files {seconds:8.2f} s {rate:9.1f} files/s", flush=True)
@@ -255,6 +255,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--instances", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=2, help="rounds for amana/dicognito")
     parser.add_argument("--keep", type=Path, help="keep the corpus and outputs here")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="amana-bench-")) if args.keep is None else args.keep
@@ -263,22 +264,33 @@ def main() -> None:
         files = make_corpus(work / "in", args.instances)
         mb = sum(f.stat().st_size for f in files) / 1e6
         print(f"        {mb:.0f} MB, {mb / len(files):.2f} MB per file\n")
-        rates = {
-            "amana anonymize (command)": timed(
-                "amana anonymize (command, ma-national)",
-                lambda: run_amana_cli(work / "in", work / "out-amana", work / "k.key"),
-            ),
-            "amana engine": timed(
-                "amana engine in-process (ma-national)",
-                lambda: run_amana_engine(files, work / "out-engine"),
-            ),
-            "dicognito": timed(
-                "dicognito 0.19 (in-process)", lambda: run_dicognito(files, work / "out-dicognito")
-            ),
-            "deid": timed(
-                "deid default recipe (in-process)", lambda: run_deid(files, work / "out-deid")
-            ),
-        }
+        # amana and dicognito alternate for --rounds rounds and keep their best round, so
+        # that a burst of load on a shared machine does not decide the ratio; deid, an
+        # order of magnitude slower, runs once.
+        rates: dict[str, float] = {}
+        runs: list[tuple[str, Callable[[Path], int]]] = [
+            ("amana anonymize (command, ma-national)",
+             lambda out: run_amana_cli(work / "in", out, work / "k.key")),
+            ("amana engine in-process, 1 core", lambda out: run_amana_engine(files, out)),
+            ("dicognito 0.19 (in-process)", lambda out: run_dicognito(files, out)),
+        ]
+        for round_number in range(args.rounds):
+            # alternate the order; flush dirty pages first so that nobody pays for the
+            # write-back of the corpus or of the previous tool's outputs
+            for label, run in runs if round_number % 2 == 0 else runs[::-1]:
+                os.sync()
+                out = work / f"out-{len(rates)}-{round_number}-{label.split()[0]}"
+                rate = timed(label, lambda run=run, out=out: run(out))
+                rates[label] = max(rate, rates.get(label, 0.0))
+                shutil.rmtree(out, ignore_errors=True)
+        os.sync()
+        rates["deid"] = timed("deid default recipe (in-process)",
+                              lambda: run_deid(files, work / "out-deid"))
+        rates["amana anonymize (command)"] = rates.pop("amana anonymize (command, ma-national)")
+        rates["amana engine"] = rates.pop("amana engine in-process, 1 core")
+        rates["dicognito"] = rates.pop("dicognito 0.19 (in-process)")
+        print(f"\nbest of {args.rounds} round(s): " + ", ".join(
+            f"{k} {v:.1f}/s" for k, v in rates.items()))
         fastest_peer = max(rates["dicognito"], rates["deid"])
         print()
         for label in ("amana anonymize (command)", "amana engine"):

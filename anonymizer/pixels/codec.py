@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_color_lut
+from pydicom.pixels import apply_color_lut, pack_bits
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -146,33 +146,76 @@ def decode(ds: Dataset, max_bytes: int) -> Frames:
 
 
 def encode(output: Dataset, frames: Frames, reencode_as: LosslessSyntax) -> str:
-    """Write `frames` into `output`; returns the transfer syntax UID used."""
+    """Write `frames` into `output`; returns the transfer syntax UID used.
+
+    The received syntax is kept when it is lossless and encodable here, otherwise the
+    policy's; if that encoder fails (openjpeg refuses very small images) the next lossless
+    one is tried, down to native Explicit VR Little Endian, which always works.
+    """
     received = transfer_syntax(output)
     was_lossy = (received.is_compressed and received not in LOSSLESS_ENCAPSULATED) or str(
         output.get("LossyImageCompression", "")
     ) == "01"
-    if received in NATIVE_KEPT:
-        target = ExplicitVRLittleEndian if received == ExplicitVRBigEndian else received
-    elif received in ENCODABLE_KEPT:
+    if received == ExplicitVRBigEndian:
+        target = ExplicitVRLittleEndian
+    elif received in NATIVE_KEPT or received in ENCODABLE_KEPT:
         target = received
     else:
         target = _TARGETS[reencode_as]
     arr = frames.array if frames.count > 1 else frames.array[0]
-    # set_pixel_data writes a native pixel module (rows, columns, samples, planar
-    # configuration, bits, representation, frames) and switches to Explicit VR LE.
-    # Keep the SOP Instance UID: the header engine has already remapped it.
+    if int(output.get("BitsAllocated", 8) or 8) == 1:
+        return _encode_single_bit(output, frames, received)
     pixel_representation = int(output.get("PixelRepresentation", 0) or 0)
     if pixel_representation == 1 and arr.dtype.kind == "u":
         arr = arr.astype(arr.dtype.str.replace("u", "i"))
-    output.set_pixel_data(arr, frames.photometric, frames.bits_stored, generate_instance_uid=False)
-    if frames.count == 1 and "NumberOfFrames" in output:
+    had_frames = "NumberOfFrames" in output
+    if received == ExplicitVRBigEndian:
+        # Decode every element now (raw ones hold big-endian bytes) so the whole dataset
+        # can be written little-endian, as the new pixels are.
+        for _ in output.iterall():
+            pass
+        output.set_original_encoding(False, True)
+    try:
+        # set_pixel_data refuses big-endian datasets; the new pixels are little-endian.
+        output.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        # It writes a native pixel module (rows, columns, samples, planar configuration,
+        # bits, representation, frames). Keep the SOP Instance UID: the header engine has
+        # already remapped it.
+        output.set_pixel_data(
+            arr, frames.photometric, frames.bits_stored, generate_instance_uid=False
+        )
+    except Exception as exc:  # an odd pixel module must not crash the worker
+        raise QuarantineError(
+            QuarantineReason.PIXEL_DECODE_FAILED,
+            f"cannot write the masked pixels back ({type(exc).__name__})",
+        ) from exc
+    if frames.count == 1 and had_frames:
         # set_pixel_data removes it for one frame; multi-frame IODs require it.
         output.NumberOfFrames = 1
-    if target != ExplicitVRLittleEndian:
-        if target in NATIVE_KEPT:
-            output.file_meta.TransferSyntaxUID = target
-        else:
-            output.compress(target, arr, generate_instance_uid=False)
+    if target in NATIVE_KEPT:
+        output.file_meta.TransferSyntaxUID = target
+    else:
+        for candidate in (target, RLELossless):
+            try:
+                output.compress(candidate, arr, generate_instance_uid=False)
+                break
+            except Exception:  # noqa: S112 - try the next lossless syntax
+                continue
     if was_lossy:
         output.LossyImageCompression = "01"
+    return str(output.file_meta.TransferSyntaxUID)
+
+
+def _encode_single_bit(output: Dataset, frames: Frames, received: UID) -> str:
+    """Single-bit images (Bits Allocated 1, required by their IODs) stay single-bit."""
+    packed = pack_bits(np.clip(frames.array, 0, 1).astype(np.uint8).ravel())
+    if len(packed) % 2:
+        packed += b"\x00"
+    if received != ExplicitVRBigEndian and received in NATIVE_KEPT:
+        output.file_meta.TransferSyntaxUID = received
+    else:
+        output.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    output.PixelData = packed
+    output["PixelData"].VR = "OB"
+    output["PixelData"].is_undefined_length = False
     return str(output.file_meta.TransferSyntaxUID)

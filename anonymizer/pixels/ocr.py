@@ -10,22 +10,15 @@ else is blank paper, which tesseract skips quickly.
 
 from __future__ import annotations
 
-import io
-import shutil
-import subprocess
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
 
-from amana.errors import QuarantineError, QuarantineReason
-
 from .policy import OcrSettings
+from .tesseract import run_tesseract
 
 
 @dataclass(frozen=True)
@@ -50,10 +43,11 @@ def dilate(mask: np.ndarray, rows: int, columns: int) -> np.ndarray:
 
 def to_uint8(frame: np.ndarray, photometric: str, bits_stored: int) -> np.ndarray:
     """An 8-bit grey (rows, cols) or RGB (rows, cols, 3) view for text detection."""
-    if frame.dtype == np.uint8 and photometric != "MONOCHROME1":
+    full_byte = frame.dtype == np.uint8 and bits_stored >= 8
+    if full_byte and photometric != "MONOCHROME1":
         return frame
     data = frame.astype(np.float32)
-    if frame.dtype != np.uint8:
+    if not full_byte:
         # Burned-in text is drawn at an extreme of the stored range (often the very
         # minimum or maximum), so the frame's own min-max keeps it at full contrast;
         # percentiles or a VOI window would clip it into the background.
@@ -67,14 +61,24 @@ def to_uint8(frame: np.ndarray, photometric: str, bits_stored: int) -> np.ndarra
     return data.astype(np.uint8)
 
 
-def ink_layers(image: np.ndarray, min_contrast: int, min_chroma: int) -> list[np.ndarray]:
-    """Ink strength (0-255) per pixel, one layer per polarity: [light ink, dark ink].
+def flat_pixels(grey: np.ndarray) -> np.ndarray:
+    """Pixels of uniform areas (borders, panels, paper, whatever their level): their 3x3
+    neighbourhood hardly varies, unlike speckle, anatomy or noise."""
+    spread = ndi.maximum_filter(grey, size=3).astype(np.int16) - ndi.minimum_filter(grey, size=3)
+    return spread <= 6  # type: ignore[no-any-return]
+
+
+def ink_layers(
+    image: np.ndarray, min_contrast: int, min_chroma: int, plain: np.ndarray
+) -> list[np.ndarray]:
+    """Ink strength (0-255) per pixel, one layer per polarity: [light ink, dark ink], and
+    the raw local contrast of every pixel (used to draw flat-coloured text, see below).
 
     Local contrast alone also fires on ultrasound speckle and tissue texture, so a pixel
     counts as ink when it stands out and is either drawn at an extreme (bright on dark,
-    dark on light), coloured, or sits on a flat black/white background (faint text).
-    The polarities are kept apart because the gaps between light letters are themselves
-    "dark ink" and would merge the letters into blocks no OCR can read.
+    dark on light), coloured, or sits in a mostly uniform area (faint text on a border,
+    panel or paper). The polarities are kept apart because the gaps between light letters
+    are themselves "dark ink"; `resolve_polarity` settles each line afterwards.
     """
     if image.ndim == 3:
         r, g, b = image[..., 0], image[..., 1], image[..., 2]
@@ -87,28 +91,93 @@ def ink_layers(image: np.ndarray, min_contrast: int, min_chroma: int) -> list[np
         chroma = np.zeros_like(grey)
     # Top-hats keep structures thinner than the window: strokes, not organs or panels.
     size = (11, 11)
-    bright = grey - ndi.grey_opening(grey, size=size)
-    dark = ndi.grey_closing(grey, size=size) - grey
-    # Dark text is looked for only in light areas: in speckle and anatomy every dark
-    # pixel between bright ones would look like ink.
+    floor = ndi.grey_opening(grey, size=size)  # the background under light strokes
+    ceiling = ndi.grey_closing(grey, size=size)  # the background around dark strokes
+    bright = grey - floor
+    dark = ceiling - grey
+    # Dark text is looked for in light areas and on uniform panels only: in speckle and
+    # anatomy every dark pixel between bright ones would look like ink.
     light_area = ndi.uniform_filter(grey.astype(np.float32), size=31) >= 128
-    dark = np.where(light_area, dark, 0)
-    # Faint text: lower contrast is enough where the neighbourhood is mostly flat black
-    # (light ink) or flat white (dark ink): borders, panels, paper.
+    dark = np.where(light_area | plain, dark, 0)
+    # Faint text: lower contrast is enough where most of the neighbourhood sits at the
+    # background level (a border, panel or paper), unlike speckle or anatomy.
     faint_contrast = max(20, min_contrast // 2)
-    flat_dark = ndi.uniform_filter((grey <= 20).astype(np.float32), size=15) >= 0.6
-    flat_light = ndi.uniform_filter((grey >= 235).astype(np.float32), size=15) >= 0.6
-    light_ink = ((bright >= min_contrast) & (grey >= 150)) | (
-        (bright >= faint_contrast) & flat_dark
+    at_floor = ndi.uniform_filter((bright <= 6).astype(np.float32), size=15) >= 0.5
+    at_ceiling = ndi.uniform_filter((dark <= 6).astype(np.float32), size=15) >= 0.5
+    # Light text is drawn near the top of the range. Over bright image content (speckle
+    # reaching 200 and more) only what is brighter than almost all of that content counts,
+    # so text there is not buried in a crowd of bright specks.
+    floor = np.full(grey.shape, 150, dtype=np.int16)
+    busy = ~plain
+    if busy.any():
+        floor[busy] = max(150, min(240, int(np.percentile(grey[busy], 99.5))))
+    light_ink = ((bright >= min_contrast) & (grey >= floor)) | (
+        (bright >= faint_contrast) & at_floor
     )
-    dark_ink = ((dark >= min_contrast) & (grey <= 105)) | ((dark >= faint_contrast) & flat_light)
+    dark_ink = ((dark >= min_contrast) & (grey <= 105)) | ((dark >= faint_contrast) & at_ceiling)
     light = np.where(light_ink, bright, 0)
     coloured = chroma >= min_chroma
     light = np.maximum(light, np.where(coloured, np.maximum(chroma, bright), 0))
+    contrast = np.maximum(grey - floor, ceiling - grey)
     return [
         np.clip(light, 0, 255).astype(np.uint8),
         np.clip(np.where(dark_ink, dark, 0), 0, 255).astype(np.uint8),
+        np.clip(contrast, 0, 255).astype(np.uint8),
     ]
+
+
+# Over image content, text drawn in one flat colour shows as a spike in the local
+# histogram: many pixels of exactly one value where the image's own values are spread.
+DRAWN_TILE = 64
+DRAWN_MIN_PIXELS = 12
+DRAWN_SPIKE_RATIO = 4
+DRAWN_LAYER = 2  # index of the flat-colour layer in Ink.layers
+
+
+def drawn_colour_ink(grey: np.ndarray, busy: np.ndarray) -> np.ndarray:
+    """Pixels over busy areas whose exact value is a local histogram spike (text drawn in
+    a flat grey or colour over speckle or anatomy, which contrast alone cannot separate).
+    Black and white are left out: saturated speckle piles up there, and white text is
+    found by contrast anyway. Lossy compression blurs the spikes: then contrast decides."""
+    found = np.zeros(grey.shape, dtype=bool)
+    rows, columns = grey.shape
+    stride = DRAWN_TILE // 2
+    for y in range(0, max(1, rows - stride), stride):
+        for x in range(0, max(1, columns - stride), stride):
+            area = (slice(y, y + DRAWN_TILE), slice(x, x + DRAWN_TILE))
+            inside = busy[area]
+            if inside.mean() < 0.5:
+                continue
+            values = grey[area]
+            counts = np.bincount(values[inside], minlength=256)
+            baseline = ndi.median_filter(counts, size=9)
+            spikes = (counts >= DRAWN_MIN_PIXELS) & (counts >= DRAWN_SPIKE_RATIO * baseline + 10)
+            spikes[:30] = False
+            spikes[255] = False
+            if spikes.any():
+                found[area] |= spikes[values] & inside
+    return found
+
+
+def resolve_polarity(
+    grey: np.ndarray, light: np.ndarray, dark: np.ndarray, min_contrast: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per text line, keep light ink brighter than the line's background and dark ink
+    darker than it: the gaps inside white letters on black (or black letters on grey)
+    sit at the background level and are dropped, so letters are not merged into blocks."""
+    light, dark = light.copy(), dark.copy()
+    rows, columns = grey.shape
+    step = max(10, min_contrast // 4)
+    for band in text_bands(light | dark):
+        box = (
+            slice(max(0, band[0].start - 6), min(rows, band[0].stop + 6)),
+            slice(max(0, band[1].start - 6), min(columns, band[1].stop + 6)),
+        )
+        # The background is what most of the padded box shows: text covers less of it.
+        level = float(np.median(grey[box]))
+        light[box] &= grey[box] >= level + step
+        dark[box] &= grey[box] <= level - step
+    return light, dark
 
 
 def grey_of(image: np.ndarray) -> np.ndarray:
@@ -118,14 +187,13 @@ def grey_of(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def plain_zone(grey: np.ndarray) -> np.ndarray:
-    """Where the frame is mostly flat black or white: borders, header bars, panels, paper.
+def plain_zone(flat: np.ndarray) -> np.ndarray:
+    """Where the frame is mostly uniform: borders, header bars, panels, paper.
 
     Text there is grouped apart from text-like specks of the image content next to it, so a
     sector edge full of bright speckle cannot swallow the header line beside it.
     """
-    flat = ((grey <= 20) | (grey >= 235)).astype(np.float32)
-    return ndi.uniform_filter(flat, size=41) >= 0.5  # type: ignore[no-any-return]
+    return ndi.uniform_filter(flat.astype(np.float32), size=41) >= 0.5  # type: ignore[no-any-return]
 
 
 def text_candidates(ink: np.ndarray, plain: np.ndarray) -> np.ndarray:
@@ -201,6 +269,18 @@ def text_bands(candidates: np.ndarray) -> list[tuple[slice, slice]]:
     return [b for b in ndi.find_objects(inked)[:count] if b is not None]
 
 
+def _line_height(ink: np.ndarray, band_height: int) -> int:
+    """Height of one line of the band's text (padding included): a band may hold several
+    lines that touch, and must be scaled by its letters, not by its own height."""
+    labels, count = ndi.label(ink)
+    if count == 0:
+        return band_height
+    heights = [b[0].stop - b[0].start for b in ndi.find_objects(labels) if b is not None]
+    # The tallest shape: a whole Arabic word part or a capital, not dots and accents.
+    letters = max(heights)
+    return min(band_height, max(letters, 4) + 8)
+
+
 def ocr_page(
     layers: Sequence[tuple[np.ndarray, np.ndarray]], plain: np.ndarray, upscale: float
 ) -> tuple[Image.Image, list[Placement]] | None:
@@ -211,7 +291,7 @@ def ocr_page(
     scaled to a height tesseract reads well and stretched to full contrast.
     """
     crops: list[tuple[Image.Image, int, int, float, int, int, bool, bool]] = []
-    for ink, candidates in layers:
+    for number, (ink, candidates) in enumerate(layers):
         if not candidates.any():
             continue
         around = dilate(candidates, 5, 5)
@@ -228,12 +308,16 @@ def ocr_page(
             paper = (255 - np.clip(piece * (255.0 / peak) * 1.6, 0, 255)).astype(np.uint8)
             crop = Image.fromarray(paper, mode="L")
             height, width = y1 - y0, x1 - x0
-            busy = bool(candidates[band][~plain[band]].sum() * 2 > candidates[band].sum())
+            # Flat-coloured text (the third layer) is drawn, not read from noise: its words
+            # are trusted like those on plain areas.
+            busy = number < DRAWN_LAYER and bool(
+                candidates[band][~plain[band]].sum() * 2 > candidates[band].sum()
+            )
             vertical = height >= VERTICAL_MIN_PX and height > VERTICAL_RATIO * width
             # Vertical text (side labels, a film scanned sideways) is read both ways up.
             turns = (Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270) if vertical else ()
             versions = [crop.transpose(t) for t in turns] if vertical else [crop]
-            line_height = width if vertical else height
+            line_height = width if vertical else _line_height(candidates[band], height)
             scale = min(upscale, max(0.3, BAND_HEIGHT_PX / line_height))
             for version in versions:
                 if scale != 1.0:
@@ -271,119 +355,6 @@ def ocr_page(
         )
         cursor += crop.height + _GAP
     return page, placements
-
-
-TESSDATA_DIRS = (
-    "/usr/share/tesseract-ocr/5/tessdata",
-    "/usr/share/tesseract-ocr/4.00/tessdata",
-    "/usr/share/tessdata",
-    "/usr/local/share/tessdata",
-)
-
-
-def tessdata_dir(settings: OcrSettings) -> Path | None:
-    """The folder holding every language the policy asks for, or None."""
-    candidates = [settings.tessdata] if settings.tessdata else list(TESSDATA_DIRS)
-    for candidate in candidates:
-        folder = Path(candidate)
-        if all((folder / f"{lang}.traineddata").is_file() for lang in settings.languages):
-            return folder
-    return None
-
-
-class _Engine:
-    """One loaded tesserocr API per (tessdata, languages): loading the models costs more
-    than reading a page, so a worker keeps them."""
-
-    _lock = threading.Lock()
-    _apis: dict[tuple[str, str], tuple[Any, threading.Lock]] = {}
-
-    @classmethod
-    def api(cls, folder: Path, languages: str) -> tuple[Any, threading.Lock] | None:
-        try:
-            import tesserocr
-        except ImportError:
-            return None
-        key = (str(folder), languages)
-        with cls._lock:
-            if key not in cls._apis:
-                api = tesserocr.PyTessBaseAPI(
-                    path=str(folder) + "/", lang=languages, psm=tesserocr.PSM.SPARSE_TEXT
-                )
-                cls._apis[key] = (api, threading.Lock())
-            return cls._apis[key]
-
-
-def _tesserocr_tsv(image: Image.Image, settings: OcrSettings) -> str | None:
-    folder = tessdata_dir(settings)
-    if folder is None:
-        if settings.engine == "tesserocr":
-            raise QuarantineError(
-                QuarantineReason.OCR_UNAVAILABLE, "tesseract language data not found"
-            )
-        return None
-    try:
-        loaded = _Engine.api(folder, "+".join(settings.languages))
-    except RuntimeError as exc:
-        raise QuarantineError(
-            QuarantineReason.OCR_UNAVAILABLE, "tesserocr could not load the languages"
-        ) from exc
-    if loaded is None:
-        if settings.engine == "tesserocr":
-            raise QuarantineError(QuarantineReason.OCR_UNAVAILABLE, "tesserocr is not installed")
-        return None
-    api, lock = loaded
-    with lock:
-        api.SetImage(image)
-        tsv: str = api.GetTSVText(0)
-    # The API gives rows without tesseract's header line; parse_tsv skips line one.
-    return "level\n" + tsv
-
-
-def run_tesseract(image: Image.Image, settings: OcrSettings) -> str:
-    """TSV output of tesseract for `image`; OCR_UNAVAILABLE when it cannot run."""
-    if settings.engine in ("auto", "tesserocr"):
-        tsv = _tesserocr_tsv(image, settings)
-        if tsv is not None:
-            return tsv
-    return _cli_tsv(image, settings)
-
-
-def _cli_tsv(image: Image.Image, settings: OcrSettings) -> str:
-    command = shutil.which(settings.command)
-    if command is None:
-        raise QuarantineError(QuarantineReason.OCR_UNAVAILABLE, "tesseract is not installed")
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    args = [
-        command,
-        "stdin",
-        "stdout",
-        "--psm",
-        "11",  # sparse text: annotations are scattered words, not paragraphs
-        "-l",
-        "+".join(settings.languages),
-        "tsv",
-    ]
-    if settings.tessdata:
-        args[1:1] = ["--tessdata-dir", settings.tessdata]
-    try:
-        done = subprocess.run(
-            args,
-            input=buffer.getvalue(),
-            capture_output=True,
-            timeout=settings.timeout_seconds,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise QuarantineError(
-            QuarantineReason.OCR_UNAVAILABLE, f"tesseract failed ({type(exc).__name__})"
-        ) from exc
-    if done.returncode != 0:
-        raise QuarantineError(
-            QuarantineReason.OCR_UNAVAILABLE, f"tesseract exited with status {done.returncode}"
-        )
-    return done.stdout.decode("utf-8", errors="replace")
 
 
 def parse_tsv(tsv: str, placements: Sequence[Placement]) -> list[Word]:
@@ -443,6 +414,9 @@ class FrameText:
 
     words: list[Word]
     candidates: np.ndarray
+    # Plain areas (flat borders, bars, paper) of the frame, and its flat pixels.
+    plain: np.ndarray | None = None
+    flat: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -451,6 +425,7 @@ class Ink:
 
     layers: list[tuple[np.ndarray, np.ndarray]]
     plain: np.ndarray
+    flat: np.ndarray
 
     @property
     def candidates(self) -> np.ndarray:
@@ -459,19 +434,29 @@ class Ink:
 
 def find_ink(image: np.ndarray, *, min_contrast: int, min_chroma: int) -> Ink:
     """Text-like ink of a frame: cheap (no OCR), also used to decide which frames to read."""
-    plain = plain_zone(grey_of(image))
-    inks = ink_layers(image, min_contrast, min_chroma)
-    return Ink([(ink, text_candidates(ink, plain)) for ink in inks], plain)
+    grey = grey_of(image)
+    flat = flat_pixels(grey)
+    plain = plain_zone(flat)
+    light, dark, contrast = ink_layers(image, min_contrast, min_chroma, plain)
+    light_c, dark_c = resolve_polarity(
+        grey, text_candidates(light, plain), text_candidates(dark, plain), min_contrast
+    )
+    # Flat-coloured text over the image: its exact-colour pixels are the skeleton; the
+    # page shows the local contrast around them, so anti-aliased strokes read whole.
+    drawn_core = drawn_colour_ink(grey, ~plain)
+    drawn_c = text_candidates(np.where(dilate(drawn_core, 3, 3), 255, 0), plain)
+    drawn_c &= ~light_c & ~dark_c
+    return Ink([(light, light_c), (dark, dark_c), (contrast, drawn_c)], plain, flat)
 
 
 def read_ink(ink: Ink, settings: OcrSettings) -> FrameText:
     candidates = ink.candidates
     laid_out = ocr_page(ink.layers, ink.plain, settings.upscale)
     if laid_out is None:
-        return FrameText([], candidates)
+        return FrameText([], candidates, ink.plain, ink.flat)
     page, placements = laid_out
     tsv = run_tesseract(page, settings)
-    return FrameText(parse_tsv(tsv, placements), candidates)
+    return FrameText(parse_tsv(tsv, placements), candidates, ink.plain, ink.flat)
 
 
 def read_frame(

@@ -53,6 +53,14 @@ DEFAULT_SOP_CLASSES = [
 
 DEFAULT_IMAGE_TYPES = ["SECONDARY", "DERIVED", "SCREEN SAVE", "SAVE"]
 
+# Objects whose pixels are computed values or labels, never rendered by a device: they
+# are DERIVED by definition, and "masking" text-like shapes in them would damage labels.
+DEFAULT_NOT_EXAMINED_SOP_CLASSES = [
+    "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation
+    "1.2.840.10008.5.1.4.1.1.30",  # Parametric Map
+    "1.2.840.10008.5.1.4.1.1.481.2",  # RT Dose
+]
+
 LosslessSyntax = Literal["jpeg2000_lossless", "rle_lossless", "explicit_vr_little_endian"]
 
 
@@ -66,7 +74,8 @@ class OcrSettings(BaseModel):
     languages: list[str] = Field(default_factory=lambda: ["eng"])
     # Pixels added on every side of a found word before it is filled.
     margin: int = Field(default=4, ge=0, le=64)
-    # Small annotation text is missed at native size; 2x finds it (measured).
+    # Largest enlargement of small text (bands are scaled to ~22 px high; small annotation
+    # text is missed at native size, measured).
     upscale: float = Field(default=2.0, ge=1.0, le=4.0)
     # Local contrast (0-255 scale) above which a pixel may be ink; lower finds fainter text.
     min_contrast: int = Field(default=70, ge=10, le=250)
@@ -75,6 +84,9 @@ class OcrSettings(BaseModel):
     # Verification looks harder than detection: it uses these lower thresholds.
     verify_min_contrast: int = Field(default=45, ge=10, le=250)
     verify_min_chroma: int = Field(default=50, ge=10, le=250)
+    # Also mask lines of text-like ink on plain areas (borders, bars, paper) that OCR
+    # could not read: writing in a font tesseract does not know is still writing.
+    mask_unread_lines: bool = True
     # Frames OCR'd in a multi-frame image to find static text (first, last, evenly between).
     sample_frames: int = Field(default=3, ge=1, le=64)
     # tesserocr keeps the models loaded in the worker (0.1 s per page instead of 0.5 s for
@@ -99,6 +111,11 @@ class PixelPolicy(BaseModel):
     image_types: list[str] = Field(default_factory=lambda: list(DEFAULT_IMAGE_TYPES))
     # Burned In Annotation YES always means examine; a missing or NO flag is not trusted
     # for the kinds above, and never makes an image skip examination.
+    # SOP classes whose pixels are labels or computed values: not examined (unless
+    # flagged Burned In Annotation YES).
+    not_examined_sop_classes: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_NOT_EXAMINED_SOP_CLASSES)
+    )
 
     # -- device rules -------------------------------------------------------------------
     # Rule files under profiles/pixel/ (names without .yaml), applied in order.

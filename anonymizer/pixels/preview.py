@@ -16,7 +16,8 @@ from pydicom.dataset import Dataset
 
 from amana.errors import QuarantineError
 
-from . import codec, display_frame, mask, run
+from . import codec, mask
+from .clean import display_frame, run
 from .policy import PixelPolicy
 
 _OUTLINE = (255, 64, 64)
@@ -53,9 +54,12 @@ def preview_dataset(
     try:
         result = run(ds, output, policy, identifying_values, keep_before=True)
     except QuarantineError as exc:
-        frames = codec.decode(copy.deepcopy(ds), policy.max_decoded_mb * 2**20)
-        image = _rgb(frames, 0)
-        return [(f"quarantine-{exc.reason.value}.png", side_by_side(image, image, []))]
+        name = f"quarantine-{exc.reason.value}.png"
+        try:
+            image = _rgb(codec.decode(copy.deepcopy(ds), policy.max_decoded_mb * 2**20), 0)
+        except QuarantineError:
+            return [(name, _placeholder())]
+        return [(name, side_by_side(image, image, []))]
     if result.before is None or result.after is None:
         return []  # not examined: the pixels would not change
     boxes = mask.boxes_of(result.masks[0]) if result.masks else []
@@ -67,9 +71,21 @@ def preview_dataset(
 def preview_pngs(data: bytes, policy: PixelPolicy) -> list[tuple[str, bytes]]:
     """Preview of one Part 10 file's bytes: [(name without PHI, PNG bytes)], empty when
     the policy does not examine the image (nothing would change)."""
-    ds = dcmread(io.BytesIO(data), force=True)
-    values = _identifying_values(ds)
-    return preview_dataset(ds, policy, values)
+    try:
+        ds = dcmread(io.BytesIO(data), force=True)
+        readable = "SOPClassUID" in ds
+    except Exception:  # not DICOM, truncated: say so instead of failing the whole preview
+        readable = False
+    if not readable:
+        return [("quarantine-unreadable.png", _placeholder())]
+    return preview_dataset(ds, policy, _identifying_values(ds))
+
+
+def _placeholder() -> bytes:
+    """A small grey picture for inputs whose pixels cannot be shown."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (40, 40, 40)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _identifying_values(ds: Dataset) -> list[str]:

@@ -35,7 +35,15 @@ from pydicom.datadict import get_entry, repeater_has_keyword, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
+from amana.errors import QuarantineError, QuarantineReason
+
+from .policy import PixelPolicy
+
 RuleAction = Literal["mask", "examine"]
+
+# profiles/pixel in the source tree; the profile loader binds the folder next to the
+# profiles with `bind_rules_dir`.
+DEFAULT_RULES_DIR = Path(__file__).resolve().parents[2] / "profiles" / "pixel"
 Rect = tuple[int, int, int, int]  # x, y, width, height
 
 
@@ -83,7 +91,9 @@ class RuleSet:
     rules: tuple[DeviceRule, ...]
 
     def matching(self, ds: Dataset, action: RuleAction) -> list[DeviceRule]:
-        return [r for r in self.rules if r.action == action and evaluate(r.when, ds)]
+        # One attribute look-up per keyword for the whole library (it runs per instance).
+        cache: dict[str, list[str] | None] = {}
+        return [r for r in self.rules if r.action == action and evaluate(r.when, ds, cache)]
 
 
 # ----------------------------------------------------------------------- evaluation
@@ -141,14 +151,20 @@ def _equal(value: str, wanted: str) -> bool:
         return False
 
 
-def evaluate(predicate: Predicate, ds: Dataset) -> bool:
+def evaluate(
+    predicate: Predicate, ds: Dataset, cache: dict[str, list[str] | None] | None = None
+) -> bool:
+    if cache is None:
+        cache = {}
     if isinstance(predicate, All):
-        return all(evaluate(p, ds) for p in predicate.items)
+        return all(evaluate(p, ds, cache) for p in predicate.items)
     if isinstance(predicate, Any_):
-        return any(evaluate(p, ds) for p in predicate.items)
+        return any(evaluate(p, ds, cache) for p in predicate.items)
     if isinstance(predicate, Not):
-        return not evaluate(predicate.item, ds)
-    values = _values(ds, predicate.attribute)
+        return not evaluate(predicate.item, ds, cache)
+    if predicate.attribute not in cache:
+        cache[predicate.attribute] = _values(ds, predicate.attribute)
+    values = cache[predicate.attribute]
     if predicate.test == "missing":
         return values is None
     if predicate.test == "present":
@@ -308,3 +324,13 @@ def rule_rects(
                 continue
             keep.append((x0, y0, x1 - x0 + 1, y1 - y0 + 1))
     return fill, keep
+
+
+def rules_for(policy: PixelPolicy) -> RuleSet:
+    """The policy's device rules (files are parsed once and cached by path and mtime); a
+    missing or malformed file quarantines (pixel_policy) rather than letting images by."""
+    directory = policy.rules_dir or DEFAULT_RULES_DIR
+    try:
+        return load_pixel_rules(directory, policy.rules)
+    except RuleFileError as exc:
+        raise QuarantineError(QuarantineReason.PIXEL_POLICY, str(exc)) from exc

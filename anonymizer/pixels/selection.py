@@ -50,6 +50,8 @@ def examination_reason(ds: Dataset, policy: PixelPolicy, rules: RuleSet) -> str 
         return None
     if _text(ds, "BurnedInAnnotation") == "YES":
         return "burned_in_flag"
+    if str(ds.get("SOPClassUID", "")).strip() in set(policy.not_examined_sop_classes):
+        return None
     if _text(ds, "Modality") in {m.upper() for m in policy.modalities}:
         return "modality"
     if str(ds.get("SOPClassUID", "")).strip() in set(policy.sop_classes):

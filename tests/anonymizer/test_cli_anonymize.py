@@ -74,3 +74,28 @@ def test_missing_key_is_a_clear_error(tmp_path: Path) -> None:
     assert code == 2
     assert "--create-key" in output
     assert not (tmp_path / "out").exists()
+
+
+def test_parallel_run_gives_the_same_files(tmp_path: Path) -> None:
+    """Rule: outputs do not depend on --jobs, also when several inputs hold the same
+    instance (a re-sent file) and are processed at the same time."""
+    who = Identity()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    study_uid, series_uid = uid(), uid()
+    for number in range(16):
+        ds = ct_instance(who, study_uid, series_uid)
+        ds.InstanceNumber = number + 1
+        data = to_bytes(ds)
+        (folder / f"a{number}.dcm").write_bytes(data)
+        (folder / f"b{number}.dcm").write_bytes(data)  # the same instance, sent twice
+    outputs = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"out{jobs}"
+        code, output = run([str(folder), "--out", str(out), "--jobs", jobs, "--create-key"],
+                           tmp_path)
+        assert code == 0, output
+        outputs[jobs] = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.dcm")}
+        assert not list(out.rglob("*.tmp"))
+    assert len(outputs["1"]) == 16
+    assert outputs["1"] == outputs["2"]

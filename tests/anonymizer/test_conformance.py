@@ -79,3 +79,20 @@ def test_national_overrides_are_the_documented_ones(profiles_dir: Path) -> None:
         assert f"keyword: {keyword}," in text
     assert {"PatientID", "PatientName", "StationName", "DeviceSerialNumber",
             "InstitutionName", "PatientAge"} <= overridden
+
+
+def test_conformance_command_writes_the_table(tmp_path: Path) -> None:
+    """Rule: `amana profile conformance NAME --csv FILE` exports the table for auditors."""
+    import csv
+
+    from typer.testing import CliRunner
+
+    from amana.cli_profile import profile_app
+
+    target = tmp_path / "conformance.csv"
+    result = CliRunner().invoke(profile_app, ["conformance", "ma-national", "--csv", str(target)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(target.open()))
+    assert len(rows) == 621
+    patient_id = next(r for r in rows if r["keyword"] == "PatientID")
+    assert (patient_id["applied_action"], patient_id["override"]) == ("pseudonym", "yes")

@@ -8,7 +8,12 @@ from pathlib import Path
 import pydicom
 import pydicom.data
 import pytest
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from amana.errors import QuarantineError, QuarantineReason
 from anonymizer.engine import Deidentifier
@@ -191,3 +196,92 @@ def test_tag_only_work_never_decodes_pixels(national: Deidentifier) -> None:
     corrupt = data[: -len(ds.PixelData)] + b"\xff" * len(ds.PixelData)
     out = parse(national.deidentify(corrupt).data)
     assert out.PixelData == b"\xff" * len(ds.PixelData)
+
+
+@pytest.fixture(scope="module")
+def slow_writer(national: Deidentifier) -> Deidentifier:
+    engine = Deidentifier(national.profile, national.key)
+    engine.fast_write = False
+    return engine
+
+
+@pytest.mark.parametrize("name", PYDICOM_FILES)
+def test_fast_writer_is_byte_identical_to_pydicom(
+    national: Deidentifier, slow_writer: Deidentifier, name: str
+) -> None:
+    """Rule: copying untouched elements from the input (the tag-only fast path) gives
+    exactly the bytes pydicom's writer gives for the same de-identified dataset."""
+    data = (TEST_FILES / name).read_bytes()
+    try:
+        fast = national.deidentify(data).data
+    except QuarantineError:
+        return
+    assert slow_writer.deidentify(data).data == fast
+
+
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRBigEndian])
+def test_fast_writer_identical_on_other_encodings(
+    national: Deidentifier, slow_writer: Deidentifier, syntax: str
+) -> None:
+    """Rule: the same holds for implicit VR and big endian inputs."""
+    data = to_bytes(ct_instance(Identity()), syntax)
+    assert national.deidentify(data).data == slow_writer.deidentify(data).data
+
+
+def test_output_does_not_depend_on_the_process(tmp_path: Path) -> None:
+    """Rule: two worker processes (different hash seeds) give byte-identical outputs for the
+    same input and key: re-sending an instance to any worker changes nothing."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    from amana.settings import REPO_ROOT
+
+    ds = ct_instance(Identity(extra_names=["Zoubida"]))
+    ds.ImageComments = "Testpatient Fatima, Zoubida, Bennani-Fictif, 0612345678"
+    source = tmp_path / "in.dcm"
+    source.write_bytes(to_bytes(ds))
+    script = (
+        "import hashlib, sys; from pathlib import Path\n"
+        "from anonymizer.engine import Deidentifier, load_profile, key_from_bytes\n"
+        "e = Deidentifier(load_profile('ma-national', Path('profiles')), key_from_bytes(b'h'*32))\n"
+        "print(hashlib.sha256(e.deidentify(Path(sys.argv[1]).read_bytes()).data).hexdigest())\n"
+    )
+    digests = set()
+    for seed in ("1", "2"):
+        result = subprocess.run(
+            [sys.executable, "-c", script, str(source)], cwd=REPO_ROOT, capture_output=True,
+            text=True, env={**os.environ, "PYTHONHASHSEED": seed}, check=True,
+        )
+        digests.add(result.stdout.strip())
+    assert len(digests) == 1
+    assert len(next(iter(digests))) == len(hashlib.sha256().hexdigest())
+
+
+@pytest.mark.parametrize("name", PYDICOM_FILES)
+def test_shortcuts_give_the_general_result(national: Deidentifier, name: str) -> None:
+    """Rule: the shortcuts of the hot path (new values made from undecoded bytes, unchanged
+    text left encoded) give exactly the bytes of the general path, which `explain` takes."""
+    data = (TEST_FILES / name).read_bytes()
+    _, explained = national.explain(data)
+    try:
+        direct = national.deidentify(data)
+    except QuarantineError as exc:
+        assert isinstance(explained, QuarantineError) and explained.reason == exc.reason
+        return
+    assert not isinstance(explained, QuarantineError)
+    assert explained.data == direct.data
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian,
+                                    ExplicitVRBigEndian])
+def test_shortcuts_identical_on_synthetic_instances(national: Deidentifier, syntax: str) -> None:
+    """Rule: the same holds on an instance with identities everywhere, in every encoding."""
+    ds = ct_instance(Identity())
+    ds.AcquisitionDateTime = "20240317093000.5"
+    ds.CalibrationDate = ["20240101", "20240201"]
+    data = to_bytes(ds, syntax)
+    _, explained = national.explain(data)
+    assert not isinstance(explained, QuarantineError)
+    assert explained.data == national.deidentify(data).data

@@ -137,3 +137,20 @@ def test_profile_commands_list_show_diff(profiles_dir: Path) -> None:
     diffed = runner.invoke(profile_app, ["diff", "dicom-basic", "ma-national"], terminal_width=200)
     assert diffed.exit_code == 0, diffed.output
     assert "PatientID" in diffed.output and "pseudonym" in diffed.output
+
+
+def test_explain_masks_identifying_values(tmp_path: Path) -> None:
+    """Rule: `amana profile explain` lists every attribute with before (identifying values
+    masked), action and after; no original name or ID is printed."""
+    from tests.anonymizer.factory import Identity, ct_instance, to_bytes
+
+    who = Identity()
+    file = tmp_path / "one.dcm"
+    file.write_bytes(to_bytes(ct_instance(who)))
+    result = CliRunner().invoke(profile_app, ["explain", str(file)], terminal_width=250)
+    assert result.exit_code == 0, result.output
+    for value in (who.family, who.given, who.patient_id, who.accession, who.station):
+        assert value not in result.output
+    assert "PatientName" in result.output and "pseudonym" in result.output
+    assert "<masked PN" in result.output
+    assert "archived" in result.output

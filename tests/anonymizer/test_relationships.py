@@ -93,6 +93,7 @@ def test_different_patients_get_different_pseudonyms(national: Deidentifier) -> 
         del ds.IssuerOfPatientID
         anonymous.append(run(national, ds).PatientID)
     assert anonymous[0] != anonymous[1]
+    assert all(anonymous)  # a pseudonym is written even when the sender sent no ID
 
 
 def test_every_reference_resolves_to_an_output_instance(national: Deidentifier) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 
+import pydicom
 import pytest
 
 from amana.errors import QuarantineError, QuarantineReason
@@ -78,3 +80,57 @@ def test_unknown_private_blocks_are_removed(national: Deidentifier) -> None:
     block.add_new(0x39, "IS", [1, 2, 3, 4])
     outcome = national.deidentify(to_bytes(ds))
     assert b"GEMS_PARM_01" not in outcome.data
+
+
+def test_sequence_encoded_as_un_is_walked(national: Deidentifier) -> None:
+    """Rule: a known sequence received with VR UN (as relayed by some archives) is decoded
+    and scrubbed like any sequence: the identifiers inside are not copied through."""
+    import struct
+
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    from tests.anonymizer.factory import item
+
+    who = Identity()
+    inner = DicomBytesIO()
+    inner.is_little_endian, inner.is_implicit_VR = True, True
+    write_dataset(inner, item(PatientID="QJ77441199", IssuerOfPatientID="ZQ-HOSP-X"))
+    body = inner.getvalue()
+    value = struct.pack("<HHI", 0xFFFE, 0xE000, len(body)) + body
+    data = to_bytes(ct_instance(who))
+    # splice Other Patient IDs Sequence in as an explicit-VR UN element, in tag order
+    parsed = pydicom.dcmread(io.BytesIO(data))
+    after = min(t for t in parsed.keys() if t > 0x00101002)  # noqa: SIM118 - tags, not elements
+    raw = parsed.get_item(after)
+    start = raw.value_tell - (12 if raw.VR in ("OB", "OW", "SQ", "UN", "UT", "UC") else 8)
+    element = struct.pack("<HH", 0x0010, 0x1002) + b"UN\x00\x00" + struct.pack("<I", len(value))
+    data = data[:start] + element + value + data[start:]
+    assert b"\x10\x00\x02\x10UN" in data
+    outcome = national.deidentify(data)
+    assert b"QJ77441199" not in outcome.data
+    assert b"ZQ-HOSP-X" not in outcome.data
+
+
+def test_overlay_bitmaps_need_the_pixel_step(national: Deidentifier) -> None:
+    """Rule: overlay bitmaps may hold burned-in text; a tag-only profile (no pixel step to
+    examine them) removes them even under Clean Graphics, and cleans the overlay's text."""
+    who = Identity()
+    ds = ct_instance(who)
+    ds.add_new(0x60000010, "US", 16)
+    ds.add_new(0x60000011, "US", 16)
+    ds.add_new(0x60000022, "LO", f"contour {who.family}")
+    ds.add_new(0x60003000, "OW", b"\x55" * 32)
+    out = pydicom.dcmread(io.BytesIO(national.deidentify(to_bytes(ds)).data))
+    assert 0x60003000 not in out
+    assert who.family not in str(out.get(0x60000022).value)
+
+
+def test_amana_record_text_is_not_a_leak(national: Deidentifier) -> None:
+    """Rule: a patient whose name is a word of Amana's own record ("Patient", "Option")
+    is not quarantined for it; the name itself is still gone."""
+    who = Identity(family="Patient", given="Option")
+    outcome = national.deidentify(to_bytes(ct_instance(who)))
+    out = pydicom.dcmread(io.BytesIO(outcome.data))
+    assert "Patient" not in str(out.PatientName)
+    assert "Option" not in str(out.get("StudyDescription", ""))

@@ -36,6 +36,8 @@ def cleaner() -> TextCleaner:
         ("الدكتور العلوي", ["العلوي"], []),
         ("MR Brain T1 3.0.12 120 kV", [], ["MR Brain T1 3.0.12 120 kV"]),
         ("Thorax 1.25mm B30f", [], ["Thorax 1.25mm B30f"]),
+        ("DR Thorax face, PR suivi", [], ["DR Thorax face, PR suivi"]),
+        ("MME IDRISSI-FICTIVE, présente", ["IDRISSI"], ["présente"]),
     ],
 )
 def test_clean_removes_identifiers_and_keeps_meaning(
@@ -55,3 +57,12 @@ def test_clean_is_idempotent(cleaner: TextCleaner) -> None:
     """Rule: cleaning cleaned text changes nothing."""
     once = cleaner.clean("Mme Testpatient, IPP998877, le 14/03/1975, tel 0612345678")
     assert cleaner.clean(once) == once
+
+
+def test_oversized_text_is_replaced_whole(cleaner: TextCleaner) -> None:
+    """Rule: free text beyond 64 KiB is replaced whole (bounded work per element, and no
+    descriptor is that long); a long but normal report is cleaned, not dropped."""
+    assert cleaner.clean("x" * 70_000) == "***"
+    report = "Examen sans particularité. " * 1000 + "Patiente Testpatient."
+    cleaned = cleaner.clean(report)
+    assert "Testpatient" not in cleaned and cleaned.startswith("Examen sans")

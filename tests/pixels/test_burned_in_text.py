@@ -222,3 +222,77 @@ def test_header_text_beside_bright_speckle_is_covered(brightness: float) -> None
     pixels = output.pixel_array
     assert not pixels[truth].any()
     assert (pixels != image).any(axis=2).mean() <= 0.06
+
+
+@pytest.mark.parametrize("panel", [60, 110, 180])
+@pytest.mark.parametrize("ink", [0, 255])
+def test_text_on_grey_header_panels_is_covered(panel: int, ink: int) -> None:
+    """Rule: black or white text on a grey header panel (screenshots, device UIs) is
+    covered whatever the panel's grey level."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    base = imaging.background(1).copy()
+    base[:50, :] = panel
+    image = Image.fromarray(base).convert("RGB")
+    truth = Image.new("L", image.size, 0)
+    font = ImageFont.truetype(str(imaging.FONT), 16)
+    line = f"{imaging.NAME} {imaging.PATIENT_ID}"
+    ImageDraw.Draw(image).text((10, 12), line, font=font, fill=(ink, ink, ink))
+    ImageDraw.Draw(truth).text((10, 12), line, font=font, fill=255)
+    original = imaging.dataset([np.asarray(image).copy()])
+    output = copy.deepcopy(original)
+
+    actions = clean_pixels(original, output, POLICY, IDENTIFYING)
+
+    assert "verified" in actions
+    assert not output.pixel_array[np.asarray(truth) > 0].any()
+
+
+WORDS = [
+    imaging.NAME,
+    f"ID {imaging.PATIENT_ID}",
+    imaging.BIRTH_DATE,
+    imaging.INSTITUTION,
+    imaging.ARABIC_NAME,
+    "Né le 12.03.1961",
+    "IPP: 99887766",
+]
+COLOURS = [
+    (255, 255, 255),
+    (255, 255, 0),
+    (0, 255, 0),
+    (0, 255, 255),
+    (255, 128, 0),
+    (200, 200, 200),
+    (150, 150, 150),
+    (255, 0, 0),
+]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_header_and_side_text_is_covered(seed: int) -> None:
+    """Rule: every pixel of text drawn on the borders (header lines, a side column) is
+    covered, for random words, sizes (9-24 px), weights and colours, in grey and RGB."""
+    import random
+
+    rnd = random.Random(seed)
+    texts = []
+    for line in range(rnd.randint(2, 4)):
+        size = rnd.choice([9, 10, 11, 12, 14, 16, 20, 24])
+        if line % 2:
+            x, y = rnd.randint(2, 30), rnd.randint(60, 110)  # left of the sector
+            word = rnd.choice(WORDS[:3])
+        else:
+            # header: one line on the left, one on the right of the sector's apex
+            x, y = (rnd.randint(2, 120), 4) if line == 0 else (rnd.randint(380, 420), 6)
+            word = rnd.choice(WORDS)
+        texts.append(imaging.Text(x, y, word, size, rnd.choice(COLOURS), rnd.random() < 0.3))
+    color = seed % 2 == 0
+    image, truth = imaging.draw(color, seed=seed, texts=texts)
+    original = imaging.dataset([image])
+    output = copy.deepcopy(original)
+
+    clean_pixels(original, output, POLICY, IDENTIFYING)
+
+    pixels = output.pixel_array
+    _assert_covered(pixels[np.newaxis, ...], [truth])

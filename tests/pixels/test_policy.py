@@ -307,3 +307,80 @@ def test_forbidden_text_quarantines_even_without_identifying_values(tmp_path: Pa
     assert caught.value.reason == QuarantineReason.RESIDUAL_PIXEL_TEXT
     allowed = _rule_file(tmp_path, "[0, 300, 100, 20]")
     assert "verified" in clean_pixels(original, copy.deepcopy(original), allowed, ["unrelated"])
+
+
+def test_unread_writing_on_a_plain_border_is_masked() -> None:
+    """Rule: a line of glyph-like ink on a plain border that OCR could not read at all is
+    masked anyway; a lone shape (a logo, an ROI outline) is not."""
+    from anonymizer.pixels import mask
+    from anonymizer.pixels.ocr import FrameText
+
+    candidates = np.zeros((100, 200), dtype=bool)
+    for x in range(10, 90, 12):  # seven glyph-sized shapes on one line
+        candidates[20:32, x : x + 8] = True
+    candidates[60:95, 150:190] = True  # one big shape
+    text = FrameText([], candidates, np.ones_like(candidates), np.ones_like(candidates))
+    filled = mask.text_mask(text, candidates.shape, 2)
+    assert filled[20:32, 10:90].all()
+    assert not filled[60:95, 150:190].any()
+    busy = FrameText([], candidates, np.zeros_like(candidates), np.ones_like(candidates))
+    assert not mask.text_mask(busy, candidates.shape, 2).any()
+
+
+def test_lint_names_missing_rule_files_and_languages(tmp_path: Path) -> None:
+    """Rule: a steward linting a profile learns of missing rule files and OCR languages."""
+    from anonymizer.pixels import lint_pixel_policy
+
+    assert lint_pixel_policy(PixelPolicy()) == []
+    broken = bind_rules_dir(
+        PixelPolicy(rules=["nowhere"], ocr=OcrSettings(languages=["xyz"])), tmp_path
+    )
+    problems = lint_pixel_policy(broken)
+    assert any("nowhere" in p for p in problems)
+    assert any("xyz" in p for p in problems)
+
+
+@pytest.mark.ocr
+def test_single_bit_image_is_cleaned_and_stays_single_bit() -> None:
+    """Rule: text in a single-bit secondary capture is covered, and the image keeps Bits
+    Allocated 1 as its IOD requires."""
+    from PIL import Image, ImageDraw, ImageFont
+    from pydicom.pixels import pack_bits
+
+    page = Image.new("1", (320, 120), 0)
+    font = ImageFont.truetype(str(imaging.FONT), 16)
+    ImageDraw.Draw(page).text((10, 10), f"{imaging.NAME} {imaging.PATIENT_ID}", font=font, fill=1)
+    bits = np.asarray(page).astype(np.uint8)
+    original = imaging.dataset(
+        [np.zeros((4, 4), np.uint8)], modality="SC", sop_class="1.2.840.10008.5.1.4.1.1.7.1"
+    )
+    original.Rows, original.Columns = bits.shape
+    original.BitsAllocated, original.BitsStored, original.HighBit = 1, 1, 0
+    original.PixelData = pack_bits(bits.ravel())
+    original["PixelData"].VR = "OB"
+    output = copy.deepcopy(original)
+    policy = PixelPolicy(rules=[], ocr=OcrSettings(languages=["eng"]))
+    assert "verified" in clean_pixels(original, output, policy, IDENTIFYING)
+    assert output.BitsAllocated == 1
+    assert not output.pixel_array[bits > 0].any()
+
+
+def test_ultrasound_regions_rule_keeps_only_the_regions() -> None:
+    """Rule: the optional ultrasound-regions rule blanks everything outside the Sequence
+    of Ultrasound Regions and keeps the regions' pixels."""
+    image, truth = imaging.draw(False, seed=2, texts=imaging.TEXTS[:2])
+    original = imaging.dataset([image])
+    region = Dataset()
+    region.RegionLocationMinX0, region.RegionLocationMinY0 = 100, 60
+    region.RegionLocationMaxX1, region.RegionLocationMaxY1 = 539, 459
+    original.SequenceOfUltrasoundRegions = [region]
+    output = copy.deepcopy(original)
+    policy = PixelPolicy(rules=["ultrasound-regions"], ocr=OcrSettings(enabled=False))
+    actions = clean_pixels(original, output, policy, IDENTIFYING)
+    assert "rule_mask:us-blank-outside-regions" in actions
+    pixels = output.pixel_array
+    inside = np.zeros(pixels.shape, dtype=bool)
+    inside[60:460, 100:540] = True
+    assert not pixels[~inside].any()
+    assert np.array_equal(pixels[inside], image[inside])
+    assert not pixels[truth].any()

@@ -42,3 +42,21 @@ def test_preview_of_a_quarantined_image_names_the_reason() -> None:
     policy = PixelPolicy(rules=[], ocr=OcrSettings(enabled=False))
     pictures = preview_pngs(_bytes(False), policy)
     assert [name for name, _ in pictures] == ["quarantine-pixel_policy.png"]
+
+
+def test_preview_of_unreadable_input_does_not_fail() -> None:
+    """Rule: a file that is not DICOM gets a named placeholder, not an exception."""
+    pictures = preview_pngs(b"not a dicom file", PixelPolicy())
+    assert [name for name, _ in pictures] == ["quarantine-unreadable.png"]
+
+
+def test_preview_of_a_primary_ct_is_empty() -> None:
+    """Rule: images the policy does not examine produce no preview (nothing changes)."""
+    import numpy as np
+
+    ds = imaging.dataset([np.zeros((16, 16), np.uint8)], modality="CT")
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    buffer = DicomBytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    assert preview_pngs(buffer.getvalue(), PixelPolicy()) == []

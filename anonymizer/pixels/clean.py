@@ -1,0 +1,255 @@
+"""Applying a pixel policy to one instance (the body of `clean_pixels`).
+
+Kept apart from the package's __init__ so that loading a profile (which validates its
+`pixel:` section) does not import numpy, scipy and the OCR engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+import numpy as np
+from pydicom.dataset import Dataset
+from scipy import ndimage as ndi
+
+from amana.errors import QuarantineError, QuarantineReason
+
+from . import codec, mask, ocr, overlays, verify
+from .policy import OcrSettings, PixelPolicy
+from .rules import RuleSet, rule_rects, rules_for
+from .selection import embedded_overlay, examination_reason
+
+
+@dataclass
+class PixelResult:
+    """What happened to one instance; `before`/`masks` are kept for previews only."""
+
+    actions: list[str] = field(default_factory=list)
+    before: codec.Frames | None = None
+    after: codec.Frames | None = None
+    masks: list[np.ndarray] = field(default_factory=list)
+
+
+def run(
+    original: Dataset,
+    output: Dataset,
+    policy: PixelPolicy,
+    identifying_values: Collection[str],
+    *,
+    keep_before: bool = False,
+) -> PixelResult:
+    result = PixelResult()
+    rules = rules_for(policy)
+    reason = examination_reason(original, policy, rules)
+    _remove_side_channels(output, policy, identifying_values, result.actions)
+    if reason is None:
+        result.actions.insert(0, "not_examined")
+        return result
+    result.actions.insert(0, f"examined:{reason}")
+
+    frames = codec.decode(output, policy.max_decoded_mb * 2**20)
+    if keep_before:
+        result.before = codec.Frames(
+            frames.array.copy(), frames.photometric, frames.bits_stored, frames.palette
+        )
+    changed = False
+    if embedded_overlay(original) and not frames.is_color:
+        # Overlay bits above Bits Stored are part of the stored values: clear them.
+        frames.array &= np.array((1 << frames.bits_stored) - 1).astype(frames.array.dtype)
+        changed = True
+        result.actions.append("embedded_overlay_cleared")
+
+    read_alone: set[int] = set()
+    masks, rule_actions = _rule_masks(original, frames, rules)
+    result.actions.extend(rule_actions)
+    if not masks or policy.ocr_after_rule:
+        if not policy.ocr.enabled:
+            if not masks:
+                raise QuarantineError(
+                    QuarantineReason.PIXEL_POLICY,
+                    "image must be examined, no device rule matches and OCR is disabled",
+                )
+        else:
+            secrets = verify.identifying_tokens(identifying_values)
+            ocr_masks, count = _ocr_masks(frames, policy.ocr, secrets)
+            result.actions.append(f"ocr_mask:{count}_boxes")
+            # Frames that needed their own reading are verified too (frame 0 is a sample).
+            read_alone = {i for i, m in enumerate(ocr_masks) if m is not ocr_masks[0]}
+            masks = _merge(masks, ocr_masks)
+
+    if masks and any(m.any() for m in masks):
+        fill = mask.fill_value(frames.array, frames.photometric, frames.palette)
+        mask.apply(frames.array, masks, fill)
+        changed = True
+    result.masks = masks
+
+    if policy.verify and policy.ocr.enabled:
+        _verify(frames, policy, original, identifying_values, read_alone)
+        result.actions.append("verified")
+        output.BurnedInAnnotation = "NO"
+    else:
+        result.actions.append("unverified")
+
+    if changed:
+        syntax = codec.encode(output, frames, policy.reencode_as)
+        result.actions.append(f"reencoded:{syntax}")
+    else:
+        result.actions.append("pixels_unchanged")
+    result.after = frames
+    return result
+
+
+def _remove_side_channels(
+    output: Dataset, policy: PixelPolicy, values: Collection[str], actions: list[str]
+) -> None:
+    """Overlay planes and icon thumbnails can carry text or a copy of the image."""
+    actions.extend(overlays.handle(output, policy, values))
+    if policy.remove_icon_images and "IconImageSequence" in output:
+        del output.IconImageSequence
+        actions.append("icon_removed")
+
+
+def _rule_masks(
+    original: Dataset, frames: codec.Frames, rules: RuleSet
+) -> tuple[list[np.ndarray], list[str]]:
+    matched = rules.matching(original, "mask")
+    if not matched:
+        return [], []
+    shape = (frames.rows, frames.columns)
+    total = np.zeros(shape, dtype=bool)
+    for rule in matched:
+        fill, keep = rule_rects(rule, original, frames.rows, frames.columns)
+        total |= mask.rect_mask(shape, fill, keep)
+    return [total], [f"rule_mask:{rule.id}" for rule in matched]
+
+
+def _merge(a: list[np.ndarray], b: list[np.ndarray]) -> list[np.ndarray]:
+    if not a:
+        return b
+    if not b:
+        return a
+    if len(a) == 1 and len(b) == 1:
+        return [a[0] | b[0]]
+    n = max(len(a), len(b))
+    return [(a[i] if len(a) > 1 else a[0]) | (b[i] if len(b) > 1 else b[0]) for i in range(n)]
+
+
+def sample_indices(count: int, wanted: int, *, shift: float = 0.0) -> list[int]:
+    """`wanted` frame indices spread over `count` frames (first and last included)."""
+    if count <= wanted:
+        return list(range(count))
+    points = np.linspace(0, count - 1, wanted)
+    if shift:
+        points = np.clip(points + shift * (count - 1) / max(1, wanted - 1), 0, count - 1)
+    return sorted({int(round(p)) for p in points})
+
+
+def display_frame(frames: codec.Frames, index: int) -> np.ndarray:
+    if frames.palette is not None:
+        indices = np.clip(frames.array[index], 0, len(frames.palette) - 1)
+        return frames.palette[indices]  # type: ignore[no-any-return]
+    return ocr.to_uint8(frames.array[index], frames.photometric, frames.bits_stored)
+
+
+def _find(frames: codec.Frames, index: int, settings: OcrSettings) -> ocr.Ink:
+    return ocr.find_ink(
+        display_frame(frames, index),
+        min_contrast=settings.min_contrast,
+        min_chroma=settings.min_chroma,
+    )
+
+
+# Text-like ink pixels a frame may show outside the already-masked areas before it gets
+# its own OCR (a few stray specks are not a word).
+UNCOVERED_INK_PX = 25
+
+
+def _ocr_masks(
+    frames: codec.Frames, settings: OcrSettings, secrets: set[str]
+) -> tuple[list[np.ndarray], int]:
+    """Masks from OCR: text found on a few sampled frames is masked in every frame; any
+    other frame showing new text-like ink outside those masks (text that moves, appears or
+    changes) is read on its own.
+
+    On plain areas (borders, header bars) any new ink counts. Over image content, speckle
+    changes every frame, so only clearly more text-like ink than the samples showed does.
+    """
+    shape = (frames.rows, frames.columns)
+    sampled = sample_indices(frames.count, settings.sample_frames)
+    union = np.zeros(shape, dtype=bool)
+    inks = {index: _find(frames, index, settings) for index in sampled}
+    for ink in inks.values():
+        union |= _text_mask(ocr.read_ink(ink, settings), shape, settings, secrets)
+    if frames.count == 1:
+        return [union], len(mask.boxes_of(union))
+    live = _live_area([display_frame(frames, i) for i in sampled])
+    live_seen = max(int(np.count_nonzero(ink.candidates & live)) for ink in inks.values())
+    live_limit = max(UNCOVERED_INK_PX, 2 * live_seen)
+    masks = [union] * frames.count
+    for index in range(frames.count):
+        if index in sampled:
+            continue
+        ink = _find(frames, index, settings)
+        new = ink.candidates & ~union
+        if (
+            np.count_nonzero(new & ~live) >= UNCOVERED_INK_PX
+            or np.count_nonzero(new & live) > live_limit
+        ):
+            own = _text_mask(ocr.read_ink(ink, settings), shape, settings, secrets)
+            masks[index] = union | own
+    if all(m is union for m in masks):
+        return [union], len(mask.boxes_of(union))
+    return masks, max(len(mask.boxes_of(m)) for m in masks)
+
+
+def _text_mask(
+    text: ocr.FrameText, shape: tuple[int, int], settings: OcrSettings, secrets: set[str]
+) -> np.ndarray:
+    return mask.text_mask(
+        text, shape, settings.margin, secrets, unread_lines_too=settings.mask_unread_lines
+    )
+
+
+def _live_area(images: list[np.ndarray]) -> np.ndarray:
+    """The part of a cine that changes from frame to frame in broad areas (the live
+    image), as opposed to static borders and overlays and thin moving text."""
+    stack = np.stack([ocr.grey_of(i) for i in images]).astype(np.int16)
+    changing = ((stack.max(axis=0) - stack.min(axis=0)) > 10).astype(np.float32)
+    # Broad areas where most pixels change; thin moving strokes (text) change only a
+    # fraction of their surroundings. The margin takes in the speckle along the edge.
+    core = ndi.uniform_filter(changing, size=15) >= 0.5
+    return ocr.dilate(core, 9, 9)
+
+
+def _verify(
+    frames: codec.Frames,
+    policy: PixelPolicy,
+    original: Dataset,
+    identifying_values: Collection[str],
+    also: set[int],
+) -> None:
+    settings = policy.ocr
+    # Read other frames than detection did, with lower thresholds, so the check is not
+    # a replay of the detection.
+    indices = set(sample_indices(frames.count, settings.sample_frames))
+    indices |= set(sample_indices(frames.count, settings.sample_frames, shift=0.5))
+    indices |= also
+    forbid = str(original.get("Modality", "")).upper() in {m.upper() for m in policy.forbid_text_in}
+    for index in sorted(indices):
+        text = ocr.read_frame(
+            display_frame(frames, index),
+            settings,
+            min_contrast=settings.verify_min_contrast,
+            min_chroma=settings.verify_min_chroma,
+        )
+        if verify.residual_matches(text.words, identifying_values):
+            raise QuarantineError(
+                QuarantineReason.RESIDUAL_PIXEL_TEXT,
+                f"identifying text still read in frame {index + 1} after masking",
+            )
+        if forbid and verify.readable_text(text.words):
+            raise QuarantineError(
+                QuarantineReason.RESIDUAL_PIXEL_TEXT,
+                f"text still read in frame {index + 1}; the profile allows none here",
+            )
