@@ -45,6 +45,8 @@ __all__ = [
     "ExplainRow",
 ]
 
+# Never turned into a quarantine: the process itself is being stopped.
+_FATAL = (KeyboardInterrupt, SystemExit, GeneratorExit)
 REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 # (tag, VR, rule or None when the profile does not name it, value before, value after)
 ExplainRow = tuple[int, str, Rule | None, object, object]
@@ -108,7 +110,9 @@ class Deidentifier:
             return self._deidentify(ds, data, transfer_syntax, original, explain)
         except QuarantineError:
             raise
-        except Exception as exc:  # noqa: BLE001 - odd input must end in quarantine, not a crash
+        except _FATAL:
+            raise
+        except BaseException as exc:  # noqa: B036 - odd input ends in quarantine, not a crash
             raise QuarantineError(
                 QuarantineReason.UNREADABLE,
                 f"cannot de-identify this instance ({type(exc).__name__})",
@@ -158,7 +162,17 @@ class Deidentifier:
 
             # After the header scrub, before the self-check; it may change the pixels and
             # the transfer syntax of `ds` (never of `original`).
-            pixel_actions = clean_pixels(original, ds, profile.pixel, found.all_values())
+            try:
+                pixel_actions = clean_pixels(original, ds, profile.pixel, found.all_values())
+            except QuarantineError:
+                raise
+            except _FATAL:
+                raise
+            except BaseException as exc:  # noqa: B036 - native decoders panic (pyo3) outside Exception
+                raise QuarantineError(
+                    QuarantineReason.PIXEL_DECODE_FAILED,
+                    f"the pixel step failed ({type(exc).__name__})",
+                ) from exc
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         out_syntax = str(ds.file_meta.TransferSyntaxUID)
         output: bytes | None = None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 from pathlib import Path
 
 import pydicom
@@ -12,6 +11,7 @@ import pytest
 from amana.errors import QuarantineError, QuarantineReason
 from anonymizer.engine import Deidentifier, load_profile
 from anonymizer.pseudonyms import key_from_bytes
+from tests.anonymizer.conftest import profile_copy
 from tests.anonymizer.factory import Identity, ct_instance, to_bytes
 
 
@@ -19,16 +19,14 @@ from tests.anonymizer.factory import Identity, ct_instance, to_bytes
 def keeps_private(tmp_path_factory: pytest.TempPathFactory, profiles_dir: Path) -> Deidentifier:
     """ma-national plus Retain Safe Private with one (wrongly) 'safe' private element."""
     folder = tmp_path_factory.mktemp("profiles")
-    for name in ("dicom-basic.yaml", "ma-national.yaml"):
-        shutil.copy(profiles_dir / name, folder / name)
-    shutil.copytree(profiles_dir / "regions", folder / "regions")
-    (folder / "site.yaml").write_text(
-        "name: site\nextends: ma-national\n"
+    profile_copy(
+        folder, "site",
+        "name: site\nextends: ma-national\npixel: null\n"
         "options: [retain_patient_characteristics, retain_device_identity,\n"
         "          retain_long_modified_dates, clean_descriptors, retain_safe_private]\n"
         "private:\n  keep:\n"
         "    - {creator: ACME VENDOR 1.0, group: '0019', element: '10', action: K}\n"
-        "    - {creator: ACME VENDOR 1.0, group: '0019', element: '11', action: clean}\n"
+        "    - {creator: ACME VENDOR 1.0, group: '0019', element: '11', action: clean}\n",
     )
     return Deidentifier(load_profile("site", folder), key_from_bytes(b"s" * 32))
 
@@ -112,7 +110,7 @@ def test_sequence_encoded_as_un_is_walked(national: Deidentifier) -> None:
     assert b"ZQ-HOSP-X" not in outcome.data
 
 
-def test_overlay_bitmaps_need_the_pixel_step(national: Deidentifier) -> None:
+def test_overlay_bitmaps_need_the_pixel_step(national_tag_only: Deidentifier) -> None:
     """Rule: overlay bitmaps may hold burned-in text; a tag-only profile (no pixel step to
     examine them) removes them even under Clean Graphics, and cleans the overlay's text."""
     who = Identity()
@@ -121,7 +119,7 @@ def test_overlay_bitmaps_need_the_pixel_step(national: Deidentifier) -> None:
     ds.add_new(0x60000011, "US", 16)
     ds.add_new(0x60000022, "LO", f"contour {who.family}")
     ds.add_new(0x60003000, "OW", b"\x55" * 32)
-    out = pydicom.dcmread(io.BytesIO(national.deidentify(to_bytes(ds)).data))
+    out = pydicom.dcmread(io.BytesIO(national_tag_only.deidentify(to_bytes(ds)).data))
     assert 0x60003000 not in out
     assert who.family not in str(out.get(0x60000022).value)
 

@@ -384,3 +384,15 @@ def test_ultrasound_regions_rule_keeps_only_the_regions() -> None:
     assert not pixels[~inside].any()
     assert np.array_equal(pixels[inside], image[inside])
     assert not pixels[truth].any()
+
+
+def test_segmentations_are_not_examined() -> None:
+    """Rule: objects whose pixels are labels (Segmentation, Parametric Map, RT Dose) are
+    DERIVED but never masked: their Pixel Data is kept as received."""
+    from pydicom import dcmread
+    from pydicom.data import get_testdata_file
+
+    original = dcmread(get_testdata_file("liver_1frame.dcm"))
+    output = copy.deepcopy(original)
+    assert clean_pixels(original, output, PixelPolicy(), IDENTIFYING) == ("not_examined",)
+    assert output.PixelData == original.PixelData
