@@ -78,6 +78,25 @@ def _one(engine: Deidentifier, out: Path, file: Path) -> tuple[str, str, str]:
     return str(file), ARCHIVED, ""
 
 
+def _write_previews(files: list[Path], chosen: Profile, folder: Path) -> None:
+    """Before/after PNGs for the steward. Named by position only: input file names often
+    carry patient names, and the 'before' image shows the original pixels, so the folder
+    is created readable by its owner only."""
+    from anonymizer.pixels import PixelPolicy
+    from anonymizer.pixels.preview import preview_pngs
+
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    policy = chosen.pixel or PixelPolicy()
+    written = 0
+    for index, file in enumerate(files):
+        for name, png in preview_pngs(file.read_bytes(), policy):
+            target = folder / f"{index:05d}-{name}"
+            target.write_bytes(png)
+            target.chmod(0o600)
+            written += 1
+    console.print(f"{written} preview images in {folder} (numbered in input order)")
+
+
 def anonymize(
     inputs: Annotated[
         list[Path], typer.Argument(help="DICOM files or folders (searched recursively)")
@@ -92,6 +111,13 @@ def anonymize(
     jobs: Annotated[
         int, typer.Option("--jobs", "-j", min=0, help="worker processes (0: one per CPU)")
     ] = 0,
+    preview: Annotated[
+        Path | None,
+        typer.Option(
+            "--preview",
+            help="also write before/after PNGs of examined images, masked boxes outlined",
+        ),
+    ] = None,
 ) -> None:
     """De-identify files into OUT/<study>/<series>/<instance>.dcm (new UIDs only).
 
@@ -121,6 +147,8 @@ def anonymize(
         raise typer.Exit(2)
 
     files = list(_files(inputs))
+    if preview is not None:
+        _write_previews(files, chosen, preview)
     workers = jobs or os.cpu_count() or 1
     workers = max(1, min(workers, len(files) // 8 or 1))  # small runs: no pool start-up
     results: list[tuple[str, str, str]] = []
@@ -139,8 +167,9 @@ def anonymize(
                     progress.advance(task)
     archived = sum(1 for _, status, _ in results if status == ARCHIVED)
     reasons = Counter(status for _, status, _ in results if status != ARCHIVED)
-    quarantined = [(Path(f), status, message) for f, status, message in results
-                   if status != ARCHIVED]
+    quarantined = [
+        (Path(f), status, message) for f, status, message in results if status != ARCHIVED
+    ]
 
     summary = Table(title=f"amana anonymize — profile {chosen.name} {chosen.version}")
     summary.add_column("result")

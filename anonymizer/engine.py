@@ -26,6 +26,7 @@ from amana.errors import QuarantineError, QuarantineReason
 from anonymizer.dates import age_in_years, age_years_from_as, decade_band, parse_da
 from anonymizer.fastwrite import encode_elements, write_fast
 from anonymizer.identity import IdentifyingValues, collect
+from anonymizer.integrity import check_pixel_integrity
 from anonymizer.outcome import InstanceFacts, Outcome, PseudonymKey
 from anonymizer.output import bytes_outside_pixels, new_file_meta, record_method, write_part10
 from anonymizer.profile_loader import ProfileError, load_profile_file
@@ -106,6 +107,7 @@ class Deidentifier:
                         QuarantineReason.MISSING_ATTRIBUTE, f"{keyword} is missing or empty"
                     )
             transfer_syntax = _transfer_syntax(ds)
+            check_pixel_integrity(ds, encapsulated=UID(transfer_syntax).is_encapsulated)
             original = _parse(data) if self.profile.pixel is not None else None
             return self._deidentify(ds, data, transfer_syntax, original, explain)
         except QuarantineError:

@@ -26,8 +26,10 @@ def check_pixel_integrity(ds: Dataset, *, encapsulated: bool) -> None:
     keyword = next((k for k in _PIXEL_KEYWORDS if k in ds), None)
     if keyword is None:
         return
-    value = ds[keyword].value
-    if value is None:
+    # get_item leaves the element raw, so the engine can still copy Pixel Data untouched.
+    item = ds.get_item(keyword)
+    value = item.value if item is not None else None
+    if not value:
         return
     try:
         if encapsulated:

@@ -90,7 +90,10 @@ def process_job(ctx: WorkerContext, job_id: int) -> JobResult:
         outcome = ctx.deidentifier.deidentify(data)
     except QuarantineError as exc:
         return _quarantine(ctx, job_id, spool_name, exc)
-    except Exception as exc:  # a decoder that blows up is contained to its job
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: B036 - a native decoder's panic is not an Exception
+        # A decoder that blows up is contained to its job.
         error = QuarantineError(
             QuarantineReason.PROCESSING_ERROR,
             f"de-identification failed with {type(exc).__name__}",
