@@ -94,11 +94,20 @@ def load_profile_text(yaml_text: str, profiles_dir: Path) -> Profile:
     name = profile_name_of(yaml_text)
     with _profile_tree(name, yaml_text, profiles_dir) as file:
         try:
-            return load_profile(str(file), profiles_dir)
+            profile = load_profile(str(file), profiles_dir)
         except ProfileError as exc:
             where = "uploaded profile" if Path(exc.file).name == file.name else Path(exc.file).name
             line = f" line {exc.line}" if exc.line is not None else ""
             raise RejectError(f"{where}{line}: {exc.reason}", code="invalid_profile") from exc
+    if profile.pixel is not None:
+        from anonymizer.pixels import bind_rules_dir
+
+        # Pixel rules are read lazily; the temporary tree is gone by then, so point them at
+        # the real folder the links led to.
+        profile = profile.model_copy(
+            update={"pixel": bind_rules_dir(profile.pixel, profiles_dir / "pixel")}
+        )
+    return profile
 
 
 # --- diff -----------------------------------------------------------------------------------

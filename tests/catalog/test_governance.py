@@ -19,7 +19,7 @@ from anonymizer.engine import Deidentifier, key_from_bytes, load_profile
 from archive.api import create_app
 from archive.governance import ActiveProfileWatcher, active_profile, refresh_deidentifier
 from archive.jobs import create_job
-from archive.models import Instance
+from archive.models import Instance, QuarantineEntry
 from archive.models_governance import AuditEvent
 from archive.pipeline import JobResult, WorkerContext, process_job
 from ingest.spool import Spool
@@ -186,7 +186,10 @@ def test_worker_follows_the_activated_version(
         job_id = create_job(
             session, spool_name=name, size_bytes=size, calling_ae="PACS1", source_kind="dicom"
         )
-    assert process_job(ctx, job_id) is JobResult.ARCHIVED
+    result = process_job(ctx, job_id)
+    with sessions() as session:
+        held = [(q.reason, q.message) for q in session.scalars(select(QuarantineEntry))]
+    assert result is JobResult.ARCHIVED, held
     with sessions() as session:
         instance = session.scalars(select(Instance)).one()
     assert instance.profile_version == version
