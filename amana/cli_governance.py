@@ -17,9 +17,12 @@ from amana.errors import RejectError
 from amana.settings import Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlalchemy.orm import Session
 
     from archive.auth import Principal
+    from archive.models_governance import ProfileVersion
 
 
 TokenOpt = Annotated[
@@ -66,6 +69,20 @@ def propose(
         typer.echo(f"  … {len(proposal.diff) - 200} more")
 
 
+def _steward_step(
+    version: str, token: str, step: Callable[..., ProfileVersion]
+) -> tuple[ProfileVersion, Principal]:
+    with catalog_session() as session:
+        try:
+            principal = _steward(session, token)
+            pv = step(session, version, principal)
+        except RejectError as exc:
+            session.commit()  # a refusal is recorded in the audit trail
+            raise fail(exc) from exc
+        session.commit()
+    return pv, principal
+
+
 def approve(
     version: Annotated[str, typer.Argument(help="version digest (or prefix) or id")],
     token: TokenOpt,
@@ -73,14 +90,7 @@ def approve(
     """Approve a proposed version (a steward other than its proposer)."""
     from archive.governance import approve as approve_version
 
-    with catalog_session() as session:
-        try:
-            principal = _steward(session, token)
-            pv = approve_version(session, version, principal)
-        except RejectError as exc:
-            session.commit()
-            raise fail(exc) from exc
-        session.commit()
+    pv, principal = _steward_step(version, token, approve_version)
     typer.echo(f"{pv.name} version {pv.version} approved by {principal.token_id}")
 
 
@@ -91,14 +101,7 @@ def activate(
     """Activate an approved version; workers switch to it within a minute."""
     from archive.governance import activate as activate_version
 
-    with catalog_session() as session:
-        try:
-            principal = _steward(session, token)
-            pv = activate_version(session, version, principal)
-        except RejectError as exc:
-            session.commit()
-            raise fail(exc) from exc
-        session.commit()
+    pv, _principal = _steward_step(version, token, activate_version)
     typer.echo(f"{pv.name} version {pv.version} is now active")
 
 

@@ -36,6 +36,7 @@ from archive.auth import (
     parse_role,
     revoke_token,
 )
+from archive.models_governance import ProfileVersion
 
 log = logging.getLogger(__name__)
 
@@ -661,6 +662,29 @@ def create_app(
         ctx.detail["outcomes"] = [r["result"] for r in results]
         return {"version": pv.version, "name": pv.name, "results": results}
 
+    def _profile_step(
+        step: Callable[..., ProfileVersion],
+        request: Request,
+        session: Session,
+        ctx: AuditContext,
+        who: Principal,
+        ref: str,
+    ) -> dict[str, Any]:
+        ctx.set(
+            audit.EventId.SECURITY_ALERT,
+            audit.Action.UPDATE,
+            event_type=audit.EventType.SECURITY_CONFIGURATION,
+            object_type="profile_version",
+        )
+        try:
+            pv = step(session, ref, who, client_address=_client(request))
+        except RejectError:
+            session.commit()  # keeps the record of the refusal, nothing else changed
+            raise
+        session.commit()
+        ctx.object_id = pv.version
+        return governance.version_row(pv)
+
     @app.post("/profiles/{ref}/approve", tags=["profiles"])
     def approve_profile(
         request: Request,
@@ -670,18 +694,7 @@ def create_app(
         ref: str,
     ) -> dict[str, Any]:
         """Approve a proposed version (a steward other than its proposer)."""
-        ctx.set(
-            audit.EventId.SECURITY_ALERT,
-            audit.Action.UPDATE,
-            event_type=audit.EventType.SECURITY_CONFIGURATION,
-            object_type="profile_version",
-        )
-        try:
-            pv = governance.approve(session, ref, who, client_address=_client(request))
-        finally:
-            session.commit()
-        ctx.object_id = pv.version
-        return governance.version_row(pv)
+        return _profile_step(governance.approve, request, session, ctx, who, ref)
 
     @app.post("/profiles/{ref}/activate", tags=["profiles"])
     def activate_profile(
@@ -692,20 +705,7 @@ def create_app(
         ref: str,
     ) -> dict[str, Any]:
         """Make an approved version active; workers use it within a minute."""
-        ctx.set(
-            audit.EventId.SECURITY_ALERT,
-            audit.Action.UPDATE,
-            event_type=audit.EventType.SECURITY_CONFIGURATION,
-            object_type="profile_version",
-        )
-        try:
-            pv = governance.activate(session, ref, who, client_address=_client(request))
-        except RejectError:
-            session.commit()  # keeps the record of the refusal, nothing else changed
-            raise
-        session.commit()
-        ctx.object_id = pv.version
-        return governance.version_row(pv)
+        return _profile_step(governance.activate, request, session, ctx, who, ref)
 
     # --- sources -------------------------------------------------------------------------
 
