@@ -9,7 +9,11 @@ from celery import Celery
 from amana import queue_transport
 from amana.settings import Settings
 
+# Kept registered for messages published by earlier versions (one job id per message).
 PROCESS_JOB = "amana.process_job"
+# One message carries a small batch of job ids, so the worker claims and catalogs them in a
+# few round trips instead of a dozen per instance.
+PROCESS_JOBS = "amana.process_jobs"
 QUEUE = "amana.jobs"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import time
 from pathlib import Path
@@ -100,14 +101,28 @@ def run() -> None:
 @app.command()
 def receive(
     no_sweeper: Annotated[bool, typer.Option(help="do not run the sweeper here")] = False,
+    listen_fd: Annotated[
+        int | None,
+        typer.Option(hidden=True, help="listening socket inherited from the parent receiver"),
+    ] = None,
 ) -> None:
-    """The DICOM receiver (C-ECHO, C-STORE) with the sweeper."""
+    """The DICOM receiver (C-ECHO, C-STORE) with the sweeper; AMANA_RECEIVER_PROCESSES
+    processes share the port."""
     from amana.receiver import run_receiver
 
     settings = _settings()
     _prepare_dirs(settings)
     _wait_for_schema(settings)
-    run_receiver(settings, sweeper=not no_sweeper)
+    try:
+        run_receiver(settings, sweeper=not no_sweeper, listen_fd=listen_fd)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        console.print(
+            f"[red]DICOM port {settings.dicom_host}:{settings.dicom_port} is already in use"
+            " (another receiver?)[/red]"
+        )
+        raise typer.Exit(2) from exc
 
 
 @app.command()
@@ -146,7 +161,7 @@ def api() -> None:
         hostname=socket.gethostname(),
         quarantine_dir=settings.quarantine_path,
         spool_dir=settings.spool_path,
-        publish=lambda job_id: publish_now(celery, job_id),
+        publish=lambda job_id: publish_now(celery, [job_id]),
     )
     audit.record(sessions, audit.application_activity("api", started=True))
     try:
@@ -161,7 +176,7 @@ def import_(
 ) -> None:
     """Queue a backlog folder through the same spool, jobs and workers as network transfers."""
     from amana.celery_app import make_celery
-    from amana.publisher import publish_now
+    from amana.publisher import Publisher
     from archive.db import make_engine, make_sessionmaker
     from ingest.folder import ImportLedger, import_folder, iter_files
     from ingest.spool import Spool
@@ -175,15 +190,7 @@ def import_(
         settings.max_instance_mb * 1024 * 1024,
     )
     sessions = make_sessionmaker(make_engine(settings.db_url))
-    celery = make_celery(settings)
-    unsent: list[int] = []
-
-    def publish(job_id: int) -> None:
-        try:
-            publish_now(celery, job_id)
-        except Exception:  # the sweeper re-sends from the catalog
-            unsent.append(job_id)
-
+    publisher = Publisher(make_celery(settings))
     total = sum(1 for _ in iter_files(folder))
     with Progress(console=console) as progress:
         task = progress.add_task("importing", total=total)
@@ -191,7 +198,7 @@ def import_(
             folder,
             spool=spool,
             sessions=sessions,
-            publish=publish,
+            publish=lambda job_id: publisher.submit([job_id]),
             ledger=ImportLedger(settings.home / "imports" / "ledger.txt"),
             progress=lambda n: progress.update(task, completed=n + 1),
         )
@@ -201,8 +208,9 @@ def import_(
     )
     for path, reason in report.skipped:
         console.print(f"  skipped {path}: {reason}")
-    if unsent:
-        console.print(f"{len(unsent)} jobs could not be sent now; the sweeper will send them")
+    publisher.close(timeout=60)
+    if publisher.unsent:
+        console.print(f"{publisher.unsent} jobs could not be sent now; the sweeper will send them")
 
 
 @db_app.command("upgrade")
@@ -283,7 +291,7 @@ def _quarantine_action(action: str, entry_id: int, dest: Path | None = None) -> 
         raise typer.Exit(2) from exc
     if action == "retry":
         try:
-            publish_now(make_celery(settings), job_id)
+            publish_now(make_celery(settings), [job_id])
         except Exception:
             console.print("queue unavailable: the sweeper will send the job")
         console.print(f"entry {entry_id}: job {job_id} queued again")

@@ -11,6 +11,7 @@ from types import FrameType
 from sqlalchemy.orm import Session, sessionmaker
 
 from amana.celery_app import make_celery
+from amana.listeners import SiblingListeners, die_with_parent
 from amana.publisher import Publisher
 from amana.settings import Settings
 from archive import audit
@@ -23,7 +24,12 @@ from ingest.sweeper import SweeperThread, sweep_once
 log = logging.getLogger(__name__)
 
 
-def run_receiver(settings: Settings, *, sweeper: bool = True) -> None:
+def run_receiver(
+    settings: Settings, *, sweeper: bool = True, listen_fd: int | None = None
+) -> None:
+    """Serve the DICOM port; with `listen_fd`, as a sibling of the receiver that bound it."""
+    if listen_fd is not None:
+        die_with_parent()
     spool = Spool(
         settings.spool_path,
         settings.spool_min_free_mb * 1024 * 1024,
@@ -47,10 +53,12 @@ def run_receiver(settings: Settings, *, sweeper: bool = True) -> None:
         spool=spool,
         handler=handler,
         policy=policy,
-        block=False,
+        listen_fd=listen_fd,
     )
     _audit_activity(sessions, started=True)
-    assert server is not None
+    siblings: SiblingListeners | None = None
+    if listen_fd is None and settings.receiver_processes > 1:
+        siblings = SiblingListeners(server.listening_fd(), settings.receiver_processes - 1)
     sweep_thread: SweeperThread | None = None
     if sweeper:
         sweep_thread = SweeperThread(
@@ -77,8 +85,12 @@ def run_receiver(settings: Settings, *, sweeper: bool = True) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    stopping.wait()
+    while not stopping.wait(1.0):
+        if siblings is not None:
+            siblings.restart_dead()
     log.info("receiver stopping")
+    if siblings is not None:
+        siblings.stop()
     server.shutdown()
     if sweep_thread is not None:
         sweep_thread.stop()

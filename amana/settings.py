@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     profile_refresh_s: float = 30.0
     key_file: Path | None = None
     worker_concurrency: int = 2
+    # Receiver processes accepting on the one DICOM port: pynetdicom spends most of an
+    # instance's time in one Python thread, so parallel associations scale with processes.
+    receiver_processes: int = Field(default=2, ge=1, le=64)
     sweep_interval_s: float = 30.0
     stale_after_s: float = 300.0
     study_stable_after_s: float = 60.0

@@ -1,4 +1,5 @@
-"""The worker process: one engine per process, one Celery task that takes a job id."""
+"""The worker process: one engine per process; Celery tasks that take job ids (a batch, or
+one id from messages published before batches)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from datetime import timedelta
 from celery import Celery
 from celery.signals import worker_process_init
 
-from amana.celery_app import PROCESS_JOB, check_safe, make_celery
+from amana.celery_app import PROCESS_JOB, PROCESS_JOBS, check_safe, make_celery
 from amana.keys import load_key
 from amana.settings import Settings
 from anonymizer.engine import Deidentifier
 from archive import audit
 from archive.db import make_engine, make_sessionmaker
 from archive.governance import ActiveProfileWatcher, refresh_deidentifier
-from archive.pipeline import WorkerContext, process_job
+from archive.pipeline import JobResult, WorkerContext, process_jobs
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,9 @@ def _limit_memory(limit_mb: int) -> None:
 
 def make_worker_app(settings: Settings) -> Celery:
     app = make_celery(settings)
-    # A job that hangs (a decoder loop, OCR on a huge image) is killed and retried by the
-    # sweeper; after three attempts it is quarantined as worker_lost.
+    # A job that hangs (a decoder loop, OCR on a huge image) is killed with its batch and
+    # retried by the sweeper; retried jobs run one at a time, so after three attempts only
+    # the job that hangs is quarantined as worker_lost.
     app.conf.task_time_limit = settings.job_time_limit_s
 
     @worker_process_init.connect(weak=False)
@@ -79,11 +81,27 @@ def make_worker_app(settings: Settings) -> Celery:
 
     @app.task(name=PROCESS_JOB, bind=False, acks_late=True, reject_on_worker_lost=True)
     def process(job_id: int) -> str:
-        result = process_job(_context_for(settings), int(job_id))
-        log.info("job %s: %s", job_id, result.value)
-        return result.value
+        return _run(settings, [int(job_id)])
+
+    @app.task(name=PROCESS_JOBS, bind=False, acks_late=True, reject_on_worker_lost=True)
+    def process_batch(job_ids: list[int]) -> str:
+        return _run(settings, [int(job_id) for job_id in job_ids])
 
     return app
+
+
+def _run(settings: Settings, job_ids: list[int]) -> str:
+    results = process_jobs(_context_for(settings), job_ids)
+    summary = _summary(results)
+    log.info("jobs %s: %s", ",".join(map(str, job_ids)), summary)
+    return summary
+
+
+def _summary(results: dict[int, JobResult]) -> str:
+    counts = {kind: 0 for kind in JobResult}
+    for result in results.values():
+        counts[result] += 1
+    return ", ".join(f"{n} {kind.value}" for kind, n in counts.items() if n) or "no jobs"
 
 
 def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:

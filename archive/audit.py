@@ -589,6 +589,30 @@ def instance_archived(
     )
 
 
+def instances_archived(
+    study_uid: str,
+    profile_name: str,
+    profile_version: str,
+    archived: Sequence[tuple[int, str]],
+) -> AuditRecord:
+    """A worker archived de-identified instances of one study in one commit: one event per
+    study and batch, listing each instance as its job id and new SOP Instance UID."""
+    return AuditRecord(
+        event_id=EventId.INSTANCES_TRANSFERRED,
+        action=Action.CREATE,
+        actor="worker",
+        object_type="study",
+        object_id=study_uid,
+        detail={
+            "instances": len(archived),
+            "job_ids": [job_id for job_id, _ in archived],
+            "sop_uids": [sop_uid for _, sop_uid in archived],
+            "profile": profile_name,
+            "profile_version": profile_version,
+        },
+    )
+
+
 def job_quarantined(job_id: int, reason_code: str) -> AuditRecord:
     """A worker held an instance back; the message stays in the quarantine table."""
     return AuditRecord(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from archive.models import Job, JobStatus
@@ -19,20 +20,31 @@ def create_job(
     session: Session, *, spool_name: str, size_bytes: int, calling_ae: str | None, source_kind: str
 ) -> int:
     now = utcnow()
-    job = Job(
-        spool_name=spool_name,
-        size_bytes=size_bytes,
-        calling_ae=calling_ae,
-        source_kind=source_kind,
-        status=JobStatus.RECEIVED,
-        attempts=0,
-        received_at=now,
-        # Set here because the publish follows this commit; the sweeper re-sends from this mark.
-        enqueued_at=now,
+    # A Core INSERT … RETURNING: this runs once per received instance on the C-STORE path,
+    # where the ORM's unit of work cost more than the statement.
+    job_id = session.execute(
+        insert(Job)
+        .values(
+            spool_name=spool_name,
+            size_bytes=size_bytes,
+            calling_ae=calling_ae,
+            source_kind=source_kind,
+            status=JobStatus.RECEIVED,
+            attempts=0,
+            received_at=now,
+            # Set here because the publish follows this commit; the sweeper re-sends from here.
+            enqueued_at=now,
+        )
+        .returning(Job.id)
+    ).scalar_one()
+    return int(job_id)
+
+
+def _claimable(now: datetime, stale_after: timedelta) -> ColumnElement[bool]:
+    return or_(
+        Job.status == JobStatus.RECEIVED,
+        (Job.status == JobStatus.RUNNING) & (Job.claimed_at < now - stale_after),
     )
-    session.add(job)
-    session.flush()
-    return job.id
 
 
 def claim(session: Session, job_id: int, *, stale_after: timedelta) -> tuple[int, str] | None:
@@ -41,20 +53,65 @@ def claim(session: Session, job_id: int, *, stale_after: timedelta) -> tuple[int
 
     A conditional UPDATE, so two deliveries of the same job id cannot both run it.
     """
+    claims = claim_many(session, [job_id], stale_after=stale_after)
+    return None if not claims else (claims[0].attempt, claims[0].spool_name)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job this worker holds. `claimed_at` is the mark it wrote: while the row still
+    carries it, no other worker has taken the job over."""
+
+    job_id: int
+    attempt: int
+    spool_name: str
+    claimed_at: datetime
+
+
+def claim_many(session: Session, job_ids: Sequence[int], *, stale_after: timedelta) -> list[Claim]:
+    """`claim` for a batch in one statement: the jobs of `job_ids` that are ours to run, in
+    the order given."""
+    if not job_ids:
+        return []
+    now = utcnow()
+    rows = session.execute(
+        update(Job)
+        .where(Job.id.in_(job_ids))
+        .where(_claimable(now, stale_after))
+        .values(status=JobStatus.RUNNING, claimed_at=now, attempts=Job.attempts + 1)
+        .returning(Job.id, Job.attempts, Job.spool_name)
+        .execution_options(synchronize_session=False)
+    ).all()
+    found = {int(row[0]): Claim(int(row[0]), int(row[1]), str(row[2]), now) for row in rows}
+    return [found[job_id] for job_id in dict.fromkeys(job_ids) if job_id in found]
+
+
+def defer_attempts(session: Session, claims: Sequence[Claim]) -> None:
+    """Take back the attempt `claim_many` counted for these jobs: they stay ours, but only
+    `start_attempt` counts them, right before each one actually runs."""
+    if claims:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_([c.job_id for c in claims]))
+            .values(attempts=Job.attempts - 1)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def start_attempt(session: Session, held: Claim) -> Claim | None:
+    """Count one attempt for a job held since `defer_attempts`; None if another worker took
+    it over meanwhile (its claim went stale and was claimed again)."""
     now = utcnow()
     row = session.execute(
         update(Job)
-        .where(Job.id == job_id)
-        .where(
-            or_(
-                Job.status == JobStatus.RECEIVED,
-                (Job.status == JobStatus.RUNNING) & (Job.claimed_at < now - stale_after),
-            )
-        )
-        .values(status=JobStatus.RUNNING, claimed_at=now, attempts=Job.attempts + 1)
-        .returning(Job.attempts, Job.spool_name)
+        .where(Job.id == held.job_id)
+        .where(Job.status == JobStatus.RUNNING)
+        .where(Job.claimed_at == held.claimed_at)
+        .values(claimed_at=now, attempts=Job.attempts + 1)
+        .returning(Job.attempts)
+        .execution_options(synchronize_session=False)
     ).first()
-    return None if row is None else (int(row[0]), str(row[1]))
+    return None if row is None else Claim(held.job_id, int(row[0]), held.spool_name, now)
 
 
 def jobs_to_resend(session: Session, *, stale_after: timedelta, limit: int = 1000) -> Sequence[int]:

@@ -1,20 +1,27 @@
-"""One job, start to finish: spool -> de-identify -> archive file -> catalog -> spool cleared.
+"""Jobs, start to finish: spool -> de-identify -> archive file -> catalog -> spool cleared.
+
+A task carries a small batch of job ids. Each job is claimed, read and de-identified on its
+own, and what goes wrong with one (a missing file, a decoder that blows up) is that job's
+alone. The instances that come out clean are cataloged together: one lookup of what is
+already archived, then one transaction that records them all, marks their jobs DONE and
+appends one audit event per study, so a batch costs about as many round trips as one job.
 
 Every step can be repeated after a crash: the engine is deterministic, archive writes are
 atomic renames of identical bytes, and the catalog refuses a second row for the same
-instance. So a job run twice ends exactly as a job run once.
+instance. So a batch run twice ends exactly as a batch run once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,14 +30,24 @@ from anonymizer.engine import Deidentifier
 from anonymizer.outcome import Outcome
 from anonymizer.paths import archive_relpath
 from archive import audit
-from archive.catalog import find_instance, record_instance
+from archive.catalog import (
+    NewInstance,
+    archived_instance_ids,
+    find_instance,
+    record_instance,
+    record_instances,
+)
 from archive.fsio import durable_move, durable_write
-from archive.jobs import claim, utcnow
+from archive.jobs import Claim, claim_many, defer_attempts, start_attempt, utcnow
 from archive.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+# De-identified instances wait in memory for their batch's commit. Past this many bytes the
+# batch commits early: held outputs must not push a job over the worker's address-space
+# limit, where its MemoryError would quarantine an instance that has nothing wrong with it.
+BATCH_BYTES = 64 * 1024 * 1024
 
 
 class JobResult(StrEnum):
@@ -50,15 +67,81 @@ class WorkerContext:
     stale_after: timedelta
 
 
-def process_job(ctx: WorkerContext, job_id: int) -> JobResult:
-    with ctx.sessions.begin() as session:
-        claimed = claim(session, job_id, stale_after=ctx.stale_after)
-    if claimed is None:
-        return JobResult.SKIPPED
-    attempt, spool_name = claimed
+@dataclass(frozen=True, eq=False)
+class _Ready:
+    """A job whose instance was de-identified cleanly, waiting for its catalog commit."""
 
-    spool_path = ctx.spool_dir / "incoming" / spool_name
-    held_path = ctx.quarantine_dir / spool_name
+    job_id: int
+    spool_path: Path
+    outcome: Outcome
+
+    @property
+    def sop_uid(self) -> str:
+        return self.outcome.facts.sop_instance_uid
+
+
+def process_job(ctx: WorkerContext, job_id: int) -> JobResult:
+    return process_jobs(ctx, [job_id])[job_id]
+
+
+def process_jobs(ctx: WorkerContext, job_ids: Sequence[int]) -> dict[int, JobResult]:
+    """Run a batch of jobs; every id given gets a result (SKIPPED: not ours to run)."""
+    ids = list(dict.fromkeys(int(job_id) for job_id in job_ids))
+    results = dict.fromkeys(ids, JobResult.SKIPPED)
+    together, alone = _claim(ctx, ids)
+    results.update(_run_together(ctx, together))
+    for held in alone:
+        results[held.job_id] = _run_alone(ctx, held)
+    return results
+
+
+def _claim(ctx: WorkerContext, ids: Sequence[int]) -> tuple[list[Claim], list[Claim]]:
+    """Claim the batch in one statement; returns the jobs to run together and those to run
+    one at a time."""
+    with ctx.sessions.begin() as session:
+        claims = claim_many(session, ids, stale_after=ctx.stale_after)
+        if len(claims) < 2:
+            return claims, []
+        # A job claimed before and never finished may have killed the worker running its
+        # batch, and its batch-mates were claimed along with it. Such jobs run one at a time
+        # and their attempt is counted only when each one starts, so only the job that
+        # kills workers ever reaches MAX_ATTEMPTS (worker_lost).
+        retried = [claim for claim in claims if claim.attempt > 1]
+        defer_attempts(session, retried)
+    return [claim for claim in claims if claim.attempt == 1], retried
+
+
+def _run_together(ctx: WorkerContext, claims: Sequence[Claim]) -> dict[int, JobResult]:
+    results: dict[int, JobResult] = {}
+    pending: list[_Ready] = []
+    for claim in claims:
+        prepared = _prepare(ctx, claim)
+        if isinstance(prepared, JobResult):
+            results[claim.job_id] = prepared
+            continue
+        pending.append(prepared)
+        if sum(len(ready.outcome.data) for ready in pending) >= BATCH_BYTES:
+            results.update(_archive(ctx, pending))
+            pending = []
+    results.update(_archive(ctx, pending))
+    return results
+
+
+def _run_alone(ctx: WorkerContext, held: Claim) -> JobResult:
+    with ctx.sessions.begin() as session:
+        claim = start_attempt(session, held)
+    if claim is None:
+        return JobResult.SKIPPED
+    prepared = _prepare(ctx, claim)
+    if isinstance(prepared, JobResult):
+        return prepared
+    return _archive(ctx, [prepared])[claim.job_id]
+
+
+def _prepare(ctx: WorkerContext, claim: Claim) -> _Ready | JobResult:
+    """De-identify one claimed job's instance, or quarantine the job."""
+    spool_path = ctx.spool_dir / "incoming" / claim.spool_name
+    held_path = ctx.quarantine_dir / claim.spool_name
     if not spool_path.exists() and held_path.exists():
         # A crash between moving to quarantine and committing that decision: the move was
         # never recorded, so undo it and decide again.
@@ -67,95 +150,173 @@ def process_job(ctx: WorkerContext, job_id: int) -> JobResult:
         # Cannot happen unless someone removed the file: record it loudly, never silently.
         return _finish_quarantine(
             ctx,
-            job_id,
-            spool_name,
+            claim.job_id,
+            claim.spool_name,
             QuarantineError(QuarantineReason.PROCESSING_ERROR, "spooled file is missing"),
             None,
         )
-
-    if attempt > MAX_ATTEMPTS:
+    if claim.attempt > MAX_ATTEMPTS:
         # Each earlier attempt was claimed and never finished: this input kills workers.
-        return _quarantine(
-            ctx,
-            job_id,
-            spool_name,
-            QuarantineError(
-                QuarantineReason.WORKER_LOST,
-                f"processing never finished in {MAX_ATTEMPTS} attempts (worker lost)",
-            ),
+        error = QuarantineError(
+            QuarantineReason.WORKER_LOST,
+            f"processing never finished in {MAX_ATTEMPTS} attempts (worker lost)",
         )
+        return _quarantine(ctx, claim.job_id, claim.spool_name, error)
+    outcome = _deidentify(ctx, spool_path.read_bytes())
+    if isinstance(outcome, QuarantineError):
+        return _quarantine(ctx, claim.job_id, claim.spool_name, outcome)
+    return _Ready(claim.job_id, spool_path, outcome)
 
-    data = spool_path.read_bytes()
+
+def _deidentify(ctx: WorkerContext, data: bytes) -> Outcome | QuarantineError:
     try:
-        outcome = ctx.deidentifier.deidentify(data)
+        return ctx.deidentifier.deidentify(data)
     except QuarantineError as exc:
-        return _quarantine(ctx, job_id, spool_name, exc)
+        return exc
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # noqa: B036 - a native decoder's panic is not an Exception
         # A decoder that blows up is contained to its job.
-        error = QuarantineError(
+        return QuarantineError(
             QuarantineReason.PROCESSING_ERROR,
             f"de-identification failed with {type(exc).__name__}",
         )
-        return _quarantine(ctx, job_id, spool_name, error)
-
-    result = _archive(ctx, job_id, outcome)
-    spool_path.unlink(missing_ok=True)
-    return result
 
 
-def _archive(ctx: WorkerContext, job_id: int, outcome: Outcome) -> JobResult:
-    facts = outcome.facts
-    relpath = archive_relpath(facts)
+# --- the catalog commit -------------------------------------------------------------------
+
+
+def _archive(ctx: WorkerContext, batch: Sequence[_Ready]) -> dict[int, JobResult]:
+    """Archive files, catalog rows, jobs DONE and audit events for de-identified jobs; the
+    spooled originals go only once that is committed."""
+    if not batch:
+        return {}
     now = utcnow()
+    try:
+        with ctx.sessions.begin() as session:
+            known = archived_instance_ids(session, (ready.sop_uid for ready in batch))
+            new = _first_of_each_instance(batch, known)
+            new_jobs = {ready.job_id for ready in new}
+            items = [_write(ctx, ready) for ready in new]
+            instance_ids = known | record_instances(session, items, now=now)
+            _mark_done(
+                session,
+                [(r.job_id, instance_ids[r.sop_uid], r.job_id not in new_jobs) for r in batch],
+                now=now,
+            )
+            # Last before the commit: the audit append holds the chain's head lock until then.
+            for record in _archived_events(new):
+                audit.append(session, record)
+    except IntegrityError:
+        # A concurrent worker archived one of these instances, or created the same patient,
+        # study or series, after the lookup: the one-job path absorbs both.
+        results = {ready.job_id: _archive_one(ctx, ready, now=now) for ready in batch}
+    else:
+        results = {
+            ready.job_id: JobResult.ARCHIVED if ready.job_id in new_jobs else JobResult.DUPLICATE
+            for ready in batch
+        }
+    for ready in batch:
+        ready.spool_path.unlink(missing_ok=True)
+    return results
+
+
+def _first_of_each_instance(batch: Sequence[_Ready], known: dict[str, int]) -> list[_Ready]:
+    """The jobs that bring an instance not yet archived; the others (already archived, or
+    the same instance twice in this batch) end as duplicates."""
+    first: dict[str, _Ready] = {}
+    for ready in batch:
+        if ready.sop_uid not in known:
+            first.setdefault(ready.sop_uid, ready)
+    return list(first.values())
+
+
+def _write(ctx: WorkerContext, ready: _Ready) -> NewInstance:
+    relpath = archive_relpath(ready.outcome.facts)
+    data = ready.outcome.data
+    durable_write(ctx.archive_dir / relpath, data)
+    return NewInstance(
+        facts=ready.outcome.facts,
+        archive_path=relpath.as_posix(),
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
+    )
+
+
+def _archived_events(new: Sequence[_Ready]) -> list[audit.AuditRecord]:
+    """One event per study (and profile version) of the batch."""
+    groups: dict[tuple[str, str, str], list[tuple[int, str]]] = {}
+    for ready in new:
+        facts = ready.outcome.facts
+        key = (facts.study_uid, facts.profile_name, facts.profile_version)
+        groups.setdefault(key, []).append((ready.job_id, ready.sop_uid))
+    return [
+        audit.instances_archived(study_uid, name, version, archived)
+        for (study_uid, name, version), archived in sorted(groups.items())
+    ]
+
+
+def _archive_one(ctx: WorkerContext, ready: _Ready, *, now: datetime) -> JobResult:
+    """One job's commit, creating catalog rows under savepoints so that losing a race to
+    another worker costs only the insert that lost."""
     with ctx.sessions.begin() as session:
-        existing = find_instance(session, facts.sop_instance_uid)
+        existing = find_instance(session, ready.sop_uid)
         if existing is not None:
-            _mark_done(session, job_id, existing.id, duplicate=True, now=now)
+            _mark_done(session, [(ready.job_id, existing.id, True)], now=now)
             return JobResult.DUPLICATE
-    durable_write(ctx.archive_dir / relpath, outcome.data)
+    item = _write(ctx, ready)
+    facts = item.facts
     try:
         with ctx.sessions.begin() as session:
             instance = record_instance(
                 session,
                 facts,
-                archive_path=relpath.as_posix(),
-                sha256=hashlib.sha256(outcome.data).hexdigest(),
-                size_bytes=len(outcome.data),
+                archive_path=item.archive_path,
+                sha256=item.sha256,
+                size_bytes=item.size_bytes,
                 now=now,
             )
-            _mark_done(session, job_id, instance.id, duplicate=False, now=now)
-            # Last before the commit: the audit append holds the chain's head lock until then.
+            _mark_done(session, [(ready.job_id, instance.id, False)], now=now)
             audit.append(
                 session,
-                audit.instance_archived(
-                    job_id,
+                audit.instances_archived(
                     facts.study_uid,
-                    facts.sop_instance_uid,
                     facts.profile_name,
                     facts.profile_version,
+                    [(ready.job_id, ready.sop_uid)],
                 ),
             )
     except IntegrityError:
         # Another worker archived the same instance (same bytes, same path) meanwhile.
         with ctx.sessions.begin() as session:
-            existing = find_instance(session, facts.sop_instance_uid)
+            existing = find_instance(session, ready.sop_uid)
             assert existing is not None
-            _mark_done(session, job_id, existing.id, duplicate=True, now=now)
+            _mark_done(session, [(ready.job_id, existing.id, True)], now=now)
         return JobResult.DUPLICATE
     return JobResult.ARCHIVED
 
 
-def _mark_done(
-    session: Session, job_id: int, instance_id: int, *, duplicate: bool, now: object
-) -> None:
-    job = session.get_one(Job, job_id)
-    job.status = JobStatus.DONE
-    job.instance_id = instance_id
-    job.duplicate = duplicate
-    job.finished_at = now  # type: ignore[assignment]
-    job.last_error_code = None
+def _mark_done(session: Session, done: Sequence[tuple[int, int, bool]], *, now: datetime) -> None:
+    """Jobs DONE, each with its (job id, instance id, duplicate), in one statement."""
+    if not done:
+        return
+    instance_ids = {job_id: instance_id for job_id, instance_id, _ in done}
+    duplicates = {job_id: duplicate for job_id, _, duplicate in done}
+    session.execute(
+        update(Job)
+        .where(Job.id.in_(sorted(instance_ids)))
+        .values(
+            status=JobStatus.DONE,
+            instance_id=case(instance_ids, value=Job.id),
+            duplicate=case(duplicates, value=Job.id),
+            finished_at=now,
+            last_error_code=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- quarantine -----------------------------------------------------------------------------
 
 
 def _quarantine(

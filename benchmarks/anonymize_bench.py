@@ -1,18 +1,22 @@
 """Tag-only de-identification throughput: `amana anonymize` against dicognito and deid.
 
-Generates its own corpus (CT-like instances, 512x512 16-bit, a realistic header with
-sequences and private blocks, made-up identities) into a temporary folder, then, in the
-same run and on the same files:
+Generates its own corpus (benchmarks/corpus.py: CT instances 512x512 16-bit, a realistic
+header with sequences and private blocks, made-up identities) into a temporary folder,
+then, in the same run and on the same files:
 
 - amana: the real command, `amana anonymize IN --out OUT` in a subprocess (start-up,
-  profile loading and file I/O included), and the engine in-process for reference;
-- dicognito: `Anonymizer().anonymize(ds)` per file, read and write included;
-- deid: `replace_identifiers` with its default recipe, read and write included.
+  profile loading, file I/O and its default worker processes included), and the engine
+  in-process on one core for reference;
+- dicognito: `Anonymizer().anonymize(ds)` per file, read and write included, one core;
+- deid: `replace_identifiers` with its default recipe, read and write included, one core.
 
-Prints files/s for each and the ratio of amana to the faster peer (target: >= 2).
+amana and dicognito alternate for --rounds rounds and keep their best round, so that a
+burst of load on a shared machine does not decide the ratio; deid, an order of magnitude
+slower, runs once. Prints files/s for each and the ratio of amana to the faster peer
+(target: >= 2). A peer that is not installed is skipped with a message, never estimated.
 
     .venv/bin/pip install -e '.[bench]'
-    .venv/bin/python benchmarks/anonymize_bench.py --instances 1000
+    .venv/bin/python -m benchmarks.anonymize_bench --instances 1000
 """
 
 from __future__ import annotations
@@ -25,196 +29,69 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.sequence import Sequence
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+if __package__ in (None, ""):  # run as `python benchmarks/anonymize_bench.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks.corpus import build_corpus  # noqa: E402
+from benchmarks.report import REPO, Result, package_version, print_table  # noqa: E402
 
+if TYPE_CHECKING:
+    from anonymizer.engine import Deidentifier
 
-def _item(**values: object) -> Dataset:
-    ds = Dataset()
-    for keyword, value in values.items():
-        setattr(ds, keyword, value)
-    return ds
+FASTER_PEER = "faster peer"
 
 
-def make_ct(path: Path, study: int, index: int, uids: tuple[str, str, str], pixels: bytes) -> None:
-    """One CT instance with the header a scanner writes (about 120 elements)."""
-    study_uid, series_uid, frame_uid = uids
-    ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-    ds.InstanceCreationDate = "20240115"
-    ds.InstanceCreationTime = "101512"
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = "20240115"
-    ds.StudyTime, ds.SeriesTime, ds.AcquisitionTime, ds.ContentTime = (
-        "101500",
-        "101505",
-        "101510",
-        "101512",
-    )
-    ds.AccessionNumber = f"ACC{study:08d}"
-    ds.Modality = "CT"
-    ds.Manufacturer = "ACME MEDICAL"
-    ds.InstitutionName = "CHU Ibn Rochd"
-    ds.InstitutionAddress = f"{study} rue des Essais, Casablanca"
-    ds.ReferringPhysicianName = "Medecin^Fictif"
-    ds.StationName = "CTSTATION01"
-    ds.StudyDescription = f"CT THORAX Synthetique {study:04d}"
-    ds.ProcedureCodeSequence = Sequence(
-        [_item(CodeValue="CTCHEST", CodingSchemeDesignator="L", CodeMeaning="CT Thorax")]
-    )
-    ds.SeriesDescription = "AXIAL 1mm"
-    ds.InstitutionalDepartmentName = "Radiologie"
-    ds.PerformingPhysicianName = "Radiologue^Fictive"
-    ds.OperatorsName = "Manip^Fictif"
-    ds.ManufacturerModelName = "Fictional CT 64"
-    ds.ReferencedStudySequence = Sequence(
-        [_item(ReferencedSOPClassUID="1.2.840.10008.3.1.2.3.1", ReferencedSOPInstanceUID=study_uid)]
-    )
-    ds.PatientName = f"Synthetique^Patient{study:04d}"
-    ds.PatientID = f"SYN-{study:06d}"
-    ds.IssuerOfPatientID = "CHU-FICTIF"
-    ds.PatientBirthDate = f"19{50 + study % 40:02d}0{1 + study % 9}15"
-    ds.PatientSex = "MF"[study % 2]
-    ds.PatientAge = f"{40 + study % 40:03d}Y"
-    ds.PatientWeight = "70"
-    ds.PatientAddress = f"{study} avenue Fictive, Rabat"
-    ds.ContrastBolusAgent = "IOMERON 350"
-    ds.BodyPartExamined = "CHEST"
-    ds.ScanOptions = "HELICAL MODE"
-    ds.SliceThickness = "1.0"
-    ds.KVP = "120"
-    ds.DataCollectionDiameter = "500"
-    ds.DeviceSerialNumber = "SN-000123"
-    ds.SoftwareVersions = "V1.2.3"
-    ds.ProtocolName = "THORAX STANDARD"
-    ds.ReconstructionDiameter = "350"
-    ds.DistanceSourceToDetector = "1040"
-    ds.DistanceSourceToPatient = "570"
-    ds.GantryDetectorTilt = "0"
-    ds.TableHeight = "150"
-    ds.RotationDirection = "CW"
-    ds.ExposureTime = "500"
-    ds.XRayTubeCurrent = "200"
-    ds.Exposure = "100"
-    ds.FilterType = "BODY"
-    ds.GeneratorPower = "24"
-    ds.FocalSpots = "1.2"
-    ds.ConvolutionKernel = "B30f"
-    ds.PatientPosition = "HFS"
-    ds.RevolutionTime = 0.5
-    ds.SingleCollimationWidth = 0.6
-    ds.TotalCollimationWidth = 38.4
-    ds.TableSpeed = 46.0
-    ds.TableFeedPerRotation = 23.0
-    ds.SpiralPitchFactor = 0.6
-    ds.CTDIvol = 8.5
-    ds.StudyInstanceUID = study_uid
-    ds.SeriesInstanceUID = series_uid
-    ds.StudyID = f"{study}"
-    ds.SeriesNumber = 2
-    ds.AcquisitionNumber = 1
-    ds.InstanceNumber = index + 1
-    ds.ImagePositionPatient = [-175.0, -175.0, -float(index)]
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.FrameOfReferenceUID = frame_uid
-    ds.PositionReferenceIndicator = ""
-    ds.SliceLocation = str(-float(index))
-    ds.ImageComments = f"Synthetique Patient{study:04d} suivi"
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = ds.Columns = 512
-    ds.PixelSpacing = [0.68, 0.68]
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
-    ds.PixelRepresentation = 0
-    ds.WindowCenter = "40"
-    ds.WindowWidth = "400"
-    ds.RescaleIntercept = "-1024"
-    ds.RescaleSlope = "1"
-    ds.RescaleType = "HU"
-    ds.RequestAttributesSequence = Sequence(
-        [
-            _item(
-                RequestedProcedureID=f"RP{study:06d}",
-                ScheduledProcedureStepID=f"SPS{study:06d}",
-                ScheduledProcedureStepDescription="CT THORAX",
-            )
-        ]
-    )
-    ds.PerformedProcedureStepStartDate = "20240115"
-    ds.PerformedProcedureStepID = f"PPS{study:06d}"
-    block = ds.private_block(0x0019, "ACME CT PRIVATE 1.0", create=True)
-    for element in range(0x10, 0x30):
-        block.add_new(element, "DS", str(element * 1.5))
-    block.add_new(0x40, "LO", f"Synthetique^Patient{study:04d}")
-    csa = ds.private_block(0x0029, "ACME CSA HEADER", create=True)
-    csa.add_new(0x10, "OB", bytes(2048))
-    ds.PixelData = pixels
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.SourceApplicationEntityTitle = "CT_FICTIF"
-    ds.file_meta = meta
-    ds.save_as(path, enforce_file_format=True)
-
-
-def make_corpus(folder: Path, instances: int, per_study: int = 50) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(7)
-    files = []
-    for number in range(instances):
-        study, index = divmod(number, per_study)
-        if index == 0:
-            uids = (generate_uid(), generate_uid(), generate_uid())
-            pixels = rng.integers(0, 4096, size=(512, 512), dtype=np.uint16).tobytes()
-        path = folder / f"s{study:03d}_i{index:04d}.dcm"
-        make_ct(path, study, index, uids, pixels)
-        files.append(path)
-    return files
-
-
-def timed(label: str, run: Callable[[], int]) -> float:
-    start = time.perf_counter()
-    count = run()  # noqa: B023 - called immediately
-    seconds = time.perf_counter() - start
-    rate = count / seconds
-    print(f"{label:<44} {count:>6} files {seconds:8.2f} s {rate:9.1f} files/s", flush=True)
-    return rate
-
-
-def run_amana_cli(corpus: Path, out: Path, key: Path) -> int:
-    env = {**os.environ, "AMANA_KEY_FILE": str(key), "AMANA_HOME": str(out.parent / "home")}
+def amana_command() -> list[str]:
     amana = Path(sys.executable).with_name("amana")
-    command = [str(amana)] if amana.exists() else [sys.executable, "-m", "amana.cli"]
+    return [str(amana)] if amana.exists() else [sys.executable, "-m", "amana.cli"]
+
+
+def command_processes(files: int, jobs: int = 0) -> int:
+    """How many processes `amana anonymize` uses for `files` inputs (its own rule)."""
+    workers = jobs or os.cpu_count() or 1
+    return max(1, min(workers, files // 8 or 1))
+
+
+def run_amana_cli(inputs: Path, out: Path, key: Path, *, jobs: int = 0) -> tuple[int, int]:
+    """`amana anonymize INPUTS --out OUT`; (archived, quarantined) counted from its outputs
+    and inputs (it exits 1 when something was quarantined)."""
+    env = {**os.environ, "AMANA_KEY_FILE": str(key), "AMANA_HOME": str(out.parent / "home")}
     result = subprocess.run(
-        [*command, "anonymize", str(corpus), "--out", str(out), "--create-key"],
+        [*amana_command(), "anonymize", str(inputs), "--out", str(out), "--create-key"]
+        + (["--jobs", str(jobs)] if jobs else []),
         env=env,
+        cwd=REPO,
         capture_output=True,
         text=True,
     )
-    if result.returncode != 0:
-        print(result.stdout[-2000:], result.stderr[-2000:])
-        raise SystemExit("amana anonymize failed")
-    return sum(1 for _ in out.rglob("*.dcm"))
+    archived = sum(1 for _ in out.rglob("*.dcm"))
+    inputs_count = sum(1 for _ in inputs.rglob("*.dcm"))
+    if result.returncode not in (0, 1) or (result.returncode == 1 and archived == inputs_count):
+        raise RuntimeError(
+            f"amana anonymize failed ({result.returncode}):\n"
+            f"{(result.stdout + result.stderr)[-2000:]}"
+        )
+    return archived, inputs_count - archived
+
+
+@cache
+def amana_engine() -> Deidentifier:
+    """The engine with ma-national loaded, built once (off the clock: the in-process runs
+    time the per-file work; the command's run includes its start-up)."""
+    from anonymizer.engine import Deidentifier, load_profile
+    from anonymizer.pseudonyms import key_from_bytes
+
+    return Deidentifier(load_profile("ma-national", REPO / "profiles"), key_from_bytes(b"b" * 32))
 
 
 def run_amana_engine(files: list[Path], out: Path) -> int:
-    sys.path.insert(0, str(REPO))
-    from anonymizer.engine import Deidentifier, load_profile
     from anonymizer.paths import archive_relpath
-    from anonymizer.pseudonyms import key_from_bytes
 
-    engine = Deidentifier(load_profile("ma-national", REPO / "profiles"), key_from_bytes(b"b" * 32))
+    engine = amana_engine()
     for file in files:
         outcome = engine.deidentify(file.read_bytes())
         target = out / archive_relpath(outcome.facts)
@@ -250,56 +127,137 @@ def run_deid(files: list[Path], out: Path) -> int:
     return len(files)
 
 
+def peer_available(module: str, package: str) -> str | None:
+    """None when `module` imports, else why not (printed; the peer is skipped)."""
+    try:
+        __import__(module)
+    except Exception as exc:  # noqa: BLE001 - any import failure means: skip this peer
+        return (
+            f"{package} not usable ({type(exc).__name__}: {exc}); install the peers with "
+            f"`.venv/bin/pip install -e '.[bench]'` -- skipped, no figure"
+        )
+    return None
+
+
+def run_deid_part(
+    files: list[Path],
+    folder: Path,
+    work: Path,
+    *,
+    rounds: int = 2,
+    peers: bool = True,
+    on_error: Callable[[str, BaseException], None] | None = None,
+) -> list[Result]:
+    """`files` (all of them in `folder`, which the command reads) through amana, dicognito
+    and deid. Returns one Result per tool, best round; amana's carry the ratio to the
+    faster peer that ran."""
+    megabytes = sum(f.stat().st_size for f in files) / 1e6
+    processes = command_processes(len(files))
+    best: dict[str, float] = {}
+    rounds_run: dict[str, int] = {}
+    extra: dict[str, dict[str, object]] = {}
+    labels = [
+        f"amana anonymize (command, ma-national, {processes} processes)",
+        "amana engine in-process, 1 core",
+    ]
+
+    def cli(out: Path) -> int:
+        archived, quarantined = run_amana_cli(folder, out, work / "k.key")
+        extra[labels[0]] = {"quarantined": quarantined}
+        return archived + quarantined
+
+    runs: list[tuple[str, Callable[[Path], int]]] = [
+        (labels[0], cli),
+        (labels[1], lambda out: run_amana_engine(files, out)),
+    ]
+    peer_labels: list[str] = []
+    if peers:
+        reason = peer_available("dicognito.anonymizer", "dicognito")
+        if reason is None:
+            label = f"dicognito {package_version('dicognito')} (in-process, 1 core)"
+            runs.append((label, lambda out: run_dicognito(files, out)))
+            peer_labels.append(label)
+        else:
+            print(f"  [deid] {reason}", flush=True)
+    failed: set[str] = set()
+    amana_engine()  # profile loading is not per-file work
+
+    def timed(label: str, run: Callable[[Path], int], out: Path) -> None:
+        os.sync()  # nobody pays for the write-back of the corpus or the previous outputs
+        start = time.perf_counter()
+        try:
+            count = run(out)
+        except Exception as exc:  # noqa: BLE001 - reported, the others still run
+            failed.add(label)
+            if on_error is None:
+                raise
+            on_error(label, exc)
+            return
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        seconds = time.perf_counter() - start
+        if count != len(files):
+            raise RuntimeError(f"{label} processed {count} of {len(files)} files")
+        best[label] = min(seconds, best.get(label, float("inf")))
+        rounds_run[label] = rounds_run.get(label, 0) + 1
+        print(f"  [deid] {label}: {len(files) / seconds:.1f} files/s", flush=True)
+
+    for round_number in range(rounds):
+        # alternate the order
+        for label, run in runs if round_number % 2 == 0 else runs[::-1]:
+            if label not in failed:
+                timed(label, run, work / f"deid-out-{round_number}-{label.split()[0]}")
+    if peers:
+        reason = peer_available("deid.dicom", "deid")
+        if reason is None:
+            label = f"deid {package_version('deid')} default recipe (in-process, 1 core)"
+            timed(label, lambda out: run_deid(files, out), work / "deid-out-deid")
+            peer_labels.append(label)
+        else:
+            print(f"  [deid] {reason}", flush=True)
+
+    results = [
+        Result(
+            "deid",
+            label,
+            len(files),
+            seconds,
+            megabytes,
+            unit="files/s",
+            notes={"best_of_rounds": rounds_run[label], **extra.get(label, {})},
+        )
+        for label, seconds in best.items()
+    ]
+    peer_rates = [r.rate for r in results if r.run in peer_labels]
+    if peer_rates:
+        for r in results:
+            if r.run.startswith("amana"):
+                r.ratio = r.rate / max(peer_rates)
+                r.ratio_to = FASTER_PEER
+    order = [*labels, *peer_labels]
+    results.sort(key=lambda r: order.index(r.run))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--instances", type=int, default=1000)
+    parser.add_argument("--studies", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=2, help="rounds for amana/dicognito")
+    parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--keep", type=Path, help="keep the corpus and outputs here")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="amana-bench-")) if args.keep is None else args.keep
     try:
-        print(f"corpus: {args.instances} CT-like instances 512x512 16-bit in {work}")
-        files = make_corpus(work / "in", args.instances)
-        mb = sum(f.stat().st_size for f in files) / 1e6
-        print(f"        {mb:.0f} MB, {mb / len(files):.2f} MB per file\n")
-        # amana and dicognito alternate for --rounds rounds and keep their best round, so
-        # that a burst of load on a shared machine does not decide the ratio; deid, an
-        # order of magnitude slower, runs once.
-        rates: dict[str, float] = {}
-        runs: list[tuple[str, Callable[[Path], int]]] = [
-            ("amana anonymize (command, ma-national)",
-             lambda out: run_amana_cli(work / "in", out, work / "k.key")),
-            ("amana engine in-process, 1 core", lambda out: run_amana_engine(files, out)),
-            ("dicognito 0.19 (in-process)", lambda out: run_dicognito(files, out)),
-        ]
-        for round_number in range(args.rounds):
-            # alternate the order; flush dirty pages first so that nobody pays for the
-            # write-back of the corpus or of the previous tool's outputs
-            for label, run in runs if round_number % 2 == 0 else runs[::-1]:
-                os.sync()
-                out = work / f"out-{len(rates)}-{round_number}-{label.split()[0]}"
-                rate = timed(label, lambda run=run, out=out: run(out))
-                rates[label] = max(rate, rates.get(label, 0.0))
-                shutil.rmtree(out, ignore_errors=True)
-        os.sync()
-        rates["deid"] = timed("deid default recipe (in-process)",
-                              lambda: run_deid(files, work / "out-deid"))
-        rates["amana anonymize (command)"] = rates.pop("amana anonymize (command, ma-national)")
-        rates["amana engine"] = rates.pop("amana engine in-process, 1 core")
-        rates["dicognito"] = rates.pop("dicognito 0.19 (in-process)")
-        print(f"\nbest of {args.rounds} round(s): " + ", ".join(
-            f"{k} {v:.1f}/s" for k, v in rates.items()))
-        fastest_peer = max(rates["dicognito"], rates["deid"])
-        print()
-        for label in ("amana anonymize (command)", "amana engine"):
-            print(
-                f"{label} / fastest peer: {rates[label] / fastest_peer:.2f}x "
-                f"(dicognito {rates[label] / rates['dicognito']:.2f}x, "
-                f"deid {rates[label] / rates['deid']:.2f}x)"
-            )
-        print("target: >= 2.00x the fastest peer")
+        corpus = build_corpus(work / "in", instances=args.instances, studies=args.studies)
+        print(f"corpus: {corpus.describe()} in {work}\n", flush=True)
+        results = run_deid_part(
+            corpus.ct, corpus.ct_folder, work, rounds=args.rounds, peers=not args.skip_peers
+        )
+        print_table(results)
+        print("\ntarget: amana >= 2.00x the faster peer")
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -1,31 +1,48 @@
 """Ingest throughput against dcmtk's storescp, measured in the same run.
 
-    .venv/bin/python -m benchmarks.ingest_bench [--instances 2000] [--skip-e2e]
+    .venv/bin/python -m benchmarks.ingest_bench [--instances 2000] [--parallel 4] [--skip-e2e]
 
-1. baseline: storescu -> storescp writing to disk (TCP_NODELAY, large PDU, bit-preserving);
-2. Amana's receiver alone (storescu -> `amana receive`, spool + job rows only);
-3. end to end: storescu -> `amana run` (embedded SQLite catalog and queue) until the last
-   catalog row; then PostgreSQL + Redis with 1 and with 2 worker processes.
-Prints instances/s and MB/s for each and the ratio to the baseline.
+1. baseline: storescu -> storescp writing to disk (TCP_NODELAY, 128 KiB PDU,
+   bit-preserving), with 1 and with --parallel associations;
+2. Amana's receiver alone (storescu -> `amana receive`: spool, job rows, queue messages),
+   with 1 and with --parallel associations;
+3. end to end: storescu -> `amana run` (embedded SQLite catalog and queue) until every job
+   is DONE or QUARANTINED; then PostgreSQL + Redis (`amana receive` + `amana worker`) with
+   1 and with 2 worker processes; each with 1 and with --parallel associations.
+Prints instances/s and MB/s for each and the ratio to storescp with 1 association.
+`python -m benchmarks` runs this together with the de-identification and OCR parts.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from benchmarks.corpus import make_corpus
-from tests.services import free_port, postgres_server, redis_server, wait_port
+from benchmarks.corpus import Corpus, build_corpus, make_ct
+from benchmarks.report import REPO, Result, print_table
+from tests.services import free_port, wait_port
 
-REPO = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, TCP_NODELAY="1")
 PDU = "131072"
+BASELINE = "storescp (1 association)"
+
+
+def associations(parallel: int) -> list[int]:
+    return [1] if parallel <= 1 else [1, parallel]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 'es' if word.endswith('s') else 's'}"
 
 
 def send(port: int, files: list[Path], *, parallel: int = 1) -> float:
@@ -40,34 +57,86 @@ def send(port: int, files: list[Path], *, parallel: int = 1) -> float:
             stderr=subprocess.PIPE,
         )
         for c in chunks
+        if c
     ]
+    failures = []
     for proc in procs:
         _, err = proc.communicate()
         if proc.returncode != 0:
-            raise RuntimeError(f"storescu failed: {err.decode(errors='replace')[-400:]}")
+            failures.append(err.decode(errors="replace")[-400:])
+    if failures:
+        raise RuntimeError(f"storescu failed: {failures[0]}")
     return time.monotonic() - start
 
 
-def baseline(files: list[Path], work: Path, parallel: int) -> float:
-    out = work / "storescp"
-    out.mkdir()
-    port = free_port()
-    scp = subprocess.Popen(
-        ["storescp", "-aet", "AMANA", "-pdu", PDU, "--bit-preserving", "-od", str(out), str(port)],
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+# --- processes -----------------------------------------------------------------------
+
+
+class Service:
+    """A process we start in a session of its own, logged to a file, stopped as a group
+    (so that whatever it forked goes with it)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                args,
+                env=env,
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def tail(self, chars: int = 1500) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def check_alive(self) -> None:
+        code = self.proc.poll()
+        if code is not None:
+            raise RuntimeError(f"{self.log.name} exited with {code}:\n{self.tail()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            with suppress(subprocess.TimeoutExpired):
+                self.proc.wait(30)
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # anything left in its group
+        with suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+
+
+@contextmanager
+def services(*started: Service) -> Iterator[None]:
     try:
-        wait_port("127.0.0.1", port)
-        return send(port, files, parallel=parallel)
+        yield
     finally:
-        scp.terminate()
-        scp.wait()
-        shutil.rmtree(out, ignore_errors=True)
+        for service in started:
+            service.stop()
 
 
-def amana_env(home: Path, **extra: str) -> dict[str, str]:
+def amana(env: dict[str, str], log: Path, *args: str) -> Service:
+    return Service([sys.executable, "-m", "amana.cli", *args], env, log)
+
+
+def cli(env: dict[str, str], *args: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "amana.cli", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"amana {' '.join(args)} failed:\n{(done.stdout + done.stderr)[-1500:]}")
+
+
+def amana_env(home: Path, receiver_processes: int | None = None, **extra: str) -> dict[str, str]:
+    home.mkdir(parents=True, exist_ok=True)
     env = dict(ENV)
     env.update(
         AMANA_HOME=str(home),
@@ -79,152 +148,331 @@ def amana_env(home: Path, **extra: str) -> dict[str, str]:
         AMANA_ACCEPT_LOOPBACK="true",
         AMANA_LOG_LEVEL="WARNING",
     )
+    if receiver_processes is not None:
+        env["AMANA_RECEIVER_PROCESSES"] = str(receiver_processes)
     env.update(extra)
     return env
 
 
-def start(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "amana.cli", *args],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def database_url(env: dict[str, str]) -> str:
+    return env.get("AMANA_DATABASE_URL") or f"sqlite:///{env['AMANA_HOME']}/catalog.db"
 
 
-def cli(env: dict[str, str], *args: str) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "amana.cli", *args],
-        env=env,
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-    )
+class JobCounter:
+    """Jobs by status, read from the catalog the run writes to."""
+
+    def __init__(self, url: str) -> None:
+        from archive.db import make_engine
+
+        self.engine = make_engine(url)
+
+    def counts(self) -> dict[str, int]:
+        from sqlalchemy import func, select
+
+        from archive.models import Job
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+        return {str(getattr(status, "value", status)): int(count) for status, count in rows}
+
+    def close(self) -> None:
+        self.engine.dispose()
 
 
-def stop(*procs: subprocess.Popen[bytes]) -> None:
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
+def _wait_listening(port: int, timeout: float, *watched: Service) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        for service in watched:
+            service.check_alive()
         try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            wait_port("127.0.0.1", port, 1.0)
+            return
+        except TimeoutError as exc:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"nothing listening on port {port} after {timeout:.0f} s"
+                ) from exc
 
 
-def receiver_only(files: list[Path], work: Path, parallel: int) -> float:
-    env = amana_env(work / "recv")
-    cli(env, "db", "upgrade")
-    proc = start(env, "receive", "--no-sweeper")
-    try:
-        wait_port("127.0.0.1", int(env["AMANA_DICOM_PORT"]), 60)
-        return send(int(env["AMANA_DICOM_PORT"]), files, parallel=parallel)
-    finally:
-        stop(proc)
+# --- the three kinds of run ----------------------------------------------------------
 
 
-def archived_count(env: dict[str, str]) -> int:
-    from sqlalchemy import func, select
-
-    from archive.db import make_engine
-    from archive.models import Job, JobStatus
-
-    engine = make_engine(
-        env["AMANA_DATABASE_URL"]
-        if "AMANA_DATABASE_URL" in env
-        else f"sqlite:///{env['AMANA_HOME']}/catalog.db"
+def baseline(files: list[Path], work: Path, parallel: int) -> float:
+    """storescu -> storescp writing each instance to disk as received."""
+    out = work / f"storescp-{parallel}"
+    out.mkdir(parents=True)
+    port = free_port()
+    scp = Service(
+        ["storescp", "-aet", "AMANA", "-pdu", PDU, "--bit-preserving", "-od", str(out), str(port)],
+        ENV,
+        work / f"storescp-{parallel}.log",
     )
     try:
-        with engine.connect() as conn:
-            return int(
-                conn.scalar(
-                    select(func.count())
-                    .select_from(Job)
-                    .where(Job.status.in_([JobStatus.DONE, JobStatus.QUARANTINED]))
-                )
-                or 0
-            )
+        with services(scp):
+            _wait_listening(port, 30, scp)
+            seconds = send(port, files, parallel=parallel)
+        stored = sum(1 for _ in out.iterdir())
+        if stored != len(files):
+            raise RuntimeError(f"storescp stored {stored} of {len(files)} instances")
+        return seconds
     finally:
-        engine.dispose()
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def receiver_only(
+    files: list[Path], work: Path, parallel: int, receiver_processes: int | None = None
+) -> float:
+    """storescu -> `amana receive` (no sweeper): spool + committed job row per instance."""
+    home = work / f"recv-{parallel}"
+    env = amana_env(home, receiver_processes)
+    cli(env, "db", "upgrade")
+    port = int(env["AMANA_DICOM_PORT"])
+    receiver = amana(env, work / f"recv-{parallel}.log", "receive", "--no-sweeper")
+    try:
+        with services(receiver):
+            _wait_listening(port, 90, receiver)
+            seconds = send(port, files, parallel=parallel)
+        counter = JobCounter(database_url(env))
+        try:
+            jobs = sum(counter.counts().values())
+        finally:
+            counter.close()
+        if jobs != len(files):
+            raise RuntimeError(f"the receiver recorded {jobs} jobs for {len(files)} instances")
+        return seconds
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def end_to_end(
-    files: list[Path], env: dict[str, str], commands: list[list[str]], parallel: int
-) -> float:
+    files: list[Path],
+    env: dict[str, str],
+    commands: list[list[str]],
+    parallel: int,
+    *,
+    warmup: Path,
+    log_dir: Path,
+    stall_s: float = 600.0,
+) -> tuple[float, float, dict[str, int]]:
+    """(seconds until every job is DONE or QUARANTINED, seconds until storescu got every
+    answer, jobs by status). One warm-up instance goes through first, off the clock, so
+    that the clock starts with the receiver, the queue and the workers ready."""
     from amana.keys import ensure_key
 
     ensure_key(Path(env["AMANA_KEY_FILE"]))
     cli(env, "db", "upgrade")
-    procs = [start(env, *c) for c in commands]
+    port = int(env["AMANA_DICOM_PORT"])
+    started = [
+        amana(env, log_dir / f"{'-'.join(c[:1])}-{i}.log", *c) for i, c in enumerate(commands)
+    ]
+    counter = JobCounter(database_url(env))
+
+    def finished() -> tuple[int, dict[str, int]]:
+        counts = counter.counts()
+        return counts.get("DONE", 0) + counts.get("QUARANTINED", 0), counts
+
+    def wait_for(target: int, since: float, stall_s: float) -> dict[str, int]:
+        last, last_change = -1, time.monotonic()
+        while True:
+            done, counts = finished()
+            if done >= target:
+                return counts
+            if done != last:
+                last, last_change = done, time.monotonic()
+            elif time.monotonic() - last_change > stall_s:
+                raise TimeoutError(
+                    f"no job finished for {stall_s:g} s ({counts}, "
+                    f"{time.monotonic() - since:.0f} s into the run)"
+                )
+            for service in started:
+                service.check_alive()
+            time.sleep(0.1)
+
     try:
-        wait_port("127.0.0.1", int(env["AMANA_DICOM_PORT"]), 90)
-        time.sleep(3)  # let workers connect before the clock starts
-        t0 = time.monotonic()
-        send(int(env["AMANA_DICOM_PORT"]), files, parallel=parallel)
-        while archived_count(env) < len(files):
-            if time.monotonic() - t0 > 3600:
-                raise TimeoutError("end-to-end run did not finish")
-            time.sleep(0.25)
-        return time.monotonic() - t0
+        with services(*started):
+            _wait_listening(port, 120, *started)
+            send(port, [warmup])
+            wait_for(1, time.monotonic(), max(stall_s, 180.0))  # includes start-up
+            t0 = time.monotonic()
+            send_seconds = send(port, files, parallel=parallel)
+            counts = wait_for(len(files) + 1, t0, stall_s)
+            seconds = time.monotonic() - t0
     finally:
-        stop(*procs)
+        counter.close()
+    counts = {k: v for k, v in counts.items() if v}
+    return seconds, send_seconds, counts
+
+
+# --- parts, as `python -m benchmarks` calls them ---------------------------------------
+
+
+def run_baseline(corpus: Corpus, work: Path, parallel: int) -> list[Result]:
+    results = []
+    for n in associations(parallel):
+        seconds = baseline(corpus.files, work, n)
+        results.append(
+            Result(
+                "baseline",
+                f"dcmtk storescu -> storescp, {_plural(n, 'association')}",
+                len(corpus.files),
+                seconds,
+                corpus.megabytes,
+            )
+        )
+        print(results[-1].line(), flush=True)
+    return results
+
+
+def _receiver_label(receiver_processes: int | None) -> str:
+    if receiver_processes is None:
+        return ""
+    return f", {_plural(receiver_processes, 'receiver process')}"
+
+
+def run_receiver(
+    corpus: Corpus, work: Path, parallel: int, receiver_processes: int | None = None
+) -> list[Result]:
+    results = []
+    for n in associations(parallel):
+        seconds = receiver_only(corpus.files, work, n, receiver_processes)
+        results.append(
+            Result(
+                "receiver",
+                f"amana receive{_receiver_label(receiver_processes)}, {_plural(n, 'association')}",
+                len(corpus.files),
+                seconds,
+                corpus.megabytes,
+            )
+        )
+        print(results[-1].line(), flush=True)
+    return results
+
+
+def _embedded_workers() -> int:
+    from amana.settings import Settings
+
+    return Settings().worker_concurrency
+
+
+def run_e2e(
+    corpus: Corpus,
+    work: Path,
+    parallel: int,
+    receiver_processes: int | None = None,
+    *,
+    stall_s: float = 600.0,
+    on_error: Callable[[str, BaseException], None] | None = None,
+) -> list[Result]:
+    """`amana run`, then PostgreSQL + Redis with 1 and 2 worker processes, each with 1
+    and `parallel` associations. A failed configuration is reported through `on_error`
+    (raised when None) and the others still run."""
+    import redis as redis_lib
+
+    from tests.services import ThrowawayRedis, fresh_database, postgres_server
+
+    warmup = work / "warmup.dcm"
+    make_ct(warmup, 9999, 0, ("2.25.1", "2.25.2", "2.25.3"), bytes(512 * 512 * 2))
+    results: list[Result] = []
+    label_rp = _receiver_label(receiver_processes)
+
+    def measure(label: str, env: dict[str, str], commands: list[list[str]], n: int) -> None:
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{label} {n}").strip("-").lower()
+        logs = work / "logs" / slug
+        logs.mkdir(parents=True, exist_ok=True)
+        try:
+            seconds, send_seconds, counts = end_to_end(
+                corpus.files, env, commands, n, warmup=warmup, log_dir=logs, stall_s=stall_s
+            )
+        except Exception as exc:  # noqa: BLE001 - reported, the other configurations run
+            if on_error is None:
+                raise
+            on_error(f"{label}, {_plural(n, 'association')}", exc)
+            return
+        quarantined = counts.get("QUARANTINED", 0)
+        results.append(
+            Result(
+                "e2e",
+                f"{label}, {_plural(n, 'association')}",
+                len(corpus.files),
+                seconds,
+                corpus.megabytes,
+                notes={"quarantined": quarantined, "send_s": round(send_seconds, 2)},
+            )
+        )
+        print(results[-1].line(), flush=True)
+
+    workers = _embedded_workers()
+    for n in associations(parallel):
+        env = amana_env(work / f"embedded-{n}", receiver_processes)
+        measure(
+            f"amana run (SQLite + SQLite queue{label_rp}, {workers} workers)", env, [["run"]], n
+        )
+        shutil.rmtree(work / f"embedded-{n}", ignore_errors=True)
+
+    redis = ThrowawayRedis()  # private: never flush a Redis other people's tests use
+    redis.start()
+    try:
+        with postgres_server() as pg:
+            for workers in (1, 2):
+                for n in associations(parallel):
+                    with fresh_database(pg) as db:
+                        redis_lib.Redis.from_url(redis.url).flushall()
+                        home = work / f"pg-{workers}-{n}"
+                        env = amana_env(
+                            home,
+                            receiver_processes,
+                            AMANA_DATABASE_URL=db,
+                            AMANA_BROKER_URL=redis.url,
+                        )
+                        measure(
+                            f"PostgreSQL + Redis{label_rp}, {_plural(workers, 'worker')}",
+                            env,
+                            [["receive"], ["worker", "--concurrency", str(workers)]],
+                            n,
+                        )
+                        shutil.rmtree(home, ignore_errors=True)
+    finally:
+        redis.stop()
+    return results
+
+
+def apply_baseline_ratio(results: list[Result]) -> None:
+    """instances/s of every ingest run / instances/s of storescp with 1 association."""
+    ones = [r for r in results if r.part == "baseline" and r.run.endswith(", 1 association")]
+    base = ones[0] if ones else None
+    if base is None:
+        return
+    for r in results:
+        if r.part in ("baseline", "receiver", "e2e"):
+            r.ratio = r.rate / base.rate
+            r.ratio_to = BASELINE
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--instances", type=int, default=2000)
-    parser.add_argument("--parallel", type=int, default=2, help="associations for the receiver")
+    parser.add_argument("--studies", type=int, default=20)
+    parser.add_argument("--us-share", type=float, default=0.0)
+    parser.add_argument("--parallel", type=int, default=4, help="associations (besides 1)")
+    parser.add_argument("--receiver-processes", type=int, default=None)
     parser.add_argument("--skip-e2e", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="amana-bench-"))
-    files = make_corpus(work / "corpus", instances=args.instances)
-    mb = sum(f.stat().st_size for f in files) / 1e6
-    n = len(files)
-    print(f"corpus: {n} CT instances, {mb:.0f} MB, {os.cpu_count()} cores")
-    results: list[tuple[str, float]] = []
-    base = baseline(files, work, 1)
-    results.append(("dcmtk storescu -> storescp (1 association)", base))
-    base_par = baseline(files, work, args.parallel)
-    results.append((f"dcmtk storescu -> storescp ({args.parallel} associations)", base_par))
-    results.append(("amana receive (1 association)", receiver_only(files, work, 1)))
-    results.append(
-        (f"amana receive ({args.parallel} associations)", receiver_only(files, work, args.parallel))
-    )
-    if not args.skip_e2e:
-        home = work / "embedded"
-        env = amana_env(home)
-        results.append(
-            (
-                "end to end: amana run (SQLite, 2 worker processes)",
-                end_to_end(files, env, [["run"]], 1),
-            )
+    try:
+        corpus = build_corpus(
+            work / "corpus", instances=args.instances, studies=args.studies, us_share=args.us_share
         )
-        with postgres_server() as pg, redis_server() as redis:
-            from tests.services import fresh_database
-
-            for workers in (1, 2):
-                with fresh_database(pg) as db:
-                    env = amana_env(
-                        work / f"pg{workers}", AMANA_DATABASE_URL=db, AMANA_BROKER_URL=f"{redis}/14"
-                    )
-                    import redis as redis_lib
-
-                    redis_lib.Redis.from_url(f"{redis}/14").flushdb()
-                    seconds = end_to_end(
-                        files,
-                        env,
-                        [["receive"], ["worker", "--concurrency", str(workers)]],
-                        1,
-                    )
-                    results.append(
-                        (f"end to end: PostgreSQL + Redis, {workers} worker(s)", seconds)
-                    )
-    print(f"\n{'run':58} {'inst/s':>8} {'MB/s':>7} {'vs baseline':>11}")
-    for name, seconds in results:
-        rate = n / seconds
-        print(f"{name:58} {rate:8.1f} {mb / seconds:7.1f} {base / seconds:10.2f}x")
-    shutil.rmtree(work, ignore_errors=True)
+        print(f"corpus: {corpus.describe()}, {os.cpu_count()} cores", flush=True)
+        results = run_baseline(corpus, work, args.parallel)
+        results += run_receiver(corpus, work, args.parallel, args.receiver_processes)
+        if not args.skip_e2e:
+            results += run_e2e(corpus, work, args.parallel, args.receiver_processes)
+        apply_baseline_ratio(results)
+        print_table(results)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import tempfile
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from pydicom.uid import (
     JPEG2000,
@@ -177,6 +178,43 @@ def build_ae(ae_title: str) -> AE:
     return ae
 
 
+# A sibling process that loses the race for a connection waits in accept() at most this
+# long, so it notices a shutdown promptly.
+_ACCEPT_WAIT_S = 0.5
+_LISTEN_BACKLOG = 128
+
+
+class SharedSocketServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server, on a listening socket it either binds or inherits.
+
+    Several receiver processes accept on one inherited socket (the pre-fork model) rather
+    than with SO_REUSEPORT, so a second Amana started on the same port by mistake still
+    fails with "address in use" instead of silently taking half the studies.
+    """
+
+    inherited_fd: int | None = None
+    request_queue_size = _LISTEN_BACKLOG
+
+    def listening_fd(self) -> int:
+        assert self.socket is not None
+        return self.socket.fileno()
+
+    def server_bind(self) -> None:
+        assert self.socket is not None
+        if self.inherited_fd is None:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind(self.server_address)
+        else:
+            self.socket.close()
+            self.socket = socket.socket(fileno=self.inherited_fd)
+        self.server_address = self.socket.getsockname()
+        self.socket.settimeout(_ACCEPT_WAIT_S)
+
+
+def _server_class(listen_fd: int | None) -> type[SharedSocketServer]:
+    return type("AmanaAssociationServer", (SharedSocketServer,), {"inherited_fd": listen_fd})
+
+
 def start_receiver(
     *,
     host: str,
@@ -185,8 +223,10 @@ def start_receiver(
     spool: Spool,
     handler: StoreHandler,
     policy: AssociationPolicy,
-    block: bool,
-) -> ThreadedAssociationServer | None:
+    listen_fd: int | None = None,
+) -> SharedSocketServer:
+    """Serve C-ECHO and C-STORE in a background thread; `listen_fd` is a listening socket
+    inherited from the parent receiver process, else (host, port) is bound here."""
     # Received datasets go straight to a temporary file next to the spool, so adopting it is
     # a rename on the same filesystem rather than a copy.
     _config.STORE_RECV_CHUNKED_DATASET = True
@@ -200,4 +240,11 @@ def start_receiver(
         (evt.EVT_RELEASED, handler.on_association_end),
         (evt.EVT_ABORTED, handler.on_association_end),
     ]
-    return ae.start_server((host, port), block=block, evt_handlers=handlers)
+    server = cast(
+        SharedSocketServer,
+        ae.make_server((host, port), evt_handlers=handlers, server_class=_server_class(listen_fd)),
+    )
+    # AE.start_server does the same two steps; shutdown() expects the server in ae._servers.
+    ae._servers.append(server)
+    threading.Thread(target=server.serve_forever, name="amana-scp", daemon=True).start()
+    return server

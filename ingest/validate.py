@@ -23,10 +23,10 @@ def check_header(path: Path, transfer_syntax: str) -> None:
     if transfer_syntax == DeflatedExplicitVRLittleEndian:
         return
     try:
+        # Reading walks every element's tag, VR and length, so a corrupt structure is found
+        # now. Values are not converted: a value that fails to decode is the worker's to
+        # quarantine, and converting them all here cost more than the rest of the handler.
         ds = pydicom.dcmread(path, stop_before_pixels=True, defer_size=_DEFER_BYTES)
-        # Touch every top-level element so a corrupt length or VR is found now, not later.
-        for _elem in ds:
-            pass
         if "SOPInstanceUID" not in ds or "StudyInstanceUID" not in ds:
             raise RejectError("data set lacks SOP or Study Instance UID", code="unparseable")
     except RejectError:
