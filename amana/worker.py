@@ -32,6 +32,9 @@ class _ProcessState:
 
 
 _state: _ProcessState | None = None
+# Built by the worker's main process before it forks its pool: the compiled profile and the
+# pixel machinery are inherited by every pool process instead of being rebuilt in each.
+_prebuilt: Deidentifier | None = None
 
 
 def _build_state(settings: Settings) -> _ProcessState:
@@ -41,9 +44,13 @@ def _build_state(settings: Settings) -> _ProcessState:
     watcher = ActiveProfileWatcher(
         sessions, settings.profiles_dir, settings.profile, interval_s=settings.profile_refresh_s
     )
+    if _prebuilt is not None:
+        deidentifier = refresh_deidentifier(_prebuilt, watcher)
+    else:
+        deidentifier = Deidentifier(watcher.current(), load_key(settings.key_path))
     context = WorkerContext(
         sessions=sessions,
-        deidentifier=Deidentifier(watcher.current(), load_key(settings.key_path)),
+        deidentifier=deidentifier,
         spool_dir=settings.spool_path,
         archive_dir=settings.archive_path,
         quarantine_dir=settings.quarantine_path,
@@ -111,6 +118,9 @@ def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
     check_safe(app)
     # Fail at start, not on the first job, when the profile or the key is unusable.
     startup = _build_state(settings)
+    startup.context.deidentifier.warm_up()
+    global _prebuilt
+    _prebuilt = startup.context.deidentifier
     audit.record(startup.context.sessions, audit.application_activity("worker", started=True))
     worker = app.Worker(
         concurrency=concurrency or settings.worker_concurrency,

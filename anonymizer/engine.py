@@ -80,6 +80,13 @@ class Deidentifier:
         self.fast_write = True
         self._record_cache: dict[tuple[object, bool], dict[int, bytes]] = {}
 
+    def warm_up(self) -> None:
+        """Load now what the first instance would otherwise pay for (the pixel machinery)."""
+        if self.profile.pixel is not None:
+            from anonymizer.pixels import prepare_pixels
+
+            prepare_pixels(self.profile.pixel)
+
     def deidentify(self, data: bytes) -> Outcome:
         return self._run(data, explain=None)
 
@@ -108,7 +115,14 @@ class Deidentifier:
                     )
             transfer_syntax = _transfer_syntax(ds)
             check_pixel_integrity(ds, encapsulated=UID(transfer_syntax).is_encapsulated)
-            original = _parse(data) if self.profile.pixel is not None else None
+            original = None
+            if self.profile.pixel is not None:
+                from anonymizer.pixels import examination_needed
+
+                # The untouched copy is needed only for images whose pixels are examined
+                # (rules and masks read the original header); most CT/MR are not.
+                if examination_needed(ds, self.profile.pixel):
+                    original = _parse(data)
             return self._deidentify(ds, data, transfer_syntax, original, explain)
         except QuarantineError:
             raise
@@ -159,7 +173,7 @@ class Deidentifier:
         shifted = _shifts_dates(self.compiled)
         ds.file_meta = new_file_meta(ds, transfer_syntax)
         pixel_actions: tuple[str, ...] = ()
-        if profile.pixel is not None and original is not None:
+        if profile.pixel is not None:
             from anonymizer.pixels import clean_pixels
 
             # After the header scrub, before the self-check; it may change the pixels and

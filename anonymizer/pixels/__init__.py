@@ -40,18 +40,43 @@ __all__ = [
 ]
 
 
+def examination_needed(original: Dataset, policy: PixelPolicy) -> bool:
+    """Whether `clean_pixels` would examine this image (decode it, apply rules or OCR),
+    judged on the untouched header. Cheap: no pixel data and no numpy."""
+    from .selection import examination_reason
+
+    return examination_reason(original, policy, rules_for(policy)) is not None
+
+
 def clean_pixels(
-    original: Dataset,
+    original: Dataset | None,
     output: Dataset,
     policy: PixelPolicy,
     identifying_values: Collection[str],
 ) -> tuple[str, ...]:
     """Apply `policy` to `output` (header-scrubbed; `original` is left untouched) and
     return the actions taken, e.g. ("not_examined",) or ("examined:modality",
-    "ocr_mask:3_boxes", "verified", "reencoded:<transfer syntax>")."""
+    "ocr_mask:3_boxes", "verified", "reencoded:<transfer syntax>").
+
+    `original` is None when the caller already found with `examination_needed` that the
+    image is not examined: only overlays and icons are then handled, and the engine does
+    not have to keep a second parsed copy of every instance."""
     from .clean import run
 
     return tuple(run(original, output, policy, identifying_values).actions)
+
+
+def prepare_pixels(policy: PixelPolicy) -> None:
+    """Import the pixel machinery (numpy, scipy, OCR bindings) and parse the device rules
+    now. A worker calls this before it forks its pool, so every process shares them and the
+    first instance is not seconds slower than the rest. A rule file problem is left for the
+    jobs to report (they quarantine with pixel_policy)."""
+    from . import clean  # noqa: F401  (numpy, scipy and the OCR bindings)
+
+    try:
+        rules_for(policy)
+    except QuarantineError:
+        return
 
 
 def lint_pixel_policy(policy: PixelPolicy) -> list[str]:

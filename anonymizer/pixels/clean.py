@@ -32,7 +32,7 @@ class PixelResult:
 
 
 def run(
-    original: Dataset,
+    original: Dataset | None,
     output: Dataset,
     policy: PixelPolicy,
     identifying_values: Collection[str],
@@ -41,9 +41,9 @@ def run(
 ) -> PixelResult:
     result = PixelResult()
     rules = rules_for(policy)
-    reason = examination_reason(original, policy, rules)
+    reason = None if original is None else examination_reason(original, policy, rules)
     _remove_side_channels(output, policy, identifying_values, result.actions)
-    if reason is None:
+    if original is None or reason is None:
         result.actions.insert(0, "not_examined")
         return result
     result.actions.insert(0, f"examined:{reason}")

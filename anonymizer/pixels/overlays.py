@@ -22,12 +22,13 @@ from .policy import PixelPolicy
 
 
 def _groups(ds: Dataset, first: int) -> list[int]:
-    found = {element.tag.group for element in ds if first <= element.tag.group <= first + 0x1E}
+    # Tags only: iterating a Dataset yields its elements and decodes every value.
+    found = {tag.group for tag in ds.keys() if first <= tag.group <= first + 0x1E}  # noqa: SIM118
     return sorted(g for g in found if g % 2 == 0)
 
 
 def _remove_group(ds: Dataset, group: int) -> None:
-    for tag in [element.tag for element in ds if element.tag.group == group]:
+    for tag in [tag for tag in ds.keys() if tag.group == group]:  # noqa: SIM118
         del ds[tag]
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -86,14 +86,51 @@ class DeviceRule:
     keep_ultrasound_regions: bool = False
 
 
+# Distinct device signatures remembered per rule set; a national archive sees a few
+# hundred device models, and the memo is simply emptied when it fills.
+_MEMO_LIMIT = 4096
+
+
 @dataclass(frozen=True)
 class RuleSet:
     rules: tuple[DeviceRule, ...]
+    # Rule outcomes by the values of the attributes the rules read: instances of one device
+    # share them, and evaluating the whole library per instance was a worker's hot spot.
+    _memo: dict[tuple[object, ...], tuple[DeviceRule, ...]] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
+
+    @functools.cached_property
+    def attributes(self) -> tuple[str, ...]:
+        """Every attribute keyword any rule reads: the outcome depends on these alone."""
+        found: set[str] = set()
+        for rule in self.rules:
+            _collect_attributes(rule.when, found)
+        return tuple(sorted(found))
 
     def matching(self, ds: Dataset, action: RuleAction) -> list[DeviceRule]:
         # One attribute look-up per keyword for the whole library (it runs per instance).
-        cache: dict[str, list[str] | None] = {}
-        return [r for r in self.rules if r.action == action and evaluate(r.when, ds, cache)]
+        cache: dict[str, list[str] | None] = {a: _values(ds, a) for a in self.attributes}
+        key = (action, *(None if v is None else tuple(v) for v in cache.values()))
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = tuple(
+                r for r in self.rules if r.action == action and evaluate(r.when, ds, cache)
+            )
+            if len(self._memo) >= _MEMO_LIMIT:
+                self._memo.clear()
+            self._memo[key] = hit
+        return list(hit)
+
+
+def _collect_attributes(predicate: Predicate, found: set[str]) -> None:
+    if isinstance(predicate, (All, Any_)):
+        for item in predicate.items:
+            _collect_attributes(item, found)
+    elif isinstance(predicate, Not):
+        _collect_attributes(predicate.item, found)
+    else:
+        found.add(predicate.attribute)
 
 
 # ----------------------------------------------------------------------- evaluation
@@ -294,7 +331,7 @@ def _load_file(path: Path, mtime_ns: int, size: int) -> tuple[DeviceRule, ...]:
 
 def load_pixel_rules(rules_dir: Path, names: Sequence[str]) -> RuleSet:
     """The rules of `names` (files `<name>.yaml` in `rules_dir`), in order; cached."""
-    rules: list[DeviceRule] = []
+    keys: list[tuple[Path, int, int]] = []
     for name in names:
         if not re.match(r"^[A-Za-z0-9._-]+$", name) or name.startswith("."):
             raise RuleFileError(f"{name!r} is not a rule file name")
@@ -303,8 +340,14 @@ def load_pixel_rules(rules_dir: Path, names: Sequence[str]) -> RuleSet:
             stat = path.stat()
         except OSError as exc:
             raise RuleFileError(f"rule file {name}.yaml not found") from exc
-        rules.extend(_load_file(path, stat.st_mtime_ns, stat.st_size))
-    return RuleSet(tuple(rules))
+        keys.append((path, stat.st_mtime_ns, stat.st_size))
+    return _rule_set(tuple(keys))
+
+
+@functools.lru_cache(maxsize=16)
+def _rule_set(files: tuple[tuple[Path, int, int], ...]) -> RuleSet:
+    # The same object for the same files, so its memo of outcomes lasts across instances.
+    return RuleSet(tuple(rule for key in files for rule in _load_file(*key)))
 
 
 def rule_rects(

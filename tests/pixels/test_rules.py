@@ -149,3 +149,34 @@ def test_converter_turns_ctp_rules_into_yaml_trees(tmp_path: Path) -> None:
     matching = _ds(Modality="US", Manufacturer="Example", SeriesDescription="Dose", Rows=480)
     assert evaluate(rules[0].when, matching)
     assert not evaluate(rules[0].when, _ds(Modality="US", Manufacturer="Other", Rows=480))
+
+
+_DEVICE_VALUES = {
+    "Modality": ["US", "CT", "MR", "OT", "XA"],
+    "Manufacturer": ["GE MEDICAL SYSTEMS", "Philips", "SIEMENS", "TOSHIBA", "ACME", ""],
+    "ManufacturerModelName": ["LOGIQ E9", "iU22", "ACUSON Sequoia", "Aplio 500", "X1"],
+    "ImageType": [["ORIGINAL", "PRIMARY"], ["DERIVED", "SECONDARY", "SCREEN SAVE"]],
+    "SoftwareVersions": ["1.0", "R4.5.1", ""],
+    "Rows": [480, 600, 768, 1024],
+    "Columns": [640, 800, 1024],
+}
+
+
+def test_memoized_matching_equals_evaluating_every_rule() -> None:
+    """Rule: the per-device memo of rule outcomes never changes which rules match: for many
+    device signatures, asked repeatedly and in any order, `matching` gives exactly the rules
+    whose predicates hold when each is evaluated afresh."""
+    import random
+
+    names = sorted(p.stem for p in DEFAULT_RULES_DIR.glob("*.yaml"))
+    rules = load_pixel_rules(DEFAULT_RULES_DIR, names)
+    assert load_pixel_rules(DEFAULT_RULES_DIR, names) is rules  # the memo lives on
+    rng = random.Random(1234)
+    matched_any = 0
+    for _ in range(600):
+        ds = _ds(**{k: rng.choice(v) for k, v in _DEVICE_VALUES.items() if rng.random() < 0.9})
+        for action in ("mask", "examine"):
+            expected = [r for r in rules.rules if r.action == action and evaluate(r.when, ds)]
+            assert rules.matching(ds, action) == expected
+            matched_any += bool(expected)
+    assert matched_any > 0  # the signatures do reach real rules
