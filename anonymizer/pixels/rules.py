@@ -33,7 +33,7 @@ from typing import Any, Literal
 import yaml
 from pydicom.datadict import get_entry, repeater_has_keyword, tag_for_keyword
 from pydicom.dataset import Dataset
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
 
 from amana.errors import QuarantineError, QuarantineReason
 
@@ -96,7 +96,7 @@ class RuleSet:
     rules: tuple[DeviceRule, ...]
     # Rule outcomes by the values of the attributes the rules read: instances of one device
     # share them, and evaluating the whole library per instance was a worker's hot spot.
-    _memo: dict[tuple[object, ...], tuple[DeviceRule, ...]] = field(
+    _memo: dict[tuple[object, ...], tuple[tuple[DeviceRule, ...], tuple[DeviceRule, ...]]] = field(
         default_factory=dict, compare=False, hash=False, repr=False
     )
 
@@ -111,16 +111,18 @@ class RuleSet:
     def matching(self, ds: Dataset, action: RuleAction) -> list[DeviceRule]:
         # One attribute look-up per keyword for the whole library (it runs per instance).
         cache: dict[str, list[str] | None] = {a: _values(ds, a) for a in self.attributes}
-        key = (action, *(None if v is None else tuple(v) for v in cache.values()))
-        hit = self._memo.get(key)
-        if hit is None:
-            hit = tuple(
-                r for r in self.rules if r.action == action and evaluate(r.when, ds, cache)
+        key = tuple(None if v is None else tuple(v) for v in cache.values())
+        outcomes = self._memo.get(key)
+        if outcomes is None:
+            matched = [r for r in self.rules if evaluate(r.when, ds, cache)]
+            outcomes = (
+                tuple(r for r in matched if r.action == "mask"),
+                tuple(r for r in matched if r.action == "examine"),
             )
             if len(self._memo) >= _MEMO_LIMIT:
                 self._memo.clear()
-            self._memo[key] = hit
-        return list(hit)
+            self._memo[key] = outcomes
+        return list(outcomes[0] if action == "mask" else outcomes[1])
 
 
 def _collect_attributes(predicate: Predicate, found: set[str]) -> None:
@@ -148,14 +150,21 @@ def _overlay_element(keyword: str) -> int | None:
     return None
 
 
+@functools.lru_cache(maxsize=256)
+def _repeater_tags(keyword: str) -> tuple[BaseTag, ...]:
+    """The 16 overlay-group tags of a repeating-group keyword; none for other keywords."""
+    element = _overlay_element(keyword) if repeater_has_keyword(keyword) else None
+    if element is None:
+        return ()
+    return tuple(Tag(g, element) for g in range(0x6000, 0x6020, 2))
+
+
 def _values(ds: Dataset, keyword: str) -> list[str] | None:
     """The attribute's values as strings; None when absent."""
     if keyword in ds:
         value = ds[keyword].value
     else:
-        element = _overlay_element(keyword) if repeater_has_keyword(keyword) else None
-        tags = [Tag(g, element) for g in range(0x6000, 0x6020, 2)] if element is not None else []
-        present = [t for t in tags if t in ds]
+        present = [t for t in _repeater_tags(keyword) if t in ds]
         if not present:
             return None
         value = ds[present[0]].value
@@ -335,7 +344,8 @@ def load_pixel_rules(rules_dir: Path, names: Sequence[str]) -> RuleSet:
     for name in names:
         if not re.match(r"^[A-Za-z0-9._-]+$", name) or name.startswith("."):
             raise RuleFileError(f"{name!r} is not a rule file name")
-        path = (Path(rules_dir) / f"{name}.yaml").resolve()
+        # No resolve(): it costs a system call per path component, on every instance.
+        path = Path(rules_dir) / f"{name}.yaml"
         try:
             stat = path.stat()
         except OSError as exc:
