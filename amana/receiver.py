@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from datetime import timedelta
 from types import FrameType
@@ -11,7 +12,7 @@ from types import FrameType
 from sqlalchemy.orm import Session, sessionmaker
 
 from amana.celery_app import make_celery
-from amana.listeners import SiblingListeners, die_with_parent
+from amana.listeners import SiblingListeners, die_with_parent, open_listeners
 from amana.publisher import Publisher
 from amana.settings import Settings
 from archive import audit
@@ -27,9 +28,16 @@ log = logging.getLogger(__name__)
 def run_receiver(
     settings: Settings, *, sweeper: bool = True, listen_fd: int | None = None
 ) -> None:
-    """Serve the DICOM port; with `listen_fd`, as a sibling of the receiver that bound it."""
+    """Serve the DICOM port; with `listen_fd`, as a sibling on a socket its parent opened."""
+    listeners: list[socket.socket] = []
     if listen_fd is not None:
         die_with_parent()
+    else:
+        # First, so that a busy port stops the receiver before anything else starts.
+        listeners = open_listeners(
+            settings.dicom_host, settings.dicom_port, settings.receiver_processes
+        )
+        listen_fd = listeners[0].fileno()
     spool = Spool(
         settings.spool_path,
         settings.spool_min_free_mb * 1024 * 1024,
@@ -56,9 +64,7 @@ def run_receiver(
         listen_fd=listen_fd,
     )
     _audit_activity(sessions, started=True)
-    siblings: SiblingListeners | None = None
-    if listen_fd is None and settings.receiver_processes > 1:
-        siblings = SiblingListeners(server.listening_fd(), settings.receiver_processes - 1)
+    siblings = SiblingListeners([s.fileno() for s in listeners[1:]]) if listeners[1:] else None
     sweep_thread: SweeperThread | None = None
     if sweeper:
         sweep_thread = SweeperThread(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 import tempfile
 import threading
@@ -178,26 +179,17 @@ def build_ae(ae_title: str) -> AE:
     return ae
 
 
-# A sibling process that loses the race for a connection waits in accept() at most this
-# long, so it notices a shutdown promptly.
+# Accept waits at most this long, so the server notices a shutdown promptly.
 _ACCEPT_WAIT_S = 0.5
 _LISTEN_BACKLOG = 128
 
 
 class SharedSocketServer(ThreadedAssociationServer):
-    """pynetdicom's threaded server, on a listening socket it either binds or inherits.
-
-    Several receiver processes accept on one inherited socket (the pre-fork model) rather
-    than with SO_REUSEPORT, so a second Amana started on the same port by mistake still
-    fails with "address in use" instead of silently taking half the studies.
-    """
+    """pynetdicom's threaded server on a listening socket opened by the receiver process
+    that owns the port (amana/listeners.py), or bound here when none is given."""
 
     inherited_fd: int | None = None
     request_queue_size = _LISTEN_BACKLOG
-
-    def listening_fd(self) -> int:
-        assert self.socket is not None
-        return self.socket.fileno()
 
     def server_bind(self) -> None:
         assert self.socket is not None
@@ -206,7 +198,9 @@ class SharedSocketServer(ThreadedAssociationServer):
             self.socket.bind(self.server_address)
         else:
             self.socket.close()
-            self.socket = socket.socket(fileno=self.inherited_fd)
+            # A duplicate, so closing this server never closes the descriptor its owner
+            # keeps for a restarted sibling.
+            self.socket = socket.socket(fileno=os.dup(self.inherited_fd))
         self.server_address = self.socket.getsockname()
         self.socket.settimeout(_ACCEPT_WAIT_S)
 
@@ -226,7 +220,7 @@ def start_receiver(
     listen_fd: int | None = None,
 ) -> SharedSocketServer:
     """Serve C-ECHO and C-STORE in a background thread; `listen_fd` is a listening socket
-    inherited from the parent receiver process, else (host, port) is bound here."""
+    opened by the receiver that owns the port, else (host, port) is bound here."""
     # Received datasets go straight to a temporary file next to the spool, so adopting it is
     # a rename on the same filesystem rather than a copy.
     _config.STORE_RECV_CHUNKED_DATASET = True
