@@ -109,6 +109,11 @@ class RuleSet:
         return tuple(sorted(found))
 
     def matching(self, ds: Dataset, action: RuleAction) -> list[DeviceRule]:
+        mask, examine = self.classify(ds)
+        return list(mask if action == "mask" else examine)
+
+    def classify(self, ds: Dataset) -> tuple[tuple[DeviceRule, ...], tuple[DeviceRule, ...]]:
+        """(mask rules, examine rules) that match `ds`, in library order."""
         # One attribute look-up per keyword for the whole library (it runs per instance).
         cache: dict[str, list[str] | None] = {a: _values(ds, a) for a in self.attributes}
         key = tuple(None if v is None else tuple(v) for v in cache.values())
@@ -122,7 +127,7 @@ class RuleSet:
             if len(self._memo) >= _MEMO_LIMIT:
                 self._memo.clear()
             self._memo[key] = outcomes
-        return list(outcomes[0] if action == "mask" else outcomes[1])
+        return outcomes
 
 
 def _collect_attributes(predicate: Predicate, found: set[str]) -> None:
@@ -161,8 +166,10 @@ def _repeater_tags(keyword: str) -> tuple[BaseTag, ...]:
 
 def _values(ds: Dataset, keyword: str) -> list[str] | None:
     """The attribute's values as strings; None when absent."""
-    if keyword in ds:
-        value = ds[keyword].value
+    tag = tag_for_keyword(keyword)
+    element = ds.get(tag) if tag is not None else None
+    if element is not None:
+        value = element.value
     else:
         present = [t for t in _repeater_tags(keyword) if t in ds]
         if not present:

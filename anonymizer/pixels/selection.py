@@ -64,9 +64,9 @@ def examination_reason(ds: Dataset, policy: PixelPolicy, rules: RuleSet) -> str 
             return "image_type"
     if embedded_overlay(ds):
         return "embedded_overlay"
-    if rules.matching(ds, "mask"):
+    mask, examine = rules.classify(ds)
+    if mask:
         return "device_rule"
-    examine = rules.matching(ds, "examine")
     if examine:
         return f"sign:{examine[0].id}"
     return None
