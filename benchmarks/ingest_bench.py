@@ -303,6 +303,54 @@ def end_to_end(
     return seconds, send_seconds, counts
 
 
+def backlog_drain(
+    files: list[Path],
+    env: dict[str, str],
+    workers: int,
+    parallel: int,
+    *,
+    log_dir: Path,
+    stall_s: float = 600.0,
+) -> tuple[float, dict[str, int]]:
+    """A backlog already received (receiver alone, no worker running), then drained by
+    `workers` worker processes: instances/s between the first and the last finished job,
+    so worker start-up is off the clock and the receiver takes no CPU from the workers."""
+    from amana.keys import ensure_key
+
+    ensure_key(Path(env["AMANA_KEY_FILE"]))
+    cli(env, "db", "upgrade")
+    port = int(env["AMANA_DICOM_PORT"])
+    receiver = amana(env, log_dir / "receive.log", "receive", "--no-sweeper")
+    with services(receiver):
+        _wait_listening(port, 120, receiver)
+        send(port, files, parallel=parallel)
+    counter = JobCounter(database_url(env))
+    worker = amana(env, log_dir / "worker.log", "worker", "--concurrency", str(workers))
+    try:
+        with services(worker):
+            first: float | None = None
+            last_done, last_change = 0, time.monotonic()
+            while True:
+                counts = counter.counts()
+                done = counts.get("DONE", 0) + counts.get("QUARANTINED", 0)
+                now = time.monotonic()
+                if done and first is None:
+                    first, first_done = now, done
+                if done != last_done:
+                    last_done, last_change = done, now
+                elif now - last_change > stall_s:
+                    raise TimeoutError(f"no job finished for {stall_s:g} s ({counts})")
+                if done >= len(files):
+                    break
+                worker.check_alive()
+                time.sleep(0.05)
+    finally:
+        counter.close()
+    assert first is not None
+    rate_seconds = (time.monotonic() - first) * len(files) / max(1, len(files) - first_done)
+    return rate_seconds, {k: v for k, v in counts.items() if v}
+
+
 # --- parts, as `python -m benchmarks` calls them ---------------------------------------
 
 
@@ -431,6 +479,39 @@ def run_e2e(
                             n,
                         )
                         shutil.rmtree(home, ignore_errors=True)
+            # Worker scaling on its own: the cores are not shared with receivers here.
+            for workers in (1, 2):
+                with fresh_database(pg) as db:
+                    redis_lib.Redis.from_url(redis.url).flushall()
+                    home = work / f"backlog-{workers}"
+                    env = amana_env(
+                        home, receiver_processes, AMANA_DATABASE_URL=db, AMANA_BROKER_URL=redis.url
+                    )
+                    label = f"PostgreSQL + Redis, backlog drained by {_plural(workers, 'worker')}"
+                    logs = work / "logs" / f"backlog-{workers}"
+                    logs.mkdir(parents=True, exist_ok=True)
+                    try:
+                        seconds, counts = backlog_drain(
+                            corpus.files, env, workers, parallel, log_dir=logs, stall_s=stall_s
+                        )
+                    except Exception as exc:  # noqa: BLE001 - reported, the others still run
+                        if on_error is None:
+                            raise
+                        on_error(label, exc)
+                        continue
+                    finally:
+                        shutil.rmtree(home, ignore_errors=True)
+                    results.append(
+                        Result(
+                            "e2e",
+                            label,
+                            len(corpus.files),
+                            seconds,
+                            corpus.megabytes,
+                            notes={"quarantined": counts.get("QUARANTINED", 0)},
+                        )
+                    )
+                    print(results[-1].line(), flush=True)
     finally:
         redis.stop()
     return results
