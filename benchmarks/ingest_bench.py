@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -244,6 +244,34 @@ def receiver_only(
         shutil.rmtree(home, ignore_errors=True)
 
 
+def finished_jobs(counts: dict[str, int]) -> int:
+    return counts.get("DONE", 0) + counts.get("QUARANTINED", 0)
+
+
+def wait_finished(
+    counter: JobCounter, target: int, watched: Sequence[Service], stall_s: float
+) -> dict[str, int]:
+    """Jobs by status once `target` jobs are DONE or QUARANTINED; fails when none finishes
+    for `stall_s` seconds or a watched process dies."""
+    since = time.monotonic()
+    last, last_change = -1, since
+    while True:
+        counts = counter.counts()
+        done = finished_jobs(counts)
+        if done >= target:
+            return counts
+        if done != last:
+            last, last_change = done, time.monotonic()
+        elif time.monotonic() - last_change > stall_s:
+            raise TimeoutError(
+                f"no job finished for {stall_s:g} s ({counts}, "
+                f"{time.monotonic() - since:.0f} s into the run)"
+            )
+        for service in watched:
+            service.check_alive()
+        time.sleep(0.05)
+
+
 def end_to_end(
     files: list[Path],
     env: dict[str, str],
@@ -267,35 +295,14 @@ def end_to_end(
     ]
     counter = JobCounter(database_url(env))
 
-    def finished() -> tuple[int, dict[str, int]]:
-        counts = counter.counts()
-        return counts.get("DONE", 0) + counts.get("QUARANTINED", 0), counts
-
-    def wait_for(target: int, since: float, stall_s: float) -> dict[str, int]:
-        last, last_change = -1, time.monotonic()
-        while True:
-            done, counts = finished()
-            if done >= target:
-                return counts
-            if done != last:
-                last, last_change = done, time.monotonic()
-            elif time.monotonic() - last_change > stall_s:
-                raise TimeoutError(
-                    f"no job finished for {stall_s:g} s ({counts}, "
-                    f"{time.monotonic() - since:.0f} s into the run)"
-                )
-            for service in started:
-                service.check_alive()
-            time.sleep(0.1)
-
     try:
         with services(*started):
             _wait_listening(port, 120, *started)
             send(port, [warmup])
-            wait_for(1, time.monotonic(), max(stall_s, 180.0))  # includes start-up
+            wait_finished(counter, 1, started, max(stall_s, 180.0))  # includes start-up
             t0 = time.monotonic()
             send_seconds = send(port, files, parallel=parallel)
-            counts = wait_for(len(files) + 1, t0, stall_s)
+            counts = wait_finished(counter, len(files) + 1, started, stall_s)
             seconds = time.monotonic() - t0
     finally:
         counter.close()
@@ -313,8 +320,9 @@ def backlog_drain(
     stall_s: float = 600.0,
 ) -> tuple[float, dict[str, int]]:
     """A backlog already received (receiver alone, no worker running), then drained by
-    `workers` worker processes: instances/s between the first and the last finished job,
-    so worker start-up is off the clock and the receiver takes no CPU from the workers."""
+    `workers` worker processes: seconds for the whole backlog at the rate measured between
+    the first and the last finished job, so worker start-up is off the clock and the
+    receiver takes no CPU from the workers."""
     from amana.keys import ensure_key
 
     ensure_key(Path(env["AMANA_KEY_FILE"]))
@@ -328,27 +336,17 @@ def backlog_drain(
     worker = amana(env, log_dir / "worker.log", "worker", "--concurrency", str(workers))
     try:
         with services(worker):
-            first: float | None = None
-            last_done, last_change = 0, time.monotonic()
-            while True:
-                counts = counter.counts()
-                done = counts.get("DONE", 0) + counts.get("QUARANTINED", 0)
-                now = time.monotonic()
-                if done and first is None:
-                    first, first_done = now, done
-                if done != last_done:
-                    last_done, last_change = done, now
-                elif now - last_change > stall_s:
-                    raise TimeoutError(f"no job finished for {stall_s:g} s ({counts})")
-                if done >= len(files):
-                    break
-                worker.check_alive()
-                time.sleep(0.05)
+            first_done = finished_jobs(
+                wait_finished(counter, 1, [worker], max(stall_s, 180.0))  # includes start-up
+            )
+            first = time.monotonic()
+            counts = wait_finished(counter, len(files), [worker], stall_s)
+            seconds = time.monotonic() - first
     finally:
         counter.close()
-    assert first is not None
-    rate_seconds = (time.monotonic() - first) * len(files) / max(1, len(files) - first_done)
-    return rate_seconds, {k: v for k, v in counts.items() if v}
+    return seconds * len(files) / max(1, len(files) - first_done), {
+        k: v for k, v in counts.items() if v
+    }
 
 
 # --- parts, as `python -m benchmarks` calls them ---------------------------------------
@@ -423,31 +421,35 @@ def run_e2e(
     results: list[Result] = []
     label_rp = _receiver_label(receiver_processes)
 
+    def attempt(
+        label: str, run: Callable[[], tuple[float, dict[str, int], dict[str, object]]]
+    ) -> None:
+        """One row: (seconds, jobs by status, notes) from `run`, or its failure reported."""
+        try:
+            seconds, counts, notes = run()
+        except Exception as exc:  # noqa: BLE001 - reported, the other configurations run
+            if on_error is None:
+                raise
+            on_error(label, exc)
+            return
+        notes = {"quarantined": counts.get("QUARANTINED", 0), **notes}
+        results.append(
+            Result("e2e", label, len(corpus.files), seconds, corpus.megabytes, notes=notes)
+        )
+        print(results[-1].line(), flush=True)
+
     def measure(label: str, env: dict[str, str], commands: list[list[str]], n: int) -> None:
         slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{label} {n}").strip("-").lower()
         logs = work / "logs" / slug
         logs.mkdir(parents=True, exist_ok=True)
-        try:
+
+        def run() -> tuple[float, dict[str, int], dict[str, object]]:
             seconds, send_seconds, counts = end_to_end(
                 corpus.files, env, commands, n, warmup=warmup, log_dir=logs, stall_s=stall_s
             )
-        except Exception as exc:  # noqa: BLE001 - reported, the other configurations run
-            if on_error is None:
-                raise
-            on_error(f"{label}, {_plural(n, 'association')}", exc)
-            return
-        quarantined = counts.get("QUARANTINED", 0)
-        results.append(
-            Result(
-                "e2e",
-                f"{label}, {_plural(n, 'association')}",
-                len(corpus.files),
-                seconds,
-                corpus.megabytes,
-                notes={"quarantined": quarantined, "send_s": round(send_seconds, 2)},
-            )
-        )
-        print(results[-1].line(), flush=True)
+            return seconds, counts, {"send_s": round(send_seconds, 2)}
+
+        attempt(f"{label}, {_plural(n, 'association')}", run)
 
     workers = _embedded_workers()
     for n in associations(parallel):
@@ -487,31 +489,25 @@ def run_e2e(
                     env = amana_env(
                         home, receiver_processes, AMANA_DATABASE_URL=db, AMANA_BROKER_URL=redis.url
                     )
-                    label = f"PostgreSQL + Redis, backlog drained by {_plural(workers, 'worker')}"
                     logs = work / "logs" / f"backlog-{workers}"
                     logs.mkdir(parents=True, exist_ok=True)
-                    try:
+
+                    def drain(
+                        env: dict[str, str] = env, workers: int = workers, logs: Path = logs
+                    ) -> tuple[float, dict[str, int], dict[str, object]]:
                         seconds, counts = backlog_drain(
                             corpus.files, env, workers, parallel, log_dir=logs, stall_s=stall_s
                         )
-                    except Exception as exc:  # noqa: BLE001 - reported, the others still run
-                        if on_error is None:
-                            raise
-                        on_error(label, exc)
-                        continue
+                        return seconds, counts, {}
+
+                    try:
+                        attempt(
+                            "PostgreSQL + Redis, backlog drained by "
+                            + _plural(workers, "worker"),
+                            drain,
+                        )
                     finally:
                         shutil.rmtree(home, ignore_errors=True)
-                    results.append(
-                        Result(
-                            "e2e",
-                            label,
-                            len(corpus.files),
-                            seconds,
-                            corpus.megabytes,
-                            notes={"quarantined": counts.get("QUARANTINED", 0)},
-                        )
-                    )
-                    print(results[-1].line(), flush=True)
     finally:
         redis.stop()
     return results
