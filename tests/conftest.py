@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from tests.services import fresh_database, postgres_server, redis_server
 
@@ -12,6 +14,30 @@ from tests.services import fresh_database, postgres_server, redis_server
 def pg_server() -> Iterator[str]:
     with postgres_server() as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty catalog: once on SQLite, once on PostgreSQL."""
+    from archive.migrate import upgrade
+
+    url = (
+        f"sqlite:///{tmp_path / 'catalog.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    upgrade(url)
+    return url
+
+
+@pytest.fixture()
+def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
+    """Sessions on the `db_url` catalog."""
+    from archive.db import make_engine, make_sessionmaker
+
+    engine = make_engine(db_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
 
 
 @pytest.fixture()

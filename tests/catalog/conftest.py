@@ -2,39 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from anonymizer.outcome import InstanceFacts
 from archive.auth import create_token
 from archive.catalog import record_instance
-from archive.db import make_engine, make_sessionmaker
 from archive.jobs import create_job
-from archive.migrate import upgrade
 from archive.models import Job, JobStatus
 from archive.models_governance import Role
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    url = (
-        f"sqlite:///{tmp_path / 'catalog.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    upgrade(url)
-    return url
-
-
-@pytest.fixture()
-def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(db_url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 def mint(sessions: sessionmaker[Session], role: str) -> str:

@@ -18,33 +18,18 @@ from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from amana.celery_app import PROCESS_JOB, PROCESS_JOBS
-from amana.keys import ensure_key
-from amana.settings import REPO_ROOT, Settings
+from amana.settings import Settings
 from amana.worker import make_worker_app
-from anonymizer.engine import Deidentifier, load_profile
 from archive import audit
 from archive.db import make_engine, make_sessionmaker
-from archive.jobs import create_job
-from archive.migrate import upgrade
 from archive.models import Instance, Job, JobStatus, QuarantineEntry, Series, Study
 from archive.models_governance import AuditEvent
 from archive.pipeline import JobResult, WorkerContext, process_job, process_jobs
-from ingest.spool import Spool
+from tests.pipeline_helpers import enqueue, worker_context
 from tests.study_factory import FakeStudy, make_study
 
 CT = ("CT_small.dcm", "ct")
 CORRUPT = b"\x00" * 128 + b"DICM" + b"\x02\x00\x10\x00UI" + b"\xff" * 40
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    url = (
-        f"sqlite:///{tmp_path / 'catalog.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    upgrade(url)
-    return url
 
 
 @pytest.fixture()
@@ -56,23 +41,7 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 @pytest.fixture()
 def ctx(engine: Engine, tmp_path: Path) -> WorkerContext:
-    key = ensure_key(tmp_path / "secrets" / "key")
-    return WorkerContext(
-        sessions=make_sessionmaker(engine),
-        deidentifier=Deidentifier(load_profile("ma-national", REPO_ROOT / "profiles"), key),
-        spool_dir=tmp_path / "spool",
-        archive_dir=tmp_path / "archive",
-        quarantine_dir=tmp_path / "quarantine",
-        stale_after=timedelta(seconds=300),
-    )
-
-
-def _enqueue(ctx: WorkerContext, source: Path) -> int:
-    name, size = Spool(ctx.spool_dir, 0).copy_in(source)
-    with ctx.sessions.begin() as session:
-        return create_job(
-            session, spool_name=name, size_bytes=size, calling_ae="T", source_kind="t"
-        )
+    return worker_context(make_sessionmaker(engine), tmp_path)
 
 
 def _ct_study(root: Path, name: str, count: int, patient_id: str = "AMN-TEST-48213") -> FakeStudy:
@@ -163,17 +132,17 @@ def test_mixed_batch_ends_every_job_once_and_rerun_changes_nothing(
     once; the audit trail records one event per study and batch, with new UIDs only."""
     first = _ct_study(tmp_path, "a", 4)
     second = _ct_study(tmp_path, "b", 2, patient_id="AMN-TEST-99107")
-    done_before = _enqueue(ctx, first.files[0])
+    done_before = enqueue(ctx, first.files[0])
     assert process_job(ctx, done_before) is JobResult.ARCHIVED
     seq_before = _catalog_state(ctx.sessions)["audit_seq"]
 
     corrupt = tmp_path / "corrupt.dcm"
     corrupt.write_bytes(CORRUPT)
-    again = _enqueue(ctx, first.files[0])  # already archived by an earlier job
-    bad = _enqueue(ctx, corrupt)
-    new_a = [_enqueue(ctx, f) for f in first.files[1:]]
-    twice = [_enqueue(ctx, second.files[0]), _enqueue(ctx, second.files[0])]
-    new_b = _enqueue(ctx, second.files[1])
+    again = enqueue(ctx, first.files[0])  # already archived by an earlier job
+    bad = enqueue(ctx, corrupt)
+    new_a = [enqueue(ctx, f) for f in first.files[1:]]
+    twice = [enqueue(ctx, second.files[0]), enqueue(ctx, second.files[0])]
+    new_b = enqueue(ctx, second.files[1])
     batch = [done_before, again, bad, *new_a, *twice, new_b, new_a[0]]
 
     results = process_jobs(ctx, batch)
@@ -243,9 +212,9 @@ def test_batch_that_loses_a_race_for_an_instance_ends_as_if_run_alone(
     """Rule: an instance archived by another worker after the batch looked it up ends as one
     catalog row and one archive file, its job a duplicate; the rest of the batch archives."""
     study = _ct_study(tmp_path, "a", 3)
-    assert process_job(ctx, _enqueue(ctx, study.files[2])) is JobResult.ARCHIVED
-    batch = [_enqueue(ctx, study.files[0]), _enqueue(ctx, study.files[1])]
-    other = _enqueue(ctx, study.files[0])
+    assert process_job(ctx, enqueue(ctx, study.files[2])) is JobResult.ARCHIVED
+    batch = [enqueue(ctx, study.files[0]), enqueue(ctx, study.files[1])]
+    other = enqueue(ctx, study.files[0])
 
     def other_worker() -> None:
         assert process_job(ctx, other) is JobResult.ARCHIVED
@@ -265,8 +234,8 @@ def test_batch_that_loses_a_race_for_a_new_study_archives_all(
     """Rule: when another worker creates the same patient, study and series first, the
     batch still archives every instance, under that one study."""
     study = _ct_study(tmp_path, "a", 3)
-    batch = [_enqueue(ctx, study.files[0]), _enqueue(ctx, study.files[1])]
-    other = _enqueue(ctx, study.files[2])
+    batch = [enqueue(ctx, study.files[0]), enqueue(ctx, study.files[1])]
+    other = enqueue(ctx, study.files[2])
 
     def other_worker() -> None:
         assert process_job(ctx, other) is JobResult.ARCHIVED
@@ -314,7 +283,7 @@ def test_only_the_job_that_kills_workers_is_quarantined_not_its_batch_mates(
     """Rule: a job whose worker dies on every attempt ends QUARANTINED (worker_lost) after
     three attempts; the jobs that shared its batch end ARCHIVED, not worker_lost."""
     study = _ct_study(tmp_path, "a", 4)
-    batch = [_enqueue(ctx, f) for f in study.files]
+    batch = [enqueue(ctx, f) for f in study.files]
     killer = batch[1]
     ctx.stale_after = timedelta(0)  # each re-run finds the dead worker's claims stale
 
@@ -356,7 +325,7 @@ def test_a_batch_of_one_study_costs_the_statements_of_one_job(
     """Rule (throughput): claiming and cataloging a batch of one study's instances takes as
     many SQL statements as one instance: the catalog's cost is per batch, not per job."""
     study = _ct_study(tmp_path, "a", 12)
-    jobs = [_enqueue(ctx, f) for f in study.files]
+    jobs = [enqueue(ctx, f) for f in study.files]
     process_jobs(ctx, jobs[:1])  # the study exists from here on
 
     one = _statements(engine, lambda: process_jobs(ctx, jobs[1:2]))

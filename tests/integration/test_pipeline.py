@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,51 +11,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from amana.errors import QuarantineReason
-from amana.keys import ensure_key
-from amana.settings import REPO_ROOT
-from anonymizer.engine import Deidentifier, load_profile
-from archive.db import make_engine, make_sessionmaker
-from archive.jobs import create_job, utcnow
-from archive.migrate import upgrade
+from archive.jobs import utcnow
 from archive.models import Instance, Job, JobStatus, QuarantineEntry, Study
 from archive.pipeline import JobResult, WorkerContext, process_job
-from ingest.spool import Spool
+from tests.pipeline_helpers import enqueue, worker_context
 from tests.study_factory import make_study
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    url = (
-        f"sqlite:///{tmp_path / 'catalog.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    upgrade(url)
-    engine = make_engine(url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 @pytest.fixture()
 def ctx(sessions: sessionmaker[Session], tmp_path: Path) -> WorkerContext:
-    key = ensure_key(tmp_path / "secrets" / "key")
-    return WorkerContext(
-        sessions=sessions,
-        deidentifier=Deidentifier(load_profile("ma-national", REPO_ROOT / "profiles"), key),
-        spool_dir=tmp_path / "spool",
-        archive_dir=tmp_path / "archive",
-        quarantine_dir=tmp_path / "quarantine",
-        stale_after=timedelta(seconds=300),
-    )
-
-
-def _enqueue(ctx: WorkerContext, source: Path) -> int:
-    spool = Spool(ctx.spool_dir, 0)
-    name, size = spool.copy_in(source)
-    with ctx.sessions.begin() as session:
-        return create_job(
-            session, spool_name=name, size_bytes=size, calling_ae="T", source_kind="t"
-        )
+    return worker_context(sessions, tmp_path)
 
 
 def _archive_digest(root: Path) -> dict[str, str]:
@@ -70,11 +34,11 @@ def test_job_run_twice_ends_as_run_once(ctx: WorkerContext, tmp_path: Path) -> N
     """Rule: tasks are idempotent — a DONE job re-run does nothing; the same instance received
     twice gives one archive object and one catalog row, byte-identical."""
     study = make_study(tmp_path / "in", layout=[("CT_small.dcm", "ct")])
-    first = _enqueue(ctx, study.files[0])
+    first = enqueue(ctx, study.files[0])
     assert process_job(ctx, first) is JobResult.ARCHIVED
     archived = _archive_digest(ctx.archive_dir)
     assert process_job(ctx, first) is JobResult.SKIPPED
-    second = _enqueue(ctx, study.files[0])
+    second = enqueue(ctx, study.files[0])
     assert process_job(ctx, second) is JobResult.DUPLICATE
     assert _archive_digest(ctx.archive_dir) == archived
     with ctx.sessions() as session:
@@ -92,7 +56,7 @@ def test_crash_between_quarantine_move_and_commit_is_finished(
     after moving the original aside but before recording why."""
     bad = tmp_path / "bad.dcm"
     bad.write_bytes(b"\x00" * 128 + b"DICM" + b"\x02\x00\x10\x00UI" + b"\xff" * 40)
-    job_id = _enqueue(ctx, bad)
+    job_id = enqueue(ctx, bad)
     with ctx.sessions() as session:
         spool_name = session.get_one(Job, job_id).spool_name
     ctx.quarantine_dir.mkdir(parents=True)
@@ -114,7 +78,7 @@ def test_job_that_never_finishes_is_quarantined_as_worker_lost(
     from sqlalchemy import update
 
     study = make_study(tmp_path / "in", layout=[("CT_small.dcm", "ct")])
-    job_id = _enqueue(ctx, study.files[0])
+    job_id = enqueue(ctx, study.files[0])
     with ctx.sessions.begin() as session:
         # Three claims that never finished, the last one long ago.
         session.execute(
