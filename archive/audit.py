@@ -570,25 +570,6 @@ def association_refused(
     )
 
 
-def instance_archived(
-    job_id: int, study_uid: str, sop_uid: str, profile_name: str, profile_version: str
-) -> AuditRecord:
-    """A worker archived one de-identified instance (new UIDs only)."""
-    return AuditRecord(
-        event_id=EventId.INSTANCES_TRANSFERRED,
-        action=Action.CREATE,
-        actor="worker",
-        object_type="study",
-        object_id=study_uid,
-        detail={
-            "job_id": job_id,
-            "sop_uid": sop_uid,
-            "profile": profile_name,
-            "profile_version": profile_version,
-        },
-    )
-
-
 def instances_archived(
     study_uid: str,
     profile_name: str,
