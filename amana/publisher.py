@@ -68,12 +68,8 @@ class Publisher:
         batch = [first]
         deadline = time.monotonic() + self._linger_s
         while len(batch) < self._batch_max:
-            remaining = deadline - time.monotonic()
             try:
-                if remaining > 0:
-                    item = self._pending.get(timeout=remaining)
-                else:
-                    item = self._pending.get_nowait()
+                item = self._pending.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
             if item is None:

@@ -40,10 +40,15 @@ def run(
     keep_before: bool = False,
 ) -> PixelResult:
     result = PixelResult()
-    rules = rules_for(policy)
-    reason = None if original is None else examination_reason(original, policy, rules)
     _remove_side_channels(output, policy, identifying_values, result.actions)
-    if original is None or reason is None:
+    # No original: the caller already found that the image is not examined, and the device
+    # rules need not be looked up again.
+    if original is None:
+        result.actions.insert(0, "not_examined")
+        return result
+    rules = rules_for(policy)
+    reason = examination_reason(original, policy, rules)
+    if reason is None:
         result.actions.insert(0, "not_examined")
         return result
     result.actions.insert(0, f"examined:{reason}")
