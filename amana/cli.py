@@ -101,10 +101,9 @@ def run() -> None:
 @app.command()
 def receive(
     no_sweeper: Annotated[bool, typer.Option(help="do not run the sweeper here")] = False,
-    listen_fd: Annotated[
-        int | None,
-        typer.Option(hidden=True, help="listening socket inherited from the parent receiver"),
-    ] = None,
+    sibling: Annotated[
+        bool, typer.Option(hidden=True, help="started by the receiver that owns the port")
+    ] = False,
 ) -> None:
     """The DICOM receiver (C-ECHO, C-STORE) with the sweeper; AMANA_RECEIVER_PROCESSES
     processes share the port."""
@@ -114,7 +113,7 @@ def receive(
     _prepare_dirs(settings)
     _wait_for_schema(settings)
     try:
-        run_receiver(settings, sweeper=not no_sweeper, listen_fd=listen_fd)
+        run_receiver(settings, sweeper=not no_sweeper, sibling=sibling)
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise

@@ -1,12 +1,12 @@
-"""Receiver processes sharing the DICOM port, and the sockets they listen on.
+"""Receiver processes sharing the DICOM port.
 
 pynetdicom runs each association in a Python thread, so one process is bound by one core's
-worth of interpreter; parallel associations from a PACS scale only across processes. The
-receiver that owns the port opens one listening socket per process with SO_REUSEPORT, so
-the kernel spreads new associations across them (one shared socket let whichever process
-woke first take every pending association). It keeps every socket open and hands one to
-each sibling, restarts a sibling that dies (connections waiting on its socket wait for the
-new process rather than being reset), and stops them when it stops.
+worth of interpreter; parallel associations from a PACS scale only across processes. Each
+process listens on its own SO_REUSEPORT socket, so the kernel spreads new associations
+across them (one shared socket let whichever process woke first take every pending
+association). A sibling binds its socket only once it is ready to serve: a socket opened
+for a process still starting, or unable to start, would hold associations nobody answers.
+The receiver that owns the port restarts a sibling that dies and stops them when it stops.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-LISTEN_FD_OPTION = "--listen-fd"
+SIBLING_OPTION = "--sibling"
+_BACKLOG = 128
 
 
 @dataclass
@@ -31,13 +32,26 @@ class _Sibling:
     restarts: int = 0
 
 
-_BACKLOG = 128
+def bind_listener(host: str, port: int, *, shared: bool) -> socket.socket:
+    """A listening socket on (host, port); `shared` lets other receiver processes of this
+    service account listen on the same port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(_BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
-def open_listeners(host: str, port: int, count: int) -> list[socket.socket]:
-    """`count` listening sockets on (host, port). A plain bind comes first: when anything
-    already listens there, another Amana included, this fails with "address in use" rather
-    than quietly sharing the port (and the studies) with it."""
+def open_port(host: str, port: int, processes: int) -> socket.socket:
+    """The owner's listening socket. A plain bind comes first: when anything already
+    listens there, another Amana included, this fails with "address in use" rather than
+    quietly sharing the port (and the studies) with it."""
     probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -45,42 +59,19 @@ def open_listeners(host: str, port: int, count: int) -> list[socket.socket]:
         port = probe.getsockname()[1]
     finally:
         probe.close()
-    listeners: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            listeners.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if count > 1:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind((host, port))
-            sock.listen(_BACKLOG)
-            sock.set_inheritable(True)
-    except OSError:
-        for sock in listeners:
-            sock.close()
-        raise
-    return listeners
+    return bind_listener(host, port, shared=processes > 1)
 
 
 class SiblingListeners:
-    def __init__(self, listen_fds: list[int]) -> None:
-        self._fds = listen_fds
-        self._siblings = [self._spawn(fd) for fd in listen_fds]
+    def __init__(self, port: int, count: int) -> None:
+        # The port actually bound, which differs from the setting when that is 0.
+        self._env = dict(os.environ, AMANA_DICOM_PORT=str(port))
+        self._siblings = [self._spawn() for _ in range(count)]
 
-    def _spawn(self, fd: int, restarts: int = 0) -> _Sibling:
+    def _spawn(self, restarts: int = 0) -> _Sibling:
         # The sweeper runs in the parent only: one is enough and two would race.
-        command = [
-            sys.executable,
-            "-m",
-            "amana.cli",
-            "receive",
-            "--no-sweeper",
-            LISTEN_FD_OPTION,
-            str(fd),
-        ]
-        process = subprocess.Popen(command, pass_fds=(fd,), env=dict(os.environ))
-        return _Sibling(process, time.monotonic(), restarts)
+        command = [sys.executable, "-m", "amana.cli", "receive", "--no-sweeper", SIBLING_OPTION]
+        return _Sibling(subprocess.Popen(command, env=self._env), time.monotonic(), restarts)
 
     def restart_dead(self) -> None:
         for index, sibling in enumerate(self._siblings):
@@ -92,8 +83,7 @@ class SiblingListeners:
             if quick_death and time.monotonic() - sibling.started_at < min(30, 2**sibling.restarts):
                 continue
             log.error("receiver process exited with %s; restarting it", code)
-            restarts = sibling.restarts + 1 if quick_death else 0
-            self._siblings[index] = self._spawn(self._fds[index], restarts)
+            self._siblings[index] = self._spawn(sibling.restarts + 1 if quick_death else 0)
 
     def stop(self, timeout_s: float = 20.0) -> None:
         for sibling in self._siblings:

@@ -12,7 +12,7 @@ from types import FrameType
 from sqlalchemy.orm import Session, sessionmaker
 
 from amana.celery_app import make_celery
-from amana.listeners import SiblingListeners, die_with_parent, open_listeners
+from amana.listeners import SiblingListeners, bind_listener, die_with_parent, open_port
 from amana.publisher import Publisher
 from amana.settings import Settings
 from archive import audit
@@ -25,19 +25,14 @@ from ingest.sweeper import SweeperThread, sweep_once
 log = logging.getLogger(__name__)
 
 
-def run_receiver(
-    settings: Settings, *, sweeper: bool = True, listen_fd: int | None = None
-) -> None:
-    """Serve the DICOM port; with `listen_fd`, as a sibling on a socket its parent opened."""
-    listeners: list[socket.socket] = []
-    if listen_fd is not None:
+def run_receiver(settings: Settings, *, sweeper: bool = True, sibling: bool = False) -> None:
+    """Serve the DICOM port; as a `sibling`, beside the receiver process that owns it."""
+    owned: socket.socket | None = None
+    if sibling:
         die_with_parent()
     else:
         # First, so that a busy port stops the receiver before anything else starts.
-        listeners = open_listeners(
-            settings.dicom_host, settings.dicom_port, settings.receiver_processes
-        )
-        listen_fd = listeners[0].fileno()
+        owned = open_port(settings.dicom_host, settings.dicom_port, settings.receiver_processes)
     spool = Spool(
         settings.spool_path,
         settings.spool_min_free_mb * 1024 * 1024,
@@ -54,6 +49,12 @@ def run_receiver(
     policy = AssociationPolicy(
         SourceGate(sessions, open_when_empty=False), accept_loopback=settings.accept_loopback
     )
+    # A sibling joins the port only now, when it can answer what the kernel sends it.
+    listener = (
+        owned
+        if owned is not None
+        else bind_listener(settings.dicom_host, settings.dicom_port, shared=True)
+    )
     server = start_receiver(
         host=settings.dicom_host,
         port=settings.dicom_port,
@@ -61,10 +62,12 @@ def run_receiver(
         spool=spool,
         handler=handler,
         policy=policy,
-        listen_fd=listen_fd,
+        listen_fd=listener.fileno(),
     )
     _audit_activity(sessions, started=True)
-    siblings = SiblingListeners([s.fileno() for s in listeners[1:]]) if listeners[1:] else None
+    siblings = None
+    if owned is not None and settings.receiver_processes > 1:
+        siblings = SiblingListeners(owned.getsockname()[1], settings.receiver_processes - 1)
     sweep_thread: SweeperThread | None = None
     if sweeper:
         sweep_thread = SweeperThread(

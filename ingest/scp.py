@@ -181,32 +181,25 @@ def build_ae(ae_title: str) -> AE:
 
 # Accept waits at most this long, so the server notices a shutdown promptly.
 _ACCEPT_WAIT_S = 0.5
-_LISTEN_BACKLOG = 128
 
 
 class SharedSocketServer(ThreadedAssociationServer):
     """pynetdicom's threaded server on a listening socket opened by the receiver process
-    that owns the port (amana/listeners.py), or bound here when none is given."""
+    (amana/listeners.py)."""
 
-    inherited_fd: int | None = None
-    request_queue_size = _LISTEN_BACKLOG
+    listen_fd: int
 
     def server_bind(self) -> None:
         assert self.socket is not None
-        if self.inherited_fd is None:
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.socket.bind(self.server_address)
-        else:
-            self.socket.close()
-            # A duplicate, so closing this server never closes the descriptor its owner
-            # keeps for a restarted sibling.
-            self.socket = socket.socket(fileno=os.dup(self.inherited_fd))
+        self.socket.close()
+        # A duplicate: the caller keeps owning the socket it opened.
+        self.socket = socket.socket(fileno=os.dup(self.listen_fd))
         self.server_address = self.socket.getsockname()
         self.socket.settimeout(_ACCEPT_WAIT_S)
 
-
-def _server_class(listen_fd: int | None) -> type[SharedSocketServer]:
-    return type("AmanaAssociationServer", (SharedSocketServer,), {"inherited_fd": listen_fd})
+    def server_activate(self) -> None:
+        # Already listening, with the backlog its owner chose; listen() here would shrink it.
+        pass
 
 
 def start_receiver(
@@ -217,10 +210,10 @@ def start_receiver(
     spool: Spool,
     handler: StoreHandler,
     policy: AssociationPolicy,
-    listen_fd: int | None = None,
+    listen_fd: int,
 ) -> SharedSocketServer:
-    """Serve C-ECHO and C-STORE in a background thread; `listen_fd` is a listening socket
-    opened by the receiver that owns the port, else (host, port) is bound here."""
+    """Serve C-ECHO and C-STORE in a background thread on `listen_fd`, a listening socket
+    on (host, port) opened by the receiver process."""
     # Received datasets go straight to a temporary file next to the spool, so adopting it is
     # a rename on the same filesystem rather than a copy.
     _config.STORE_RECV_CHUNKED_DATASET = True
@@ -234,9 +227,10 @@ def start_receiver(
         (evt.EVT_RELEASED, handler.on_association_end),
         (evt.EVT_ABORTED, handler.on_association_end),
     ]
+    server_class = type("AmanaAssociationServer", (SharedSocketServer,), {"listen_fd": listen_fd})
     server = cast(
         SharedSocketServer,
-        ae.make_server((host, port), evt_handlers=handlers, server_class=_server_class(listen_fd)),
+        ae.make_server((host, port), evt_handlers=handlers, server_class=server_class),
     )
     # AE.start_server does the same two steps; shutdown() expects the server in ae._servers.
     ae._servers.append(server)

@@ -25,7 +25,7 @@ from tests.study_factory import make_study
 
 
 def _siblings(parent_pid: int) -> list[int]:
-    """Receiver processes started by `parent_pid` to share its listening socket."""
+    """Receiver processes started by `parent_pid` to share its port."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -36,7 +36,7 @@ def _siblings(parent_pid: int) -> list[int]:
         except OSError:
             continue
         ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
-        if ppid == parent_pid and b"--listen-fd" in cmdline:
+        if ppid == parent_pid and b"--sibling" in cmdline:
             found.append(int(entry.name))
     return sorted(found)
 
