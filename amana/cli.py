@@ -59,8 +59,8 @@ def _prepare_dirs(settings: Settings) -> None:
 
 def _wait_for_schema(settings: Settings, timeout_s: float = 120.0) -> None:
     """Split deployments run migrations once, in their own job; components wait for it."""
-    from archive.db import make_engine
-    from archive.migrate import is_at_head
+    from archive.catalog.db import make_engine
+    from archive.catalog.migrate import is_at_head
 
     engine = make_engine(settings.db_url)
     deadline = time.monotonic() + timeout_s
@@ -85,7 +85,7 @@ def run() -> None:
     """Everything on one machine: receiver, worker, sweeper and API (embedded defaults)."""
     from amana.keys import ensure_key
     from amana.supervisor import supervise
-    from archive.migrate import upgrade
+    from archive.catalog.migrate import upgrade
 
     settings = _settings()
     _prepare_dirs(settings)
@@ -148,7 +148,7 @@ def api() -> None:
     from amana.publisher import publish_now
     from archive import audit
     from archive.api import create_app
-    from archive.db import make_engine, make_sessionmaker
+    from archive.catalog.db import make_engine, make_sessionmaker
 
     settings = _settings()
     _wait_for_schema(settings)
@@ -176,7 +176,7 @@ def import_(
     """Queue a backlog folder through the same spool, jobs and workers as network transfers."""
     from amana.celery_app import make_celery
     from amana.publisher import Publisher
-    from archive.db import make_engine, make_sessionmaker
+    from archive.catalog.db import make_engine, make_sessionmaker
     from ingest.folder import ImportLedger, import_folder, iter_files
     from ingest.spool import Spool
 
@@ -215,7 +215,7 @@ def import_(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the catalog migrations (the compose `migrate` job runs this)."""
-    from archive.migrate import upgrade
+    from archive.catalog.migrate import upgrade
 
     settings = _settings()
     _prepare_dirs(settings)
@@ -242,7 +242,7 @@ def _cell(value: object) -> str:
 
 
 def _session() -> Any:
-    from archive.db import make_engine, make_sessionmaker
+    from archive.catalog.db import make_engine, make_sessionmaker
 
     settings = _settings()
     return make_sessionmaker(make_engine(settings.db_url))()
@@ -251,7 +251,7 @@ def _session() -> Any:
 @quarantine_app.command("list")
 def quarantine_list(fmt: FormatOpt = "table") -> None:
     """One entry per quarantined instance, with its reason code and message."""
-    from archive.queries import list_quarantine
+    from archive.catalog.read import list_quarantine
 
     with _session() as session:
         rows = list_quarantine(session, limit=100000)
@@ -263,8 +263,9 @@ def _quarantine_action(action: str, entry_id: int, dest: Path | None = None) -> 
     from amana.cli_catalog import cli_actor
     from amana.errors import RejectError
     from amana.publisher import publish_now
-    from archive import audit, quarantine_ops
-    from archive.db import make_engine, make_sessionmaker
+    from archive import audit
+    from archive.catalog.db import make_engine, make_sessionmaker
+    from archive.work import quarantine as quarantine_ops
 
     settings = _settings()
     sessions = make_sessionmaker(make_engine(settings.db_url))
@@ -304,7 +305,7 @@ def _quarantine_action(action: str, entry_id: int, dest: Path | None = None) -> 
 def quarantine_show(entry_id: int, fmt: FormatOpt = "table") -> None:
     """One quarantined instance: reason, message, origin and history (no PHI)."""
     from amana.errors import RejectError
-    from archive.quarantine_ops import entry_detail
+    from archive.work.quarantine import entry_detail
 
     with _session() as session:
         try:

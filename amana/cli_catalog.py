@@ -32,7 +32,7 @@ console = Console()
 err = Console(stderr=True)
 FormatOpt = Annotated[str, typer.Option("--format", help="table, json or csv")]
 
-# The keys of `archive.queries.list_studies`, which scripts and tests read.
+# The keys of `archive.catalog.read.list_studies`, which scripts and tests read.
 STUDY_LIST_KEYS = [
     "study_uid",
     "patient_pseudonym",
@@ -58,7 +58,7 @@ def cli_actor() -> str:
 
 @contextmanager
 def catalog_session() -> Iterator[Session]:
-    from archive.db import make_engine, make_sessionmaker
+    from archive.catalog.db import make_engine, make_sessionmaker
 
     settings = Settings()
     engine = make_engine(settings.db_url)
@@ -79,7 +79,7 @@ def print_rows(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> None
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
     if fmt == "csv":
-        from archive.search import to_csv
+        from archive.catalog.search import to_csv
 
         sys.stdout.write(to_csv(rows, columns))
         return
@@ -131,7 +131,7 @@ def catalog_studies(
     full: Annotated[bool, typer.Option(help="every catalog column, not the short list")] = False,
 ) -> None:
     """One entry per study: pseudonymous UID, modalities, series and instance counts."""
-    from archive.search import STUDY_COLUMNS, StudyFilter, count_studies, search_studies
+    from archive.catalog.search import STUDY_COLUMNS, StudyFilter, count_studies, search_studies
 
     try:
         flt = StudyFilter(date_from, date_to, modality, region, profile_version, status)
@@ -162,7 +162,7 @@ def catalog_show(
     study_uid: Annotated[str, typer.Argument(help="the new Study Instance UID")],
 ) -> None:
     """One study with series, instances, jobs and audit history (JSON)."""
-    from archive.search import study_detail
+    from archive.catalog.search import study_detail
 
     try:
         with catalog_session() as session:
@@ -178,7 +178,7 @@ def catalog_stats(
     fmt: Annotated[str, typer.Option("--format", help="json or csv")] = "json",
 ) -> None:
     """Studies and instances per region, modality and month; quarantine rates by reason."""
-    from archive.search import STATISTICS_COLUMNS, statistics, statistics_rows
+    from archive.catalog.search import STATISTICS_COLUMNS, statistics, statistics_rows
 
     with catalog_session() as session:
         stats = statistics(session)
@@ -276,7 +276,7 @@ def audit_export(
 ) -> None:
     """Export events, for a SIEM or a syslog collector (RFC 5424, DICOM AuditMessage body)."""
     from archive import audit
-    from archive.search import to_csv
+    from archive.catalog.search import to_csv
 
     flt = audit.AuditFilter(since=since, until=until)
     host = hostname or socket.gethostname()
@@ -304,7 +304,7 @@ def token_create(
 ) -> None:
     """Mint a token and print it (shown once; only its hash is stored)."""
     from archive import audit
-    from archive.auth import create_token, parse_role
+    from archive.governance.auth import create_token, parse_role
 
     try:
         parsed = parse_role(role)
@@ -331,7 +331,7 @@ def token_create(
 @token_app.command("list")
 def token_list(fmt: FormatOpt = "table") -> None:
     """Token ids, roles and labels (never the secrets)."""
-    from archive.auth import list_tokens
+    from archive.governance.auth import list_tokens
 
     with catalog_session() as session:
         rows = list_tokens(session)
@@ -342,7 +342,7 @@ def token_list(fmt: FormatOpt = "table") -> None:
 def token_revoke(token_id: str) -> None:
     """Revoke a token at once."""
     from archive import audit
-    from archive.auth import revoke_token
+    from archive.governance.auth import revoke_token
 
     try:
         with catalog_session() as session:
@@ -392,7 +392,7 @@ def sources_add(
 ) -> None:
     """Allow a PACS to send."""
     from archive import audit
-    from archive.sources import add_source
+    from archive.governance.sources import add_source
 
     try:
         with catalog_session() as session:
@@ -414,7 +414,7 @@ def sources_add(
 @sources_app.command("list")
 def sources_list(fmt: FormatOpt = "table") -> None:
     """Registered sources."""
-    from archive.sources import list_sources
+    from archive.governance.sources import list_sources
 
     with catalog_session() as session:
         rows = list_sources(session)
@@ -425,7 +425,7 @@ def sources_list(fmt: FormatOpt = "table") -> None:
 def sources_remove(ae_title: str) -> None:
     """Stop accepting a PACS."""
     from archive import audit
-    from archive.sources import remove_source
+    from archive.governance.sources import remove_source
 
     try:
         with catalog_session() as session:

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
     from sqlalchemy.orm import Session
 
-    from archive.auth import Principal
-    from archive.models_governance import ProfileVersion
+    from archive.catalog.models_governance import ProfileVersion
+    from archive.governance.auth import Principal
 
 
 TokenOpt = Annotated[
@@ -32,7 +32,7 @@ TokenOpt = Annotated[
 
 
 def _steward(session: Session, token: str) -> Principal:
-    from archive.auth import Permission, authenticate
+    from archive.governance.auth import Permission, authenticate
 
     principal = authenticate(session, token)
     principal.require(Permission.PROFILES_WRITE)
@@ -44,7 +44,7 @@ def propose(
     token: TokenOpt,
 ) -> None:
     """Upload a profile version: validated, diffed against the active one, stored PROPOSED."""
-    from archive.governance import propose as propose_version
+    from archive.governance.versions import propose as propose_version
 
     settings = Settings()
     try:
@@ -88,7 +88,7 @@ def approve(
     token: TokenOpt,
 ) -> None:
     """Approve a proposed version (a steward other than its proposer)."""
-    from archive.governance import approve as approve_version
+    from archive.governance.versions import approve as approve_version
 
     pv, principal = _steward_step(version, token, approve_version)
     typer.echo(f"{pv.name} version {pv.version} approved by {principal.token_id}")
@@ -99,7 +99,7 @@ def activate(
     token: TokenOpt,
 ) -> None:
     """Activate an approved version; workers switch to it within a minute."""
-    from archive.governance import activate as activate_version
+    from archive.governance.versions import activate as activate_version
 
     pv, _principal = _steward_step(version, token, activate_version)
     typer.echo(f"{pv.name} version {pv.version} is now active")
@@ -110,7 +110,7 @@ def versions(
     fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
 ) -> None:
     """Every uploaded version: status, proposer, approvers, activation."""
-    from archive.governance import list_versions
+    from archive.governance.versions import list_versions
 
     with catalog_session() as session:
         rows = list_versions(session, name)

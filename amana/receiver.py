@@ -16,8 +16,8 @@ from amana.listeners import SiblingListeners, bind_listener, die_with_parent, op
 from amana.publisher import Publisher
 from amana.settings import Settings
 from archive import audit
-from archive.db import make_engine, make_sessionmaker
-from archive.sources import SourceGate
+from archive.catalog.db import make_engine, make_sessionmaker
+from archive.governance.sources import SourceGate
 from ingest.scp import AssociationPolicy, StoreHandler, start_receiver
 from ingest.spool import Spool
 from ingest.sweeper import SweeperThread, sweep_once

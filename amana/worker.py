@@ -17,9 +17,9 @@ from amana.keys import load_key
 from amana.settings import Settings
 from anonymizer.engine import Deidentifier
 from archive import audit
-from archive.db import make_engine, make_sessionmaker
-from archive.governance import ActiveProfileWatcher, refresh_deidentifier
-from archive.pipeline import JobResult, WorkerContext, process_jobs
+from archive.catalog.db import make_engine, make_sessionmaker
+from archive.governance.versions import ActiveProfileWatcher, refresh_deidentifier
+from archive.work.pipeline import JobResult, WorkerContext, process_jobs
 
 log = logging.getLogger(__name__)
 

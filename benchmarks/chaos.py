@@ -236,8 +236,8 @@ def wait_for_settlement(
 ) -> dict[str, int]:
     from sqlalchemy import func, select
 
-    from archive.db import make_engine, make_sessionmaker
-    from archive.models import Instance, Job, JobStatus
+    from archive.catalog.db import make_engine, make_sessionmaker
+    from archive.catalog.models import Instance, Job, JobStatus
 
     sessions = make_sessionmaker(make_engine(env["AMANA_DATABASE_URL"]))
     archive = Path(env["AMANA_HOME"]) / "archive"

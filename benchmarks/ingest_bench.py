@@ -162,14 +162,14 @@ class JobCounter:
     """Jobs by status, read from the catalog the run writes to."""
 
     def __init__(self, url: str) -> None:
-        from archive.db import make_engine
+        from archive.catalog.db import make_engine
 
         self.engine = make_engine(url)
 
     def counts(self) -> dict[str, int]:
         from sqlalchemy import func, select
 
-        from archive.models import Job
+        from archive.catalog.models import Job
 
         with self.engine.connect() as conn:
             rows = conn.execute(select(Job.status, func.count()).group_by(Job.status)).all()

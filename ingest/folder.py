@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from archive.jobs import create_job
+from archive.work.jobs import create_job
 from ingest.spool import Spool
 
 PART10_MAGIC_OFFSET = 128

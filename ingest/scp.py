@@ -40,8 +40,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from amana.errors import AmanaError, RetryableError
 from amana.status_map import DIMSE_SUCCESS, dimse_status
 from archive import audit
-from archive.jobs import create_job
-from archive.sources import SourceGate
+from archive.governance.sources import SourceGate
+from archive.work.jobs import create_job
 from ingest.spool import Spool
 from ingest.validate import check_header
 

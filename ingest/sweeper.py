@@ -11,8 +11,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from archive import audit
-from archive.jobs import jobs_to_resend, mark_resent, utcnow
-from archive.models import Instance, Series, Study, StudyStatus
+from archive.catalog.models import Instance, Series, Study, StudyStatus
+from archive.work.jobs import jobs_to_resend, mark_resent, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ def pg_server() -> Iterator[str]:
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty catalog: once on SQLite, once on PostgreSQL."""
-    from archive.migrate import upgrade
+    from archive.catalog.migrate import upgrade
 
     url = (
         f"sqlite:///{tmp_path / 'catalog.db'}"
@@ -33,7 +33,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture()
 def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
     """Sessions on the `db_url` catalog."""
-    from archive.db import make_engine, make_sessionmaker
+    from archive.catalog.db import make_engine, make_sessionmaker
 
     engine = make_engine(db_url)
     yield make_sessionmaker(engine)

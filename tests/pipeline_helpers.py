@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from amana.keys import ensure_key
 from amana.settings import REPO_ROOT
 from anonymizer.engine import Deidentifier, load_profile
-from archive.jobs import create_job
-from archive.pipeline import WorkerContext
+from archive.work.jobs import create_job
+from archive.work.pipeline import WorkerContext
 from ingest.spool import Spool
 
 

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from anonymizer.outcome import InstanceFacts
-from archive.auth import create_token
-from archive.catalog import record_instance
-from archive.jobs import create_job
-from archive.models import Job, JobStatus
-from archive.models_governance import Role
+from archive.catalog.models import Job, JobStatus
+from archive.catalog.models_governance import Role
+from archive.catalog.write import record_instance
+from archive.governance.auth import create_token
+from archive.work.jobs import create_job
 
 
 def mint(sessions: sessionmaker[Session], role: str) -> str:

@@ -14,9 +14,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from archive.api import create_app
-from archive.jobs import create_job
-from archive.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
-from archive.models_governance import AuditEvent
+from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
+from archive.catalog.models_governance import AuditEvent
+from archive.work.jobs import create_job
 from tests.catalog.conftest import add_instance, mint
 
 

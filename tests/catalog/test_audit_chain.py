@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from archive import audit
-from archive.models_governance import AuditEvent
+from archive.catalog.models_governance import AuditEvent
 
 
 def _query(actor: str, n: int) -> audit.AuditRecord:
@@ -189,7 +189,7 @@ def test_syslog_export_is_rfc5424_with_a_dicom_audit_message(
 
 
 def _append_in_process(url: str, worker: int, count: int) -> None:
-    from archive.db import make_engine, make_sessionmaker
+    from archive.catalog.db import make_engine, make_sessionmaker
 
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)

@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from amana.settings import REPO_ROOT
 from anonymizer.engine import Deidentifier, key_from_bytes, load_profile
 from archive.api import create_app
-from archive.governance import ActiveProfileWatcher, active_profile, refresh_deidentifier
-from archive.jobs import create_job
-from archive.models import Instance, QuarantineEntry
-from archive.models_governance import AuditEvent
-from archive.pipeline import JobResult, WorkerContext, process_job
+from archive.catalog.models import Instance, QuarantineEntry
+from archive.catalog.models_governance import AuditEvent
+from archive.governance.versions import ActiveProfileWatcher, active_profile, refresh_deidentifier
+from archive.work.jobs import create_job
+from archive.work.pipeline import JobResult, WorkerContext, process_job
 from ingest.spool import Spool
 from tests.catalog.conftest import mint
 

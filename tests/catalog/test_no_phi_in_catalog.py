@@ -19,9 +19,9 @@ from amana.settings import REPO_ROOT
 from anonymizer.engine import Deidentifier, key_from_bytes, load_profile
 from archive import audit
 from archive.api import create_app
-from archive.jobs import create_job
-from archive.models import Job, JobStatus
-from archive.pipeline import WorkerContext, process_job
+from archive.catalog.models import Job, JobStatus
+from archive.work.jobs import create_job
+from archive.work.pipeline import WorkerContext, process_job
 from ingest.spool import Spool
 from tests.catalog.conftest import mint
 

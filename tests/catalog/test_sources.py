@@ -11,8 +11,8 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from archive.models_governance import AuditEvent
-from archive.sources import SourceGate, add_source, check_source
+from archive.catalog.models_governance import AuditEvent
+from archive.governance.sources import SourceGate, add_source, check_source
 from tests.services import free_port
 
 

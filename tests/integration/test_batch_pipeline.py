@@ -21,10 +21,10 @@ from amana.celery_app import PROCESS_JOB, PROCESS_JOBS
 from amana.settings import Settings
 from amana.worker import make_worker_app
 from archive import audit
-from archive.db import make_engine, make_sessionmaker
-from archive.models import Instance, Job, JobStatus, QuarantineEntry, Series, Study
-from archive.models_governance import AuditEvent
-from archive.pipeline import JobResult, WorkerContext, process_job, process_jobs
+from archive.catalog.db import make_engine, make_sessionmaker
+from archive.catalog.models import Instance, Job, JobStatus, QuarantineEntry, Series, Study
+from archive.catalog.models_governance import AuditEvent
+from archive.work.pipeline import JobResult, WorkerContext, process_job, process_jobs
 from tests.pipeline_helpers import enqueue, worker_context
 from tests.study_factory import FakeStudy, make_study
 

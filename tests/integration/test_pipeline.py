@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from amana.errors import QuarantineReason
-from archive.jobs import utcnow
-from archive.models import Instance, Job, JobStatus, QuarantineEntry, Study
-from archive.pipeline import JobResult, WorkerContext, process_job
+from archive.catalog.models import Instance, Job, JobStatus, QuarantineEntry, Study
+from archive.work.jobs import utcnow
+from archive.work.pipeline import JobResult, WorkerContext, process_job
 from tests.pipeline_helpers import enqueue, worker_context
 from tests.study_factory import make_study
 

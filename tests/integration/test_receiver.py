@@ -6,8 +6,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from archive.db import make_engine
-from archive.models import Job
+from archive.catalog.db import make_engine
+from archive.catalog.models import Job
 from tests.harness import Amana
 from tests.raw_scu import send_dataset_files
 from tests.services import ThrowawayPostgres

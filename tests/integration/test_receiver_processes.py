@@ -18,8 +18,8 @@ from sqlalchemy import select
 from amana.celery_app import PROCESS_JOBS, QUEUE, make_celery
 from amana.publisher import BATCH_MAX, Publisher
 from amana.settings import Settings
-from archive.db import make_engine
-from archive.models import Job
+from archive.catalog.db import make_engine
+from archive.catalog.models import Job
 from tests.harness import REPO, Amana, storescu, wait_until
 from tests.study_factory import make_study
 

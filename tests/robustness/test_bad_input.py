@@ -14,11 +14,11 @@ from sqlalchemy import select
 from amana.keys import ensure_key
 from amana.settings import REPO_ROOT
 from anonymizer.engine import Deidentifier, load_profile
-from archive.db import make_engine, make_sessionmaker
-from archive.jobs import create_job
-from archive.migrate import upgrade
-from archive.models import Instance, Job, JobStatus, QuarantineEntry
-from archive.pipeline import WorkerContext, process_job
+from archive.catalog.db import make_engine, make_sessionmaker
+from archive.catalog.migrate import upgrade
+from archive.catalog.models import Instance, Job, JobStatus, QuarantineEntry
+from archive.work.jobs import create_job
+from archive.work.pipeline import WorkerContext, process_job
 from ingest.spool import Spool
 from tests.robustness.corpus import BAD_INPUTS, CHARSET_FILES
 

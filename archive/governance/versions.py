@@ -29,9 +29,9 @@ from amana.errors import RejectError
 from anonymizer.engine import Deidentifier, ProfileError, key_from_bytes, load_profile
 from anonymizer.profile_model import Profile
 from archive import audit
-from archive.auth import Principal
-from archive.jobs import utcnow
-from archive.models_governance import ProfileApproval, ProfileVersion, ProfileVersionStatus
+from archive.catalog.models_governance import ProfileApproval, ProfileVersion, ProfileVersionStatus
+from archive.governance.auth import Principal
+from archive.work.jobs import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import ColumnElement, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from archive.models import Job, JobStatus
+from archive.catalog.models import Job, JobStatus
 
 
 def utcnow() -> datetime:

@@ -26,8 +26,13 @@ from starlette.concurrency import run_in_threadpool
 
 from amana.errors import AmanaError, RejectError, RetryableError
 from amana.status_map import http_status
-from archive import audit, governance, quarantine_ops, queries, search, sources
-from archive.auth import (
+from archive import audit
+from archive.catalog import read as queries
+from archive.catalog import search
+from archive.catalog.models_governance import ProfileVersion
+from archive.governance import sources
+from archive.governance import versions as governance
+from archive.governance.auth import (
     Permission,
     Principal,
     authenticate,
@@ -36,11 +41,11 @@ from archive.auth import (
     parse_role,
     revoke_token,
 )
-from archive.models_governance import ProfileVersion
+from archive.work import quarantine as quarantine_ops
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PROFILES_DIR = Path(__file__).resolve().parents[1] / "profiles"
+DEFAULT_PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
 UNAUDITED_PATHS = frozenset({"/health"})
 TOKEN_ID = re.compile(r"^tok_[0-9a-f]{12}$")
 UID = r"^[0-9.]{1,64}$"

@@ -24,7 +24,7 @@ from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from amana.errors import RetryableError
-from archive.models_governance import AuditEvent, AuditHead
+from archive.catalog.models_governance import AuditEvent, AuditHead
 
 GENESIS_HASH = "0" * 64
 HEAD_ID = 1

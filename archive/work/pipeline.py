@@ -30,7 +30,8 @@ from anonymizer.engine import Deidentifier
 from anonymizer.outcome import Outcome
 from anonymizer.paths import archive_relpath
 from archive import audit
-from archive.catalog import (
+from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
+from archive.catalog.write import (
     NewInstance,
     archived_instance_ids,
     find_instance,
@@ -38,8 +39,7 @@ from archive.catalog import (
     record_instances,
 )
 from archive.fsio import durable_move, durable_write
-from archive.jobs import Claim, claim_many, defer_attempts, start_attempt, utcnow
-from archive.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
+from archive.work.jobs import Claim, claim_many, defer_attempts, start_attempt, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from archive.models import Base, BigId
+from archive.catalog.models import Base, BigId
 
 
 class Role(enum.StrEnum):

@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from amana.errors import RejectError
-from archive.jobs import utcnow
-from archive.models_governance import ApiToken, Role
+from archive.catalog.models_governance import ApiToken, Role
+from archive.work.jobs import utcnow
 
 
 class Permission(StrEnum):

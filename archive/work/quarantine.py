@@ -10,9 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from amana.errors import RejectError
+from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
 from archive.fsio import durable_move, fsync_dir
-from archive.jobs import utcnow
-from archive.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
+from archive.work.jobs import utcnow
 
 
 def _held(session: Session, entry_id: int) -> QuarantineEntry:

@@ -12,8 +12,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from amana.errors import RejectError
-from archive.jobs import utcnow
-from archive.models_governance import Source
+from archive.catalog.models_governance import Source
+from archive.work.jobs import utcnow
 
 # PS3.8: up to 16 characters of the default repertoire, no backslash or control characters.
 AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from anonymizer.outcome import InstanceFacts
-from archive.models import Instance, Patient, Series, Study, StudyStatus
+from archive.catalog.models import Instance, Patient, Series, Study, StudyStatus
 
 T = TypeVar("T")
 

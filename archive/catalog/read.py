@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from archive.models import Instance, Job, JobStatus, Patient, QuarantineEntry, Series, Study
+from archive.catalog.models import Instance, Job, JobStatus, Patient, QuarantineEntry, Series, Study
 
 
 def list_studies(session: Session, *, limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, Select, and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from amana.errors import RejectError
-from archive.models import (
+from archive.catalog.models import (
     Instance,
     Job,
     JobStatus,

@@ -1,12 +1,12 @@
-"""Alembic environment: the URL comes from the caller (archive.migrate), never from a file."""
+"""Alembic environment: the URL comes from the caller (archive.catalog.migrate)."""
 
 from __future__ import annotations
 
 from alembic import context
 
-import archive.models_governance  # noqa: F401  (registers the governance tables)
-from archive.db import make_engine
-from archive.models import Base
+import archive.catalog.models_governance  # noqa: F401  (registers the governance tables)
+from archive.catalog.db import make_engine
+from archive.catalog.models import Base
 
 config = context.config
 target_metadata = Base.metadata

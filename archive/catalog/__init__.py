@@ -1,0 +1,1 @@
+"""The pseudonymous catalog: models, migrations, sessions, writes and reads."""

@@ -1,0 +1,1 @@
+"""Profile versions, users and tokens, registered sources: who may do what."""

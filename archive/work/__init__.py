@@ -1,0 +1,1 @@
+"""Jobs from received to archived or quarantined: claiming, the pipeline, quarantine operations."""
