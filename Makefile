@@ -35,6 +35,7 @@ $(VENV)/.installed: pyproject.toml
 
 lint:
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 typecheck:
 	$(VENV)/bin/mypy

@@ -22,8 +22,8 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from amana.errors import QuarantineError, QuarantineReason
 from anonymizer.dates import age_in_years, age_years_from_as, decade_band, parse_da
+from anonymizer.errors import QuarantineError, QuarantineReason
 from anonymizer.fastwrite import encode_elements, write_fast
 from anonymizer.identity import IdentifyingValues, collect
 from anonymizer.integrity import check_pixel_integrity

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragments
 
-from amana.errors import QuarantineError, QuarantineReason
+from anonymizer.errors import QuarantineError, QuarantineReason
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 

@@ -37,11 +37,11 @@ from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from amana.errors import AmanaError, RetryableError
-from amana.status_map import DIMSE_SUCCESS, dimse_status
+from anonymizer.errors import AmanaError, RetryableError
 from archive import audit
 from archive.governance.sources import SourceGate
 from archive.work.jobs import create_job
+from ingest.dimse_status import DIMSE_SUCCESS, dimse_status
 from ingest.spool import Spool
 from ingest.validate import check_header
 

@@ -9,7 +9,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from amana.errors import RejectError, RetryableError
+from anonymizer.errors import RejectError, RetryableError
 from archive.fsio import durable_move, free_bytes
 
 

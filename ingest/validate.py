@@ -8,7 +8,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from amana.errors import RejectError
+from anonymizer.errors import RejectError
 
 # Headers larger than this are read lazily: the check must stay cheap for any input.
 _DEFER_BYTES = 4096

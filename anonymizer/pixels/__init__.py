@@ -22,7 +22,7 @@ from collections.abc import Collection
 
 from pydicom.dataset import Dataset
 
-from amana.errors import QuarantineError
+from anonymizer.errors import QuarantineError
 
 from .policy import OcrSettings, PixelPolicy, bind_rules_dir
 from .rules import DEFAULT_RULES_DIR, RuleSet, load_pixel_rules, rules_for

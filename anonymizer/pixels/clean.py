@@ -13,7 +13,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from scipy import ndimage as ndi
 
-from amana.errors import QuarantineError, QuarantineReason
+from anonymizer.errors import QuarantineError, QuarantineReason
 
 from . import codec, mask, ocr, overlays, verify
 from .policy import OcrSettings, PixelPolicy

@@ -28,7 +28,7 @@ from pydicom.uid import (
 )
 from pydicom.uid import JPEGLossless as JPEGLosslessP14
 
-from amana.errors import QuarantineError, QuarantineReason
+from anonymizer.errors import QuarantineError, QuarantineReason
 
 from .policy import LosslessSyntax
 

@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 from pydicom.overlays import get_overlay_array
 from pydicom.pixels import pack_bits
 
-from amana.errors import QuarantineError
+from anonymizer.errors import QuarantineError
 
 from . import mask, ocr, verify
 from .policy import PixelPolicy

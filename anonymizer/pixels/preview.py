@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from amana.errors import QuarantineError
+from anonymizer.errors import QuarantineError
 
 from . import codec, mask
 from .clean import display_frame, run

@@ -35,7 +35,7 @@ from pydicom.datadict import get_entry, repeater_has_keyword, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag, Tag
 
-from amana.errors import QuarantineError, QuarantineReason
+from anonymizer.errors import QuarantineError, QuarantineReason
 
 from .policy import PixelPolicy
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-from amana.errors import QuarantineError, QuarantineReason
+from anonymizer.errors import QuarantineError, QuarantineReason
 
 from .policy import OcrSettings
 

@@ -24,9 +24,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from amana.errors import AmanaError, RejectError, RetryableError
-from amana.status_map import http_status
+from anonymizer.errors import AmanaError, RejectError, RetryableError
 from archive import audit
+from archive.api.errors import http_status
 from archive.catalog import read as queries
 from archive.catalog import search
 from archive.catalog.models_governance import ProfileVersion

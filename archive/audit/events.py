@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from amana.errors import RetryableError
+from anonymizer.errors import RetryableError
 from archive.catalog.models_governance import AuditEvent, AuditHead
 
 GENESIS_HASH = "0" * 64

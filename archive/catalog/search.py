@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, exists, func, select
 from sqlalchemy.orm import Session
 
-from amana.errors import RejectError
+from anonymizer.errors import RejectError
 from archive.catalog.models import (
     Instance,
     Job,

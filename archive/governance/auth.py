@@ -16,7 +16,7 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from amana.errors import RejectError
+from anonymizer.errors import RejectError
 from archive.catalog.models_governance import ApiToken, Role
 from archive.work.jobs import utcnow
 

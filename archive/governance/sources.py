@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from amana.errors import RejectError
+from anonymizer.errors import RejectError
 from archive.catalog.models_governance import Source
 from archive.work.jobs import utcnow
 

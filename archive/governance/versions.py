@@ -25,8 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from amana.errors import RejectError
 from anonymizer.engine import Deidentifier, ProfileError, key_from_bytes, load_profile
+from anonymizer.errors import RejectError
 from anonymizer.profile_model import Profile
 from archive import audit
 from archive.catalog.models_governance import ProfileApproval, ProfileVersion, ProfileVersionStatus

@@ -25,8 +25,8 @@ from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from amana.errors import QuarantineError, QuarantineReason
 from anonymizer.engine import Deidentifier
+from anonymizer.errors import QuarantineError, QuarantineReason
 from anonymizer.outcome import Outcome
 from anonymizer.paths import archive_relpath
 from archive import audit

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from amana.errors import RejectError
+from anonymizer.errors import RejectError
 from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
 from archive.fsio import durable_move, fsync_dir
 from archive.work.jobs import utcnow

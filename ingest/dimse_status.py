@@ -1,8 +1,9 @@
-"""The one place where the system's decisions become protocol answers."""
+"""The one place where the system's decisions become DIMSE statuses (the HTTP codes have
+theirs in `archive.api.errors`)."""
 
 from __future__ import annotations
 
-from amana.errors import AmanaError, QuarantineError, RejectError, RetryableError
+from anonymizer.errors import QuarantineError, RejectError
 
 DIMSE_SUCCESS = 0x0000
 # Out of resources: the sender keeps the instance and tries again later.
@@ -26,22 +27,3 @@ def dimse_status(error: BaseException) -> int:
         return DIMSE_OUT_OF_RESOURCES
     # RetryableError and anything unexpected: never Success for data not stored.
     return DIMSE_OUT_OF_RESOURCES
-
-
-# Reject codes with an HTTP answer of their own; every other reject is 422.
-_HTTP_REJECT_CODES = {
-    "not_found": 404,
-    "unauthenticated": 401,
-    "forbidden": 403,
-    "conflict": 409,
-}
-
-
-def http_status(error: AmanaError) -> int:
-    if isinstance(error, RejectError):
-        return _HTTP_REJECT_CODES.get(error.code, 422)
-    if isinstance(error, RetryableError):
-        return 503
-    if isinstance(error, QuarantineError):
-        return 422
-    return 500
