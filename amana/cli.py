@@ -160,7 +160,7 @@ def api() -> None:
         hostname=socket.gethostname(),
         quarantine_dir=settings.quarantine_path,
         spool_dir=settings.spool_path,
-        publish=lambda job_id: publish_now(celery, [job_id]),
+        publish=lambda job_ids: publish_now(celery, job_ids),
     )
     audit.record(sessions, audit.application_activity("api", started=True))
     try:
@@ -251,10 +251,10 @@ def _session() -> Any:
 @quarantine_app.command("list")
 def quarantine_list(fmt: FormatOpt = "table") -> None:
     """One entry per quarantined instance, with its reason code and message."""
-    from archive.catalog.read import list_quarantine
+    from archive.catalog.search import QuarantineFilter, search_quarantine
 
     with _session() as session:
-        rows = list_quarantine(session, limit=100000)
+        _total, rows = search_quarantine(session, QuarantineFilter(), limit=100000)
     _print(rows, fmt, ["id", "job_id", "reason", "message", "status", "received_at"])
 
 

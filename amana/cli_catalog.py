@@ -32,7 +32,7 @@ console = Console()
 err = Console(stderr=True)
 FormatOpt = Annotated[str, typer.Option("--format", help="table, json or csv")]
 
-# The keys of `archive.catalog.read.list_studies`, which scripts and tests read.
+# The short list of `archive.catalog.search.search_studies` keys, which scripts and tests read.
 STUDY_LIST_KEYS = [
     "study_uid",
     "patient_pseudonym",
@@ -131,7 +131,13 @@ def catalog_studies(
     full: Annotated[bool, typer.Option(help="every catalog column, not the short list")] = False,
 ) -> None:
     """One entry per study: pseudonymous UID, modalities, series and instance counts."""
-    from archive.catalog.search import STUDY_COLUMNS, StudyFilter, count_studies, search_studies
+    from archive.catalog.search import (
+        STUDY_COLUMNS,
+        UNMATCHED,
+        StudyFilter,
+        count_studies,
+        search_studies,
+    )
 
     try:
         flt = StudyFilter(date_from, date_to, modality, region, profile_version, status)
@@ -143,7 +149,7 @@ def catalog_studies(
                 "studies",
                 rows=len(rows),
                 filters={
-                    k: (v if matched or k in ("date_from", "date_to", "status") else "(no match)")
+                    k: (v if matched or k in ("date_from", "date_to", "status") else UNMATCHED)
                     for k, v in flt.as_audit_detail().items()
                 },
             )

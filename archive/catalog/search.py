@@ -31,6 +31,10 @@ from archive.catalog.models import (
 
 DATE = re.compile(r"^\d{8}$")
 
+# What the audit trail holds instead of a free-text filter value that matched nothing: such a
+# value could be anything a user typed, a patient's name included (API and command line).
+UNMATCHED = "(matched nothing)"
+
 
 @dataclass(frozen=True)
 class StudyFilter:

@@ -29,6 +29,7 @@ from anonymizer.engine import Deidentifier, ProfileError, key_from_bytes, load_p
 from anonymizer.errors import RejectError
 from anonymizer.profile_model import Profile
 from archive import audit
+from archive.audit.unit import Work
 from archive.catalog.models_governance import ProfileApproval, ProfileVersion, ProfileVersionStatus
 from archive.governance.auth import Principal
 from archive.work.jobs import utcnow
@@ -222,13 +223,15 @@ def propose(
     profiles_dir: Path,
     *,
     client_address: str | None = None,
+    work: Work | None = None,
 ) -> Proposal:
     """Validate, diff against the active version (or the file on disk), store as PROPOSED."""
     try:
         profile = load_profile_text(yaml_text, profiles_dir)
     except RejectError:
-        audit.append(
+        _emit(
             session,
+            work,
             _governance_event(
                 principal,
                 audit.Action.CREATE,
@@ -258,8 +261,9 @@ def propose(
         )
         session.add(existing)
         session.flush()
-    audit.append(
+    _emit(
         session,
+        work,
         _governance_event(
             principal,
             audit.Action.CREATE,
@@ -286,7 +290,12 @@ def _baseline(session: Session, name: str, profiles_dir: Path) -> tuple[Profile 
 
 
 def approve(
-    session: Session, ref: str | int, principal: Principal, *, client_address: str | None = None
+    session: Session,
+    ref: str | int,
+    principal: Principal,
+    *,
+    client_address: str | None = None,
+    work: Work | None = None,
 ) -> ProfileVersion:
     pv = get_version(session, ref)
     if pv.status != ProfileVersionStatus.PROPOSED:
@@ -294,8 +303,9 @@ def approve(
             f"version {pv.version} is {pv.status.value}, not PROPOSED", code="conflict"
         )
     if principal.token_id == pv.proposed_by:
-        audit.append(
+        _emit(
             session,
+            work,
             _governance_event(
                 principal,
                 audit.Action.UPDATE,
@@ -320,15 +330,21 @@ def approve(
     except IntegrityError as exc:
         raise RejectError("already approved by this steward", code="conflict") from exc
     session.refresh(pv)
-    audit.append(
+    _emit(
         session,
+        work,
         _governance_event(principal, audit.Action.UPDATE, pv, client_address, {"step": "approve"}),
     )
     return pv
 
 
 def activate(
-    session: Session, ref: str | int, principal: Principal, *, client_address: str | None = None
+    session: Session,
+    ref: str | int,
+    principal: Principal,
+    *,
+    client_address: str | None = None,
+    work: Work | None = None,
 ) -> ProfileVersion:
     """Make a version the active one for its name; the previous active one is retired.
 
@@ -340,8 +356,9 @@ def activate(
     # same approval rule below.
     second = {a.approved_by for a in pv.approvals} - {pv.proposed_by}
     if len(second) < REQUIRED_APPROVALS:
-        audit.append(
+        _emit(
             session,
+            work,
             _governance_event(
                 principal,
                 audit.Action.UPDATE,
@@ -364,8 +381,9 @@ def activate(
     pv.activated_by = principal.token_id
     pv.activated_at = now
     session.flush()
-    audit.append(
+    _emit(
         session,
+        work,
         _governance_event(
             principal,
             audit.Action.UPDATE,
@@ -375,6 +393,18 @@ def activate(
         ),
     )
     return pv
+
+
+def _emit(session: Session, work: Work | None, record: audit.AuditRecord) -> None:
+    """Append the step's event, or, inside a caller's audited unit of work, hand its details
+    to that unit's single event (which records the refusal itself if the step raises)."""
+    if work is None:
+        audit.append(session, record)
+        return
+    detail = dict(record.detail)
+    if "refused" in detail:  # the unit writes the refusal's code under "refused"
+        detail["reason"] = detail.pop("refused")
+    work.note(object_id=record.object_id, **detail)
 
 
 def _governance_event(

@@ -318,7 +318,7 @@ def test_steward_retries_and_purges_quarantine(
             entries.append(entry.id)
     published: list[int] = []
     app = create_app(
-        sessions, quarantine_dir=quarantine_dir, spool_dir=spool_dir, publish=published.append
+        sessions, quarantine_dir=quarantine_dir, spool_dir=spool_dir, publish=published.extend
     )
     steward, auditor = mint(sessions, "steward"), mint(sessions, "auditor")
     with TestClient(app) as client:

@@ -1,0 +1,17 @@
+"""One router per area of the API; `archive.api.app.create_app` includes them all."""
+
+from fastapi import APIRouter
+
+from archive.api.routers import audit, catalog, health, profiles, quarantine, sources, tokens
+
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
+    catalog.router,
+    quarantine.router,
+    audit.router,
+    profiles.router,
+    sources.router,
+    tokens.router,
+)
+
+__all__ = ["ROUTERS"]

@@ -1,0 +1,68 @@
+"""PACS allowed to send, for admins (and auditors, who may list them)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from archive import audit
+from archive.api.deps import AuditDep, SessionDep, SourceReader, SourceWriter, unit
+from archive.api.schemas import SourceIn, SourceOut
+from archive.governance import sources
+
+router = APIRouter(tags=["sources"])
+
+
+@router.get("/sources", response_model=list[SourceOut])
+def list_sources(
+    request: Request, session: SessionDep, ctx: AuditDep, _who: SourceReader
+) -> list[SourceOut]:
+    """PACS allowed to send: AE title, address, profile, site and region."""
+    ctx.set(audit.EventId.QUERY, audit.Action.EXECUTE, object_type="source")
+    with unit(request, ctx, session):
+        rows = sources.list_sources(session)
+    return [SourceOut.model_validate(row) for row in rows]
+
+
+@router.post("/sources", status_code=201, response_model=SourceOut)
+def add_source(
+    request: Request, session: SessionDep, ctx: AuditDep, _who: SourceWriter, body: SourceIn
+) -> SourceOut:
+    """Register a PACS: its AE title and the address or network it connects from."""
+    ctx.set(
+        audit.EventId.SECURITY_ALERT,
+        audit.Action.CREATE,
+        event_type=audit.EventType.NETWORK_CONFIGURATION,
+        object_type="node",
+        # Configuration an admin typed, not patient data: kept even when refused.
+        object_id=body.ae_title if sources.AE_TITLE.match(body.ae_title) else None,
+    )
+    with unit(request, ctx, session, writes=True) as work:
+        src = sources.add_source(
+            session,
+            ae_title=body.ae_title,
+            address=body.address,
+            profile_name=body.profile,
+            site=body.site,
+            region=body.region,
+        )
+        work.note(object_id=src.ae_title, address=src.address)
+        row = sources.source_row(src)
+    return SourceOut.model_validate(row)
+
+
+@router.delete("/sources/{ae_title}", status_code=204, response_class=Response)
+def remove_source(
+    request: Request, session: SessionDep, ctx: AuditDep, _who: SourceWriter, ae_title: str
+) -> Response:
+    """Stop accepting a PACS; its past jobs keep its AE title."""
+    ctx.set(
+        audit.EventId.SECURITY_ALERT,
+        audit.Action.DELETE,
+        event_type=audit.EventType.NETWORK_CONFIGURATION,
+        object_type="node",
+    )
+    with unit(request, ctx, session, writes=True) as work:
+        sources.remove_source(session, ae_title)
+        work.note(object_id=ae_title)
+    return Response(status_code=204)
