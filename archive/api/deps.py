@@ -238,36 +238,18 @@ SourceWriter = Annotated[Principal, Depends(_requires(Permission.SOURCES_WRITE))
 TokenAdmin = Annotated[Principal, Depends(_requires(Permission.TOKENS_WRITE))]
 
 
-def _begin_for_writes(session: Session) -> None:
-    """On SQLite, open the transaction before the body's changes. pysqlite begins one only
-    at the first INSERT/UPDATE/DELETE, so a SAVEPOINT (`begin_nested`, used to turn a
-    duplicate into a conflict) would be the outermost transaction and its RELEASE would
-    commit the change before its audit event exists. IMMEDIATE takes the write lock now, so
-    the change and the append cannot meet a stale snapshot."""
-    if session.get_bind().dialect.name != "sqlite":
-        return
-    dbapi = session.connection().connection.dbapi_connection
-    if dbapi is not None and not getattr(dbapi, "in_transaction", True):
-        dbapi.execute("BEGIN IMMEDIATE")
-
-
 @contextmanager
-def unit(
-    request: Request, ctx: AuditContext, session: Session, *, writes: bool = False
-) -> Iterator[Work]:
+def unit(request: Request, ctx: AuditContext, session: Session) -> Iterator[Work]:
     """The request's reads or changes and its audit event, as one transaction.
 
     The event is the one `ctx` declares (call `ctx.set` first), with the route's success
     status; a refusal is recorded with its HTTP status and rolls the changes back. Either
     way the request is marked recorded, so the middleware does not record it again. Any
     other error (the audit head missing, the database gone) leaves nothing and no record:
-    the middleware then records the failure if it can, or answers 503. `writes=True` for
-    routes that change the catalog.
+    the middleware then records the failure if it can, or answers 503.
     """
     route = request.scope.get("route")
     status = getattr(route, "status_code", None) or 200
-    if writes:
-        _begin_for_writes(session)
     try:
         with audited(session, record_for(request, ctx, status)) as work:
             try:

@@ -99,7 +99,7 @@ def propose_profile(
 ) -> ProposalOut:
     """Upload a profile: validated with the workers' loader, diffed, stored as PROPOSED."""
     _configuration_change(ctx, audit.Action.CREATE)
-    with unit(request, ctx, session, writes=True) as work:
+    with unit(request, ctx, session) as work:
         data = profile.file.read(governance.MAX_PROFILE_BYTES + 1)
         try:
             yaml_text = data.decode("utf-8")
@@ -166,7 +166,7 @@ def _profile_step(
 ) -> ProfileVersionOut:
     _configuration_change(ctx, audit.Action.UPDATE)
     work: Work
-    with unit(request, ctx, session, writes=True) as work:
+    with unit(request, ctx, session) as work:
         pv = step(session, ref, who, client_address=client_address(request), work=work)
         work.note(object_id=pv.version)
         row = governance.version_row(pv)

@@ -111,7 +111,7 @@ def quarantine_retry(
     _steward_action(ctx, audit.Action.UPDATE, "retry")
     if state.quarantine_dir is None or state.spool_dir is None:
         raise RetryableError("quarantine actions are not configured on this API")
-    with unit(request, ctx, session, writes=True) as work:
+    with unit(request, ctx, session) as work:
         job_id = quarantine_ops.retry(
             session, entry_id, quarantine_dir=state.quarantine_dir, spool_dir=state.spool_dir
         )
@@ -135,7 +135,7 @@ def quarantine_purge(
     _steward_action(ctx, audit.Action.DELETE, "purge")
     if state.quarantine_dir is None:
         raise RetryableError("quarantine actions are not configured on this API")
-    with unit(request, ctx, session, writes=True) as work:
+    with unit(request, ctx, session) as work:
         quarantine_ops.purge(session, entry_id, quarantine_dir=state.quarantine_dir)
         work.note(object_id=str(entry_id))
     return PurgeOut(entry_id=entry_id, status="PURGED")

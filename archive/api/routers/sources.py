@@ -37,7 +37,7 @@ def add_source(
         # Configuration an admin typed, not patient data: kept even when refused.
         object_id=body.ae_title if sources.AE_TITLE.match(body.ae_title) else None,
     )
-    with unit(request, ctx, session, writes=True) as work:
+    with unit(request, ctx, session) as work:
         src = sources.add_source(
             session,
             ae_title=body.ae_title,
@@ -62,7 +62,7 @@ def remove_source(
         event_type=audit.EventType.NETWORK_CONFIGURATION,
         object_type="node",
     )
-    with unit(request, ctx, session, writes=True) as work:
+    with unit(request, ctx, session) as work:
         sources.remove_source(session, ae_title)
         work.note(object_id=ae_title)
     return Response(status_code=204)

@@ -29,7 +29,7 @@ def mint_token(
 ) -> TokenCreated:
     """A new token; the secret is shown in this answer only."""
     _token_change(ctx, audit.Action.CREATE)
-    with unit(request, ctx, session, writes=True) as work:
+    with unit(request, ctx, session) as work:
         token_id, token = create_token(
             session, role=parse_role(body.role), created_by=who.token_id, label=body.label
         )
@@ -54,7 +54,7 @@ def revoke(
 ) -> Response:
     """Revoke a token: its next request is answered 401."""
     _token_change(ctx, audit.Action.DELETE)
-    with unit(request, ctx, session, writes=True) as work:
+    with unit(request, ctx, session) as work:
         if not TOKEN_ID.match(token_id):
             raise RejectError("no such token", code="not_found")
         revoke_token(session, token_id)
