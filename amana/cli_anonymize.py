@@ -78,15 +78,16 @@ def _one(engine: Deidentifier, out: Path, file: Path) -> tuple[str, str, str]:
     return str(file), ARCHIVED, ""
 
 
-def _write_previews(files: list[Path], chosen: Profile, folder: Path) -> None:
+def _write_previews(files: list[Path], chosen: Profile, folder: Path, rules_dir: Path) -> None:
     """Before/after PNGs for the steward. Named by position only: input file names often
     carry patient names, and the 'before' image shows the original pixels, so the folder
-    is created readable by its owner only."""
-    from anonymizer.pixels import PixelPolicy
+    is created readable by its owner only. A profile without a pixel section is previewed
+    with the default policy, its rules read from `rules_dir`."""
+    from anonymizer.pixels import PixelPolicy, bind_rules_dir
     from anonymizer.pixels.preview import preview_pngs
 
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    policy = chosen.pixel or PixelPolicy()
+    policy = chosen.pixel or bind_rules_dir(PixelPolicy(), rules_dir)
     written = 0
     for index, file in enumerate(files):
         for name, png in preview_pngs(file.read_bytes(), policy):
@@ -148,7 +149,7 @@ def anonymize(
 
     files = list(_files(inputs))
     if preview is not None:
-        _write_previews(files, chosen, preview)
+        _write_previews(files, chosen, preview, settings.profiles_dir / "pixel")
     workers = jobs or os.cpu_count() or 1
     workers = max(1, min(workers, len(files) // 8 or 1))  # small runs: no pool start-up
     results: list[tuple[str, str, str]] = []

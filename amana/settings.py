@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+# The repository's profiles/ folder is installed as this package (pyproject.toml), so a
+# wheel carries the profiles and an editable install reads the working tree.
+PROFILES_PACKAGE = "amana_profiles"
+
+
+def shipped_profiles_dir() -> Path:
+    """The profiles shipped with the installed distribution (AMANA_PROFILES_DIR overrides).
+
+    Found through the installed package rather than relative to this file, which in an
+    installed wheel sits in site-packages with no profiles/ beside it."""
+    try:
+        root = resources.files(PROFILES_PACKAGE)
+    except ModuleNotFoundError as exc:
+        raise RuntimeError(
+            f"the shipped profiles (package {PROFILES_PACKAGE}) are not installed: "
+            "reinstall amana (pip install -e .) or set AMANA_PROFILES_DIR"
+        ) from exc
+    if not isinstance(root, Path):
+        # Profiles are read and globbed as files; a zipped install cannot offer them.
+        raise RuntimeError(
+            f"the shipped profiles are not on the file system ({root}); "
+            "install amana unzipped or set AMANA_PROFILES_DIR"
+        )
+    return root
 
 
 class Settings(BaseSettings):
@@ -32,7 +56,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     profile: str = "ma-national"
-    profiles_dir: Path = REPO_ROOT / "profiles"
+    profiles_dir: Path = Field(default_factory=shipped_profiles_dir)
     # How often a worker looks for a newly activated profile version.
     profile_refresh_s: float = 30.0
     key_file: Path | None = None

@@ -115,10 +115,10 @@ class Sender:
 
 def expected_sop_uids(files: list[Path], key_file: Path, profile: str) -> dict[Path, str]:
     from amana.keys import load_key
-    from amana.settings import REPO_ROOT
+    from amana.settings import shipped_profiles_dir
     from anonymizer.engine import Deidentifier, load_profile
 
-    engine = Deidentifier(load_profile(profile, REPO_ROOT / "profiles"), load_key(key_file))
+    engine = Deidentifier(load_profile(profile, shipped_profiles_dir()), load_key(key_file))
     return {f: engine.deidentify(f.read_bytes()).facts.sop_instance_uid for f in files}
 
 

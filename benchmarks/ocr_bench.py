@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from pydicom.dataset import Dataset  # noqa: E402
 
+from amana.settings import shipped_profiles_dir  # noqa: E402
 from benchmarks.corpus import (  # noqa: E402
     Corpus,
     identity,
@@ -42,6 +43,7 @@ from benchmarks.report import Result, print_table  # noqa: E402
 
 LANGUAGES = ["ara", "fra", "eng"]
 SPEED = "speed vs whole-frame tesseract"
+RULES_DIR = shipped_profiles_dir() / "pixel"
 
 
 def baseline_seconds(image: np.ndarray, work: Path) -> float:
@@ -204,7 +206,7 @@ def _study() -> list[Dataset]:
 
 def mixed_study() -> None:
     from anonymizer import pixels
-    from anonymizer.pixels import OcrSettings, PixelPolicy, clean_pixels, codec
+    from anonymizer.pixels import OcrSettings, PixelPolicy, bind_rules_dir, clean_pixels, codec
 
     instances = _study()
     identifying = identity(0).identifying_values()
@@ -217,7 +219,7 @@ def mixed_study() -> None:
         return real_decode(ds, max_bytes)
 
     pixels.codec.decode = counting_decode  # type: ignore[assignment]
-    policy = PixelPolicy(ocr=OcrSettings(languages=LANGUAGES))
+    policy = bind_rules_dir(PixelPolicy(ocr=OcrSettings(languages=LANGUAGES)), RULES_DIR)
     outputs = [copy.deepcopy(ds) for ds in instances]
     start = time.perf_counter()
     for ds, out in zip(instances, outputs, strict=True):
@@ -240,12 +242,13 @@ def engine_study() -> None:
 
     from anonymizer.engine import Deidentifier, load_profile
     from anonymizer.outcome import PseudonymKey
-    from anonymizer.pixels import OcrSettings, PixelPolicy
+    from anonymizer.pixels import OcrSettings, PixelPolicy, bind_rules_dir
 
-    repo = Path(__file__).resolve().parents[1]
-    profile = load_profile("ma-national", repo / "profiles")
+    profile = load_profile("ma-national", shipped_profiles_dir())
     if profile.pixel is None:
-        pixel = PixelPolicy(ocr=OcrSettings(languages=LANGUAGES), overlays="clean")
+        pixel = bind_rules_dir(
+            PixelPolicy(ocr=OcrSettings(languages=LANGUAGES), overlays="clean"), RULES_DIR
+        )
         profile = profile.model_copy(update={"pixel": pixel})
     engine = Deidentifier(profile, PseudonymKey(b"benchmark-key-0123456789abcdef!!", "bench"))
     files = []

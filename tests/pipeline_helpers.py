@@ -9,11 +9,11 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from amana.keys import ensure_key
-from amana.settings import REPO_ROOT
 from anonymizer.engine import Deidentifier, load_profile
 from archive.work.jobs import create_job
 from archive.work.pipeline import WorkerContext
 from ingest.spool import Spool
+from tests.paths import REPO_ROOT
 
 
 def worker_context(sessions: sessionmaker[Session], root: Path) -> WorkerContext:

@@ -25,10 +25,9 @@ from pydicom.dataset import Dataset
 from anonymizer.errors import QuarantineError
 
 from .policy import OcrSettings, PixelPolicy, bind_rules_dir
-from .rules import DEFAULT_RULES_DIR, RuleSet, load_pixel_rules, rules_for
+from .rules import RuleSet, load_pixel_rules, rules_for
 
 __all__ = [
-    "DEFAULT_RULES_DIR",
     "OcrSettings",
     "PixelPolicy",
     "RuleSet",

@@ -41,9 +41,6 @@ from .policy import PixelPolicy
 
 RuleAction = Literal["mask", "examine"]
 
-# profiles/pixel in the source tree; the profile loader binds the folder next to the
-# profiles with `bind_rules_dir`.
-DEFAULT_RULES_DIR = Path(__file__).resolve().parents[2] / "profiles" / "pixel"
 Rect = tuple[int, int, int, int]  # x, y, width, height
 
 
@@ -388,8 +385,19 @@ def rule_rects(
 
 def rules_for(policy: PixelPolicy) -> RuleSet:
     """The policy's device rules (files are parsed once and cached by path and mtime); a
-    missing or malformed file quarantines (pixel_policy) rather than letting images by."""
-    directory = policy.rules_dir or DEFAULT_RULES_DIR
+    missing or malformed file quarantines (pixel_policy) rather than letting images by.
+
+    The folder is the one bound to the policy (`bind_rules_dir`, done by the profile
+    loader): the core has no folder of its own to fall back on, since an installed core
+    cannot know where the steward's rules live."""
+    directory = policy.rules_dir
+    if directory is None:
+        if not policy.rules:
+            return load_pixel_rules(Path(), ())
+        raise QuarantineError(
+            QuarantineReason.PIXEL_POLICY,
+            "pixel rules " + ", ".join(policy.rules) + " named but no rules folder bound",
+        )
     try:
         return load_pixel_rules(directory, policy.rules)
     except RuleFileError as exc:

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from amana.settings import REPO_ROOT
 from anonymizer.engine import Deidentifier, load_profile
 from anonymizer.pseudonyms import key_from_bytes
+from tests.paths import REPO_ROOT
 
 PROFILES = REPO_ROOT / "profiles"
 

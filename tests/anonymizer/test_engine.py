@@ -236,7 +236,7 @@ def test_output_does_not_depend_on_the_process(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from amana.settings import REPO_ROOT
+    from tests.paths import REPO_ROOT
 
     ds = ct_instance(Identity(extra_names=["Zoubida"]))
     ds.ImageComments = "Testpatient Fatima, Zoubida, Bennani-Fictif, 0612345678"

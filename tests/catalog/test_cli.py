@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from amana.cli_catalog import audit_app, catalog_app, sources_app, token_app
 from amana.cli_governance import activate, approve, propose, versions
-from amana.settings import REPO_ROOT
 from archive.catalog.models_governance import AuditEvent
 from tests.catalog.conftest import add_instance
+from tests.paths import REPO_ROOT
 
 runner = CliRunner()
 

@@ -14,7 +14,6 @@ from pydicom.data import get_testdata_file
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from amana.settings import REPO_ROOT
 from anonymizer.engine import Deidentifier, key_from_bytes, load_profile
 from archive.api import create_app
 from archive.catalog.models import Instance, QuarantineEntry
@@ -24,6 +23,7 @@ from archive.work.jobs import create_job
 from archive.work.pipeline import JobResult, WorkerContext, process_job
 from ingest.spool import Spool
 from tests.catalog.conftest import mint
+from tests.paths import REPO_ROOT
 
 PROFILES = REPO_ROOT / "profiles"
 NATIONAL = (PROFILES / "ma-national.yaml").read_text(encoding="utf-8")

@@ -15,7 +15,6 @@ from pydicom.uid import generate_uid
 from sqlalchemy import inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from amana.settings import REPO_ROOT
 from anonymizer.engine import Deidentifier, key_from_bytes, load_profile
 from archive import audit
 from archive.api import create_app
@@ -24,6 +23,7 @@ from archive.work.jobs import create_job
 from archive.work.pipeline import WorkerContext, process_job
 from ingest.spool import Spool
 from tests.catalog.conftest import mint
+from tests.paths import REPO_ROOT
 
 # Made-up identity, distinctive enough that any hit in the catalog is a leak.
 PHI = {

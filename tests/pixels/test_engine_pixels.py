@@ -13,7 +13,7 @@ from pydicom.filebase import DicomBytesIO
 
 from anonymizer.engine import Deidentifier, load_profile
 from anonymizer.outcome import PseudonymKey
-from anonymizer.pixels import OcrSettings, PixelPolicy
+from anonymizer.pixels import OcrSettings, PixelPolicy, bind_rules_dir
 
 from . import imaging
 
@@ -23,7 +23,10 @@ REPO = Path(__file__).resolve().parents[2]
 def _engine() -> Deidentifier:
     profile = load_profile("ma-national", REPO / "profiles")
     if profile.pixel is None:
-        pixel = PixelPolicy(ocr=OcrSettings(languages=["ara", "fra", "eng"]), overlays="clean")
+        pixel = bind_rules_dir(
+            PixelPolicy(ocr=OcrSettings(languages=["ara", "fra", "eng"]), overlays="clean"),
+            REPO / "profiles" / "pixel",
+        )
         profile = profile.model_copy(update={"pixel": pixel})
     return Deidentifier(profile, PseudonymKey(b"pixel-tests-key-0123456789abcdef", "t"))
 

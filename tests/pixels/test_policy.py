@@ -12,16 +12,22 @@ from pydicom.uid import JPEGBaseline8Bit, RLELossless
 
 from amana.errors import QuarantineError, QuarantineReason
 from anonymizer.pixels import (
-    DEFAULT_RULES_DIR,
     OcrSettings,
     PixelPolicy,
     bind_rules_dir,
     clean_pixels,
     load_pixel_rules,
 )
+from tests.paths import PIXEL_RULES_DIR
 
 from . import imaging
 from .imaging import IDENTIFYING, PATIENT_ID
+
+
+def _policy(**fields: object) -> PixelPolicy:
+    """A policy whose rule names resolve in the repository's profiles/pixel, as the
+    profile loader binds them; the core itself has no rules folder to fall back on."""
+    return bind_rules_dir(PixelPolicy.model_validate(fields), PIXEL_RULES_DIR)
 
 
 def _ct(
@@ -46,7 +52,7 @@ def test_primary_ct_mr_keeps_pixel_data_bit_identical(modality: str) -> None:
     original = _ct(modality)
     output = copy.deepcopy(original)
     received = bytes(original.PixelData)
-    actions = clean_pixels(original, output, PixelPolicy(), IDENTIFYING)
+    actions = clean_pixels(original, output, _policy(), IDENTIFYING)
     assert actions[0] == "not_examined"
     assert bytes(output.PixelData) == received
     assert output.file_meta.TransferSyntaxUID == original.file_meta.TransferSyntaxUID
@@ -60,7 +66,7 @@ def test_primary_ct_is_never_decoded() -> None:
     original.PixelData = b"\xfe\xff\x00\xe0\x00\x00\x00\x00" + b"not a jpeg stream"
     original["PixelData"].VR = "OB"
     output = copy.deepcopy(original)
-    actions = clean_pixels(original, output, PixelPolicy(), IDENTIFYING)
+    actions = clean_pixels(original, output, _policy(), IDENTIFYING)
     assert actions == ("not_examined",)
     assert output.PixelData == original.PixelData
 
@@ -69,7 +75,7 @@ def test_secondary_ct_is_examined() -> None:
     """Rule: ImageType SECONDARY/DERIVED makes even a CT image examined."""
     original = _ct(image_type=("DERIVED", "SECONDARY"))
     output = copy.deepcopy(original)
-    policy = PixelPolicy(ocr=OcrSettings(enabled=False))
+    policy = _policy(ocr=OcrSettings(enabled=False))
     with pytest.raises(QuarantineError) as caught:
         clean_pixels(original, output, policy, IDENTIFYING)
     assert caught.value.reason == QuarantineReason.PIXEL_POLICY
@@ -83,7 +89,7 @@ def test_overlays_and_icons_are_removed_without_decoding() -> None:
     original.add_new((0x6000, 0x3000), "OW", b"\xff" * 512)
     original.IconImageSequence = [Dataset()]
     output = copy.deepcopy(original)
-    actions = clean_pixels(original, output, PixelPolicy(), IDENTIFYING)
+    actions = clean_pixels(original, output, _policy(), IDENTIFYING)
     assert "overlay_removed" in actions and "icon_removed" in actions
     assert (0x6000, 0x3000) not in output and "IconImageSequence" not in output
     assert (0x6000, 0x3000) in original  # the original is never modified
@@ -103,7 +109,7 @@ def test_device_rule_masks_its_rectangle_without_ocr() -> None:
     shipped, converted CTP rule for GE LOGIQ9: [0, 0, 640, 30])."""
     original, truth = _logiq_us()
     output = copy.deepcopy(original)
-    policy = PixelPolicy(ocr=OcrSettings(enabled=False, command="/nonexistent/tesseract"))
+    policy = _policy(ocr=OcrSettings(enabled=False, command="/nonexistent/tesseract"))
     actions = clean_pixels(original, output, policy, IDENTIFYING)
     assert "rule_mask:logiq-us-logiq9" in actions
     assert not any(a.startswith("ocr_mask") for a in actions)
@@ -131,7 +137,7 @@ rules:
 """,
         encoding="utf-8",
     )
-    policy = PixelPolicy(rules=["site"], ocr=OcrSettings(languages=["eng"]))
+    policy = _policy(rules=["site"], ocr=OcrSettings(languages=["eng"]))
     return bind_rules_dir(policy, tmp_path)
 
 
@@ -168,7 +174,7 @@ def test_ocr_disabled_without_rule_is_quarantined() -> None:
     original = imaging.dataset([image])
     with pytest.raises(QuarantineError) as caught:
         clean_pixels(
-            original, copy.deepcopy(original), PixelPolicy(ocr=OcrSettings(enabled=False)), []
+            original, copy.deepcopy(original), _policy(ocr=OcrSettings(enabled=False)), []
         )
     assert caught.value.reason == QuarantineReason.PIXEL_POLICY
 
@@ -178,11 +184,11 @@ def test_ocr_failing_is_quarantined() -> None:
     never passes."""
     image, _ = imaging.draw(True, seed=1, texts=imaging.TEXTS)
     original = imaging.dataset([image])
-    policy = PixelPolicy(rules=[], ocr=OcrSettings(engine="cli", command="/nonexistent/tesseract"))
+    policy = _policy(rules=[], ocr=OcrSettings(engine="cli", command="/nonexistent/tesseract"))
     with pytest.raises(QuarantineError) as caught:
         clean_pixels(original, copy.deepcopy(original), policy, [PATIENT_ID])
     assert caught.value.reason == QuarantineReason.OCR_UNAVAILABLE
-    missing = PixelPolicy(rules=[], ocr=OcrSettings(engine="tesserocr", languages=["xyz"]))
+    missing = _policy(rules=[], ocr=OcrSettings(engine="tesserocr", languages=["xyz"]))
     with pytest.raises(QuarantineError) as caught:
         clean_pixels(original, copy.deepcopy(original), missing, [PATIENT_ID])
     assert caught.value.reason == QuarantineReason.OCR_UNAVAILABLE
@@ -196,18 +202,18 @@ def test_undecodable_examined_image_is_quarantined() -> None:
     original.PixelData = b"\xfe\xff\x00\xe0\x00\x00\x00\x00\xfe\xff\x00\xe0\x04\x00\x00\x00abcd"
     original["PixelData"].VR = "OB"
     with pytest.raises(QuarantineError) as caught:
-        clean_pixels(original, copy.deepcopy(original), PixelPolicy(), IDENTIFYING)
+        clean_pixels(original, copy.deepcopy(original), _policy(), IDENTIFYING)
     assert caught.value.reason == QuarantineReason.PIXEL_DECODE_FAILED
 
 
 def test_policy_defaults_and_unknown_keys() -> None:
     """Rule: PixelPolicy() is the safe default; unknown keys in the YAML are errors."""
-    policy = PixelPolicy()
+    policy = _policy()
     assert "US" in policy.modalities and "SC" in policy.modalities
     assert "CT" not in policy.modalities and policy.verify and policy.ocr.enabled
     with pytest.raises(ValueError):
         PixelPolicy.model_validate({"ocr": {"langs": ["eng"]}})
-    assert load_pixel_rules(DEFAULT_RULES_DIR, policy.rules).rules
+    assert load_pixel_rules(PIXEL_RULES_DIR, policy.rules).rules
 
 
 def _overlay_with_text() -> tuple[Dataset, np.ndarray, np.ndarray]:
@@ -241,7 +247,7 @@ def test_overlay_text_is_cleaned_and_outline_kept() -> None:
 
     original, text, outline = _overlay_with_text()
     output = copy.deepcopy(original)
-    policy = PixelPolicy(overlays="clean", ocr=OcrSettings(languages=["eng"]))
+    policy = _policy(overlays="clean", ocr=OcrSettings(languages=["eng"]))
     actions = clean_pixels(original, output, policy, IDENTIFYING)
     assert actions[0] == "not_examined"
     assert any(a.startswith("overlay_cleaned:") for a in actions)
@@ -256,7 +262,7 @@ def test_overlay_is_removed_when_it_cannot_be_cleaned() -> None:
     removed, never kept with its text."""
     original, _, _ = _overlay_with_text()
     output = copy.deepcopy(original)
-    policy = PixelPolicy(
+    policy = _policy(
         overlays="clean", ocr=OcrSettings(engine="cli", command="/nonexistent/tesseract")
     )
     actions = clean_pixels(original, output, policy, IDENTIFYING)
@@ -276,7 +282,7 @@ def test_palette_colour_text_is_found_in_displayed_colours() -> None:
         setattr(original, f"{colour}PaletteColorLookupTableDescriptor", [256, 0, 16])
         setattr(original, f"{colour}PaletteColorLookupTableData", ramp[::-1].tobytes())
     output = copy.deepcopy(original)
-    policy = PixelPolicy(rules=[], ocr=OcrSettings(languages=["eng"]))
+    policy = _policy(rules=[], ocr=OcrSettings(languages=["eng"]))
     actions = clean_pixels(original, output, policy, IDENTIFYING)
     assert "verified" in actions
     # The inverted palette shows index 255 as black: the text must now be 255.
@@ -288,7 +294,7 @@ def test_too_large_image_is_quarantined() -> None:
     (too_large) instead of exhausting the worker."""
     image, _ = imaging.draw(True, seed=1, texts=[])
     original = imaging.dataset([image] * 3)
-    policy = PixelPolicy(max_decoded_mb=1)
+    policy = _policy(max_decoded_mb=1)
     with pytest.raises(QuarantineError) as caught:
         clean_pixels(original, copy.deepcopy(original), policy, IDENTIFYING)
     assert caught.value.reason == QuarantineReason.TOO_LARGE
@@ -331,9 +337,9 @@ def test_lint_names_missing_rule_files_and_languages(tmp_path: Path) -> None:
     """Rule: a steward linting a profile learns of missing rule files and OCR languages."""
     from anonymizer.pixels import lint_pixel_policy
 
-    assert lint_pixel_policy(PixelPolicy()) == []
+    assert lint_pixel_policy(_policy()) == []
     broken = bind_rules_dir(
-        PixelPolicy(rules=["nowhere"], ocr=OcrSettings(languages=["xyz"])), tmp_path
+        _policy(rules=["nowhere"], ocr=OcrSettings(languages=["xyz"])), tmp_path
     )
     problems = lint_pixel_policy(broken)
     assert any("nowhere" in p for p in problems)
@@ -359,7 +365,7 @@ def test_single_bit_image_is_cleaned_and_stays_single_bit() -> None:
     original.PixelData = pack_bits(bits.ravel())
     original["PixelData"].VR = "OB"
     output = copy.deepcopy(original)
-    policy = PixelPolicy(rules=[], ocr=OcrSettings(languages=["eng"]))
+    policy = _policy(rules=[], ocr=OcrSettings(languages=["eng"]))
     assert "verified" in clean_pixels(original, output, policy, IDENTIFYING)
     assert output.BitsAllocated == 1
     assert not output.pixel_array[bits > 0].any()
@@ -375,7 +381,7 @@ def test_ultrasound_regions_rule_keeps_only_the_regions() -> None:
     region.RegionLocationMaxX1, region.RegionLocationMaxY1 = 539, 459
     original.SequenceOfUltrasoundRegions = [region]
     output = copy.deepcopy(original)
-    policy = PixelPolicy(rules=["ultrasound-regions"], ocr=OcrSettings(enabled=False))
+    policy = _policy(rules=["ultrasound-regions"], ocr=OcrSettings(enabled=False))
     actions = clean_pixels(original, output, policy, IDENTIFYING)
     assert "rule_mask:us-blank-outside-regions" in actions
     pixels = output.pixel_array
@@ -394,5 +400,5 @@ def test_segmentations_are_not_examined() -> None:
 
     original = dcmread(get_testdata_file("liver_1frame.dcm"))
     output = copy.deepcopy(original)
-    assert clean_pixels(original, output, PixelPolicy(), IDENTIFYING) == ("not_examined",)
+    assert clean_pixels(original, output, _policy(), IDENTIFYING) == ("not_examined",)
     assert output.PixelData == original.PixelData

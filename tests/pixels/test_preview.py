@@ -8,8 +8,9 @@ import pytest
 from PIL import Image
 from pydicom.filebase import DicomBytesIO
 
-from anonymizer.pixels import OcrSettings, PixelPolicy
+from anonymizer.pixels import OcrSettings, PixelPolicy, bind_rules_dir
 from anonymizer.pixels.preview import preview_pngs
+from tests.paths import PIXEL_RULES_DIR
 
 from . import imaging
 
@@ -46,7 +47,7 @@ def test_preview_of_a_quarantined_image_names_the_reason() -> None:
 
 def test_preview_of_unreadable_input_does_not_fail() -> None:
     """Rule: a file that is not DICOM gets a named placeholder, not an exception."""
-    pictures = preview_pngs(b"not a dicom file", PixelPolicy())
+    pictures = preview_pngs(b"not a dicom file", bind_rules_dir(PixelPolicy(), PIXEL_RULES_DIR))
     assert [name for name, _ in pictures] == ["quarantine-unreadable.png"]
 
 
@@ -59,4 +60,5 @@ def test_preview_of_a_primary_ct_is_empty() -> None:
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
     buffer = DicomBytesIO()
     ds.save_as(buffer, enforce_file_format=True)
-    assert preview_pngs(buffer.getvalue(), PixelPolicy()) == []
+    policy = bind_rules_dir(PixelPolicy(), PIXEL_RULES_DIR)  # as the profile loader binds it
+    assert preview_pngs(buffer.getvalue(), policy) == []

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from pydicom.dataset import Dataset
 
-from anonymizer.pixels import DEFAULT_RULES_DIR, load_pixel_rules
+from anonymizer.errors import QuarantineError, QuarantineReason
+from anonymizer.pixels import PixelPolicy, load_pixel_rules, rules_for
 from anonymizer.pixels.rules import RuleFileError, evaluate, parse_rule_file
+from tests.paths import PIXEL_RULES_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -91,13 +93,22 @@ def test_rule_files_are_parsed_once(tmp_path: Path) -> None:
         load_pixel_rules(tmp_path, ["../escape"])
 
 
+def test_unbound_rules_quarantine_instead_of_guessing_a_folder() -> None:
+    """Rule: the core never looks for rule files on its own: a policy that names rules but
+    was given no folder quarantines (pixel_policy); one naming no rules needs none."""
+    with pytest.raises(QuarantineError) as caught:
+        rules_for(PixelPolicy(rules=["ctp-device-regions"]))
+    assert caught.value.reason == QuarantineReason.PIXEL_POLICY
+    assert rules_for(PixelPolicy(rules=[])).rules == ()
+
+
 def test_shipped_rule_files_load() -> None:
     """Rule: the converted CTP rule library in profiles/pixel is valid."""
     rules = load_pixel_rules(
-        DEFAULT_RULES_DIR, ["ctp-device-regions", "ctp-examine-signs", "ultrasound-regions"]
+        PIXEL_RULES_DIR, ["ctp-device-regions", "ctp-examine-signs", "ultrasound-regions"]
     )
     assert len(rules.rules) > 100
-    assert (DEFAULT_RULES_DIR / "ATTRIBUTION.md").read_text(encoding="utf-8").count("MIT")
+    assert (PIXEL_RULES_DIR / "ATTRIBUTION.md").read_text(encoding="utf-8").count("MIT")
 
 
 SAMPLE = """FORMAT dicom
@@ -168,9 +179,9 @@ def test_memoized_matching_equals_evaluating_every_rule() -> None:
     whose predicates hold when each is evaluated afresh."""
     import random
 
-    names = sorted(p.stem for p in DEFAULT_RULES_DIR.glob("*.yaml"))
-    rules = load_pixel_rules(DEFAULT_RULES_DIR, names)
-    assert load_pixel_rules(DEFAULT_RULES_DIR, names) is rules  # the memo lives on
+    names = sorted(p.stem for p in PIXEL_RULES_DIR.glob("*.yaml"))
+    rules = load_pixel_rules(PIXEL_RULES_DIR, names)
+    assert load_pixel_rules(PIXEL_RULES_DIR, names) is rules  # the memo lives on
     rng = random.Random(1234)
     matched_any = 0
     for _ in range(600):

@@ -12,7 +12,6 @@ from pydicom.data import get_charset_files
 from sqlalchemy import select
 
 from amana.keys import ensure_key
-from amana.settings import REPO_ROOT
 from anonymizer.engine import Deidentifier, load_profile
 from archive.catalog.db import make_engine, make_sessionmaker
 from archive.catalog.migrate import upgrade
@@ -20,6 +19,7 @@ from archive.catalog.models import Instance, Job, JobStatus, QuarantineEntry
 from archive.work.jobs import create_job
 from archive.work.pipeline import WorkerContext, process_job
 from ingest.spool import Spool
+from tests.paths import REPO_ROOT
 from tests.robustness.corpus import BAD_INPUTS, CHARSET_FILES
 
 INJECTED = [b"Malveillant", b"BAD-INPUT-001"]

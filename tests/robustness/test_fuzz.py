@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
 
 from amana.errors import QuarantineError
-from amana.settings import REPO_ROOT
 from anonymizer.engine import Deidentifier, load_profile
 from anonymizer.outcome import PseudonymKey
+from tests.paths import REPO_ROOT
 
 SEEDS = ["CT_small.dcm", "MR_small.dcm", "MR_small_RLE.dcm", "rtplan.dcm", "JPEG2000.dcm"]
 NAME = b"Fuzzcible^Amina"
