@@ -31,7 +31,6 @@ from archive.work.publish import JobSink, attach_job_sink
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
 UNAUDITED_PATHS = frozenset({"/health"})
 
 # Documented on every route: the shape of every refusal and failure.
@@ -48,7 +47,7 @@ ERROR_ANSWERS: dict[int | str, dict[str, object]] = {
 def create_app(
     sessions: sessionmaker[Session],
     *,
-    profiles_dir: Path = DEFAULT_PROFILES_DIR,
+    profiles_dir: Path,
     hostname: str = "-",
     quarantine_dir: Path | None = None,
     spool_dir: Path | None = None,

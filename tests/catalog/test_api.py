@@ -18,11 +18,12 @@ from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineSt
 from archive.catalog.models_governance import AuditEvent
 from archive.work.jobs import create_job
 from tests.catalog.conftest import add_instance, mint
+from tests.paths import PROFILES_DIR
 
 
 @pytest.fixture()
 def client(sessions: sessionmaker[Session]) -> Iterator[TestClient]:
-    with TestClient(create_app(sessions)) as c:
+    with TestClient(create_app(sessions, profiles_dir=PROFILES_DIR)) as c:
         yield c
 
 

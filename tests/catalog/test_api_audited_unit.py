@@ -15,6 +15,7 @@ from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineSt
 from archive.catalog.models_governance import ApiToken, AuditEvent, Source
 from archive.work.jobs import create_job
 from tests.catalog.conftest import add_instance, mint
+from tests.paths import PROFILES_DIR
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -58,7 +59,7 @@ def test_no_change_survives_a_failed_audit_append(sessions: sessionmaker[Session
     admin = _auth(mint(sessions, "admin"))
     sources_before, tokens_before = _count(sessions, Source), _count(sessions, ApiToken)
     _drop_audit_head(sessions)
-    with TestClient(create_app(sessions)) as client:
+    with TestClient(create_app(sessions, profiles_dir=PROFILES_DIR)) as client:
         added = client.post(
             "/sources", headers=admin, json={"ae_title": "CHU_FES", "address": "10.9.0.1"}
         )
@@ -141,7 +142,7 @@ def test_each_request_is_recorded_exactly_once(
 def test_openapi_documents_every_answer(sessions: sessionmaker[Session]) -> None:
     """Rule: /openapi.json gives every route a success answer with a schema (JSON model,
     CSV or text), except the deletions whose answer is 204 with no body."""
-    with TestClient(create_app(sessions)) as client:
+    with TestClient(create_app(sessions, profiles_dir=PROFILES_DIR)) as client:
         spec = client.get("/openapi.json").json()
     operations = [
         (path, method, op)

@@ -23,7 +23,7 @@ from archive.work.jobs import create_job
 from archive.work.pipeline import WorkerContext, process_job
 from ingest.spool import Spool
 from tests.catalog.conftest import mint
-from tests.paths import REPO_ROOT
+from tests.paths import PROFILES_DIR, REPO_ROOT
 
 # Made-up identity, distinctive enough that any hit in the catalog is a leak.
 PHI = {
@@ -178,7 +178,7 @@ def test_no_injected_identifier_anywhere_in_the_database(
 
     # Readers and stewards at work, including searches typed with the patient's identity.
     auditor = {"Authorization": f"Bearer {mint(sessions, 'auditor')}"}
-    with TestClient(create_app(sessions)) as client:
+    with TestClient(create_app(sessions, profiles_dir=PROFILES_DIR)) as client:
         study_uid = client.get("/studies", headers=auditor).json()["items"][0]["study_uid"]
         client.get(f"/studies/{study_uid}", headers=auditor)
         client.get("/studies/" + PHI["PatientID"], headers=auditor)
