@@ -221,6 +221,15 @@ def _meanwhile(engine: Engine, *steps: tuple[str, Callable[[], None]]) -> Iterat
     assert not pending, "a step never ran: the statements it waited for changed"
 
 
+def _other_worker(ctx: WorkerContext, job_id: int) -> Callable[[], None]:
+    """Another worker archiving `job_id`'s instance, for `_meanwhile`."""
+
+    def run() -> None:
+        assert process_job(ctx, job_id) is JobResult.ARCHIVED
+
+    return run
+
+
 def test_batch_that_loses_a_race_for_an_instance_ends_as_if_run_alone(
     ctx: WorkerContext, engine: Engine, tmp_path: Path
 ) -> None:
@@ -231,10 +240,7 @@ def test_batch_that_loses_a_race_for_an_instance_ends_as_if_run_alone(
     batch = [enqueue(ctx, study.files[0]), enqueue(ctx, study.files[1])]
     other = enqueue(ctx, study.files[0])
 
-    def other_worker() -> None:
-        assert process_job(ctx, other) is JobResult.ARCHIVED
-
-    with _meanwhile(engine, ("FROM series WHERE", other_worker)):
+    with _meanwhile(engine, ("FROM series WHERE", _other_worker(ctx, other))):
         results = process_jobs(ctx, batch)
 
     assert results == {batch[0]: JobResult.DUPLICATE, batch[1]: JobResult.ARCHIVED}
@@ -252,10 +258,7 @@ def test_batch_that_loses_a_race_for_a_new_study_archives_all(
     batch = [enqueue(ctx, study.files[0]), enqueue(ctx, study.files[1])]
     other = enqueue(ctx, study.files[2])
 
-    def other_worker() -> None:
-        assert process_job(ctx, other) is JobResult.ARCHIVED
-
-    with _meanwhile(engine, ("INSERT INTO patients", other_worker)):
+    with _meanwhile(engine, ("INSERT INTO patients", _other_worker(ctx, other))):
         results = process_jobs(ctx, batch)
 
     assert set(results.values()) == {JobResult.ARCHIVED}
@@ -277,18 +280,12 @@ def test_batch_that_loses_races_on_consecutive_tries_ends_as_if_run_alone(
     creates_study = enqueue(ctx, study.files[2])
     takes_instance = enqueue(ctx, study.files[0])
 
-    def other_worker(job_id: int) -> Callable[[], None]:
-        def run() -> None:
-            assert process_job(ctx, job_id) is JobResult.ARCHIVED
-
-        return run
-
     # First try: the patient, study and series appear before this batch creates them.
     # Second try: one of the batch's own instances is archived after its lookup.
     with _meanwhile(
         engine,
-        ("INSERT INTO patients", other_worker(creates_study)),
-        ("FROM series WHERE", other_worker(takes_instance)),
+        ("INSERT INTO patients", _other_worker(ctx, creates_study)),
+        ("FROM series WHERE", _other_worker(ctx, takes_instance)),
     ):
         results = process_jobs(ctx, batch)
 
@@ -313,13 +310,7 @@ def test_batch_that_keeps_losing_races_is_left_whole_for_the_sweeper(
     batch = [enqueue(ctx, f) for f in study.files]
     others = [enqueue(ctx, f) for f in study.files[:COMMIT_TRIES]]
 
-    def other_worker(job_id: int) -> Callable[[], None]:
-        def run() -> None:
-            assert process_job(ctx, job_id) is JobResult.ARCHIVED
-
-        return run
-
-    steps = [("FROM series WHERE", other_worker(job_id)) for job_id in others]
+    steps = [("FROM series WHERE", _other_worker(ctx, job_id)) for job_id in others]
     with pytest.raises(IntegrityError), _meanwhile(engine, *steps):
         process_jobs(ctx, batch)
 
