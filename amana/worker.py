@@ -18,7 +18,7 @@ from amana.settings import Settings
 from anonymizer.engine import Deidentifier
 from archive import audit
 from archive.catalog.db import make_engine, make_sessionmaker
-from archive.governance.versions import ActiveProfileWatcher, refresh_deidentifier
+from archive.governance.watcher import ActiveProfileWatcher, refresh_deidentifier
 from archive.work.pipeline import JobResult, WorkerContext, process_jobs
 
 log = logging.getLogger(__name__)

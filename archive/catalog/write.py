@@ -5,16 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from anonymizer.outcome import InstanceFacts
 from archive.catalog.models import Instance, Patient, Series, Study, StudyStatus
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -25,10 +22,6 @@ class NewInstance:
     archive_path: str
     sha256: str
     size_bytes: int
-
-
-def find_instance(session: Session, sop_uid: str) -> Instance | None:
-    return session.scalars(select(Instance).where(Instance.sop_uid == sop_uid)).first()
 
 
 def archived_instance_ids(session: Session, sop_uids: Iterable[str]) -> dict[str, int]:
@@ -53,8 +46,8 @@ def record_instances(
 
     Patients, studies and series are looked up once per batch, and only as far as needed:
     when every series is known, one SELECT answers for all three. Raises IntegrityError
-    when a concurrent transaction created one of the same rows; the caller then takes the
-    per-instance path, which absorbs such races.
+    when a concurrent transaction created one of the same rows after the lookups: the
+    caller rolls back and tries again, and the new lookups find those rows.
     """
     if not items:
         return {}
@@ -79,8 +72,8 @@ def _first_by(
     items: Iterable[NewInstance], key: Callable[[InstanceFacts], str]
 ) -> dict[str, InstanceFacts]:
     """The facts of the first instance for each distinct key, in key order: the first
-    instance of a study describes it, as on the per-instance path, and sorted inserts take
-    index locks in the same order in every worker."""
+    instance of a study describes it, and sorted inserts take index locks in the same order
+    in every worker."""
     first: dict[str, InstanceFacts] = {}
     for item in items:
         first.setdefault(key(item.facts), item.facts)
@@ -213,24 +206,6 @@ def _instance_values(item: NewInstance, series_id: int, now: datetime) -> dict[s
     }
 
 
-# --- one instance, each row created under a savepoint -----------------------------------------
-
-
-def _get_or_create(session: Session, model: type[T], where: object, **values: object) -> T:
-    row = session.scalars(select(model).where(where)).first()  # type: ignore[arg-type]
-    if row is not None:
-        return row
-    # A savepoint, so a concurrent worker inserting the same patient/study/series only costs
-    # this insert, not the whole transaction.
-    try:
-        with session.begin_nested():
-            row = model(**values)
-            session.add(row)
-    except IntegrityError:
-        row = session.scalars(select(model).where(where)).one()  # type: ignore[arg-type]
-    return row
-
-
 def record_instance(
     session: Session,
     facts: InstanceFacts,
@@ -240,35 +215,8 @@ def record_instance(
     size_bytes: int,
     now: datetime,
 ) -> Instance:
-    """Catalog rows for one instance, robust to concurrent workers creating the same
-    patient, study or series (the fallback when a batch lost such a race)."""
+    """Catalog rows for one instance: `record_instances` for a batch of one, so it raises
+    IntegrityError on the same races (the caller retries, as the pipeline does)."""
     item = NewInstance(facts, archive_path, sha256, size_bytes)
-    patient = _get_or_create(
-        session,
-        Patient,
-        Patient.pseudonym == facts.patient_pseudonym,
-        pseudonym=facts.patient_pseudonym,
-        sex=facts.patient_sex,
-        birth_year_band=facts.patient_birth_year_band,
-    )
-    study = _get_or_create(
-        session,
-        Study,
-        Study.study_uid == facts.study_uid,
-        **_study_values(facts, patient.id, now),
-    )
-    study.last_instance_at = now
-    if study.status == StudyStatus.COMPLETE:
-        # A late instance reopens the study until it is stable again.
-        study.status = StudyStatus.RECEIVING
-        study.completed_at = None
-    series = _get_or_create(
-        session,
-        Series,
-        Series.series_uid == facts.series_uid,
-        **_series_values(facts, study.id),
-    )
-    instance = Instance(**_instance_values(item, series.id, now))
-    session.add(instance)
-    session.flush()
-    return instance
+    instance_id = record_instances(session, [item], now=now)[facts.sop_instance_uid]
+    return session.get_one(Instance, instance_id)

@@ -47,16 +47,6 @@ def _claimable(now: datetime, stale_after: timedelta) -> ColumnElement[bool]:
     )
 
 
-def claim(session: Session, job_id: int, *, stale_after: timedelta) -> tuple[int, str] | None:
-    """Take the job for this worker unless it is finished or another worker holds it fresh;
-    returns (attempt number, spool name), or None when the job is not ours to run.
-
-    A conditional UPDATE, so two deliveries of the same job id cannot both run it.
-    """
-    claims = claim_many(session, [job_id], stale_after=stale_after)
-    return None if not claims else (claims[0].attempt, claims[0].spool_name)
-
-
 @dataclass(frozen=True)
 class Claim:
     """A job this worker holds. `claimed_at` is the mark it wrote: while the row still
@@ -69,8 +59,11 @@ class Claim:
 
 
 def claim_many(session: Session, job_ids: Sequence[int], *, stale_after: timedelta) -> list[Claim]:
-    """`claim` for a batch in one statement: the jobs of `job_ids` that are ours to run, in
-    the order given."""
+    """Take the jobs of `job_ids` that are ours to run (not finished, not held fresh by
+    another worker), in the order given.
+
+    One conditional UPDATE, so two deliveries of the same job id cannot both run it.
+    """
     if not job_ids:
         return []
     now = utcnow()

@@ -5,6 +5,9 @@ own, and what goes wrong with one (a missing file, a decoder that blows up) is t
 alone. The instances that come out clean are cataloged together: one lookup of what is
 already archived, then one transaction that records them all, marks their jobs DONE and
 appends one audit event per study, so a batch costs about as many round trips as one job.
+That is the only way a job is committed: one job is a batch of one. A batch that loses a
+race to another worker (the same instance, patient, study or series committed after its
+lookup) is rolled back whole and tried again, and the new lookup finds the winner's rows.
 
 Every step can be repeated after a crash: the engine is deterministic, archive writes are
 atomic renames of identical bytes, and the catalog refuses a second row for the same
@@ -31,13 +34,7 @@ from anonymizer.outcome import Outcome
 from anonymizer.paths import archive_relpath
 from archive import audit
 from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
-from archive.catalog.write import (
-    NewInstance,
-    archived_instance_ids,
-    find_instance,
-    record_instance,
-    record_instances,
-)
+from archive.catalog.write import NewInstance, archived_instance_ids, record_instances
 from archive.fsio import durable_move, durable_write
 from archive.work.jobs import Claim, claim_many, defer_attempts, start_attempt, utcnow
 
@@ -185,40 +182,66 @@ def _deidentify(ctx: WorkerContext, data: bytes) -> Outcome | QuarantineError:
 
 # --- the catalog commit -------------------------------------------------------------------
 
+# Tries of a batch's catalog transaction. A try fails when another worker committed one of
+# the batch's instances, or the same patient, study or series, after this try looked them
+# up; the next try looks again and finds the winner's rows. Losing again needs yet another
+# worker to commit in that short window, so the bound only ends a loop on an integrity
+# error that is not such a race (the jobs then stay RUNNING for the sweeper).
+COMMIT_TRIES = 5
+
 
 def _archive(ctx: WorkerContext, batch: Sequence[_Ready]) -> dict[int, JobResult]:
-    """Archive files, catalog rows, jobs DONE and audit events for de-identified jobs; the
-    spooled originals go only once that is committed."""
+    """Archive files, catalog rows, jobs DONE and audit events for de-identified jobs, in
+    one transaction (a batch of one is the one-job case); the spooled originals go only
+    once that is committed."""
     if not batch:
         return {}
     now = utcnow()
-    try:
-        with ctx.sessions.begin() as session:
-            known = archived_instance_ids(session, (ready.sop_uid for ready in batch))
-            new = _first_of_each_instance(batch, known)
-            new_jobs = {ready.job_id for ready in new}
-            items = [_write(ctx, ready) for ready in new]
-            instance_ids = known | record_instances(session, items, now=now)
-            _mark_done(
-                session,
-                [(r.job_id, instance_ids[r.sop_uid], r.job_id not in new_jobs) for r in batch],
-                now=now,
-            )
-            # Last before the commit: the audit append holds the chain's head lock until then.
-            for record in _archived_events(new):
-                audit.append(session, record)
-    except IntegrityError:
-        # A concurrent worker archived one of these instances, or created the same patient,
-        # study or series, after the lookup: the one-job path absorbs both.
-        results = {ready.job_id: _archive_one(ctx, ready, now=now) for ready in batch}
-    else:
-        results = {
-            ready.job_id: JobResult.ARCHIVED if ready.job_id in new_jobs else JobResult.DUPLICATE
-            for ready in batch
-        }
+    # Archive files already written by a lost try: same bytes at the same path, so a retry
+    # need not write and fsync them again.
+    written: dict[str, NewInstance] = {}
+    for attempt in range(1, COMMIT_TRIES + 1):
+        try:
+            new_jobs = _commit(ctx, batch, written, now=now)
+            break
+        except IntegrityError:
+            if attempt == COMMIT_TRIES:
+                log.error(
+                    "jobs %s: catalog commit conflicted %d times; left for the sweeper",
+                    ",".join(str(ready.job_id) for ready in batch),
+                    attempt,
+                )
+                raise
+            log.info("batch of %d jobs lost a catalog race; trying again", len(batch))
     for ready in batch:
         ready.spool_path.unlink(missing_ok=True)
-    return results
+    return {
+        ready.job_id: JobResult.ARCHIVED if ready.job_id in new_jobs else JobResult.DUPLICATE
+        for ready in batch
+    }
+
+
+def _commit(
+    ctx: WorkerContext, batch: Sequence[_Ready], written: dict[str, NewInstance], *, now: datetime
+) -> set[int]:
+    """One try of the batch's transaction; returns the jobs that archived a new instance
+    (the others are duplicates). Raises IntegrityError when it lost a race: nothing of it
+    is then committed."""
+    with ctx.sessions.begin() as session:
+        known = archived_instance_ids(session, (ready.sop_uid for ready in batch))
+        new = _first_of_each_instance(batch, known)
+        new_jobs = {ready.job_id for ready in new}
+        items = [_write(ctx, ready, written) for ready in new]
+        instance_ids = known | record_instances(session, items, now=now)
+        _mark_done(
+            session,
+            [(r.job_id, instance_ids[r.sop_uid], r.job_id not in new_jobs) for r in batch],
+            now=now,
+        )
+        # Last before the commit: the audit append holds the chain's head lock until then.
+        for record in _archived_events(new):
+            audit.append(session, record)
+    return new_jobs
 
 
 def _first_of_each_instance(batch: Sequence[_Ready], known: dict[str, int]) -> list[_Ready]:
@@ -231,16 +254,21 @@ def _first_of_each_instance(batch: Sequence[_Ready], known: dict[str, int]) -> l
     return list(first.values())
 
 
-def _write(ctx: WorkerContext, ready: _Ready) -> NewInstance:
+def _write(ctx: WorkerContext, ready: _Ready, written: dict[str, NewInstance]) -> NewInstance:
+    item = written.get(ready.sop_uid)
+    if item is not None:
+        return item
     relpath = archive_relpath(ready.outcome.facts)
     data = ready.outcome.data
     durable_write(ctx.archive_dir / relpath, data)
-    return NewInstance(
+    item = NewInstance(
         facts=ready.outcome.facts,
         archive_path=relpath.as_posix(),
         sha256=hashlib.sha256(data).hexdigest(),
         size_bytes=len(data),
     )
+    written[ready.sop_uid] = item
+    return item
 
 
 def _archived_events(new: Sequence[_Ready]) -> list[audit.AuditRecord]:
@@ -254,46 +282,6 @@ def _archived_events(new: Sequence[_Ready]) -> list[audit.AuditRecord]:
         audit.instances_archived(study_uid, name, version, archived)
         for (study_uid, name, version), archived in sorted(groups.items())
     ]
-
-
-def _archive_one(ctx: WorkerContext, ready: _Ready, *, now: datetime) -> JobResult:
-    """One job's commit, creating catalog rows under savepoints so that losing a race to
-    another worker costs only the insert that lost."""
-    with ctx.sessions.begin() as session:
-        existing = find_instance(session, ready.sop_uid)
-        if existing is not None:
-            _mark_done(session, [(ready.job_id, existing.id, True)], now=now)
-            return JobResult.DUPLICATE
-    item = _write(ctx, ready)
-    facts = item.facts
-    try:
-        with ctx.sessions.begin() as session:
-            instance = record_instance(
-                session,
-                facts,
-                archive_path=item.archive_path,
-                sha256=item.sha256,
-                size_bytes=item.size_bytes,
-                now=now,
-            )
-            _mark_done(session, [(ready.job_id, instance.id, False)], now=now)
-            audit.append(
-                session,
-                audit.instances_archived(
-                    facts.study_uid,
-                    facts.profile_name,
-                    facts.profile_version,
-                    [(ready.job_id, ready.sop_uid)],
-                ),
-            )
-    except IntegrityError:
-        # Another worker archived the same instance (same bytes, same path) meanwhile.
-        with ctx.sessions.begin() as session:
-            existing = find_instance(session, ready.sop_uid)
-            assert existing is not None
-            _mark_done(session, [(ready.job_id, existing.id, True)], now=now)
-        return JobResult.DUPLICATE
-    return JobResult.ARCHIVED
 
 
 def _mark_done(session: Session, done: Sequence[tuple[int, int, bool]], *, now: datetime) -> None:

@@ -137,21 +137,30 @@ def test_dry_run_returns_explain_table_and_preview(
     client: TestClient, sessions: sessionmaker[Session]
 ) -> None:
     """Rule: a steward can try a proposed version on sample files: explain table, outcome
-    and a pixel preview; nothing is archived."""
+    and, for an image the pixel step examines, the before/after picture `amana anonymize
+    --preview` would write (none for an image it leaves alone); nothing is archived."""
     steward = mint(sessions, "steward")
     proposed = _propose(client, steward, _revised("dry"))
-    sample = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    samples = [
+        Path(get_testdata_file(name)).read_bytes() for name in ("CT_small.dcm", "MR_small.dcm")
+    ]
     response = client.post(
         f"/profiles/{proposed['version']}/dry-run",
         headers=_h(steward),
-        files=[("samples", ("a.dcm", sample, "application/dicom"))],
+        files=[
+            ("samples", (f"{i}.dcm", data, "application/dicom")) for i, data in enumerate(samples)
+        ],
     )
     assert response.status_code == 200, response.text
-    result = response.json()["results"][0]
-    assert result["result"] in {"archived", "quarantined"}
-    assert any(row["keyword"] == "PatientName" for row in result["explain"])
-    if result["result"] == "archived":
-        assert base64.b64decode(result["preview_png"]).startswith(b"\x89PNG")
+    ct, mr = response.json()["results"]
+    for result in (ct, mr):
+        assert result["result"] == "archived", result
+        assert any(row["keyword"] == "PatientName" for row in result["explain"])
+    assert ct["pixel_actions"][0] == "not_examined"
+    assert ct["preview_png"] is None and ct["preview_name"] is None
+    assert mr["pixel_actions"][0].startswith("examined:")
+    assert mr["preview_name"].endswith("-boxes-frame-1.png")
+    assert base64.b64decode(mr["preview_png"]).startswith(b"\x89PNG")
     with sessions() as session:
         assert session.scalar(select(Instance.id)) is None
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from amana.celery_app import PROCESS_JOB, PROCESS_JOBS
@@ -24,7 +25,13 @@ from archive import audit
 from archive.catalog.db import make_engine, make_sessionmaker
 from archive.catalog.models import Instance, Job, JobStatus, QuarantineEntry, Series, Study
 from archive.catalog.models_governance import AuditEvent
-from archive.work.pipeline import JobResult, WorkerContext, process_job, process_jobs
+from archive.work.pipeline import (
+    COMMIT_TRIES,
+    JobResult,
+    WorkerContext,
+    process_job,
+    process_jobs,
+)
 from tests.pipeline_helpers import enqueue, worker_context
 from tests.study_factory import FakeStudy, make_study
 
@@ -188,22 +195,39 @@ def test_mixed_batch_ends_every_job_once_and_rerun_changes_nothing(
 
 
 @contextmanager
-def _meanwhile(engine: Engine, marker: str, action: Callable[[], None]) -> Iterator[None]:
-    """Run `action` once, right before the first statement containing `marker`: another
-    worker committing between this batch's lookups and its writes."""
-    fired = False
+def _meanwhile(engine: Engine, *steps: tuple[str, Callable[[], None]]) -> Iterator[None]:
+    """Run each step's action once, in order, right before the first statement containing
+    its marker (after the previous step ran): other workers committing between this batch's
+    lookups and its writes. Their own statements do not trigger further steps."""
+    pending = list(steps)
+    running = False
 
     def before(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        nonlocal fired
-        if not fired and marker in " ".join(statement.split()):
-            fired = True
+        nonlocal running
+        if running or not pending or pending[0][0] not in " ".join(statement.split()):
+            return
+        _, action = pending.pop(0)
+        running = True
+        try:
             action()
+        finally:
+            running = False
 
     event.listen(engine, "before_cursor_execute", before)
     try:
         yield
     finally:
         event.remove(engine, "before_cursor_execute", before)
+    assert not pending, "a step never ran: the statements it waited for changed"
+
+
+def _other_worker(ctx: WorkerContext, job_id: int) -> Callable[[], None]:
+    """Another worker archiving `job_id`'s instance, for `_meanwhile`."""
+
+    def run() -> None:
+        assert process_job(ctx, job_id) is JobResult.ARCHIVED
+
+    return run
 
 
 def test_batch_that_loses_a_race_for_an_instance_ends_as_if_run_alone(
@@ -216,10 +240,7 @@ def test_batch_that_loses_a_race_for_an_instance_ends_as_if_run_alone(
     batch = [enqueue(ctx, study.files[0]), enqueue(ctx, study.files[1])]
     other = enqueue(ctx, study.files[0])
 
-    def other_worker() -> None:
-        assert process_job(ctx, other) is JobResult.ARCHIVED
-
-    with _meanwhile(engine, "FROM series WHERE", other_worker):
+    with _meanwhile(engine, ("FROM series WHERE", _other_worker(ctx, other))):
         results = process_jobs(ctx, batch)
 
     assert results == {batch[0]: JobResult.DUPLICATE, batch[1]: JobResult.ARCHIVED}
@@ -237,10 +258,7 @@ def test_batch_that_loses_a_race_for_a_new_study_archives_all(
     batch = [enqueue(ctx, study.files[0]), enqueue(ctx, study.files[1])]
     other = enqueue(ctx, study.files[2])
 
-    def other_worker() -> None:
-        assert process_job(ctx, other) is JobResult.ARCHIVED
-
-    with _meanwhile(engine, "INSERT INTO patients", other_worker):
+    with _meanwhile(engine, ("INSERT INTO patients", _other_worker(ctx, other))):
         results = process_jobs(ctx, batch)
 
     assert set(results.values()) == {JobResult.ARCHIVED}
@@ -249,6 +267,64 @@ def test_batch_that_loses_a_race_for_a_new_study_archives_all(
         assert session.scalar(select(func.count()).select_from(Study)) == 1
         assert session.scalar(select(func.count()).select_from(Series)) == 1
         assert session.scalar(select(func.count()).select_from(Instance)) == 3
+
+
+def test_batch_that_loses_races_on_consecutive_tries_ends_as_if_run_alone(
+    ctx: WorkerContext, engine: Engine, tmp_path: Path
+) -> None:
+    """Rule: a batch rolled back by a race is tried again whole, and again if it loses
+    another race: in the end no instance is lost or cataloged twice, its duplicate job is
+    marked as such, and the audit trail names each archived job once."""
+    study = _ct_study(tmp_path, "a", 3)
+    batch = [enqueue(ctx, study.files[0]), enqueue(ctx, study.files[1])]
+    creates_study = enqueue(ctx, study.files[2])
+    takes_instance = enqueue(ctx, study.files[0])
+
+    # First try: the patient, study and series appear before this batch creates them.
+    # Second try: one of the batch's own instances is archived after its lookup.
+    with _meanwhile(
+        engine,
+        ("INSERT INTO patients", _other_worker(ctx, creates_study)),
+        ("FROM series WHERE", _other_worker(ctx, takes_instance)),
+    ):
+        results = process_jobs(ctx, batch)
+
+    assert results == {batch[0]: JobResult.DUPLICATE, batch[1]: JobResult.ARCHIVED}
+    _assert_every_job_finished_once(ctx)
+    with ctx.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Study)) == 1
+        assert session.scalar(select(func.count()).select_from(Instance)) == 3
+        duplicate = session.get_one(Job, batch[0])
+        owner = session.get_one(Job, takes_instance)
+    assert duplicate.duplicate and duplicate.instance_id == owner.instance_id
+    listed = [j for e in _archive_events(ctx.sessions) for j in json.loads(e.detail)["job_ids"]]
+    assert sorted(listed) == sorted([batch[1], creates_study, takes_instance])
+
+
+def test_batch_that_keeps_losing_races_is_left_whole_for_the_sweeper(
+    ctx: WorkerContext, engine: Engine, tmp_path: Path
+) -> None:
+    """Rule: a batch whose commit conflicts on every try gives up without committing any of
+    it and without deleting a spooled original; run again later, it ends every job once."""
+    study = _ct_study(tmp_path, "a", COMMIT_TRIES + 1)
+    batch = [enqueue(ctx, f) for f in study.files]
+    others = [enqueue(ctx, f) for f in study.files[:COMMIT_TRIES]]
+
+    steps = [("FROM series WHERE", _other_worker(ctx, job_id)) for job_id in others]
+    with pytest.raises(IntegrityError), _meanwhile(engine, *steps):
+        process_jobs(ctx, batch)
+
+    with ctx.sessions() as session:
+        statuses = {session.get_one(Job, job_id).status for job_id in batch}
+    assert statuses == {JobStatus.RUNNING}
+    assert len(list((ctx.spool_dir / "incoming").iterdir())) == len(batch)
+
+    ctx.stale_after = timedelta(0)  # as the sweeper finds the claims stale
+    results = process_jobs(ctx, batch)
+    assert [results[j] for j in batch] == [JobResult.DUPLICATE] * COMMIT_TRIES + [
+        JobResult.ARCHIVED
+    ]
+    _assert_every_job_finished_once(ctx)
 
 
 WORKER_KILLED = 70

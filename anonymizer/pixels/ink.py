@@ -1,0 +1,253 @@
+"""Text-like ink in one frame: what OCR is shown, found without OCR.
+
+Tesseract alone does badly on medical images: ultrasound speckle and anatomy are read as
+thousands of garbage words (slow), and small annotation text is missed at native size.
+So each frame is first reduced to its "ink": pixels that stand out from their
+neighbourhood by brightness, darkness or colour, in small connected shapes. Only the ink
+(with its anti-aliasing) is shown to tesseract (ocr.py); everything else is blank paper,
+which tesseract skips quickly. Finding ink is cheap, so it also decides which frames of a
+multi-frame image need a reading of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+
+def dilate(mask: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """Binary dilation by a rows x columns rectangle (separable, so fast)."""
+    grown = ndi.maximum_filter(mask.view(np.uint8), size=(rows, columns))
+    return grown.astype(bool)  # type: ignore[no-any-return]
+
+
+def to_uint8(frame: np.ndarray, photometric: str, bits_stored: int) -> np.ndarray:
+    """An 8-bit grey (rows, cols) or RGB (rows, cols, 3) view for text detection."""
+    full_byte = frame.dtype == np.uint8 and bits_stored >= 8
+    if full_byte and photometric != "MONOCHROME1":
+        return frame
+    data = frame.astype(np.float32)
+    if not full_byte:
+        # Burned-in text is drawn at an extreme of the stored range (often the very
+        # minimum or maximum), so the frame's own min-max keeps it at full contrast;
+        # percentiles or a VOI window would clip it into the background.
+        lo, hi = float(data.min()), float(data.max())
+        if hi <= lo:
+            hi = lo + 1
+        data = (data - lo) * (255.0 / (hi - lo))
+    data = np.clip(data, 0, 255)
+    if photometric == "MONOCHROME1":
+        data = 255 - data
+    return data.astype(np.uint8)
+
+
+def flat_pixels(grey: np.ndarray) -> np.ndarray:
+    """Pixels of uniform areas (borders, panels, paper, whatever their level): their 3x3
+    neighbourhood hardly varies, unlike speckle, anatomy or noise."""
+    spread = ndi.maximum_filter(grey, size=3).astype(np.int16) - ndi.minimum_filter(grey, size=3)
+    return spread <= 6  # type: ignore[no-any-return]
+
+
+def ink_layers(
+    image: np.ndarray, min_contrast: int, min_chroma: int, plain: np.ndarray
+) -> list[np.ndarray]:
+    """Ink strength (0-255) per pixel, one layer per polarity: [light ink, dark ink], and
+    the raw local contrast of every pixel (used to draw flat-coloured text, see below).
+
+    Local contrast alone also fires on ultrasound speckle and tissue texture, so a pixel
+    counts as ink when it stands out and is either drawn at an extreme (bright on dark,
+    dark on light), coloured, or sits in a mostly uniform area (faint text on a border,
+    panel or paper). The polarities are kept apart because the gaps between light letters
+    are themselves "dark ink"; `resolve_polarity` settles each line afterwards.
+    """
+    if image.ndim == 3:
+        r, g, b = image[..., 0], image[..., 1], image[..., 2]
+        hi = np.maximum(np.maximum(r, g), b).astype(np.int16)
+        lo = np.minimum(np.minimum(r, g), b).astype(np.int16)
+        grey = hi  # coloured text is bright in its strongest channel
+        chroma = hi - lo
+    else:
+        grey = image.astype(np.int16)
+        chroma = np.zeros_like(grey)
+    # Top-hats keep structures thinner than the window: strokes, not organs or panels.
+    size = (11, 11)
+    floor = ndi.grey_opening(grey, size=size)  # the background under light strokes
+    ceiling = ndi.grey_closing(grey, size=size)  # the background around dark strokes
+    bright = grey - floor
+    dark = ceiling - grey
+    # Dark text is looked for in light areas and on uniform panels only: in speckle and
+    # anatomy every dark pixel between bright ones would look like ink.
+    light_area = ndi.uniform_filter(grey.astype(np.float32), size=31) >= 128
+    dark = np.where(light_area | plain, dark, 0)
+    # Faint text: lower contrast is enough where most of the neighbourhood sits at the
+    # background level (a border, panel or paper), unlike speckle or anatomy.
+    faint_contrast = max(20, min_contrast // 2)
+    at_floor = ndi.uniform_filter((bright <= 6).astype(np.float32), size=15) >= 0.5
+    at_ceiling = ndi.uniform_filter((dark <= 6).astype(np.float32), size=15) >= 0.5
+    # Light text is drawn near the top of the range. Over bright image content (speckle
+    # reaching 200 and more) only what is brighter than almost all of that content counts,
+    # so text there is not buried in a crowd of bright specks.
+    floor = np.full(grey.shape, 150, dtype=np.int16)
+    busy = ~plain
+    if busy.any():
+        floor[busy] = max(150, min(240, int(np.percentile(grey[busy], 99.5))))
+    light_ink = ((bright >= min_contrast) & (grey >= floor)) | (
+        (bright >= faint_contrast) & at_floor
+    )
+    dark_ink = ((dark >= min_contrast) & (grey <= 105)) | ((dark >= faint_contrast) & at_ceiling)
+    light = np.where(light_ink, bright, 0)
+    coloured = chroma >= min_chroma
+    light = np.maximum(light, np.where(coloured, np.maximum(chroma, bright), 0))
+    contrast = np.maximum(grey - floor, ceiling - grey)
+    return [
+        np.clip(light, 0, 255).astype(np.uint8),
+        np.clip(np.where(dark_ink, dark, 0), 0, 255).astype(np.uint8),
+        np.clip(contrast, 0, 255).astype(np.uint8),
+    ]
+
+
+# Over image content, text drawn in one flat colour shows as a spike in the local
+# histogram: many pixels of exactly one value where the image's own values are spread.
+DRAWN_TILE = 64
+DRAWN_MIN_PIXELS = 12
+DRAWN_SPIKE_RATIO = 4
+DRAWN_LAYER = 2  # index of the flat-colour layer in Ink.layers
+
+
+def drawn_colour_ink(grey: np.ndarray, busy: np.ndarray) -> np.ndarray:
+    """Pixels over busy areas whose exact value is a local histogram spike (text drawn in
+    a flat grey or colour over speckle or anatomy, which contrast alone cannot separate).
+    Black and white are left out: saturated speckle piles up there, and white text is
+    found by contrast anyway. Lossy compression blurs the spikes: then contrast decides."""
+    found = np.zeros(grey.shape, dtype=bool)
+    rows, columns = grey.shape
+    stride = DRAWN_TILE // 2
+    for y in range(0, max(1, rows - stride), stride):
+        for x in range(0, max(1, columns - stride), stride):
+            area = (slice(y, y + DRAWN_TILE), slice(x, x + DRAWN_TILE))
+            inside = busy[area]
+            if inside.mean() < 0.5:
+                continue
+            values = grey[area]
+            counts = np.bincount(values[inside], minlength=256)
+            baseline = ndi.median_filter(counts, size=9)
+            spikes = (counts >= DRAWN_MIN_PIXELS) & (counts >= DRAWN_SPIKE_RATIO * baseline + 10)
+            spikes[:30] = False
+            spikes[255] = False
+            if spikes.any():
+                found[area] |= spikes[values] & inside
+    return found
+
+
+def resolve_polarity(
+    grey: np.ndarray, light: np.ndarray, dark: np.ndarray, min_contrast: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per text line, keep light ink brighter than the line's background and dark ink
+    darker than it: the gaps inside white letters on black (or black letters on grey)
+    sit at the background level and are dropped, so letters are not merged into blocks."""
+    light, dark = light.copy(), dark.copy()
+    rows, columns = grey.shape
+    step = max(10, min_contrast // 4)
+    for band in text_bands(light | dark):
+        box = (
+            slice(max(0, band[0].start - 6), min(rows, band[0].stop + 6)),
+            slice(max(0, band[1].start - 6), min(columns, band[1].stop + 6)),
+        )
+        # The background is what most of the padded box shows: text covers less of it.
+        level = float(np.median(grey[box]))
+        light[box] &= grey[box] >= level + step
+        dark[box] &= grey[box] <= level - step
+    return light, dark
+
+
+def grey_of(image: np.ndarray) -> np.ndarray:
+    """Brightness for text detection: coloured text is bright in its strongest channel."""
+    if image.ndim == 3:
+        return np.maximum(np.maximum(image[..., 0], image[..., 1]), image[..., 2])
+    return image
+
+
+def plain_zone(flat: np.ndarray) -> np.ndarray:
+    """Where the frame is mostly uniform: borders, header bars, panels, paper.
+
+    Text there is grouped apart from text-like specks of the image content next to it, so a
+    sector edge full of bright speckle cannot swallow the header line beside it.
+    """
+    return ndi.uniform_filter(flat.astype(np.float32), size=41) >= 0.5  # type: ignore[no-any-return]
+
+
+def text_candidates(ink: np.ndarray, plain: np.ndarray) -> np.ndarray:
+    """Mask of ink pixels in glyph-sized shapes that sit next to other glyph-sized shapes."""
+    strong = ink > 0
+    labels, count = ndi.label(strong)
+    if count == 0:
+        return strong
+    keep = np.zeros(count + 1, dtype=bool)
+    for index, box in enumerate(ndi.find_objects(labels), start=1):
+        if box is None:
+            continue
+        h = box[0].stop - box[0].start
+        w = box[1].stop - box[1].start
+        # Glyphs (or glyphs run together) are at most a few tens of pixels tall.
+        keep[index] = 2 <= h <= 80 and w <= 400 and (h >= 3 or w >= 3)
+    mask = keep[labels]
+    # Lone specks far from any other shape are noise, not text. Shapes are grouped with
+    # their neighbours within their own zone (plain or busy) only.
+    near = (5, 15)
+    plain_groups, plain_count = ndi.label(dilate(mask & plain, *near))
+    busy_groups, busy_count = ndi.label(dilate(mask & ~plain, *near))
+    groups = np.where(plain, plain_groups, np.where(busy_groups > 0, busy_groups + plain_count, 0))
+    groups = np.where(mask, groups, 0)
+    group_count = plain_count + busy_count
+    if group_count == 0:
+        return mask
+    pixels_per_group = np.bincount(groups[mask], minlength=group_count + 1)
+    good = pixels_per_group >= 12
+    good[0] = False
+    # A text line is a band (horizontal or vertical); specks strung along an organ or a
+    # sector edge spread both ways.
+    for index, box in enumerate(ndi.find_objects(groups), start=1):
+        if box is not None and min(box[0].stop - box[0].start, box[1].stop - box[1].start) > 100:
+            good[index] = False
+    return mask & good[groups]
+
+
+def text_bands(candidates: np.ndarray) -> list[tuple[slice, slice]]:
+    """Bounding boxes of text lines: candidate ink grouped along the writing direction."""
+    lines = dilate(candidates, 3, 15)
+    labels, count = ndi.label(lines)
+    # The extent of the ink itself, not of the dilation (which would widen every band).
+    inked = np.where(candidates, labels, 0)
+    return [b for b in ndi.find_objects(inked)[:count] if b is not None]
+
+
+@dataclass(frozen=True)
+class Ink:
+    """What a frame shows that may be text: (ink, candidates) per polarity, and its zones."""
+
+    layers: list[tuple[np.ndarray, np.ndarray]]
+    plain: np.ndarray
+    flat: np.ndarray
+
+    @property
+    def candidates(self) -> np.ndarray:
+        return np.logical_or.reduce([c for _, c in self.layers])  # type: ignore[no-any-return]
+
+
+def find_ink(image: np.ndarray, *, min_contrast: int, min_chroma: int) -> Ink:
+    """Text-like ink of a frame: cheap (no OCR), also used to decide which frames to read."""
+    grey = grey_of(image)
+    flat = flat_pixels(grey)
+    plain = plain_zone(flat)
+    light, dark, contrast = ink_layers(image, min_contrast, min_chroma, plain)
+    light_c, dark_c = resolve_polarity(
+        grey, text_candidates(light, plain), text_candidates(dark, plain), min_contrast
+    )
+    # Flat-coloured text over the image: its exact-colour pixels are the skeleton; the
+    # page shows the local contrast around them, so anti-aliased strokes read whole.
+    drawn_core = drawn_colour_ink(grey, ~plain)
+    drawn_c = text_candidates(np.where(dilate(drawn_core, 3, 3), 255, 0), plain)
+    drawn_c &= ~light_c & ~dark_c
+    return Ink([(light, light_c), (dark, dark_c), (contrast, drawn_c)], plain, flat)

@@ -1,0 +1,72 @@
+"""A steward's dry run: a profile version on sample files, nothing stored."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from typing import Any
+
+from anonymizer.engine import Deidentifier, key_from_bytes
+from anonymizer.pixels.preview import preview_pngs
+from anonymizer.profile_model import Profile
+
+
+def dry_run(profile: Profile, samples: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
+    """Run the profile on sample files with a throwaway key: the explain table, the outcome
+    and, for an examined image, a before/after picture of its pixels. Nothing is stored or
+    audited in detail, because the explain table and the "before" picture show the samples'
+    own values to the steward who sent them."""
+    deidentifier = Deidentifier(profile, key_from_bytes(secrets.token_bytes(32)))
+    results = []
+    for filename, data in samples:
+        rows, outcome = deidentifier.explain(data)
+        entry: dict[str, Any] = {"file": filename, "explain": [_explain_row(r) for r in rows]}
+        if isinstance(outcome, Exception):
+            entry["result"] = "quarantined"
+            entry["reason"] = getattr(outcome, "reason", "processing_error")
+            entry["message"] = getattr(outcome, "message", type(outcome).__name__)
+            entry["preview_name"] = entry["preview_png"] = None
+        else:
+            entry["result"] = "archived"
+            entry["pixel_actions"] = list(outcome.facts.pixel_actions)
+            entry.update(_preview(profile, data))
+        results.append(entry)
+    return results
+
+
+def _explain_row(row: tuple[int, str, Any, object, object]) -> dict[str, Any]:
+    tag, vr, rule, before, after = row
+    return {
+        "tag": f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
+        "vr": vr,
+        "keyword": getattr(rule, "keyword", "") if rule is not None else "",
+        "action": getattr(rule, "action", None) if rule is not None else "default: remove",
+        "option": getattr(rule, "option", None) if rule is not None else None,
+        "before": _short(before),
+        "after": _short(after),
+    }
+
+
+def _short(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    text = str(value)
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
+def _preview(profile: Profile, data: bytes) -> dict[str, str | None]:
+    """The core's before/after picture (the one `amana anonymize --preview` writes), base64:
+    None when the profile has no pixel step or does not examine the image (nothing changes).
+    """
+    pictures: list[tuple[str, bytes]] = []
+    if profile.pixel is not None:
+        try:
+            pictures = preview_pngs(data, profile.pixel)
+        except Exception:  # a preview is a convenience; the outcome above is the answer
+            pictures = []
+    if not pictures:
+        return {"preview_name": None, "preview_png": None}
+    name, png = pictures[0]
+    return {"preview_name": name, "preview_png": base64.b64encode(png).decode("ascii")}

@@ -1,0 +1,112 @@
+"""A profile as a steward uploads it: its name, its validation by the workers' loader, and
+what it changes against another version."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from anonymizer.engine import ProfileError, load_profile
+from anonymizer.errors import RejectError
+from anonymizer.profile_model import Profile
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+MAX_PROFILE_BYTES = 2 * 1024 * 1024
+
+
+@contextmanager
+def _profile_tree(name: str, yaml_text: str, profiles_dir: Path) -> Iterator[Path]:
+    """A temporary copy of the profiles folder (by links) with the uploaded file in it, so that
+    `extends:` and region tables resolve exactly as they would for a file on disk."""
+    with tempfile.TemporaryDirectory(prefix="amana-profile-") as tmp:
+        root = Path(tmp)
+        if profiles_dir.is_dir():
+            for entry in profiles_dir.iterdir():
+                if entry.name != f"{name}.yaml":
+                    os.symlink(entry.resolve(), root / entry.name)
+        (root / f"{name}.yaml").write_text(yaml_text, encoding="utf-8")
+        yield root / f"{name}.yaml"
+
+
+def profile_name_of(yaml_text: str) -> str:
+    if len(yaml_text.encode("utf-8")) > MAX_PROFILE_BYTES:
+        raise RejectError("profile is larger than 2 MB", code="invalid_profile")
+    try:
+        data = yaml.safe_load(yaml_text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        raise RejectError(f"uploaded profile: {line}invalid YAML", code="invalid_profile") from exc
+    name = data.get("name") if isinstance(data, dict) else None
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise RejectError(
+            "uploaded profile: `name:` must be lower-case letters, digits, '.', '_' or '-'",
+            code="invalid_profile",
+        )
+    return name
+
+
+def load_profile_text(yaml_text: str, profiles_dir: Path) -> Profile:
+    """Validate and resolve a profile text with the workers' loader. Errors name the line."""
+    name = profile_name_of(yaml_text)
+    with _profile_tree(name, yaml_text, profiles_dir) as file:
+        try:
+            profile = load_profile(str(file), profiles_dir)
+        except ProfileError as exc:
+            where = "uploaded profile" if Path(exc.file).name == file.name else Path(exc.file).name
+            line = f" line {exc.line}" if exc.line is not None else ""
+            raise RejectError(f"{where}{line}: {exc.reason}", code="invalid_profile") from exc
+    if profile.pixel is not None:
+        from anonymizer.pixels import bind_rules_dir
+
+        # Pixel rules are read lazily; the temporary tree is gone by then, so point them at
+        # the real folder the links led to.
+        profile = profile.model_copy(
+            update={"pixel": bind_rules_dir(profile.pixel, profiles_dir / "pixel")}
+        )
+    return profile
+
+
+# --- diff -----------------------------------------------------------------------------------
+
+
+def _flatten(data: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            _flatten(value, f"{prefix}.{key}" if prefix else str(key), out)
+    elif isinstance(data, list) and data and all(isinstance(i, dict) and "tag" in i for i in data):
+        for item in data:
+            _flatten({k: v for k, v in item.items() if k != "tag"}, f"{prefix}[{item['tag']}]", out)
+    elif (
+        isinstance(data, list)
+        and data
+        and all(isinstance(i, dict) and "creator" in i for i in data)
+    ):
+        for item in data:
+            address = f"{item['creator']}/{item.get('group') or '*'}/{item['element']}"
+            rest = {k: v for k, v in item.items() if k not in ("creator", "group", "element")}
+            _flatten(rest, f"{prefix}[{address}]", out)
+    else:
+        out[prefix] = data
+
+
+def profile_diff(old: Profile | None, new: Profile) -> list[dict[str, Any]]:
+    """Every setting that differs, as {path, old, new}; attribute rules keyed by tag."""
+    exclude = {"version", "source_file"}
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    if old is not None:
+        _flatten(old.model_dump(mode="json", exclude=exclude), "", before)
+    _flatten(new.model_dump(mode="json", exclude=exclude), "", after)
+    changes = []
+    for path in sorted(set(before) | set(after)):
+        if before.get(path) != after.get(path):
+            changes.append({"path": path, "old": before.get(path), "new": after.get(path)})
+    return changes
