@@ -64,7 +64,13 @@ def _severity(event: AuditEvent) -> int:
     return 5 if event.event_id == EventId.SECURITY_ALERT else 6
 
 
+# Control characters (line breaks above all) would split one event over several syslog
+# lines; RFC 5424 has no escape for them, so they are replaced.
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def _sd_escape(value: str) -> str:
+    value = _CONTROL.sub("\ufffd", value)
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
 
 
