@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from pydicom.sr.codedict import codes
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from amana.cli_catalog import audit_app
 from archive import audit
 from archive.audit.codes import OBJECT_ID_TYPES
-from archive.catalog.models_governance import AuditEvent
+from archive.catalog.models_governance import AuditEvent, AuditHead
 from archive.catalog.search import to_csv
 
 # The codes rows already hold and their hashes cover: these may never change.
@@ -273,6 +273,36 @@ EVENTS = 2500
 PAGE = 500
 
 
+def _fill_chain(sessions: sessionmaker[Session], count: int) -> None:
+    """`count` chained events written in bulk, as `append` would have chained them (one
+    append per event costs four statements, too slow for thousands), and the head moved."""
+    with sessions.begin() as session:
+        prev = audit.GENESIS_HASH
+        events = []
+        for n in range(1, count + 1):
+            row = AuditEvent(
+                seq=n,
+                occurred_at=f"2026-11-{1 + n % 28:02d}T10:00:00.{n:06d}Z",
+                event_id=audit.EventId.QUERY.value,
+                event_type=None,
+                action="E",
+                outcome=0 if n % 7 else 4,
+                actor=f"tok_{n % 3:012d}",
+                actor_role="auditor",
+                client_address="10.0.0.7",
+                object_type="study",
+                object_id=f"2.25.{n}",
+                detail=json.dumps({"n": n}),
+                prev_hash=prev,
+            )
+            row.hash = prev = audit.event_hash(row)
+            events.append(row)
+        session.add_all(events)
+        session.execute(
+            update(AuditHead).where(AuditHead.id == 1).values(last_seq=count, last_hash=prev)
+        )
+
+
 def _whole_log(session: Session, fmt: str, hostname: str) -> str:
     """The export as it used to be built: every event loaded, then one string."""
     events = list(session.scalars(select(AuditEvent).order_by(AuditEvent.seq)))
@@ -294,8 +324,9 @@ def test_export_streams_in_pages_and_equals_the_whole_log(
     """Rule: an export yields its first page before reading the rest, reads in bounded
     keyset pages (never the whole log at once), and writes exactly what an export built
     whole in memory wrote."""
-    _fill(sessions, EVENTS)
+    _fill_chain(sessions, EVENTS)
     with sessions() as session:
+        assert audit.verify(session).ok
         expected = _whole_log(session, fmt, "h1")
     with sessions() as session, _statements(sessions) as sql:
         export = audit.iter_export(session, audit.AuditFilter(), fmt, "h1", page_size=PAGE)
@@ -303,13 +334,30 @@ def test_export_streams_in_pages_and_equals_the_whole_log(
         first = next(chunks)
         assert len(_audit_selects(sql)) == 1  # one page read so far, not the log
         assert export.rows == PAGE
-        rest = list(chunks)
+        rest = []
+        for chunk in chunks:
+            rest.append(chunk)
+            # Events of pages already written are not kept: at most the page in hand.
+            assert len(session.identity_map) <= PAGE
         selects = _audit_selects(sql)
     assert export.rows == EVENTS
     assert len(rest) == EVENTS // PAGE - 1
     assert EVENTS // PAGE <= len(selects) <= EVENTS // PAGE + 1
     assert all("LIMIT" in s.upper() for s in selects)
     assert first + "".join(rest) == expected
+    flt = audit.AuditFilter(actor=f"tok_{1:012d}", outcome=4, since="2026-11-10")
+    with sessions() as session:
+        matching = [
+            e
+            for e in session.scalars(select(AuditEvent).order_by(AuditEvent.seq))
+            if e.actor == flt.actor and e.outcome == 4 and e.occurred_at >= "2026-11-10"
+        ]
+        streamed = "".join(audit.iter_export(session, flt, fmt, "h1", page_size=7))
+    assert matching and streamed == (
+        to_csv([audit.event_row(e) for e in matching], audit.AUDIT_COLUMNS)
+        if fmt == "csv"
+        else "".join(audit.to_syslog(e, hostname="h1") + "\n" for e in matching)
+    )
 
 
 def test_csv_export_keeps_the_formula_guard_and_an_empty_header(
