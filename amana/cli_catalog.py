@@ -10,10 +10,10 @@ import getpass
 import json
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import typer
 from rich.console import Console
@@ -223,20 +223,26 @@ def audit_search(
     object_id: Annotated[str | None, typer.Option("--object", help="UID, job id, version")] = None,
     since: Annotated[str | None, typer.Option(help="ISO date or time, inclusive")] = None,
     until: Annotated[str | None, typer.Option(help="ISO date or time, exclusive")] = None,
-    limit: Annotated[int, typer.Option(min=1)] = 1000,
-    offset: Annotated[int, typer.Option(min=0)] = 0,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 1000,
+    before: Annotated[
+        int | None,
+        typer.Option(min=1, help="only events older than this seq (the next page's start)"),
+    ] = None,
 ) -> None:
-    """Audit events in chain order."""
+    """Audit events, newest first, one page at a time (the next page's --before on stderr)."""
     from archive import audit
 
     flt = audit.AuditFilter(event, actor, object_id, None, since, until)
     with catalog_session() as session:
-        total, rows = audit.search(session, flt, limit=limit, offset=offset)
-        _audit_used(session, "search", total=total)
+        page = audit.search_page(session, flt, before_seq=before, limit=limit)
+        _audit_used(session, "search", rows=len(page.items), before=before)
     columns = audit.AUDIT_COLUMNS
     if fmt == "table":
         columns = ["seq", "occurred_at", "event", "action", "outcome", "actor", "object_id"]
-    print_rows(rows, fmt, columns)
+    print_rows(page.items, fmt, columns)
+    if page.next_before_seq is not None:
+        # On stderr so that json and csv output on stdout stays one document.
+        err.print(f"older events: --before {page.next_before_seq}")
 
 
 @audit_app.command("verify")
@@ -280,24 +286,33 @@ def audit_export(
     until: Annotated[str | None, typer.Option(help="ISO date or time, exclusive")] = None,
     hostname: Annotated[str | None, typer.Option(help="HOSTNAME field")] = None,
 ) -> None:
-    """Export events, for a SIEM or a syslog collector (RFC 5424, DICOM AuditMessage body)."""
-    from archive import audit
-    from archive.catalog.search import to_csv
+    """Export events, for a SIEM or a syslog collector (RFC 5424, DICOM AuditMessage body).
 
-    flt = audit.AuditFilter(since=since, until=until)
+    Written as it is read, a page of events at a time, so any size of trail fits in memory.
+    """
+    from archive import audit
+
+    fmt: audit.ExportFormat = "csv" if csv_ else "syslog"
     host = hostname or socket.gethostname()
     with catalog_session() as session:
-        events = list(audit.iter_events(session, flt))
-        if csv_:
-            body = to_csv([audit.event_row(e) for e in events], audit.AUDIT_COLUMNS)
+        # Pinned to the current head: the export is the trail as it stood when it began, and
+        # its own record, committed before any event leaves, says exactly what it holds.
+        head = audit.latest_seq(session)
+        flt = audit.AuditFilter(since=since, until=until, to_seq=head)
+        _audit_used(session, "export", rows=audit.count(session, flt), to_seq=head, format=fmt)
+        export = audit.iter_export(session, flt, fmt, host)
+        if out is None:
+            _write_all(export, sys.stdout)
         else:
-            body = "".join(audit.to_syslog(e, hostname=host) + "\n" for e in events)
-        _audit_used(session, "export", rows=len(events), format="csv" if csv_ else "syslog")
-    if out is None:
-        sys.stdout.write(body)
-    else:
-        out.write_text(body, encoding="utf-8")
-        err.print(f"{len(events)} events written to {out}")
+            with out.open("w", encoding="utf-8", newline="") as sink:
+                _write_all(export, sink)
+    if out is not None:
+        err.print(f"{export.rows} events written to {out}")
+
+
+def _write_all(chunks: Iterable[str], sink: TextIO) -> None:
+    for chunk in chunks:
+        sink.write(chunk)
 
 
 # --- tokens ---------------------------------------------------------------------------------

@@ -1,56 +1,108 @@
-"""The audit trail: hash-chained events (PS3.15 A.5 vocabulary), verification, export."""
+"""The audit trail: hash-chained events in the DICOM audit vocabulary (PS3.15 A.5).
 
-from archive.audit.events import (
-    AUDIT_COLUMNS,
+Where things are:
+
+- `codes`: event ids, event types, actions, outcomes (DCM codes taken from pydicom);
+- `records`: `AuditRecord`, what a caller asks to record, and the pipeline's own events;
+- `chain`: the hash, `append`/`record` onto the chain, `verify`;
+- `query`: filters, `search_page` (keyset pages by sequence number), streaming reads;
+- `export`: CSV, RFC 5424 syslog and DICOM AuditMessage XML, streamed;
+- `unit`: one audited unit of work (a change and its event in one transaction).
+
+Callers use `from archive import audit` and the names below.
+"""
+
+from archive.audit.chain import (
     GENESIS_HASH,
-    Action,
-    AuditFilter,
-    AuditRecord,
     AuditUnavailable,
+    Problem,
+    VerifyReport,
+    append,
+    event_hash,
+    record,
+    verify,
+)
+from archive.audit.codes import (
+    EVENT_NAMES,
+    EVENT_TYPE_NAMES,
+    Action,
     EventId,
     EventType,
     Outcome,
-    VerifyReport,
-    append,
+    event_code,
+)
+from archive.audit.export import (
+    EXPORT_FORMATS,
+    MEDIA_TYPES,
+    AuditExport,
+    ExportFormat,
+    audit_message,
+    audit_message_xml,
+    iter_export,
+    to_syslog,
+)
+from archive.audit.query import (
+    AUDIT_COLUMNS,
+    AuditFilter,
+    AuditPage,
+    count,
+    event_row,
+    iter_event_pages,
+    iter_events,
+    latest_seq,
+    search,
+    search_page,
+)
+from archive.audit.records import (
+    AuditRecord,
     application_activity,
     association_refused,
-    event_hash,
-    event_row,
     instances_archived,
     instances_received,
-    iter_events,
     job_quarantined,
     quarantine_action,
-    record,
-    search,
     study_completed,
-    to_syslog,
-    verify,
 )
 
 __all__ = [
     "AUDIT_COLUMNS",
+    "EVENT_NAMES",
+    "EVENT_TYPE_NAMES",
+    "EXPORT_FORMATS",
+    "GENESIS_HASH",
+    "MEDIA_TYPES",
     "Action",
+    "AuditExport",
     "AuditFilter",
+    "AuditPage",
     "AuditRecord",
     "AuditUnavailable",
     "EventId",
     "EventType",
-    "GENESIS_HASH",
+    "ExportFormat",
     "Outcome",
+    "Problem",
     "VerifyReport",
     "append",
     "application_activity",
     "association_refused",
+    "audit_message",
+    "audit_message_xml",
+    "count",
+    "event_code",
     "event_hash",
     "event_row",
     "instances_archived",
     "instances_received",
+    "iter_event_pages",
     "iter_events",
+    "iter_export",
     "job_quarantined",
+    "latest_seq",
     "quarantine_action",
     "record",
     "search",
+    "search_page",
     "study_completed",
     "to_syslog",
     "verify",
