@@ -227,10 +227,10 @@ class PurgeOut(BaseModel):
 
 
 class AuditPage(BaseModel):
-    total: int
     limit: int
-    offset: int
     items: list[AuditEventOut]
+    # Ask for `before_seq=<this>` to get the next (older) page; null on the last page.
+    next_before_seq: int | None
 
 
 class VerifyProblem(BaseModel):
@@ -298,7 +298,13 @@ class DryRunResult(BaseModel):
     reason: str | None = None
     message: str | None = None
     pixel_actions: list[str] | None = None
-    preview_png: str | None = Field(default=None, description="base64 PNG of the first frame")
+    preview_png: str | None = Field(
+        default=None,
+        description="base64 PNG: before/after of the first examined frame, with the masked boxes",
+    )
+    preview_name: str | None = Field(
+        default=None, description="what the preview shows (method, boxes, frame)"
+    )
 
 
 class DryRunOut(BaseModel):

@@ -18,7 +18,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from anonymizer.errors import RejectError
-from archive.audit.events import AuditRecord, Outcome, append
+from archive.audit.chain import append
+from archive.audit.codes import Outcome
+from archive.audit.records import AuditRecord
 
 
 @dataclasses.dataclass

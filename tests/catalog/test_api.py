@@ -227,8 +227,21 @@ def test_csv_export_matches_search(client: TestClient, sessions: sessionmaker[Se
     assert "residual_pixel_text" in quarantine
     audit_csv = list(csv.DictReader(io.StringIO(client.get("/audit?format=csv", headers=h).text)))
     audit_json = client.get("/audit?limit=1000", headers=h).json()
-    # The JSON search itself came after the export, so it sees the export's own event too.
-    assert [r["seq"] for r in audit_csv] == [str(i["seq"]) for i in audit_json["items"]][:-1]
+    # The JSON search (newest first) came after the export, so it sees the export's own event
+    # too, at its head; the export stops at the moment it was asked for.
+    newest_first = [str(i["seq"]) for i in audit_json["items"]]
+    assert [r["seq"] for r in audit_csv] == list(reversed(newest_first))[:-1]
+    # Paging by sequence number walks the same events, each once, with no offset.
+    walked: list[str] = []
+    before: int | None = None
+    while True:
+        params = {"limit": 7, **({"before_seq": before} if before else {})}
+        page = client.get("/audit", headers=h, params=params).json()
+        walked += [str(i["seq"]) for i in page["items"]]
+        before = page["next_before_seq"]
+        if before is None:
+            break
+    assert walked[-len(newest_first) :] == newest_first
 
 
 def test_study_detail_and_statistics(client: TestClient, sessions: sessionmaker[Session]) -> None:
@@ -319,7 +332,11 @@ def test_steward_retries_and_purges_quarantine(
             entries.append(entry.id)
     published: list[int] = []
     app = create_app(
-        sessions, quarantine_dir=quarantine_dir, spool_dir=spool_dir, publish=published.extend
+        sessions,
+        profiles_dir=PROFILES_DIR,
+        quarantine_dir=quarantine_dir,
+        spool_dir=spool_dir,
+        publish=published.extend,
     )
     steward, auditor = mint(sessions, "steward"), mint(sessions, "auditor")
     with TestClient(app) as client:

@@ -28,7 +28,7 @@ def _count(sessions: sessionmaker[Session], model: type[object]) -> int:
 
 
 def _drop_audit_head(sessions: sessionmaker[Session]) -> None:
-    # Without its head row the chain refuses every append (archive.audit.events.append).
+    # Without its head row the chain refuses every append (archive.audit.chain.append).
     with sessions.begin() as session:
         session.execute(text("DELETE FROM audit_head"))
 
@@ -82,7 +82,11 @@ def test_no_retry_or_purge_survives_a_failed_audit_append(
     steward = _auth(mint(sessions, "steward"))
     published: list[int] = []
     app = create_app(
-        sessions, quarantine_dir=quarantine_dir, spool_dir=spool_dir, publish=published.extend
+        sessions,
+        profiles_dir=PROFILES_DIR,
+        quarantine_dir=quarantine_dir,
+        spool_dir=spool_dir,
+        publish=published.extend,
     )
     _drop_audit_head(sessions)
     with TestClient(app) as client:
@@ -110,7 +114,11 @@ def test_each_request_is_recorded_exactly_once(
     auditor, admin, steward = (_auth(mint(sessions, r)) for r in ("auditor", "admin", "steward"))
     published: list[int] = []
     app = create_app(
-        sessions, quarantine_dir=quarantine_dir, spool_dir=spool_dir, publish=published.extend
+        sessions,
+        profiles_dir=PROFILES_DIR,
+        quarantine_dir=quarantine_dir,
+        spool_dir=spool_dir,
+        publish=published.extend,
     )
     source = {"ae_title": "CHU_OUJDA", "address": "10.7.0.0/16"}
     calls = [

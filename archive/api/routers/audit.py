@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import dataclasses
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.orm import Session
 
 from archive import audit
 from archive.api.deps import (
+    ApiState,
+    AuditContext,
     AuditDep,
     AuditReader,
     SessionDep,
     StateDep,
-    csv_response,
     filters_for_audit,
     unit,
 )
 from archive.api.schemas import AuditPage, VerifyOut
-from archive.catalog import search
 
 router = APIRouter(tags=["audit"])
 
@@ -51,43 +54,72 @@ def audit_search(
     since: Since = None,
     until: Since = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    before_seq: Annotated[
+        int | None,
+        Query(ge=1, le=2**62, description="the next page: `next_before_seq` of this one"),
+    ] = None,
     format: Annotated[Literal["json", "csv", "syslog"], Query()] = "json",
 ) -> AuditPage | Response:
-    """Audit events in chain order; CSV or RFC 5424 syslog lines with `format`."""
+    """Audit events newest first, a page at a time by sequence number; with `format` the
+    whole matching trail (oldest first, up to the moment of the request) streamed as CSV
+    or RFC 5424 syslog lines."""
     flt = audit.AuditFilter(event, actor, object_id, outcome, since, until)
-    total, items = audit.search(session, flt, limit=limit, offset=offset)
-    filters = filters_for_audit(
-        total > 0,
+    given = (
         {"outcome": outcome, "since": since, "until": until},
         {"event": event, "actor": actor, "object_id": object_id},
     )
+    if format != "json":
+        return _export(request, session, ctx, state, flt, format, given)
     ctx.set(
         audit.EventId.AUDIT_LOG_USED,
         audit.Action.READ,
         object_type="audit_log",
         object_id="audit",
-        filters=filters,
-        total=total,
         format=format,
+        before_seq=before_seq,
     )
-    # The export is read in the same transaction as its record, before the record's row:
-    # an export never lists its own event (as before, when the record came after the answer).
-    body: Response | None = None
-    with unit(request, ctx, session):
-        if format == "csv":
-            rows = [audit.event_row(e) for e in audit.iter_events(session, flt)]
-            body = csv_response(search.to_csv(rows, audit.AUDIT_COLUMNS), "audit.csv")
-        elif format == "syslog":
-            lines = [
-                audit.to_syslog(e, hostname=state.hostname) for e in audit.iter_events(session, flt)
-            ]
-            body = PlainTextResponse("".join(line + "\n" for line in lines))
-    if body is not None:
-        return body
+    with unit(request, ctx, session) as work:
+        page = audit.search_page(session, flt, before_seq=before_seq, limit=limit)
+        work.note(filters=filters_for_audit(bool(page.items), *given), rows=len(page.items))
     return AuditPage.model_validate(
-        {"total": total, "limit": limit, "offset": offset, "items": items}
+        {"limit": limit, "items": page.items, "next_before_seq": page.next_before_seq}
     )
+
+
+def _export(
+    request: Request,
+    session: Session,
+    ctx: AuditContext,
+    state: ApiState,
+    flt: audit.AuditFilter,
+    fmt: audit.ExportFormat,
+    given: tuple[dict[str, Any], dict[str, Any]],
+) -> StreamingResponse:
+    """The export's own event is committed before the first byte goes out (an export nobody
+    can see in the trail would be a read without a record); the rows are the trail up to
+    that moment, so the export never lists its own event, and they are read page by page on
+    a session of their own that lives as long as the stream."""
+    ctx.set(
+        audit.EventId.AUDIT_LOG_USED,
+        audit.Action.READ,
+        object_type="audit_log",
+        object_id="audit",
+        format=fmt,
+    )
+    with unit(request, ctx, session) as work:
+        head = audit.latest_seq(session)
+        flt = dataclasses.replace(flt, to_seq=head)
+        matched = audit.count(session, flt)
+        work.note(filters=filters_for_audit(matched > 0, *given), total=matched, to_seq=head)
+
+    def chunks() -> Iterator[str]:
+        with state.sessions() as reader:
+            yield from audit.iter_export(reader, flt, fmt, state.hostname)
+
+    stream = StreamingResponse(chunks(), media_type=audit.MEDIA_TYPES[fmt])
+    if fmt == "csv":
+        stream.headers["Content-Disposition"] = 'attachment; filename="audit.csv"'
+    return stream
 
 
 @router.get("/audit/verify", response_model=VerifyOut)
