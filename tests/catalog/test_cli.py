@@ -14,8 +14,10 @@ from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from amana.cli_catalog import audit_app, catalog_app, sources_app, token_app
+from amana.cli_catalog import audit_app, catalog_app
 from amana.cli_governance import activate, approve, propose, versions
+from amana.cli_sources import sources_app
+from amana.cli_tokens import token_app
 from amana.settings import REPO_ROOT
 from archive.catalog.models_governance import AuditEvent
 from tests.catalog.conftest import add_instance
