@@ -23,6 +23,7 @@ from amana.cli_common import (
     cli_record,
     err,
     print_rows,
+    query_record,
 )
 
 if TYPE_CHECKING:
@@ -52,24 +53,16 @@ STUDY_LIST_KEYS = [
 _ALWAYS_RECORDED = ("date_from", "date_to", "status")
 
 
-def _catalog_read(command: str, object_id: str | None, fmt: str, **detail: Any) -> AuditRecord:
+def _catalog_read(command: str, object_id: str, fmt: str) -> AuditRecord:
     """The record of a catalog read: a Data Export when it is a CSV, else a Query (the
     events of the same HTTP routes)."""
     from archive import audit
 
-    if fmt == "csv":
-        return cli_record(
-            audit.EventId.EXPORT,
-            audit.Action.READ,
-            command,
-            object_type="catalog",
-            object_id=object_id,
-            format="csv",
-            **detail,
-        )
+    export = fmt == "csv"
+    detail: dict[str, Any] = {"format": "csv"} if export else {}
     return cli_record(
-        audit.EventId.QUERY,
-        audit.Action.EXECUTE,
+        audit.EventId.EXPORT if export else audit.EventId.QUERY,
+        audit.Action.READ if export else audit.Action.EXECUTE,
         command,
         object_type="catalog",
         object_id=object_id,
@@ -120,11 +113,9 @@ def catalog_show(
     study_uid: Annotated[str, typer.Argument(help="the new Study Instance UID")],
 ) -> None:
     """One study with series, instances, jobs and audit history (JSON)."""
-    from archive import audit
     from archive.catalog.search import study_detail
 
-    record = cli_record(audit.EventId.QUERY, audit.Action.READ, "catalog show", object_type="study")
-    with audited_command(record) as work:
+    with audited_command(query_record("catalog show", "study", one=True)) as work:
         detail = study_detail(work.session, study_uid)
         # Recorded once it names a study: a mistyped value could be anything.
         work.note(object_id=study_uid)

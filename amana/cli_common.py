@@ -10,7 +10,7 @@ from __future__ import annotations
 import getpass
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -86,6 +86,18 @@ def cli_record(
     )
 
 
+def query_record(
+    command: str, object_type: str, *, object_id: str | None = None, one: bool = False
+) -> AuditRecord:
+    """A Query: Execute for a list or a search, Read for one object, as over HTTP."""
+    from archive import audit
+
+    action = audit.Action.READ if one else audit.Action.EXECUTE
+    return cli_record(
+        audit.EventId.QUERY, action, command, object_type=object_type, object_id=object_id
+    )
+
+
 @contextmanager
 def audited_command(record: AuditRecord, *, job_sink: JobSink | None = None) -> Iterator[Work]:
     """The command's reads or changes and their audit event as one transaction. A refusal is
@@ -98,6 +110,20 @@ def audited_command(record: AuditRecord, *, job_sink: JobSink | None = None) -> 
             yield work
     except AmanaError as exc:
         raise fail(exc) from exc
+
+
+def print_listing(
+    command: str,
+    object_type: str,
+    rows_of: Callable[[Session], list[dict[str, Any]]],
+    fmt: str,
+    columns: list[str],
+) -> None:
+    """A whole table read under its Query event, printed only once the event is written."""
+    with audited_command(query_record(command, object_type)) as work:
+        rows = rows_of(work.session)
+        work.note(rows=len(rows))
+    print_rows(rows, fmt, columns)
 
 
 def fail(exc: Exception) -> typer.Exit:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from amana.cli_common import audited_command, cli_record, fail, print_rows
+from amana.cli_common import audited_command, cli_record, fail, print_rows, query_record
 from amana.errors import RejectError
 from amana.settings import Settings
 
@@ -134,13 +134,9 @@ def versions(
     fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
 ) -> None:
     """Every uploaded version: status, proposer, approvers, activation."""
-    from archive import audit
     from archive.governance.versions import list_versions
 
-    record = cli_record(
-        audit.EventId.QUERY, audit.Action.EXECUTE, "profile versions", object_type="profile_version"
-    )
-    with audited_command(record) as work:
+    with audited_command(query_record("profile versions", "profile_version")) as work:
         rows = list_versions(work.session, name)
         # A name is recorded only when it matched: a mistyped value could be anything.
         work.note(filters={"name": name if rows else "(matched nothing)"} if name else {})

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from amana.cli_common import FormatOpt, audited_command, cli_actor, cli_record, console, print_rows
+from amana.cli_common import (
+    FormatOpt,
+    audited_command,
+    cli_actor,
+    console,
+    print_rows,
+    query_record,
+)
 from amana.settings import Settings
 
 if TYPE_CHECKING:
@@ -23,17 +30,9 @@ _LIST_LIMIT = 100_000
 @quarantine_app.command("list")
 def quarantine_list(fmt: FormatOpt = "table") -> None:
     """One entry per quarantined instance, with its reason code and message."""
-    from archive import audit
     from archive.catalog.search import QuarantineFilter, search_quarantine
 
-    record = cli_record(
-        audit.EventId.QUERY,
-        audit.Action.EXECUTE,
-        "quarantine list",
-        object_type="quarantine",
-        object_id="quarantine",
-        filters={},
-    )
+    record = query_record("quarantine list", "quarantine", object_id="quarantine")
     with audited_command(record) as work:
         total, rows = search_quarantine(work.session, QuarantineFilter(), limit=_LIST_LIMIT)
         work.note(total=total)
@@ -43,16 +42,9 @@ def quarantine_list(fmt: FormatOpt = "table") -> None:
 @quarantine_app.command("show")
 def quarantine_show(entry_id: int, fmt: FormatOpt = "table") -> None:
     """One quarantined instance: reason, message, origin and history (no PHI)."""
-    from archive import audit
     from archive.work.quarantine import entry_detail
 
-    record = cli_record(
-        audit.EventId.QUERY,
-        audit.Action.READ,
-        "quarantine show",
-        object_type="quarantine",
-        object_id=str(entry_id),
-    )
+    record = query_record("quarantine show", "quarantine", object_id=str(entry_id), one=True)
     with audited_command(record) as work:
         detail = entry_detail(work.session, entry_id)
     print_rows([detail], fmt, list(detail))

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from amana.cli_common import FormatOpt, audited_command, cli_record, print_rows
+from amana.cli_common import FormatOpt, audited_command, cli_record, print_listing
+
+if TYPE_CHECKING:
+    from archive.audit import Action, AuditRecord
 
 sources_app = typer.Typer(help="PACS allowed to send (AE title + address).", no_args_is_help=True)
+
+
+def _node_record(action: Action, command: str, ae_title: str) -> AuditRecord:
+    from archive import audit
+    from archive.governance.sources import AE_TITLE
+
+    return cli_record(
+        audit.EventId.SECURITY_ALERT,
+        action,
+        command,
+        event_type=audit.EventType.NETWORK_CONFIGURATION,
+        object_type="node",
+        # Configuration an admin typed, not patient data: kept even when refused.
+        object_id=ae_title if AE_TITLE.match(ae_title) else None,
+    )
 
 
 @sources_app.command("add")
@@ -21,18 +39,9 @@ def sources_add(
 ) -> None:
     """Allow a PACS to send."""
     from archive import audit
-    from archive.governance.sources import AE_TITLE, add_source
+    from archive.governance.sources import add_source
 
-    record = cli_record(
-        audit.EventId.SECURITY_ALERT,
-        audit.Action.CREATE,
-        "sources add",
-        event_type=audit.EventType.NETWORK_CONFIGURATION,
-        object_type="node",
-        # Configuration an admin typed, not patient data: kept even when refused.
-        object_id=ae_title if AE_TITLE.match(ae_title) else None,
-    )
-    with audited_command(record) as work:
+    with audited_command(_node_record(audit.Action.CREATE, "sources add", ae_title)) as work:
         src = add_source(
             work.session,
             ae_title=ae_title,
@@ -49,32 +58,18 @@ def sources_add(
 @sources_app.command("list")
 def sources_list(fmt: FormatOpt = "table") -> None:
     """Registered sources."""
-    from archive import audit
     from archive.governance.sources import list_sources
 
-    record = cli_record(
-        audit.EventId.QUERY, audit.Action.EXECUTE, "sources list", object_type="source"
-    )
-    with audited_command(record) as work:
-        rows = list_sources(work.session)
-        work.note(rows=len(rows))
-    print_rows(rows, fmt, ["ae_title", "address", "profile", "site", "region", "enabled"])
+    columns = ["ae_title", "address", "profile", "site", "region", "enabled"]
+    print_listing("sources list", "source", list_sources, fmt, columns)
 
 
 @sources_app.command("remove")
 def sources_remove(ae_title: str) -> None:
     """Stop accepting a PACS."""
     from archive import audit
-    from archive.governance.sources import AE_TITLE, remove_source
+    from archive.governance.sources import remove_source
 
-    record = cli_record(
-        audit.EventId.SECURITY_ALERT,
-        audit.Action.DELETE,
-        "sources remove",
-        event_type=audit.EventType.NETWORK_CONFIGURATION,
-        object_type="node",
-        object_id=ae_title if AE_TITLE.match(ae_title) else None,
-    )
-    with audited_command(record) as work:
+    with audited_command(_node_record(audit.Action.DELETE, "sources remove", ae_title)) as work:
         remove_source(work.session, ae_title)
     typer.echo(f"source {ae_title} removed")

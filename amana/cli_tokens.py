@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from amana.cli_common import FormatOpt, audited_command, cli_actor, cli_record, fail, print_rows
+from amana.cli_common import (
+    FormatOpt,
+    audited_command,
+    cli_actor,
+    cli_record,
+    fail,
+    print_listing,
+)
 from amana.errors import RejectError
+
+if TYPE_CHECKING:
+    from archive.audit import Action, AuditRecord
 
 token_app = typer.Typer(help="API bearer tokens (admin).", no_args_is_help=True)
 
 # A token's public id; only an id of this shape goes in the record, never a pasted secret.
 TOKEN_ID = re.compile(r"^tok_[0-9a-f]{12}$")
+
+
+def _token_record(action: Action, command: str, **fields: Any) -> AuditRecord:
+    from archive import audit
+
+    return cli_record(
+        audit.EventId.SECURITY_ALERT,
+        action,
+        command,
+        event_type=audit.EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
+        object_type="token",
+        **fields,
+    )
 
 
 @token_app.command("create")
@@ -29,15 +52,9 @@ def token_create(
         parsed = parse_role(role)
     except RejectError as exc:
         raise fail(exc) from exc
-    record = cli_record(
-        audit.EventId.SECURITY_ALERT,
-        audit.Action.CREATE,
-        "token create",
-        event_type=audit.EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
-        object_type="token",
-        role=parsed.value,
-    )
-    with audited_command(record) as work:
+    with audited_command(
+        _token_record(audit.Action.CREATE, "token create", role=parsed.value)
+    ) as work:
         token_id, token = create_token(
             work.session, role=parsed, created_by=cli_actor(), label=label
         )
@@ -48,16 +65,10 @@ def token_create(
 @token_app.command("list")
 def token_list(fmt: FormatOpt = "table") -> None:
     """Token ids, roles and labels (never the secrets)."""
-    from archive import audit
     from archive.governance.auth import list_tokens
 
-    record = cli_record(
-        audit.EventId.QUERY, audit.Action.EXECUTE, "token list", object_type="token"
-    )
-    with audited_command(record) as work:
-        rows = list_tokens(work.session)
-        work.note(rows=len(rows))
-    print_rows(rows, fmt, ["token_id", "role", "label", "created_by", "created_at", "revoked"])
+    columns = ["token_id", "role", "label", "created_by", "created_at", "revoked"]
+    print_listing("token list", "token", list_tokens, fmt, columns)
 
 
 @token_app.command("revoke")
@@ -67,13 +78,8 @@ def token_revoke(token_id: str) -> None:
     from archive.governance.auth import revoke_token
 
     well_formed = bool(TOKEN_ID.match(token_id))
-    record = cli_record(
-        audit.EventId.SECURITY_ALERT,
-        audit.Action.DELETE,
-        "token revoke",
-        event_type=audit.EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
-        object_type="token",
-        object_id=token_id if well_formed else None,
+    record = _token_record(
+        audit.Action.DELETE, "token revoke", object_id=token_id if well_formed else None
     )
     with audited_command(record) as work:
         if not well_formed:

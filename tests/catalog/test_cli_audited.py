@@ -18,7 +18,6 @@ from amana.cli_governance import approve, propose, versions
 from amana.cli_quarantine import quarantine_app
 from amana.cli_sources import sources_app
 from amana.cli_tokens import token_app
-from amana.settings import REPO_ROOT
 from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
 from archive.catalog.models_governance import (
     AuditEvent,
@@ -27,11 +26,10 @@ from archive.catalog.models_governance import (
     ProfileVersion,
     Source,
 )
-from archive.work.jobs import create_job
 from archive.work.publish import attach_job_sink
 from ingest.folder import ImportLedger, import_folder
 from ingest.spool import Spool
-from tests.catalog.conftest import mint
+from tests.catalog.conftest import hold, mint, revised_national_profile
 
 runner = CliRunner()
 
@@ -60,37 +58,8 @@ def _events(sessions: sessionmaker[Session]) -> list[AuditEvent]:
         return list(session.scalars(select(AuditEvent).order_by(AuditEvent.seq)))
 
 
-def _held_entry(sessions: sessionmaker[Session], quarantine_dir: Path, name: str) -> int:
-    quarantine_dir.mkdir(parents=True, exist_ok=True)
-    (quarantine_dir / name).write_bytes(b"original")
-    with sessions.begin() as session:
-        job_id = create_job(
-            session, spool_name=name, size_bytes=8, calling_ae="PACS1", source_kind="dicom"
-        )
-        session.get_one(Job, job_id).status = JobStatus.QUARANTINED
-        entry = QuarantineEntry(
-            job_id=job_id,
-            reason="residual_phi",
-            message="m",
-            stored_name=name,
-            size_bytes=8,
-            status=QuarantineStatus.HELD,
-        )
-        session.add(entry)
-        session.flush()
-        return entry.id
-
-
 def _proposed_version(env: dict[str, str], tmp_path: Path, steward: str) -> str:
-    text = (REPO_ROOT / "profiles" / "ma-national.yaml").read_text(encoding="utf-8")
-    revised = tmp_path / "ma-national.yaml"
-    revised.write_text(
-        text.replace(
-            "\nattributes:\n",
-            "\nattributes:\n  - tag: (0018,1030)\n    keyword: ProtocolName\n    action: X\n",
-            1,
-        )
-    )
+    revised = revised_national_profile(tmp_path)
     out = _run(profile_app, ["propose", str(revised), "--token", steward], env)
     return out.split(" version ")[1].split()[0]
 
@@ -101,7 +70,7 @@ def test_each_cli_read_adds_exactly_one_query_event(
     """Rule: `token list`, `sources list`, `profile versions`, `quarantine list` and
     `quarantine show` each add exactly one event to the audit trail: a Query by the
     operator (`cli:<login>`), with the object type the same HTTP route records."""
-    entry_id = _held_entry(sessions, tmp_path / "quarantine", "held1")
+    entry_id = hold(sessions, tmp_path / "quarantine", "held1")
     reads: list[tuple[typer.Typer, list[str], str, str]] = [
         (token_app, ["list", "--format", "json"], "token", "E"),
         (sources_app, ["list", "--format", "json"], "source", "E"),
@@ -177,7 +146,7 @@ def test_cli_quarantine_retry_queues_the_job_after_its_commit(
     publisher); a refused retry sends nothing."""
     import redis
 
-    entry_id = _held_entry(sessions, tmp_path / "quarantine", "held1")
+    entry_id = hold(sessions, tmp_path / "quarantine", "held1")
     env = {**env, "AMANA_BROKER_URL": redis_url, "AMANA_SPOOL_DIR": str(tmp_path / "spool")}
     (tmp_path / "spool" / "incoming").mkdir(parents=True)
     out = _run(quarantine_app, ["retry", str(entry_id)], env)
