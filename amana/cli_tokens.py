@@ -12,7 +12,6 @@ from amana.cli_common import (
     audited_command,
     cli_actor,
     cli_record,
-    fail,
     print_listing,
 )
 from amana.errors import RejectError
@@ -48,17 +47,13 @@ def token_create(
     from archive import audit
     from archive.governance.auth import create_token, parse_role
 
-    try:
+    # Inside the unit, so that a refused role is recorded like any refused change.
+    with audited_command(_token_record(audit.Action.CREATE, "token create")) as work:
         parsed = parse_role(role)
-    except RejectError as exc:
-        raise fail(exc) from exc
-    with audited_command(
-        _token_record(audit.Action.CREATE, "token create", role=parsed.value)
-    ) as work:
         token_id, token = create_token(
             work.session, role=parsed, created_by=cli_actor(), label=label
         )
-        work.note(object_id=token_id)
+        work.note(object_id=token_id, role=parsed.value)
     typer.echo(token)
 
 
