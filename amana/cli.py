@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 import errno
-import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
 
 from amana import cli_governance
 from amana.cli_anonymize import anonymize
-from amana.cli_catalog import audit_app, catalog_app, sources_app, token_app
+from amana.cli_catalog import audit_app, catalog_app
+from amana.cli_common import console
 from amana.cli_profile import profile_app
+from amana.cli_quarantine import quarantine_app
+from amana.cli_sources import sources_app
+from amana.cli_tokens import token_app
 from amana.logsetup import configure_logging
 from amana.settings import Settings
 
 app = typer.Typer(
     help="Amana: DICOM de-identification into a national archive.", no_args_is_help=True
 )
-quarantine_app = typer.Typer(help="Instances held back, with their reasons.", no_args_is_help=True)
 db_app = typer.Typer(help="Catalog schema.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(audit_app, name="audit")
@@ -40,9 +40,6 @@ for _command in (
 ):
     profile_app.command(_command.__name__)(_command)
 app.command("anonymize")(anonymize)
-
-console = Console()
-FormatOpt = Annotated[str, typer.Option("--format", help="table or json")]
 
 
 def _settings() -> Settings:
@@ -154,6 +151,7 @@ def api() -> None:
     _wait_for_schema(settings)
     sessions = make_sessionmaker(make_engine(settings.db_url))
     celery = make_celery(settings)
+    # create_app attaches it as the sessions' job sink: a retried job is sent once committed.
     web = create_app(
         sessions,
         profiles_dir=settings.profiles_dir,
@@ -177,6 +175,7 @@ def import_(
     from amana.celery_app import make_celery
     from amana.publisher import Publisher
     from archive.catalog.db import make_engine, make_sessionmaker
+    from archive.work.publish import attach_job_sink
     from ingest.folder import ImportLedger, import_folder, iter_files
     from ingest.spool import Spool
 
@@ -190,6 +189,7 @@ def import_(
     )
     sessions = make_sessionmaker(make_engine(settings.db_url))
     publisher = Publisher(make_celery(settings))
+    attach_job_sink(sessions, publisher.submit)
     total = sum(1 for _ in iter_files(folder))
     with Progress(console=console) as progress:
         task = progress.add_task("importing", total=total)
@@ -197,7 +197,6 @@ def import_(
             folder,
             spool=spool,
             sessions=sessions,
-            publish=lambda job_id: publisher.submit([job_id]),
             ledger=ImportLedger(settings.home / "imports" / "ledger.txt"),
             progress=lambda n: progress.update(task, completed=n + 1),
         )
@@ -221,125 +220,6 @@ def db_upgrade() -> None:
     _prepare_dirs(settings)
     upgrade(settings.db_url)
     console.print("catalog schema is up to date")
-
-
-def _print(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> None:
-    if fmt == "json":
-        typer.echo(json.dumps(rows, indent=2, default=str))
-        return
-    if fmt != "table":
-        raise typer.BadParameter("--format must be table or json")
-    table = Table(*columns)
-    for row in rows:
-        table.add_row(*[_cell(row.get(c)) for c in columns])
-    console.print(table)
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    return "" if value is None else str(value)
-
-
-def _session() -> Any:
-    from archive.catalog.db import make_engine, make_sessionmaker
-
-    settings = _settings()
-    return make_sessionmaker(make_engine(settings.db_url))()
-
-
-@quarantine_app.command("list")
-def quarantine_list(fmt: FormatOpt = "table") -> None:
-    """One entry per quarantined instance, with its reason code and message."""
-    from archive.catalog.search import QuarantineFilter, search_quarantine
-
-    with _session() as session:
-        _total, rows = search_quarantine(session, QuarantineFilter(), limit=100000)
-    _print(rows, fmt, ["id", "job_id", "reason", "message", "status", "received_at"])
-
-
-def _quarantine_action(action: str, entry_id: int, dest: Path | None = None) -> None:
-    from amana.celery_app import make_celery
-    from amana.cli_catalog import cli_actor
-    from amana.errors import RejectError
-    from amana.publisher import publish_now
-    from archive import audit
-    from archive.catalog.db import make_engine, make_sessionmaker
-    from archive.work import quarantine as quarantine_ops
-
-    settings = _settings()
-    sessions = make_sessionmaker(make_engine(settings.db_url))
-    try:
-        with sessions.begin() as session:
-            if action == "retry":
-                job_id = quarantine_ops.retry(
-                    session,
-                    entry_id,
-                    quarantine_dir=settings.quarantine_path,
-                    spool_dir=settings.spool_path,
-                )
-            elif action == "release":
-                assert dest is not None
-                out = quarantine_ops.release(
-                    session, entry_id, quarantine_dir=settings.quarantine_path, dest_dir=dest
-                )
-            else:
-                quarantine_ops.purge(session, entry_id, quarantine_dir=settings.quarantine_path)
-            audit.append(session, audit.quarantine_action(cli_actor(), entry_id, action))
-    except RejectError as exc:
-        console.print(f"[red]{exc.message}[/red]")
-        raise typer.Exit(2) from exc
-    if action == "retry":
-        try:
-            publish_now(make_celery(settings), [job_id])
-        except Exception:
-            console.print("queue unavailable: the sweeper will send the job")
-        console.print(f"entry {entry_id}: job {job_id} queued again")
-    elif action == "release":
-        console.print(f"entry {entry_id}: original released to {out}")
-    else:
-        console.print(f"entry {entry_id}: original purged")
-
-
-@quarantine_app.command("show")
-def quarantine_show(entry_id: int, fmt: FormatOpt = "table") -> None:
-    """One quarantined instance: reason, message, origin and history (no PHI)."""
-    from amana.errors import RejectError
-    from archive.work.quarantine import entry_detail
-
-    with _session() as session:
-        try:
-            detail = entry_detail(session, entry_id)
-        except RejectError as exc:
-            console.print(f"[red]{exc.message}[/red]")
-            raise typer.Exit(2) from exc
-    _print([detail], fmt, list(detail))
-
-
-@quarantine_app.command("retry")
-def quarantine_retry(entry_id: int) -> None:
-    """Send a held original through the pipeline again (after fixing a profile, say)."""
-    _quarantine_action("retry", entry_id)
-
-
-@quarantine_app.command("release")
-def quarantine_release(
-    entry_id: int,
-    to: Annotated[Path, typer.Option("--to", help="folder that receives the original")],
-) -> None:
-    """Hand a held original out of Amana (back to its hospital, or for manual review)."""
-    _quarantine_action("release", entry_id, to)
-
-
-@quarantine_app.command("purge")
-def quarantine_purge(
-    entry_id: int,
-    yes: Annotated[bool, typer.Option("--yes", help="confirm the deletion")] = False,
-) -> None:
-    """Delete a held original for good; the catalog keeps the entry and its reason."""
-    if not yes:
-        raise typer.BadParameter("purging deletes the original: confirm with --yes")
-    _quarantine_action("purge", entry_id)
 
 
 if __name__ == "__main__":

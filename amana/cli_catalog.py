@@ -1,38 +1,39 @@
-"""`amana catalog …`, `amana audit …`, `amana token …`, `amana sources …`.
+"""`amana catalog …` and `amana audit …`: the auditors' queries on the server.
 
 These commands run on the server with direct access to the catalog; the operator's login
-name is the actor recorded in the audit trail for what they read or change.
+name is the actor recorded in the audit trail for what they read.
 """
 
 from __future__ import annotations
 
-import getpass
 import json
 import socket
 import sys
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy.orm import Session
 
-from amana.errors import RejectError
-from amana.settings import Settings
+from amana.cli_common import (
+    FormatOpt,
+    audited_command,
+    catalog_session,
+    cli_actor,
+    cli_record,
+    err,
+    print_rows,
+    query_record,
+)
+
+if TYPE_CHECKING:
+    from archive.audit import AuditRecord
 
 catalog_app = typer.Typer(help="Query the pseudonymous catalog.", no_args_is_help=True)
 audit_app = typer.Typer(help="Search, verify and export the audit trail.", no_args_is_help=True)
-token_app = typer.Typer(help="API bearer tokens (admin).", no_args_is_help=True)
-sources_app = typer.Typer(help="PACS allowed to send (AE title + address).", no_args_is_help=True)
 
-console = Console()
-err = Console(stderr=True)
-FormatOpt = Annotated[str, typer.Option("--format", help="table, json or csv")]
-
-# The short list of `archive.catalog.search.search_studies` keys, which scripts and tests read.
+# The keys of `archive.catalog.read.list_studies`, which scripts and tests read.
 STUDY_LIST_KEYS = [
     "study_uid",
     "patient_pseudonym",
@@ -48,70 +49,26 @@ STUDY_LIST_KEYS = [
 ]
 
 
-def cli_actor() -> str:
-    try:
-        user = getpass.getuser()
-    except Exception:  # no login name in some containers
-        user = "unknown"
-    return f"cli:{user}"[:64]
+# Filters whose values are formatted (dates, statuses) are always recorded; free-text ones
+# only when they matched rows, i.e. when they are values the catalog itself holds.
+_ALWAYS_RECORDED = ("date_from", "date_to", "status")
 
 
-@contextmanager
-def catalog_session() -> Iterator[Session]:
-    from archive.catalog.db import make_engine, make_sessionmaker
-
-    settings = Settings()
-    engine = make_engine(settings.db_url)
-    try:
-        with make_sessionmaker(engine)() as session:
-            yield session
-    finally:
-        engine.dispose()
-
-
-def fail(exc: Exception) -> typer.Exit:
-    err.print(f"error: {exc}")
-    return typer.Exit(1)
-
-
-def print_rows(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> None:
-    if fmt == "json":
-        typer.echo(json.dumps(rows, indent=2, default=str))
-        return
-    if fmt == "csv":
-        from archive.catalog.search import to_csv
-
-        sys.stdout.write(to_csv(rows, columns))
-        return
-    if fmt != "table":
-        raise typer.BadParameter("--format must be table, json or csv")
-    table = Table(*columns)
-    for row in rows:
-        table.add_row(*[_cell(row.get(c)) for c in columns])
-    console.print(table)
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    return "" if value is None else str(value)
-
-
-def _audit_read(session: Session, object_id: str, **detail: Any) -> None:
+def _catalog_read(command: str, object_id: str, fmt: str) -> AuditRecord:
+    """The record of a catalog read: a Data Export when it is a CSV, else a Query (the
+    events of the same HTTP routes)."""
     from archive import audit
 
-    audit.append(
-        session,
-        audit.AuditRecord(
-            event_id=audit.EventId.QUERY,
-            action=audit.Action.EXECUTE,
-            actor=cli_actor(),
-            object_type="catalog",
-            object_id=object_id,
-            detail={"via": "cli", **detail},
-        ),
+    export = fmt == "csv"
+    detail: dict[str, Any] = {"format": "csv"} if export else {}
+    return cli_record(
+        audit.EventId.EXPORT if export else audit.EventId.QUERY,
+        audit.Action.READ if export else audit.Action.EXECUTE,
+        command,
+        object_type="catalog",
+        object_id=object_id,
+        **detail,
     )
-    session.commit()
 
 
 # --- catalog --------------------------------------------------------------------------------
@@ -139,22 +96,17 @@ def catalog_studies(
         search_studies,
     )
 
-    try:
+    with audited_command(_catalog_read("catalog studies", "studies", fmt)) as work:
         flt = StudyFilter(date_from, date_to, modality, region, profile_version, status)
-        with catalog_session() as session:
-            rows = search_studies(session, flt, limit=limit, offset=offset)
-            matched = count_studies(session, flt) > 0
-            _audit_read(
-                session,
-                "studies",
-                rows=len(rows),
-                filters={
-                    k: (v if matched or k in ("date_from", "date_to", "status") else UNMATCHED)
-                    for k, v in flt.as_audit_detail().items()
-                },
-            )
-    except RejectError as exc:
-        raise fail(exc) from exc
+        rows = search_studies(work.session, flt, limit=limit, offset=offset)
+        matched = count_studies(work.session, flt) > 0
+        work.note(
+            rows=len(rows),
+            filters={
+                k: (v if matched or k in _ALWAYS_RECORDED else UNMATCHED)
+                for k, v in flt.as_audit_detail().items()
+            },
+        )
     if not full:
         rows = [{k: row[k] for k in STUDY_LIST_KEYS} for row in rows]
     columns = STUDY_COLUMNS if full else STUDY_LIST_KEYS
@@ -170,12 +122,10 @@ def catalog_show(
     """One study with series, instances, jobs and audit history (JSON)."""
     from archive.catalog.search import study_detail
 
-    try:
-        with catalog_session() as session:
-            detail = study_detail(session, study_uid)
-            _audit_read(session, study_uid)
-    except RejectError as exc:
-        raise fail(exc) from exc
+    with audited_command(query_record("catalog show", "study", one=True)) as work:
+        detail = study_detail(work.session, study_uid)
+        # Recorded once it names a study: a mistyped value could be anything.
+        work.note(object_id=study_uid)
     typer.echo(json.dumps(detail, indent=2, default=str))
 
 
@@ -186,9 +136,8 @@ def catalog_stats(
     """Studies and instances per region, modality and month; quarantine rates by reason."""
     from archive.catalog.search import STATISTICS_COLUMNS, statistics, statistics_rows
 
-    with catalog_session() as session:
-        stats = statistics(session)
-        _audit_read(session, "statistics")
+    with audited_command(_catalog_read("catalog stats", "statistics", fmt)) as work:
+        stats = statistics(work.session)
     if fmt == "csv":
         print_rows(statistics_rows(stats), "csv", STATISTICS_COLUMNS)
     else:
@@ -313,146 +262,3 @@ def audit_export(
 def _write_all(chunks: Iterable[str], sink: TextIO) -> None:
     for chunk in chunks:
         sink.write(chunk)
-
-
-# --- tokens ---------------------------------------------------------------------------------
-
-
-@token_app.command("create")
-def token_create(
-    role: Annotated[str, typer.Option(help="auditor, steward or admin")],
-    label: Annotated[str | None, typer.Option(help="who or what the token is for")] = None,
-) -> None:
-    """Mint a token and print it (shown once; only its hash is stored)."""
-    from archive import audit
-    from archive.governance.auth import create_token, parse_role
-
-    try:
-        parsed = parse_role(role)
-    except RejectError as exc:
-        raise fail(exc) from exc
-    with catalog_session() as session:
-        token_id, token = create_token(session, role=parsed, created_by=cli_actor(), label=label)
-        audit.append(
-            session,
-            audit.AuditRecord(
-                event_id=audit.EventId.SECURITY_ALERT,
-                event_type=audit.EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
-                action=audit.Action.CREATE,
-                actor=cli_actor(),
-                object_type="token",
-                object_id=token_id,
-                detail={"via": "cli", "role": parsed.value},
-            ),
-        )
-        session.commit()
-    typer.echo(token)
-
-
-@token_app.command("list")
-def token_list(fmt: FormatOpt = "table") -> None:
-    """Token ids, roles and labels (never the secrets)."""
-    from archive.governance.auth import list_tokens
-
-    with catalog_session() as session:
-        rows = list_tokens(session)
-    print_rows(rows, fmt, ["token_id", "role", "label", "created_by", "created_at", "revoked"])
-
-
-@token_app.command("revoke")
-def token_revoke(token_id: str) -> None:
-    """Revoke a token at once."""
-    from archive import audit
-    from archive.governance.auth import revoke_token
-
-    try:
-        with catalog_session() as session:
-            revoke_token(session, token_id)
-            audit.append(
-                session,
-                audit.AuditRecord(
-                    event_id=audit.EventId.SECURITY_ALERT,
-                    event_type=audit.EventType.USER_SECURITY_ATTRIBUTES_CHANGED,
-                    action=audit.Action.DELETE,
-                    actor=cli_actor(),
-                    object_type="token",
-                    object_id=token_id,
-                    detail={"via": "cli"},
-                ),
-            )
-            session.commit()
-    except RejectError as exc:
-        raise fail(exc) from exc
-    typer.echo(f"revoked {token_id}")
-
-
-# --- sources --------------------------------------------------------------------------------
-
-
-def _source_event(action: str, ae_title: str, **detail: Any) -> Any:
-    from archive import audit
-
-    return audit.AuditRecord(
-        event_id=audit.EventId.SECURITY_ALERT,
-        event_type=audit.EventType.NETWORK_CONFIGURATION,
-        action=audit.Action(action),
-        actor=cli_actor(),
-        object_type="node",
-        object_id=ae_title,
-        detail={"via": "cli", **detail},
-    )
-
-
-@sources_app.command("add")
-def sources_add(
-    ae_title: Annotated[str, typer.Argument(help="the PACS's calling AE title")],
-    address: Annotated[str, typer.Argument(help="IP address or network, e.g. 10.1.2.0/24")],
-    profile: Annotated[str | None, typer.Option(help="profile for this source")] = None,
-    site: Annotated[str | None, typer.Option(help="hospital or site label")] = None,
-    region: Annotated[str | None, typer.Option(help="region recorded for its studies")] = None,
-) -> None:
-    """Allow a PACS to send."""
-    from archive import audit
-    from archive.governance.sources import add_source
-
-    try:
-        with catalog_session() as session:
-            src = add_source(
-                session,
-                ae_title=ae_title,
-                address=address,
-                profile_name=profile,
-                site=site,
-                region=region,
-            )
-            audit.append(session, _source_event("C", src.ae_title, address=src.address))
-            session.commit()
-    except RejectError as exc:
-        raise fail(exc) from exc
-    typer.echo(f"source {src.ae_title} from {src.address} registered")
-
-
-@sources_app.command("list")
-def sources_list(fmt: FormatOpt = "table") -> None:
-    """Registered sources."""
-    from archive.governance.sources import list_sources
-
-    with catalog_session() as session:
-        rows = list_sources(session)
-    print_rows(rows, fmt, ["ae_title", "address", "profile", "site", "region", "enabled"])
-
-
-@sources_app.command("remove")
-def sources_remove(ae_title: str) -> None:
-    """Stop accepting a PACS."""
-    from archive import audit
-    from archive.governance.sources import remove_source
-
-    try:
-        with catalog_session() as session:
-            remove_source(session, ae_title)
-            audit.append(session, _source_event("D", ae_title))
-            session.commit()
-    except RejectError as exc:
-        raise fail(exc) from exc
-    typer.echo(f"source {ae_title} removed")

@@ -6,21 +6,22 @@ proposer and the approver are told apart the same way on the command line and ov
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
 
-from amana.cli_catalog import catalog_session, fail, print_rows
+from amana.cli_common import audited_command, cli_record, fail, print_rows, query_record
 from amana.errors import RejectError
 from amana.settings import Settings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
 
     from sqlalchemy.orm import Session
 
+    from archive.audit import Action, AuditRecord
+    from archive.audit.unit import Work
     from archive.catalog.models_governance import ProfileVersion
     from archive.governance.auth import Principal
 
@@ -31,10 +32,30 @@ TokenOpt = Annotated[
 ]
 
 
-def _steward(session: Session, token: str) -> Principal:
+def _governance_record(action: Action, step: str) -> AuditRecord:
+    """The record of a profile step, as over HTTP: a Security Alert / Security Configuration
+    on the profile version. The operator is the actor until the token says which steward."""
+    from archive import audit
+
+    return cli_record(
+        audit.EventId.SECURITY_ALERT,
+        action,
+        f"profile {step}",
+        event_type=audit.EventType.SECURITY_CONFIGURATION,
+        object_type="profile_version",
+        step=step,
+    )
+
+
+def _steward(work: Work, token: str) -> Principal:
+    """The steward behind `token`; from here on the record names them, as over HTTP, so that
+    proposer and approver are told apart the same way everywhere."""
     from archive.governance.auth import Permission, authenticate
 
-    principal = authenticate(session, token)
+    principal = authenticate(work.session, token)
+    work.record = dataclasses.replace(
+        work.record, actor=principal.token_id, actor_role=principal.role.value
+    )
     principal.require(Permission.PROFILES_WRITE)
     return principal
 
@@ -44,6 +65,7 @@ def propose(
     token: TokenOpt,
 ) -> None:
     """Upload a profile version: validated, diffed against the active one, stored PROPOSED."""
+    from archive import audit
     from archive.governance.versions import propose as propose_version
 
     settings = Settings()
@@ -51,17 +73,16 @@ def propose(
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise fail(RejectError(f"cannot read {file.name}: {type(exc).__name__}")) from exc
-    with catalog_session() as session:
-        try:
-            principal = _steward(session, token)
-            proposal = propose_version(session, text, principal, settings.profiles_dir)
-        except RejectError as exc:
-            session.commit()  # keeps the record of a refused upload
-            raise fail(exc) from exc
-        session.commit()
-    pv = proposal.version
-    state = "proposed" if proposal.created else "already known"
-    typer.echo(f"{pv.name} version {pv.version} {state} (id {pv.id}, status {pv.status.value})")
+    with audited_command(_governance_record(audit.Action.CREATE, "propose")) as work:
+        principal = _steward(work, token)
+        proposal = propose_version(
+            work.session, text, principal, settings.profiles_dir, work=work
+        )
+        pv = proposal.version
+        work.note(object_id=pv.version, profile=pv.name)
+        state = "proposed" if proposal.created else "already known"
+        headline = f"{pv.name} version {pv.version} {state} (id {pv.id}, status {pv.status.value})"
+    typer.echo(headline)
     typer.echo(f"changes against {proposal.against or 'nothing'}: {len(proposal.diff)}")
     for change in proposal.diff[:200]:
         typer.echo(f"  {change['path']}: {change['old']!r} -> {change['new']!r}")
@@ -69,18 +90,26 @@ def propose(
         typer.echo(f"  … {len(proposal.diff) - 200} more")
 
 
-def _steward_step(
-    version: str, token: str, step: Callable[..., ProfileVersion]
-) -> tuple[ProfileVersion, Principal]:
-    with catalog_session() as session:
-        try:
-            principal = _steward(session, token)
-            pv = step(session, version, principal)
-        except RejectError as exc:
-            session.commit()  # a refusal is recorded in the audit trail
-            raise fail(exc) from exc
-        session.commit()
-    return pv, principal
+class _Step(Protocol):
+    def __call__(
+        self, session: Session, ref: str | int, principal: Principal, *, work: Work | None = None
+    ) -> ProfileVersion: ...
+
+
+def _steward_step(version: str, token: str, step: str, run: _Step) -> tuple[str, Principal]:
+    """One approval or activation and its record in one transaction; a refusal (the
+    proposer's own approval, a missing second approval, an unknown version) changes nothing
+    and leaves one failure event, like the same refusal over HTTP."""
+    from archive import audit
+    from archive.governance.versions import get_version
+
+    with audited_command(_governance_record(audit.Action.UPDATE, step)) as work:
+        principal = _steward(work, token)
+        pv = get_version(work.session, version)
+        work.note(object_id=pv.version, profile=pv.name)
+        pv = run(work.session, pv.id, principal, work=work)
+        done = f"{pv.name} version {pv.version}"
+    return done, principal
 
 
 def approve(
@@ -90,8 +119,8 @@ def approve(
     """Approve a proposed version (a steward other than its proposer)."""
     from archive.governance.versions import approve as approve_version
 
-    pv, principal = _steward_step(version, token, approve_version)
-    typer.echo(f"{pv.name} version {pv.version} approved by {principal.token_id}")
+    done, principal = _steward_step(version, token, "approve", approve_version)
+    typer.echo(f"{done} approved by {principal.token_id}")
 
 
 def activate(
@@ -101,8 +130,8 @@ def activate(
     """Activate an approved version; workers switch to it within a minute."""
     from archive.governance.versions import activate as activate_version
 
-    pv, _principal = _steward_step(version, token, activate_version)
-    typer.echo(f"{pv.name} version {pv.version} is now active")
+    done, _principal = _steward_step(version, token, "activate", activate_version)
+    typer.echo(f"{done} is now active")
 
 
 def versions(
@@ -112,11 +141,10 @@ def versions(
     """Every uploaded version: status, proposer, approvers, activation."""
     from archive.governance.versions import list_versions
 
-    with catalog_session() as session:
-        rows = list_versions(session, name)
-    if fmt == "json":
-        typer.echo(json.dumps(rows, indent=2))
-        return
+    with audited_command(query_record("profile versions", "profile_version")) as work:
+        rows = list_versions(work.session, name)
+        # A name is recorded only when it matched: a mistyped value could be anything.
+        work.note(filters={"name": name if rows else "(matched nothing)"} if name else {})
     print_rows(
         rows, fmt, ["id", "name", "version", "status", "proposed_by", "approved_by", "activated_at"]
     )

@@ -18,6 +18,7 @@ from amana.settings import Settings
 from archive import audit
 from archive.catalog.db import make_engine, make_sessionmaker
 from archive.governance.sources import SourceGate
+from archive.work.publish import attach_job_sink
 from ingest.scp import AssociationPolicy, StoreHandler, start_receiver
 from ingest.spool import Spool
 from ingest.sweeper import SweeperThread, sweep_once
@@ -40,12 +41,9 @@ def run_receiver(settings: Settings, *, sweeper: bool = True, sibling: bool = Fa
     )
     sessions = make_sessionmaker(make_engine(settings.db_url))
     publisher = Publisher(make_celery(settings))
-    handler = StoreHandler(
-        spool,
-        sessions,
-        lambda job_id: publisher.submit([job_id]),
-        validate=settings.validate_on_receive,
-    )
+    # Before any session exists: a session takes its sink when it is made.
+    attach_job_sink(sessions, publisher.submit)
+    handler = StoreHandler(spool, sessions, validate=settings.validate_on_receive)
     policy = AssociationPolicy(
         SourceGate(sessions, open_when_empty=False), accept_loopback=settings.accept_loopback
     )

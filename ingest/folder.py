@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from archive.work.jobs import create_job
+from archive.work.publish import enqueue_after_commit
 from ingest.spool import Spool
 
 PART10_MAGIC_OFFSET = 128
@@ -75,10 +76,11 @@ def import_folder(
     *,
     spool: Spool,
     sessions: sessionmaker[Session],
-    publish: Callable[[int], None],
     ledger: ImportLedger,
     progress: Callable[[int], None] = lambda _n: None,
 ) -> ImportReport:
+    """Copy each new Part 10 file into the spool and create its job; the job ids reach the
+    queue through the sink attached to `sessions` (`attach_job_sink`), after each commit."""
     report = ImportReport()
     for index, path in enumerate(iter_files(root)):
         progress(index)
@@ -94,7 +96,7 @@ def import_folder(
             job_id = create_job(
                 session, spool_name=name, size_bytes=size, calling_ae=None, source_kind="import"
             )
+            enqueue_after_commit(session, [job_id])
         ledger.add(digest)
-        publish(job_id)
         report.queued += 1
     return report

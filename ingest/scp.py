@@ -13,7 +13,6 @@ import os
 import socket
 import tempfile
 import threading
-from collections.abc import Callable
 from typing import Any, cast
 
 from pydicom.uid import (
@@ -41,6 +40,7 @@ from anonymizer.errors import AmanaError, RetryableError
 from archive import audit
 from archive.governance.sources import SourceGate
 from archive.work.jobs import create_job
+from archive.work.publish import enqueue_after_commit
 from ingest.dimse_status import DIMSE_SUCCESS, dimse_status
 from ingest.spool import Spool
 from ingest.validate import check_header
@@ -98,18 +98,19 @@ def _is_loopback(address: str) -> bool:
 
 
 class StoreHandler:
+    """Persists each received instance as a spool file and a job row. Job ids reach the
+    queue through the sink attached to `sessions` (`attach_job_sink`), after the commit."""
+
     def __init__(
         self,
         spool: Spool,
         sessions: sessionmaker[Session],
-        on_committed: Callable[[int], None],
         *,
         validate: bool = True,
     ) -> None:
         self.validate = validate
         self.spool = spool
         self.sessions = sessions
-        self.on_committed = on_committed
         self._received: dict[int, list[int]] = {}
         self._lock = threading.Lock()
 
@@ -141,7 +142,6 @@ class StoreHandler:
             return dimse_status(exc)
         with self._lock:
             self._received.setdefault(id(event.assoc), []).append(job_id)
-        self.on_committed(job_id)
         return DIMSE_SUCCESS
 
     def _persist(self, event: Any) -> int:
@@ -151,13 +151,15 @@ class StoreHandler:
         calling_ae = str(event.assoc.requestor.ae_title).strip() or None
         try:
             with self.sessions.begin() as session:
-                return create_job(
+                job_id = create_job(
                     session,
                     spool_name=name,
                     size_bytes=size,
                     calling_ae=calling_ae,
                     source_kind="dicom",
                 )
+                enqueue_after_commit(session, [job_id])
+                return job_id
         except SQLAlchemyError as exc:
             # No job row means no Success: drop the copy, the sender keeps the original.
             self.spool.discard(name)

@@ -47,20 +47,6 @@ class Work:
         )
 
 
-def _begin_now(session: Session) -> None:
-    """On SQLite, open the transaction before the body's changes. pysqlite begins one only
-    at the first INSERT/UPDATE/DELETE, so a SAVEPOINT (`begin_nested`, used to turn a
-    duplicate into a conflict) would be the outermost transaction and its RELEASE would
-    commit the change before its audit event exists. IMMEDIATE takes the write lock now
-    (every unit writes its event anyway), so the change and the append cannot meet a stale
-    snapshot."""
-    if session.get_bind().dialect.name != "sqlite":
-        return
-    dbapi = session.connection().connection.dbapi_connection
-    if dbapi is not None and not getattr(dbapi, "in_transaction", True):
-        dbapi.execute("BEGIN IMMEDIATE")
-
-
 @contextmanager
 def audited(session: Session, record: AuditRecord) -> Iterator[Work]:
     """Run the body's changes and their audit event as one transaction.
@@ -74,7 +60,6 @@ def audited(session: Session, record: AuditRecord) -> Iterator[Work]:
       such as the API's request log, says that something failed).
     """
     work = Work(session, record)
-    _begin_now(session)
     try:
         yield work
     except RejectError as refusal:

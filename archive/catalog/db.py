@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -20,7 +20,18 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "savepoint", _sqlite_savepoint_inside_transaction)
     return engine
+
+
+def _sqlite_savepoint_inside_transaction(conn: Connection, _name: str) -> None:
+    # pysqlite opens a transaction only before INSERT/UPDATE/DELETE, and SQLite takes a
+    # SAVEPOINT outside a transaction as the transaction itself: its RELEASE would commit
+    # what it wraps (a new source, an approval) before the audit event of the same unit of
+    # work is written, and a failed append could no longer take it back.
+    dbapi_conn = conn.connection.dbapi_connection
+    if dbapi_conn is not None and not dbapi_conn.in_transaction:
+        dbapi_conn.execute("BEGIN")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

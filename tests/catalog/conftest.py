@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from anonymizer.outcome import InstanceFacts
-from archive.catalog.models import Job, JobStatus
+from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
 from archive.catalog.models_governance import Role
 from archive.catalog.write import record_instance
 from archive.governance.auth import create_token
 from archive.work.jobs import create_job
+from tests.paths import REPO_ROOT
 
 
 def mint(sessions: sessionmaker[Session], role: str) -> str:
@@ -71,3 +73,39 @@ def add_instance(
         job.status = JobStatus.DONE
         job.instance_id = instance.id
     return job_id
+
+
+def revised_national_profile(folder: Path) -> Path:
+    """`ma-national` with one more attribute rule: a new version to propose."""
+    text = (REPO_ROOT / "profiles" / "ma-national.yaml").read_text(encoding="utf-8")
+    revised = folder / "ma-national.yaml"
+    revised.write_text(
+        text.replace(
+            "\nattributes:\n",
+            "\nattributes:\n  - tag: (0018,1030)\n    keyword: ProtocolName\n    action: X\n",
+            1,
+        )
+    )
+    return revised
+
+
+def hold(sessions: sessionmaker[Session], quarantine_dir: Path, name: str) -> int:
+    """A HELD quarantine entry, its original in `quarantine_dir` and its QUARANTINED job."""
+    quarantine_dir.mkdir(parents=True, exist_ok=True)
+    (quarantine_dir / name).write_bytes(b"original")
+    with sessions.begin() as session:
+        job_id = create_job(
+            session, spool_name=name, size_bytes=8, calling_ae="PACS1", source_kind="dicom"
+        )
+        session.get_one(Job, job_id).status = JobStatus.QUARANTINED
+        entry = QuarantineEntry(
+            job_id=job_id,
+            reason="residual_phi",
+            message="m",
+            stored_name=name,
+            size_bytes=8,
+            status=QuarantineStatus.HELD,
+        )
+        session.add(entry)
+        session.flush()
+        return entry.id

@@ -14,11 +14,12 @@ from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from amana.cli_catalog import audit_app, catalog_app, sources_app, token_app
+from amana.cli_catalog import audit_app, catalog_app
 from amana.cli_governance import activate, approve, propose, versions
+from amana.cli_sources import sources_app
+from amana.cli_tokens import token_app
 from archive.catalog.models_governance import AuditEvent
-from tests.catalog.conftest import add_instance
-from tests.paths import REPO_ROOT
+from tests.catalog.conftest import add_instance, revised_national_profile
 
 runner = CliRunner()
 
@@ -129,15 +130,7 @@ def test_profile_activation_from_the_cli_needs_two_stewards(
     alice = _run(token_app, ["create", "--role", "steward"], env).strip()
     bob = _run(token_app, ["create", "--role", "steward"], env).strip()
     auditor = _run(token_app, ["create", "--role", "auditor"], env).strip()
-    text = (REPO_ROOT / "profiles" / "ma-national.yaml").read_text(encoding="utf-8")
-    revised = tmp_path / "ma-national.yaml"
-    revised.write_text(
-        text.replace(
-            "\nattributes:\n",
-            "\nattributes:\n  - tag: (0018,1030)\n    keyword: ProtocolName\n    action: X\n",
-            1,
-        )
-    )
+    revised = revised_national_profile(tmp_path)
     _run(profile_app, ["propose", str(revised), "--token", auditor], env, code=1)
     out = _run(profile_app, ["propose", str(revised), "--token", alice], env)
     version = out.split(" version ")[1].split()[0]
