@@ -192,3 +192,27 @@ def test_folder_import_hands_committed_job_ids_to_the_sink(
         assert sorted(seen) == sorted(session.scalars(select(Job.id)).all())
     again = import_folder(backlog, spool=spool, sessions=sessions, ledger=ledger)
     assert again.queued == 0 and len(seen) == 3
+
+
+def test_each_successful_cli_profile_step_adds_exactly_one_event(
+    env: dict[str, str], sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Rule: a CLI propose, approve and activate each add exactly one event (Security Alert /
+    Security Configuration, outcome success, the version as object), carrying the step's
+    details — the step and its audit record are one unit of work, not two records."""
+    from amana.cli_governance import activate
+
+    steps = typer.Typer()
+    for command in (propose, approve, activate):
+        steps.command(command.__name__)(command)
+    alice, bob = mint(sessions, "steward"), mint(sessions, "steward")
+    before = len(_events(sessions))
+    version = _proposed_version(env, tmp_path, alice)
+    for args in (["approve", version, "--token", bob], ["activate", version, "--token", bob]):
+        _run(steps, args, env)
+    added = _events(sessions)[before:]
+    details = [json.loads(e.detail) for e in added]
+    assert [d.get("step") for d in details] == ["propose", "approve", "activate"], details
+    for event in added:
+        assert (event.event_id, event.outcome, event.object_id) == ("110113", 0, version)
+        assert event.object_type == "profile_version"
