@@ -1,13 +1,33 @@
 from __future__ import annotations
 
-import os
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.services import fresh_database, postgres_server, redis_server
+from tests.support.services import fresh_database, postgres_server, redis_server
+
+# A test that asks for one of these talks to PostgreSQL or Redis: it is marked `services`
+# at collection, so `pytest -m "not services"` leaves it out. Tests that reach them
+# another way (a fixture parameter, a server of their own) carry the marker themselves,
+# and `_needs_services_marker` fails any that forgot.
+SERVICE_FIXTURES = frozenset({"pg_server", "pg_url", "redis_server_url", "redis_url"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+
+
+def _needs_services_marker(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("services") is None:
+        pytest.fail(
+            f"{request.node.nodeid} uses PostgreSQL or Redis without the `services` marker",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +36,7 @@ def pg_server() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.services)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty catalog: once on SQLite, once on PostgreSQL."""
     from archive.catalog.migrate import upgrade
@@ -41,8 +61,9 @@ def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
 
 
 @pytest.fixture()
-def pg_url(pg_server: str) -> Iterator[str]:
+def pg_url(request: pytest.FixtureRequest, pg_server: str) -> Iterator[str]:
     """A new, empty PostgreSQL database for one test."""
+    _needs_services_marker(request)
     with fresh_database(pg_server) as url:
         yield url
 
@@ -53,12 +74,17 @@ def redis_server_url() -> Iterator[str]:
         yield url
 
 
+# Databases 1-15 in turn: each test gets one emptied for it (0 is left to whoever set
+# AMANA_TEST_USE_LOCAL_SERVICES and uses that Redis for something else).
+_redis_databases = itertools.cycle(range(1, 16))
+
+
 @pytest.fixture()
-def redis_url(redis_server_url: str) -> str:
+def redis_url(request: pytest.FixtureRequest, redis_server_url: str) -> str:
     """A Redis database index of its own, emptied first."""
     import redis
 
-    index = 1 + int.from_bytes(os.urandom(1), "big") % 15
-    url = f"{redis_server_url}/{index}"
+    _needs_services_marker(request)
+    url = f"{redis_server_url}/{next(_redis_databases)}"
     redis.Redis.from_url(url).flushdb()
     return url

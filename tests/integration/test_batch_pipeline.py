@@ -25,8 +25,8 @@ from archive.catalog.db import make_engine, make_sessionmaker
 from archive.catalog.models import Instance, Job, JobStatus, QuarantineEntry, Series, Study
 from archive.catalog.models_governance import AuditEvent
 from archive.work.pipeline import JobResult, WorkerContext, process_job, process_jobs
-from tests.pipeline_helpers import enqueue, worker_context
-from tests.study_factory import FakeStudy, make_study
+from tests.support.pipeline_helpers import enqueue, worker_context
+from tests.support.study_factory import FakeStudy, make_study
 
 CT = ("CT_small.dcm", "ct")
 CORRUPT = b"\x00" * 128 + b"DICM" + b"\x02\x00\x10\x00UI" + b"\xff" * 40
