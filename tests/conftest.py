@@ -1,19 +1,41 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.support.services import fresh_database, postgres_server, redis_server
+from tests.support.services import (
+    USE_LOCAL_ENV,
+    fresh_database,
+    postgres_server,
+    redis_server,
+    use_local_services,
+)
 
 # A test that asks for one of these talks to PostgreSQL or Redis: it is marked `services`
 # at collection, so `pytest -m "not services"` leaves it out. Tests that reach them
 # another way (a fixture parameter, a server of their own) carry the marker themselves,
 # and `_needs_services_marker` fails any that forgot.
 SERVICE_FIXTURES = frozenset({"pg_server", "pg_url", "redis_server_url", "redis_url"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # An operator's AMANA_* settings in the calling shell must not point the tests (or the
+    # Amana processes they start, which inherit the environment) at a real database,
+    # broker or archive: each test states the settings it relies on.
+    for name in [n for n in os.environ if n.startswith("AMANA_")]:
+        if not name.startswith("AMANA_TEST_"):
+            del os.environ[name]
+
+
+def pytest_report_header() -> str:
+    if use_local_services():
+        return f"services: this machine's PostgreSQL (5432) and Redis (6379), {USE_LOCAL_ENV} set"
+    return f"services: throwaway PostgreSQL and Redis of the suite (local ones: {USE_LOCAL_ENV}=1)"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -49,6 +49,7 @@ def amana(request: pytest.FixtureRequest, tmp_path: Path) -> Amana:
     return instance
 
 
+@pytest.mark.ocr
 def test_study_arrives_deidentified_and_resending_changes_nothing(
     amana: Amana, tmp_path: Path
 ) -> None:
