@@ -83,10 +83,10 @@ def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
 
 
 @pytest.fixture()
-def pg_url(request: pytest.FixtureRequest, pg_server: str) -> Iterator[str]:
+def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A new, empty PostgreSQL database for one test."""
-    _needs_services_marker(request)
-    with fresh_database(pg_server) as url:
+    _needs_services_marker(request)  # before the server starts: a forgotten marker costs nothing
+    with fresh_database(request.getfixturevalue("pg_server")) as url:
         yield url
 
 
@@ -102,11 +102,11 @@ _redis_databases = itertools.cycle(range(1, 16))
 
 
 @pytest.fixture()
-def redis_url(request: pytest.FixtureRequest, redis_server_url: str) -> str:
+def redis_url(request: pytest.FixtureRequest) -> str:
     """A Redis database index of its own, emptied first."""
     import redis
 
     _needs_services_marker(request)
-    url = f"{redis_server_url}/{next(_redis_databases)}"
+    url = f"{request.getfixturevalue('redis_server_url')}/{next(_redis_databases)}"
     redis.Redis.from_url(url).flushdb()
     return url
