@@ -101,7 +101,7 @@ class ThrowawayPostgres:
 
     def __init__(self) -> None:
         self.user = _server_user()
-        self.dir = Path(tempfile.mkdtemp(prefix="amana-pg-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="amana-pg-", dir=self._parent()))
         if self.user is not None:
             shutil.chown(self.dir, self.user, self.user)
         self.port = free_port()
@@ -114,6 +114,15 @@ class ThrowawayPostgres:
             "--auth=trust",
             "--no-sync",  # a throwaway cluster: no need to wait for the disk
         )
+
+    def _parent(self) -> str | None:
+        """Where the cluster's folder goes: the usual temporary folder, unless the server's
+        user could not reach it (a TMPDIR inside root's home), then /tmp."""
+        if self.user is None:
+            return None
+        parent = Path(tempfile.gettempdir()).resolve()
+        reachable = all(os.stat(p).st_mode & 0o001 for p in (parent, *parent.parents))
+        return None if reachable else "/tmp"
 
     @property
     def url(self) -> str:
