@@ -40,8 +40,8 @@ from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from benchmarks.corpus import Corpus, build_corpus  # noqa: E402
 from benchmarks.report import Result, machine, print_machine, print_table, write_json  # noqa: E402
+from tests.support.corpus import Corpus, build_corpus  # noqa: E402
 
 PARTS = ("baseline", "receiver", "e2e", "deid", "ocr")
 

@@ -1,6 +1,6 @@
 """Tag-only de-identification throughput: `amana anonymize` against dicognito and deid.
 
-Generates its own corpus (benchmarks/corpus.py: CT instances 512x512 16-bit, a realistic
+Generates its own corpus (tests/support/corpus.py: CT instances 512x512 16-bit, a realistic
 header with sequences and private blocks, made-up identities) into a temporary folder,
 then, in the same run and on the same files:
 
@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING
 if __package__ in (None, ""):  # run as `python benchmarks/anonymize_bench.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.corpus import build_corpus  # noqa: E402
 from benchmarks.report import REPO, Result, package_version, print_table  # noqa: E402
+from tests.support.corpus import build_corpus  # noqa: E402
 
 if TYPE_CHECKING:
     from anonymizer.engine import Deidentifier

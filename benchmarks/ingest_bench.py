@@ -28,9 +28,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from benchmarks.corpus import Corpus, build_corpus, make_ct
 from benchmarks.report import REPO, Result, print_table
-from tests.services import free_port, wait_port
+from tests.support.corpus import Corpus, build_corpus, make_ct
+from tests.support.services import free_port, wait_port
 
 ENV = dict(os.environ, TCP_NODELAY="1")
 PDU = "131072"
@@ -414,7 +414,7 @@ def run_e2e(
     (raised when None) and the others still run."""
     import redis as redis_lib
 
-    from tests.services import ThrowawayRedis, fresh_database, postgres_server
+    from tests.support.services import ThrowawayRedis, fresh_database, postgres_server
 
     warmup = work / "warmup.dcm"
     make_ct(warmup, 9999, 0, ("2.25.1", "2.25.2", "2.25.3"), bytes(512 * 512 * 2))

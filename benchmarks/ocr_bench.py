@@ -2,7 +2,7 @@
 
     OMP_THREAD_LIMIT=1 .venv/bin/python -m benchmarks.ocr_bench [--frames 5]
 
-Frames come from benchmarks/corpus.py (made-up identity burned in, Arabic, French and
+Frames come from tests/support/corpus.py (made-up identity burned in, Arabic, French and
 English text). Prints ratios against a baseline measured in the same run (tesseract on the
 whole frame, as most tools do), never absolute pass/fail. Targets (issue 4): at most 1 s
 per frame on one core, and zero pixel decoding for primary CT/MR instances.
@@ -32,14 +32,14 @@ from PIL import Image  # noqa: E402
 from pydicom.dataset import Dataset  # noqa: E402
 
 from amana.settings import shipped_profiles_dir  # noqa: E402
-from benchmarks.corpus import (  # noqa: E402
+from benchmarks.report import Result, print_table  # noqa: E402
+from tests.support.corpus import (  # noqa: E402
     Corpus,
     identity,
     study_of,
     us_dataset,
     us_frame,
 )
-from benchmarks.report import Result, print_table  # noqa: E402
 
 LANGUAGES = ["ara", "fra", "eng"]
 SPEED = "speed vs whole-frame tesseract"

@@ -21,7 +21,7 @@ import pytest
 
 from amana.settings import Settings, shipped_profiles_dir
 from tests.paths import PROFILES_DIR, REPO_ROOT
-from tests.study_factory import identifying_strings, make_study
+from tests.support.study_factory import identifying_strings, make_study
 
 FIRST_PARTY = ("amana", "ingest", "anonymizer", "archive")
 NOT_SOURCES = (".git", ".venv", "var", "build", "dist", "*.egg-info", "__pycache__", ".*cache",

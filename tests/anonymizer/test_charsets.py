@@ -12,6 +12,8 @@ import pytest
 from anonymizer.engine import Deidentifier
 from anonymizer.textnorm import name_components
 
+pytestmark = pytest.mark.ocr
+
 CHARSET_FILES = Path(pydicom.data.__file__).parent / "charset_files"
 NAMES = [
     "chrArab.dcm", "chrFren.dcm", "chrFrenMulti.dcm", "chrGerm.dcm", "chrGreek.dcm",

@@ -6,6 +6,7 @@ import stat
 from pathlib import Path
 
 import pydicom
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -39,6 +40,7 @@ def run(args: list[str], home: Path) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+@pytest.mark.ocr
 def test_anonymize_folder_summary_and_exit_status(tmp_path: Path) -> None:
     """Rule: outputs go to OUT/<study>/<series>/<sop>.dcm built from new UIDs only; the
     summary lists archived and quarantined inputs with reasons; exit status is non-zero when
@@ -76,6 +78,7 @@ def test_missing_key_is_a_clear_error(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.ocr
 def test_parallel_run_gives_the_same_files(tmp_path: Path) -> None:
     """Rule: outputs do not depend on --jobs, also when several inputs hold the same
     instance (a re-sent file) and are processed at the same time."""

@@ -50,6 +50,7 @@ def parse(data: bytes) -> pydicom.Dataset:
     return pydicom.dcmread(io.BytesIO(data))
 
 
+@pytest.mark.ocr
 @pytest.mark.parametrize("name", PYDICOM_FILES)
 def test_pydicom_files_are_deidentified(national: Deidentifier, name: str) -> None:
     """Rule: every readable instance ends archived (with the de-identification record and new
@@ -77,6 +78,7 @@ def test_pydicom_files_are_deidentified(national: Deidentifier, name: str) -> No
     assert national.key.key_id in list(out.DeidentificationMethod)[-1]
 
 
+@pytest.mark.ocr
 @pytest.mark.parametrize(
     "syntax", [ImplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian]
 )
@@ -92,12 +94,14 @@ def test_transfer_syntaxes_round_trip(national: Deidentifier, syntax: str) -> No
     assert out.Rows == 16
 
 
+@pytest.mark.ocr
 def test_same_input_twice_gives_identical_bytes(national: Deidentifier) -> None:
     """Rule: de-identification is deterministic (same key + same input -> same bytes)."""
     data = to_bytes(ct_instance(Identity()))
     assert national.deidentify(data).data == national.deidentify(data).data
 
 
+@pytest.mark.ocr
 def test_a_different_key_gives_different_pseudonyms(national: Deidentifier) -> None:
     """Rule: pseudonyms depend on the key; the key id is recorded, never the secret."""
     data = to_bytes(ct_instance(Identity()))
@@ -126,6 +130,7 @@ def test_garbage_is_not_dicom(national: Deidentifier) -> None:
     assert "Testpatient" not in str(caught.value)
 
 
+@pytest.mark.ocr
 def test_what_was_done_is_recorded(national: Deidentifier) -> None:
     """Rule: each output records Patient Identity Removed, the method with profile name and
     version and key id, and the CID 7050 codes of the options applied."""
@@ -143,6 +148,7 @@ def test_what_was_done_is_recorded(national: Deidentifier) -> None:
     assert out.LongitudinalTemporalInformationModified == "MODIFIED"
 
 
+@pytest.mark.ocr
 def test_national_profile_keeps_what_models_need(national: Deidentifier) -> None:
     """Rule (ma-national): sex, age, weight, modality, manufacturer, model, software and
     acquisition parameters survive; serial numbers, station names and the institution do
@@ -164,6 +170,7 @@ def test_national_profile_keeps_what_models_need(national: Deidentifier) -> None
     assert outcome.facts.study_date == out.StudyDate != "20240315"
 
 
+@pytest.mark.ocr
 def test_facts_and_paths_hold_no_phi(national: Deidentifier) -> None:
     """Rule: catalog facts and archive paths are built from de-identified values only."""
     who = Identity()
@@ -178,6 +185,7 @@ def test_facts_and_paths_hold_no_phi(national: Deidentifier) -> None:
     )
 
 
+@pytest.mark.ocr
 def test_ages_above_limit_are_generalized(national: Deidentifier) -> None:
     """Rule: ages are kept, except above 89 years which become 090Y (no birth band)."""
     ds = ct_instance(Identity(birth_date="19280101"))
@@ -205,6 +213,7 @@ def slow_writer(national: Deidentifier) -> Deidentifier:
     return engine
 
 
+@pytest.mark.ocr
 @pytest.mark.parametrize("name", PYDICOM_FILES)
 def test_fast_writer_is_byte_identical_to_pydicom(
     national: Deidentifier, slow_writer: Deidentifier, name: str
@@ -219,6 +228,7 @@ def test_fast_writer_is_byte_identical_to_pydicom(
     assert slow_writer.deidentify(data).data == fast
 
 
+@pytest.mark.ocr
 @pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRBigEndian])
 def test_fast_writer_identical_on_other_encodings(
     national: Deidentifier, slow_writer: Deidentifier, syntax: str
@@ -228,6 +238,7 @@ def test_fast_writer_identical_on_other_encodings(
     assert national.deidentify(data).data == slow_writer.deidentify(data).data
 
 
+@pytest.mark.ocr
 def test_output_does_not_depend_on_the_process(tmp_path: Path) -> None:
     """Rule: two worker processes (different hash seeds) give byte-identical outputs for the
     same input and key: re-sending an instance to any worker changes nothing."""
@@ -259,6 +270,7 @@ def test_output_does_not_depend_on_the_process(tmp_path: Path) -> None:
     assert len(next(iter(digests))) == len(hashlib.sha256().hexdigest())
 
 
+@pytest.mark.ocr
 @pytest.mark.parametrize("name", PYDICOM_FILES)
 def test_shortcuts_give_the_general_result(national: Deidentifier, name: str) -> None:
     """Rule: the shortcuts of the hot path (new values made from undecoded bytes, unchanged
@@ -274,6 +286,7 @@ def test_shortcuts_give_the_general_result(national: Deidentifier, name: str) ->
     assert explained.data == direct.data
 
 
+@pytest.mark.ocr
 @pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian,
                                     ExplicitVRBigEndian])
 def test_shortcuts_identical_on_synthetic_instances(national: Deidentifier, syntax: str) -> None:

@@ -20,6 +20,7 @@ def with_pixels(tmp_path_factory: pytest.TempPathFactory) -> Deidentifier:
     return Deidentifier(load_profile("pixels-on", folder), key_from_bytes(b"n" * 32))
 
 
+@pytest.mark.ocr
 def test_pixel_policy_runs_and_is_recorded(with_pixels: Deidentifier,
                                            national_tag_only: Deidentifier) -> None:
     """Rule: with a `pixel:` section the engine calls the pixel step and records its actions

@@ -139,6 +139,7 @@ def test_profile_commands_list_show_diff(profiles_dir: Path) -> None:
     assert "PatientID" in diffed.output and "pseudonym" in diffed.output
 
 
+@pytest.mark.ocr
 def test_explain_masks_identifying_values(tmp_path: Path) -> None:
     """Rule: `amana profile explain` lists every attribute with before (identifying values
     masked), action and after; no original name or ID is printed."""

@@ -6,11 +6,14 @@ import io
 from datetime import date
 
 import pydicom
+import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from anonymizer.engine import Deidentifier
 from tests.anonymizer.factory import Identity, ct_instance, item, to_bytes, uid
+
+pytestmark = pytest.mark.ocr
 
 KEY_OBJECT = "1.2.840.10008.5.1.4.1.1.88.59"
 

@@ -38,6 +38,7 @@ def assert_residual(engine: Deidentifier, data: bytes, secret: str) -> None:
     assert secret not in str(caught.value)
 
 
+@pytest.mark.ocr
 def test_name_in_a_kept_code_string_is_caught(national: Deidentifier) -> None:
     """Rule: a patient name written in an attribute the profile keeps (here a CS) is found
     by the self-check and the instance is quarantined as residual_phi, with no PHI in the
@@ -70,6 +71,7 @@ def test_original_uid_in_a_kept_private_element_is_caught(keeps_private: Deident
     assert_residual(keeps_private, to_bytes(ds), ds.StudyInstanceUID)
 
 
+@pytest.mark.ocr
 def test_unknown_private_blocks_are_removed(national: Deidentifier) -> None:
     """Rule: private elements are removed unless a profile keeps them by creator/element."""
     who = Identity()
@@ -80,6 +82,7 @@ def test_unknown_private_blocks_are_removed(national: Deidentifier) -> None:
     assert b"GEMS_PARM_01" not in outcome.data
 
 
+@pytest.mark.ocr
 def test_sequence_encoded_as_un_is_walked(national: Deidentifier) -> None:
     """Rule: a known sequence received with VR UN (as relayed by some archives) is decoded
     and scrubbed like any sequence: the identifiers inside are not copied through."""
@@ -124,6 +127,7 @@ def test_overlay_bitmaps_need_the_pixel_step(national_tag_only: Deidentifier) ->
     assert who.family not in str(out.get(0x60000022).value)
 
 
+@pytest.mark.ocr
 def test_amana_record_text_is_not_a_leak(national: Deidentifier) -> None:
     """Rule: a patient whose name is a word of Amana's own record ("Patient", "Option")
     is not quarantined for it; the name itself is still gone."""

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pydicom
+import pytest
 from fastapi.testclient import TestClient
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
@@ -24,6 +25,8 @@ from archive.work.pipeline import WorkerContext, process_job
 from ingest.spool import Spool
 from tests.catalog.conftest import mint
 from tests.paths import PROFILES_DIR, REPO_ROOT
+
+pytestmark = pytest.mark.ocr
 
 # Made-up identity, distinctive enough that any hit in the catalog is a leak.
 PHI = {

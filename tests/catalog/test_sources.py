@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from archive.catalog.models_governance import AuditEvent
 from archive.governance.sources import SourceGate, add_source, check_source
-from tests.services import free_port
+from tests.support.services import free_port
 
 
 def test_check_source_rules(sessions: sessionmaker[Session]) -> None:

@@ -32,8 +32,8 @@ from archive.work.pipeline import (
     process_job,
     process_jobs,
 )
-from tests.pipeline_helpers import enqueue, worker_context
-from tests.study_factory import FakeStudy, make_study
+from tests.support.pipeline_helpers import enqueue, worker_context
+from tests.support.study_factory import FakeStudy, make_study
 
 CT = ("CT_small.dcm", "ct")
 CORRUPT = b"\x00" * 128 + b"DICM" + b"\x02\x00\x10\x00UI" + b"\xff" * 40

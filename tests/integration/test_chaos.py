@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.chaos import main
+from tests.support.chaos import main
+
+pytestmark = pytest.mark.services
 
 
 def test_nothing_lost_or_duplicated_under_faults(capsys: pytest.CaptureFixture[str]) -> None:
     """Rule: every acknowledged instance ends archived or quarantined, exactly once, while the
     worker is SIGKILLed twice, Redis restarts empty, PostgreSQL stops and the receiver is
-    SIGKILLed (see benchmarks/chaos.py; 2,000 instances there, 150 here)."""
+    SIGKILLed (see tests/support/chaos.py; 2,000 instances there, 150 here)."""
     code = main(["--instances", "150", "--studies", "5", "--pg-outage-s", "5"])
     out = capsys.readouterr().out
     assert "lost          0" in out, out

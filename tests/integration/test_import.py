@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.harness import Amana, wait_until
-from tests.study_factory import make_study
+import pytest
+
+from tests.support.harness import Amana, wait_until
+from tests.support.study_factory import make_study
+
+pytestmark = pytest.mark.ocr
 
 
 def test_backlog_folder_is_archived_and_import_resumes(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from amana.errors import QuarantineReason
 from archive.catalog.models import Instance, Job, JobStatus, QuarantineEntry, Study
 from archive.work.jobs import utcnow
 from archive.work.pipeline import JobResult, WorkerContext, process_job
-from tests.pipeline_helpers import enqueue, worker_context
-from tests.study_factory import make_study
+from tests.support.pipeline_helpers import enqueue, worker_context
+from tests.support.study_factory import make_study
 
 
 @pytest.fixture()

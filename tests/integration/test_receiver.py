@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from archive.catalog.db import make_engine
 from archive.catalog.models import Job
-from tests.harness import Amana
 from tests.raw_scu import send_dataset_files
-from tests.services import ThrowawayPostgres
-from tests.study_factory import make_study
+from tests.support.harness import Amana
+from tests.support.services import ThrowawayPostgres
+from tests.support.study_factory import make_study
 
 
 def _spooled(home: Path) -> list[Path]:
@@ -40,6 +41,7 @@ def test_success_means_spooled_and_committed(tmp_path: Path) -> None:
         amana.stop()
 
 
+@pytest.mark.services
 def test_database_down_answers_out_of_resources_and_keeps_nothing(tmp_path: Path) -> None:
     """Rule: when the job cannot be committed the answer is 0xA700 (the PACS keeps the
     study and retries), and no orphan file stays in the spool."""
@@ -83,7 +85,7 @@ def test_spool_below_threshold_answers_out_of_resources(tmp_path: Path) -> None:
 def test_only_registered_senders_may_associate(tmp_path: Path) -> None:
     """Rule: a calling AE title that is not registered (with its address) is refused at
     association; once registered with `amana sources add`, the same PACS may send."""
-    from tests.harness import echoscu
+    from tests.support.harness import echoscu
 
     amana = Amana(tmp_path / "home", AMANA_ACCEPT_LOOPBACK="false")
     amana.cli("db", "upgrade")

@@ -20,8 +20,8 @@ from amana.publisher import BATCH_MAX, Publisher
 from amana.settings import Settings
 from archive.catalog.db import make_engine
 from archive.catalog.models import Job
-from tests.harness import REPO, Amana, storescu, wait_until
-from tests.study_factory import make_study
+from tests.support.harness import REPO, Amana, storescu, wait_until
+from tests.support.study_factory import make_study
 
 
 def _siblings(parent_pid: int) -> list[int]:

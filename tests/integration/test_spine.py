@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.harness import Amana, echoscu, storescu, wait_until
-from tests.study_factory import identifying_strings, make_study
+from tests.support.harness import Amana, echoscu, storescu, wait_until
+from tests.support.study_factory import identifying_strings, make_study
 
 
 def _archive_files(home: Path) -> dict[str, str]:
@@ -38,7 +38,7 @@ def _api_up(amana: Amana) -> bool:
         return False
 
 
-@pytest.fixture(params=["embedded", "postgres+redis"])
+@pytest.fixture(params=["embedded", pytest.param("postgres+redis", marks=pytest.mark.services)])
 def amana(request: pytest.FixtureRequest, tmp_path: Path) -> Amana:
     env: dict[str, str] = {}
     if request.param == "postgres+redis":
@@ -49,6 +49,7 @@ def amana(request: pytest.FixtureRequest, tmp_path: Path) -> Amana:
     return instance
 
 
+@pytest.mark.ocr
 def test_study_arrives_deidentified_and_resending_changes_nothing(
     amana: Amana, tmp_path: Path
 ) -> None:

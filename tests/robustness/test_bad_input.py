@@ -82,6 +82,7 @@ def test_bad_input_ends_quarantined_or_clean(kind: str, ctx: WorkerContext, tmp_
             assert value not in data
 
 
+@pytest.mark.ocr
 @pytest.mark.parametrize("name", CHARSET_FILES)
 def test_every_character_set_is_deidentified(name: str, ctx: WorkerContext, tmp_path: Path) -> None:
     """Rule: names in every DICOM character set (Arabic, French, Greek, Hebrew, Japanese,

@@ -7,6 +7,7 @@ from datetime import timedelta
 from functools import cache
 
 import pydicom
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
@@ -15,6 +16,8 @@ from amana.errors import QuarantineError
 from anonymizer.engine import Deidentifier, load_profile
 from anonymizer.outcome import PseudonymKey
 from tests.paths import REPO_ROOT
+
+pytestmark = pytest.mark.ocr
 
 SEEDS = ["CT_small.dcm", "MR_small.dcm", "MR_small_RLE.dcm", "rtplan.dcm", "JPEG2000.dcm"]
 NAME = b"Fuzzcible^Amina"
