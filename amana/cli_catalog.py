@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 catalog_app = typer.Typer(help="Query the pseudonymous catalog.", no_args_is_help=True)
 audit_app = typer.Typer(help="Search, verify and export the audit trail.", no_args_is_help=True)
 
-# The keys of `archive.catalog.read.list_studies`, which scripts and tests read.
+# The short list of `archive.catalog.search.search_studies` keys, which scripts and tests read.
 STUDY_LIST_KEYS = [
     "study_uid",
     "patient_pseudonym",
@@ -134,7 +134,7 @@ def catalog_stats(
     fmt: Annotated[str, typer.Option("--format", help="json or csv")] = "json",
 ) -> None:
     """Studies and instances per region, modality and month; quarantine rates by reason."""
-    from archive.catalog.search import STATISTICS_COLUMNS, statistics, statistics_rows
+    from archive.catalog.statistics import STATISTICS_COLUMNS, statistics, statistics_rows
 
     with audited_command(_catalog_read("catalog stats", "statistics", fmt)) as work:
         stats = statistics(work.session)

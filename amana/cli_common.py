@@ -136,7 +136,7 @@ def print_rows(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> None
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
     if fmt == "csv":
-        from archive.catalog.search import to_csv
+        from archive.catalog.csv_rows import to_csv
 
         sys.stdout.write(to_csv(rows, columns))
         return

@@ -30,7 +30,19 @@ def dcm_code(value: str) -> Code | None:
     return _DCM.get(value)
 
 
-class EventId(StrEnum):
+class _DcmCoded(StrEnum):
+    """Members whose value is a DCM code value, with pydicom's Code and meaning beside it."""
+
+    @property
+    def code(self) -> Code:
+        return _DCM[self.value]
+
+    @property
+    def meaning(self) -> str:
+        return str(self.code.meaning)
+
+
+class EventId(_DcmCoded):
     """PS3.15 A.5.3 audit events (DCM codes, CID 400)."""
 
     APPLICATION_ACTIVITY = _dcm("ApplicationActivity")
@@ -46,16 +58,8 @@ class EventId(StrEnum):
     SECURITY_ALERT = _dcm("SecurityAlert")
     USER_AUTHENTICATION = _dcm("UserAuthentication")
 
-    @property
-    def code(self) -> Code:
-        return _DCM[self.value]
 
-    @property
-    def meaning(self) -> str:
-        return str(self.code.meaning)
-
-
-class EventType(StrEnum):
+class EventType(_DcmCoded):
     """Event type codes that qualify some events (CID 401, 402, 403)."""
 
     APPLICATION_START = _dcm("ApplicationStart")
@@ -69,14 +73,6 @@ class EventType(StrEnum):
     USE_OF_RESTRICTED_FUNCTION = _dcm("UseOfRestrictedFunction")
     SECURITY_ROLES_CHANGED = _dcm("SecurityRolesChanged")
     USER_SECURITY_ATTRIBUTES_CHANGED = _dcm("UserSecurityAttributesChanged")
-
-    @property
-    def code(self) -> Code:
-        return _DCM[self.value]
-
-    @property
-    def meaning(self) -> str:
-        return str(self.code.meaning)
 
 
 # Readers of stored rows look names up by the code text they hold.

@@ -28,8 +28,8 @@ from archive.audit.query import (
     event_row,
     iter_event_pages,
 )
+from archive.catalog.csv_rows import to_csv
 from archive.catalog.models_governance import AuditEvent
-from archive.catalog.search import to_csv
 
 ExportFormat = Literal["csv", "syslog"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("csv", "syslog")

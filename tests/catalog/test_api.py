@@ -17,7 +17,7 @@ from archive.api import create_app
 from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
 from archive.catalog.models_governance import AuditEvent
 from archive.work.jobs import create_job
-from tests.catalog.conftest import add_instance, mint
+from tests.catalog.conftest import add_instance, hold, mint
 from tests.paths import PROFILES_DIR
 
 
@@ -311,25 +311,7 @@ def test_steward_retries_and_purges_quarantine(
     quarantine_dir, spool_dir = tmp_path / "quarantine", tmp_path / "spool"
     quarantine_dir.mkdir()
     (spool_dir / "incoming").mkdir(parents=True)
-    entries = []
-    for name in ("held1", "held2"):
-        (quarantine_dir / name).write_bytes(b"original")
-        with sessions.begin() as session:
-            job_id = create_job(
-                session, spool_name=name, size_bytes=8, calling_ae="PACS1", source_kind="dicom"
-            )
-            session.get_one(Job, job_id).status = JobStatus.QUARANTINED
-            entry = QuarantineEntry(
-                job_id=job_id,
-                reason="residual_phi",
-                message="m",
-                stored_name=name,
-                size_bytes=8,
-                status=QuarantineStatus.HELD,
-            )
-            session.add(entry)
-            session.flush()
-            entries.append(entry.id)
+    entries = [hold(sessions, quarantine_dir, name) for name in ("held1", "held2")]
     published: list[int] = []
     app = create_app(
         sessions,

@@ -13,8 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from archive.api import create_app
 from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
 from archive.catalog.models_governance import ApiToken, AuditEvent, Source
-from archive.work.jobs import create_job
-from tests.catalog.conftest import add_instance, mint
+from tests.catalog.conftest import add_instance, hold, mint
 from tests.paths import PROFILES_DIR
 
 
@@ -31,26 +30,6 @@ def _drop_audit_head(sessions: sessionmaker[Session]) -> None:
     # Without its head row the chain refuses every append (archive.audit.chain.append).
     with sessions.begin() as session:
         session.execute(text("DELETE FROM audit_head"))
-
-
-def _held_entry(sessions: sessionmaker[Session], quarantine_dir: Path, name: str) -> int:
-    (quarantine_dir / name).write_bytes(b"original")
-    with sessions.begin() as session:
-        job_id = create_job(
-            session, spool_name=name, size_bytes=8, calling_ae="PACS1", source_kind="dicom"
-        )
-        session.get_one(Job, job_id).status = JobStatus.QUARANTINED
-        entry = QuarantineEntry(
-            job_id=job_id,
-            reason="residual_phi",
-            message="m",
-            stored_name=name,
-            size_bytes=8,
-            status=QuarantineStatus.HELD,
-        )
-        session.add(entry)
-        session.flush()
-        return entry.id
 
 
 def test_no_change_survives_a_failed_audit_append(sessions: sessionmaker[Session]) -> None:
@@ -78,7 +57,7 @@ def test_no_retry_or_purge_survives_a_failed_audit_append(
     quarantine_dir, spool_dir = tmp_path / "quarantine", tmp_path / "spool"
     quarantine_dir.mkdir()
     (spool_dir / "incoming").mkdir(parents=True)
-    retried, purged = (_held_entry(sessions, quarantine_dir, n) for n in ("held1", "held2"))
+    retried, purged = (hold(sessions, quarantine_dir, n) for n in ("held1", "held2"))
     steward = _auth(mint(sessions, "steward"))
     published: list[int] = []
     app = create_app(
@@ -110,7 +89,7 @@ def test_each_request_is_recorded_exactly_once(
     quarantine_dir, spool_dir = tmp_path / "quarantine", tmp_path / "spool"
     quarantine_dir.mkdir()
     (spool_dir / "incoming").mkdir(parents=True)
-    entry = _held_entry(sessions, quarantine_dir, "held1")
+    entry = hold(sessions, quarantine_dir, "held1")
     auditor, admin, steward = (_auth(mint(sessions, r)) for r in ("auditor", "admin", "steward"))
     published: list[int] = []
     app = create_app(

@@ -25,8 +25,8 @@ from typer.testing import CliRunner
 from amana.cli_catalog import audit_app
 from archive import audit
 from archive.audit.codes import OBJECT_ID_TYPES
+from archive.catalog.csv_rows import to_csv
 from archive.catalog.models_governance import AuditEvent, AuditHead
-from archive.catalog.search import to_csv
 
 # The codes rows already hold and their hashes cover: these may never change.
 STORED_EVENT_IDS = {

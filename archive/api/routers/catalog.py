@@ -22,6 +22,8 @@ from archive.api.deps import (
 )
 from archive.api.schemas import Statistics, StudyDetail, StudyPage
 from archive.catalog import search
+from archive.catalog import statistics as counts
+from archive.catalog.csv_rows import to_csv
 
 router = APIRouter(tags=["catalog"])
 
@@ -66,7 +68,7 @@ def studies(
         with unit(request, ctx, session) as work:
             rows = search.search_studies(session, flt, limit=MAX_EXPORT_ROWS)
             work.note(rows=len(rows))
-        return csv_response(search.to_csv(rows, search.STUDY_COLUMNS), "studies.csv")
+        return csv_response(to_csv(rows, search.STUDY_COLUMNS), "studies.csv")
     ctx.set(
         audit.EventId.QUERY,
         audit.Action.EXECUTE,
@@ -120,12 +122,12 @@ def statistics(
             format="csv",
         )
         with unit(request, ctx, session):
-            stats = search.statistics(session)
-        rows = search.statistics_rows(stats)
-        return csv_response(search.to_csv(rows, search.STATISTICS_COLUMNS), "statistics.csv")
+            stats = counts.statistics(session)
+        rows = counts.statistics_rows(stats)
+        return csv_response(to_csv(rows, counts.STATISTICS_COLUMNS), "statistics.csv")
     ctx.set(
         audit.EventId.QUERY, audit.Action.EXECUTE, object_type="catalog", object_id="statistics"
     )
     with unit(request, ctx, session):
-        stats = search.statistics(session)
+        stats = counts.statistics(session)
     return Statistics.model_validate(stats)

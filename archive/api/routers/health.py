@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from archive.api.deps import SessionDep
 from archive.api.schemas import Health
-from archive.catalog import read as queries
+from archive.catalog.statistics import job_counts
 
 router = APIRouter(tags=["service"])
 
@@ -16,4 +16,4 @@ router = APIRouter(tags=["service"])
 def health(session: SessionDep) -> Health:
     """Liveness and job counts; no token, not audited (polled every few seconds)."""
     session.execute(text("SELECT 1"))
-    return Health(status="ok", jobs=queries.job_counts(session))
+    return Health(status="ok", jobs=job_counts(session))

@@ -23,6 +23,7 @@ from archive.api.deps import (
 )
 from archive.api.schemas import PurgeOut, QuarantineDetail, QuarantinePage, RetryOut
 from archive.catalog import search
+from archive.catalog.csv_rows import to_csv
 from archive.work import quarantine as quarantine_ops
 from archive.work.publish import enqueue_after_commit
 
@@ -70,7 +71,7 @@ def quarantine(
         else:
             work.note(filters=filters, total=total)
     if csv:
-        return csv_response(search.to_csv(rows, search.QUARANTINE_COLUMNS), "quarantine.csv")
+        return csv_response(to_csv(rows, search.QUARANTINE_COLUMNS), "quarantine.csv")
     return QuarantinePage.model_validate(
         {"total": total, "limit": limit, "offset": offset, "items": rows}
     )
