@@ -19,179 +19,36 @@ import argparse
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.report import REPO, Result, print_table
+from benchmarks.processes import (
+    ENV,
+    PDU,
+    JobCounter,
+    Service,
+    amana,
+    amana_env,
+    associations,
+    cli,
+    database_url,
+    finished_jobs,
+    plural,
+    send,
+    services,
+    wait_finished,
+    wait_listening,
+)
+from benchmarks.report import Result, print_table
 from tests.support.corpus import Corpus, build_corpus, make_ct
-from tests.support.services import free_port, wait_port
+from tests.support.services import free_port
 
-ENV = dict(os.environ, TCP_NODELAY="1")
-PDU = "131072"
 BASELINE = "storescp (1 association)"
 
 
-def associations(parallel: int) -> list[int]:
-    return [1] if parallel <= 1 else [1, parallel]
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 'es' if word.endswith('s') else 's'}"
-
-
-def send(port: int, files: list[Path], *, parallel: int = 1) -> float:
-    """storescu in `parallel` associations; returns seconds until all answered."""
-    chunks = [files[i::parallel] for i in range(parallel)]
-    start = time.monotonic()
-    procs = [
-        subprocess.Popen(
-            ["storescu", "-aec", "AMANA", "-pdu", PDU, "127.0.0.1", str(port), *map(str, c)],
-            env=ENV,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        for c in chunks
-        if c
-    ]
-    failures = []
-    for proc in procs:
-        _, err = proc.communicate()
-        if proc.returncode != 0:
-            failures.append(err.decode(errors="replace")[-400:])
-    if failures:
-        raise RuntimeError(f"storescu failed: {failures[0]}")
-    return time.monotonic() - start
-
-
 # --- processes -----------------------------------------------------------------------
-
-
-class Service:
-    """A process we start in a session of its own, logged to a file, stopped as a group
-    (so that whatever it forked goes with it)."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                args,
-                env=env,
-                cwd=REPO,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def tail(self, chars: int = 1500) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def check_alive(self) -> None:
-        code = self.proc.poll()
-        if code is not None:
-            raise RuntimeError(f"{self.log.name} exited with {code}:\n{self.tail()}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            with suppress(subprocess.TimeoutExpired):
-                self.proc.wait(30)
-        with suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # anything left in its group
-        with suppress(subprocess.TimeoutExpired):
-            self.proc.wait(10)
-
-
-@contextmanager
-def services(*started: Service) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for service in started:
-            service.stop()
-
-
-def amana(env: dict[str, str], log: Path, *args: str) -> Service:
-    return Service([sys.executable, "-m", "amana.cli", *args], env, log)
-
-
-def cli(env: dict[str, str], *args: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "amana.cli", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"amana {' '.join(args)} failed:\n{(done.stdout + done.stderr)[-1500:]}")
-
-
-def amana_env(home: Path, receiver_processes: int | None = None, **extra: str) -> dict[str, str]:
-    home.mkdir(parents=True, exist_ok=True)
-    env = dict(ENV)
-    env.update(
-        AMANA_HOME=str(home),
-        AMANA_DICOM_PORT=str(free_port()),
-        AMANA_DICOM_HOST="127.0.0.1",
-        AMANA_API_PORT=str(free_port()),
-        AMANA_KEY_FILE=str(home / "key"),
-        AMANA_SPOOL_MIN_FREE_MB="256",
-        AMANA_ACCEPT_LOOPBACK="true",
-        AMANA_LOG_LEVEL="WARNING",
-    )
-    if receiver_processes is not None:
-        env["AMANA_RECEIVER_PROCESSES"] = str(receiver_processes)
-    env.update(extra)
-    return env
-
-
-def database_url(env: dict[str, str]) -> str:
-    return env.get("AMANA_DATABASE_URL") or f"sqlite:///{env['AMANA_HOME']}/catalog.db"
-
-
-class JobCounter:
-    """Jobs by status, read from the catalog the run writes to."""
-
-    def __init__(self, url: str) -> None:
-        from archive.catalog.db import make_engine
-
-        self.engine = make_engine(url)
-
-    def counts(self) -> dict[str, int]:
-        from sqlalchemy import func, select
-
-        from archive.catalog.models import Job
-
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(Job.status, func.count()).group_by(Job.status)).all()
-        return {str(getattr(status, "value", status)): int(count) for status, count in rows}
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-
-def _wait_listening(port: int, timeout: float, *watched: Service) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        for service in watched:
-            service.check_alive()
-        try:
-            wait_port("127.0.0.1", port, 1.0)
-            return
-        except TimeoutError as exc:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"nothing listening on port {port} after {timeout:.0f} s"
-                ) from exc
 
 
 # --- the three kinds of run ----------------------------------------------------------
@@ -209,7 +66,7 @@ def baseline(files: list[Path], work: Path, parallel: int) -> float:
     )
     try:
         with services(scp):
-            _wait_listening(port, 30, scp)
+            wait_listening(port, 30, scp)
             seconds = send(port, files, parallel=parallel)
         stored = sum(1 for _ in out.iterdir())
         if stored != len(files):
@@ -230,7 +87,7 @@ def receiver_only(
     receiver = amana(env, work / f"recv-{parallel}.log", "receive", "--no-sweeper")
     try:
         with services(receiver):
-            _wait_listening(port, 90, receiver)
+            wait_listening(port, 90, receiver)
             seconds = send(port, files, parallel=parallel)
         counter = JobCounter(database_url(env))
         try:
@@ -242,34 +99,6 @@ def receiver_only(
         return seconds
     finally:
         shutil.rmtree(home, ignore_errors=True)
-
-
-def finished_jobs(counts: dict[str, int]) -> int:
-    return counts.get("DONE", 0) + counts.get("QUARANTINED", 0)
-
-
-def wait_finished(
-    counter: JobCounter, target: int, watched: Sequence[Service], stall_s: float
-) -> dict[str, int]:
-    """Jobs by status once `target` jobs are DONE or QUARANTINED; fails when none finishes
-    for `stall_s` seconds or a watched process dies."""
-    since = time.monotonic()
-    last, last_change = -1, since
-    while True:
-        counts = counter.counts()
-        done = finished_jobs(counts)
-        if done >= target:
-            return counts
-        if done != last:
-            last, last_change = done, time.monotonic()
-        elif time.monotonic() - last_change > stall_s:
-            raise TimeoutError(
-                f"no job finished for {stall_s:g} s ({counts}, "
-                f"{time.monotonic() - since:.0f} s into the run)"
-            )
-        for service in watched:
-            service.check_alive()
-        time.sleep(0.05)
 
 
 def end_to_end(
@@ -297,7 +126,7 @@ def end_to_end(
 
     try:
         with services(*started):
-            _wait_listening(port, 120, *started)
+            wait_listening(port, 120, *started)
             send(port, [warmup])
             wait_finished(counter, 1, started, max(stall_s, 180.0))  # includes start-up
             t0 = time.monotonic()
@@ -330,7 +159,7 @@ def backlog_drain(
     port = int(env["AMANA_DICOM_PORT"])
     receiver = amana(env, log_dir / "receive.log", "receive", "--no-sweeper")
     with services(receiver):
-        _wait_listening(port, 120, receiver)
+        wait_listening(port, 120, receiver)
         send(port, files, parallel=parallel)
     counter = JobCounter(database_url(env))
     worker = amana(env, log_dir / "worker.log", "worker", "--concurrency", str(workers))
@@ -359,7 +188,7 @@ def run_baseline(corpus: Corpus, work: Path, parallel: int) -> list[Result]:
         results.append(
             Result(
                 "baseline",
-                f"dcmtk storescu -> storescp, {_plural(n, 'association')}",
+                f"dcmtk storescu -> storescp, {plural(n, 'association')}",
                 len(corpus.files),
                 seconds,
                 corpus.megabytes,
@@ -372,7 +201,7 @@ def run_baseline(corpus: Corpus, work: Path, parallel: int) -> list[Result]:
 def _receiver_label(receiver_processes: int | None) -> str:
     if receiver_processes is None:
         return ""
-    return f", {_plural(receiver_processes, 'receiver process')}"
+    return f", {plural(receiver_processes, 'receiver process')}"
 
 
 def run_receiver(
@@ -384,7 +213,7 @@ def run_receiver(
         results.append(
             Result(
                 "receiver",
-                f"amana receive{_receiver_label(receiver_processes)}, {_plural(n, 'association')}",
+                f"amana receive{_receiver_label(receiver_processes)}, {plural(n, 'association')}",
                 len(corpus.files),
                 seconds,
                 corpus.megabytes,
@@ -449,7 +278,7 @@ def run_e2e(
             )
             return seconds, counts, {"send_s": round(send_seconds, 2)}
 
-        attempt(f"{label}, {_plural(n, 'association')}", run)
+        attempt(f"{label}, {plural(n, 'association')}", run)
 
     workers = _embedded_workers()
     for n in associations(parallel):
@@ -475,7 +304,7 @@ def run_e2e(
                             AMANA_BROKER_URL=redis.url,
                         )
                         measure(
-                            f"PostgreSQL + Redis{label_rp}, {_plural(workers, 'worker')}",
+                            f"PostgreSQL + Redis{label_rp}, {plural(workers, 'worker')}",
                             env,
                             [["receive"], ["worker", "--concurrency", str(workers)]],
                             n,
@@ -503,7 +332,7 @@ def run_e2e(
                     try:
                         attempt(
                             "PostgreSQL + Redis, backlog drained by "
-                            + _plural(workers, "worker"),
+                            + plural(workers, "worker"),
                             drain,
                         )
                     finally:

@@ -31,7 +31,7 @@ from PIL import Image  # noqa: E402
 
 from anonymizer.pixels import OcrSettings  # noqa: E402
 from anonymizer.pixels.tesseract import _cli_tsv, _tesserocr_tsv, tessdata_dir  # noqa: E402
-from benchmarks.corpus import us_frame  # noqa: E402
+from tests.support.corpus import us_frame  # noqa: E402
 
 LANGUAGES = ["ara", "fra", "eng"]
 Reader = Callable[[Image.Image], str]
