@@ -18,6 +18,7 @@ from amana.cli_profile import profile_app
 from amana.cli_quarantine import quarantine_app
 from amana.cli_sources import sources_app
 from amana.cli_tokens import token_app
+from amana.cli_users import user_app
 from amana.logsetup import configure_logging
 from amana.settings import Settings
 
@@ -28,6 +29,7 @@ db_app = typer.Typer(help="Catalog schema.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(audit_app, name="audit")
 app.add_typer(token_app, name="token")
+app.add_typer(user_app, name="user")
 app.add_typer(sources_app, name="sources")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(db_app, name="db")

@@ -1,4 +1,4 @@
-"""`amana token …`: API bearer tokens, minted and revoked on the server (admin)."""
+"""`amana token …`: API bearer tokens of named users, minted and revoked on the server."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ from amana.errors import RejectError
 if TYPE_CHECKING:
     from archive.audit import Action, AuditRecord
 
-token_app = typer.Typer(help="API bearer tokens (admin).", no_args_is_help=True)
+token_app = typer.Typer(
+    help="API bearer tokens of named users (admin; auditors list them).", no_args_is_help=True
+)
 
 # A token's public id; only an id of this shape goes in the record, never a pasted secret.
 TOKEN_ID = re.compile(r"^tok_[0-9a-f]{12}$")
@@ -40,29 +42,45 @@ def _token_record(action: Action, command: str, **fields: Any) -> AuditRecord:
 
 @token_app.command("create")
 def token_create(
-    role: Annotated[str, typer.Option(help="auditor, steward or admin")],
-    label: Annotated[str | None, typer.Option(help="who or what the token is for")] = None,
+    user: Annotated[str, typer.Option(help="the user who will hold it (`amana user add`)")],
+    expires: Annotated[str, typer.Option(help="lifetime such as 90d or 12h")] = "90d",
+    label: Annotated[str | None, typer.Option(help="what the token is for")] = None,
 ) -> None:
-    """Mint a token and print it (shown once; only its hash is stored)."""
+    """Mint a token for a user, with the user's role; printed once, only its hash is kept."""
     from archive import audit
-    from archive.governance.auth import create_token, parse_role
+    from archive.governance.auth import parse_lifetime
+    from archive.governance.users import mint_for
 
-    # Inside the unit, so that a refused role is recorded like any refused change.
+    # Inside the unit, so that a refused user or expiry is recorded like any refused change.
     with audited_command(_token_record(audit.Action.CREATE, "token create")) as work:
-        parsed = parse_role(role)
-        token_id, token = create_token(
-            work.session, role=parsed, created_by=cli_actor(), label=label
+        minted = mint_for(
+            work.session,
+            name=user,
+            by=None,
+            created_by=cli_actor(),
+            lifetime=parse_lifetime(expires),
+            label=label,
         )
-        work.note(object_id=token_id, role=parsed.value)
-    typer.echo(token)
+        work.note(object_id=minted.token_id, role=minted.role.value, user=minted.user)
+    typer.echo(minted.token)
 
 
 @token_app.command("list")
 def token_list(fmt: FormatOpt = "table") -> None:
-    """Token ids, roles and labels (never the secrets)."""
+    """Token ids, holders, roles, expiry and last use (never the secrets)."""
     from archive.governance.auth import list_tokens
 
-    columns = ["token_id", "role", "label", "created_by", "created_at", "revoked"]
+    columns = [
+        "token_id",
+        "user",
+        "role",
+        "label",
+        "created_by",
+        "expires_at",
+        "last_used_at",
+        "revoked",
+        "expired",
+    ]
     print_listing("token list", "token", list_tokens, fmt, columns)
 
 

@@ -236,6 +236,8 @@ ProfileWriter = Annotated[Principal, Depends(_requires(Permission.PROFILES_WRITE
 SourceReader = Annotated[Principal, Depends(_requires(Permission.SOURCES_READ))]
 SourceWriter = Annotated[Principal, Depends(_requires(Permission.SOURCES_WRITE))]
 TokenAdmin = Annotated[Principal, Depends(_requires(Permission.TOKENS_WRITE))]
+UserReader = Annotated[Principal, Depends(_requires(Permission.USERS_READ))]
+UserAdmin = Annotated[Principal, Depends(_requires(Permission.USERS_WRITE))]
 
 
 @contextmanager

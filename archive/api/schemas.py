@@ -22,8 +22,22 @@ class SourceIn(BaseModel):
 
 
 class TokenIn(BaseModel):
-    role: Literal["auditor", "steward", "admin"]
+    user: str = Field(max_length=64, description="the user who will hold the token")
+    expires: str | None = Field(
+        default=None, max_length=8, description="lifetime such as 90d or 12h (default 90d)"
+    )
+    # Optional, and only ever the user's own role: a token carries its user's role.
+    role: Literal["auditor", "steward", "admin"] | None = None
     label: str | None = Field(default=None, max_length=64, pattern=r"^[\w .@-]*$")
+
+
+class UserIn(BaseModel):
+    name: str = Field(max_length=64)
+    role: Literal["auditor", "steward", "admin"]
+
+
+class UserRoleIn(BaseModel):
+    role: Literal["auditor", "steward", "admin"]
 
 
 # --- common ---------------------------------------------------------------------------------
@@ -328,14 +342,32 @@ class SourceOut(BaseModel):
 
 class TokenCreated(BaseModel):
     token_id: str
+    user: str
     role: str
+    expires_at: str
     token: str = Field(description="the secret, shown in this answer only")
 
 
 class TokenOut(BaseModel):
     token_id: str
+    user: str
     role: str
     label: str | None
     created_by: str | None
     created_at: str | None
+    expires_at: str | None
+    last_used_at: str | None
     revoked: bool
+    expired: bool
+
+
+class UserOut(BaseModel):
+    id: int
+    name: str
+    role: str
+    created_by: str
+    created_at: str | None
+    disabled: bool
+    tokens: list[str]
+    live_tokens: int
+    last_used_at: str | None

@@ -2,7 +2,8 @@
 
 They share `Base.metadata` with the catalog so that one Alembic history covers both. Like
 the catalog, nothing here identifies a patient: actors are token ids, AE titles and client
-addresses; objects are new UIDs, job ids and profile versions.
+addresses; objects are new UIDs, job ids and profile versions. The only names are those of
+the staff who hold tokens (`users`), so that an actor in the trail leads to a person.
 """
 
 from __future__ import annotations
@@ -59,19 +60,40 @@ class Source(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class User(Base):
+    """A person who holds tokens. The role is the person's: every token of theirs carries it,
+    and four eyes counts these rows, never tokens."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[Role] = mapped_column(_enum(Role, "api_role"))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", order_by="ApiToken.id")
+
+
 class ApiToken(Base):
-    """A bearer token. Only the SHA-256 of the secret part is stored."""
+    """A bearer token of one user. Only the SHA-256 of the secret part is stored; the role
+    is read through the user, so a token never out-ranks or outlives the person."""
 
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     token_id: Mapped[str] = mapped_column(String(32), unique=True)
     secret_sha256: Mapped[str] = mapped_column(String(64))
-    role: Mapped[Role] = mapped_column(_enum(Role, "api_role"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     label: Mapped[str | None] = mapped_column(String(64))
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship(back_populates="tokens", lazy="joined")
 
 
 class ProfileVersion(Base):

@@ -1,23 +1,27 @@
-"""Bearer tokens and roles for the HTTP API.
+"""Bearer tokens and roles for the HTTP API (and the stewards' commands).
 
 A token is `<token id>.<secret>`. The id is public and names the actor in audit events; the
 catalog keeps only the SHA-256 of the secret, so a copy of the database cannot be used to
-call the API.
+call the API. Every token belongs to one user (archive.governance.users): its role is the
+user's role, read at each request, and it stops working when the user is disabled or when
+it expires, so no token out-ranks or outlives the person who holds it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from anonymizer.errors import RejectError
-from archive.catalog.models_governance import ApiToken, Role
+from archive.catalog.models_governance import ApiToken, Role, User
 from archive.work.jobs import utcnow
 
 
@@ -30,11 +34,15 @@ class Permission(StrEnum):
     PROFILES_WRITE = "profiles:write"
     SOURCES_READ = "sources:read"
     SOURCES_WRITE = "sources:write"
+    USERS_READ = "users:read"
+    USERS_WRITE = "users:write"
     TOKENS_WRITE = "tokens:write"
 
 
-# Separation of duties: no role both changes the rules and reads the record of their use,
-# and the admin who mints tokens sees no catalog data.
+# Separation of duties: no role both changes the rules and reads the record of their use.
+# The admin, who makes people and tokens, neither reads catalog data nor takes any part in
+# a profile's four eyes, so minting tokens cannot buy a second pair of eyes. Auditors list
+# users and tokens to turn an actor in the trail into a person.
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.AUDITOR: frozenset(
         {
@@ -43,6 +51,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.QUARANTINE_READ,
             Permission.PROFILES_READ,
             Permission.SOURCES_READ,
+            Permission.USERS_READ,
         }
     ),
     Role.STEWARD: frozenset(
@@ -54,9 +63,22 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         }
     ),
     Role.ADMIN: frozenset(
-        {Permission.SOURCES_READ, Permission.SOURCES_WRITE, Permission.TOKENS_WRITE}
+        {
+            Permission.SOURCES_READ,
+            Permission.SOURCES_WRITE,
+            Permission.USERS_READ,
+            Permission.USERS_WRITE,
+            Permission.TOKENS_WRITE,
+        }
     ),
 }
+
+DEFAULT_TOKEN_LIFETIME = timedelta(days=90)
+MAX_TOKEN_LIFETIME = timedelta(days=365)
+# Last use is a hint for auditors, not a log (the trail is the log): writing it at most
+# once a minute keeps a busy token from turning every read into a row update.
+LAST_USE_RESOLUTION = timedelta(minutes=1)
+_LIFETIME = re.compile(r"^([1-9][0-9]{0,4})([dh])$")
 
 
 class AuthError(RejectError):
@@ -75,8 +97,12 @@ class ForbiddenError(RejectError):
 
 @dataclass(frozen=True)
 class Principal:
+    """Who is calling: the token (the actor in the trail) and the person behind it."""
+
     token_id: str
     role: Role
+    user_id: int
+    user: str
 
     def can(self, permission: Permission) -> bool:
         return permission in ROLE_PERMISSIONS[self.role]
@@ -90,6 +116,11 @@ def _sha256(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+def aware(moment: datetime) -> datetime:
+    """SQLite gives back naive datetimes for what was stored as UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def parse_role(value: str) -> Role:
     try:
         return Role(value.strip().lower())
@@ -98,27 +129,68 @@ def parse_role(value: str) -> Role:
         raise RejectError(f"unknown role {value!r}; one of {roles}", code="bad_role") from exc
 
 
+def parse_lifetime(value: str | None) -> timedelta:
+    """`90d` or `12h`; the default when not given; never more than the maximum."""
+    if value is None:
+        return DEFAULT_TOKEN_LIFETIME
+    match = _LIFETIME.match(value.strip().lower())
+    if match is None:
+        raise RejectError("expiry must look like 90d or 12h", code="bad_expiry")
+    count, unit = int(match.group(1)), match.group(2)
+    lifetime = timedelta(days=count) if unit == "d" else timedelta(hours=count)
+    if lifetime > MAX_TOKEN_LIFETIME:
+        raise RejectError(
+            f"a token lives at most {MAX_TOKEN_LIFETIME.days} days", code="bad_expiry"
+        )
+    return lifetime
+
+
+@dataclass(frozen=True)
+class MintedToken:
+    token_id: str
+    token: str
+    user: str
+    role: Role
+    expires_at: datetime
+
+
 def create_token(
-    session: Session, *, role: Role, created_by: str, label: str | None = None
-) -> tuple[str, str]:
-    """Store a new token and return (token id, full token). The token is shown only once."""
+    session: Session,
+    *,
+    user: User,
+    created_by: str,
+    lifetime: timedelta = DEFAULT_TOKEN_LIFETIME,
+    label: str | None = None,
+) -> MintedToken:
+    """Store a new token for `user`; the full token is in the answer only, never stored."""
+    if user.disabled_at is not None:
+        raise RejectError("the user is disabled", code="conflict")
+    if lifetime > MAX_TOKEN_LIFETIME:
+        raise RejectError(
+            f"a token lives at most {MAX_TOKEN_LIFETIME.days} days", code="bad_expiry"
+        )
     token_id = "tok_" + secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
+    now = utcnow()
     session.add(
         ApiToken(
             token_id=token_id,
             secret_sha256=_sha256(secret),
-            role=role,
+            user_id=user.id,
             label=label,
             created_by=created_by,
-            created_at=utcnow(),
+            created_at=now,
+            expires_at=now + lifetime,
         )
     )
     session.flush()
-    return token_id, f"{token_id}.{secret}"
+    return MintedToken(token_id, f"{token_id}.{secret}", user.name, user.role, now + lifetime)
 
 
 def authenticate(session: Session, token: str | None) -> Principal:
+    """The caller behind `token`, or AuthError: unknown, wrong, revoked, expired, or held by
+    a disabled user. Notes the token's last use in the caller's transaction, which commits
+    it together with the request's audit event."""
     if not token or "." not in token:
         raise AuthError()
     token_id, _, secret = token.partition(".")
@@ -129,7 +201,22 @@ def authenticate(session: Session, token: str | None) -> Principal:
         raise AuthError("unknown or wrong token")
     if row.revoked_at is not None:
         raise AuthError("token revoked")
-    return Principal(token_id=row.token_id, role=row.role)
+    now = utcnow()
+    if aware(row.expires_at) <= now:
+        raise AuthError("token expired")
+    if row.user.disabled_at is not None:
+        raise AuthError("user disabled")
+    if row.last_used_at is None or now - aware(row.last_used_at) >= LAST_USE_RESOLUTION:
+        row.last_used_at = now
+    return Principal(
+        token_id=row.token_id, role=row.user.role, user_id=row.user_id, user=row.user.name
+    )
+
+
+def user_of_token(session: Session, token_id: str) -> int | None:
+    """The id of the user who holds `token_id` (revoked and expired tokens included), so
+    that a past proposal or approval still names a person."""
+    return session.scalars(select(ApiToken.user_id).where(ApiToken.token_id == token_id)).first()
 
 
 def revoke_token(session: Session, token_id: str) -> None:
@@ -140,15 +227,25 @@ def revoke_token(session: Session, token_id: str) -> None:
         row.revoked_at = utcnow()
 
 
+def _iso(moment: datetime | None) -> str | None:
+    return aware(moment).isoformat() if moment is not None else None
+
+
 def list_tokens(session: Session) -> list[dict[str, object]]:
+    """Every token with its holder: what an auditor needs to turn an actor into a person."""
+    now = utcnow()
     return [
         {
             "token_id": t.token_id,
-            "role": t.role.value,
+            "user": t.user.name,
+            "role": t.user.role.value,
             "label": t.label,
             "created_by": t.created_by,
-            "created_at": t.created_at.isoformat() if t.created_at else None,
+            "created_at": _iso(t.created_at),
+            "expires_at": _iso(t.expires_at),
+            "last_used_at": _iso(t.last_used_at),
             "revoked": t.revoked_at is not None,
+            "expired": aware(t.expires_at) <= now,
         }
         for t in session.scalars(select(ApiToken).order_by(ApiToken.id))
     ]

@@ -3,7 +3,8 @@
 A version is the digest the profile loader computes over the resolved profile, so the
 version recorded with every archived instance names exactly the rules that processed it.
 A proposal is validated by the same loader the workers use; activation needs the approval
-of a steward other than the proposer; workers poll for the active version.
+of a person other than the proposer (users, not tokens: `four_eyes_refusal`); workers poll
+for the active version.
 
 Beside this module: profile_text (loading and diffing an uploaded text), watcher (the active
 version and the workers that follow it), dry_run (a version tried on sample files).
@@ -26,7 +27,7 @@ from anonymizer.profile_model import Profile
 from archive import audit
 from archive.audit.unit import Work
 from archive.catalog.models_governance import ProfileApproval, ProfileVersion, ProfileVersionStatus
-from archive.governance.auth import Principal
+from archive.governance.auth import Principal, user_of_token
 from archive.governance.dry_run import dry_run
 from archive.governance.profile_text import (
     MAX_PROFILE_BYTES,
@@ -58,6 +59,7 @@ __all__ = [
     "active_version_row",
     "approve",
     "dry_run",
+    "four_eyes_refusal",
     "get_version",
     "list_versions",
     "load_profile_text",
@@ -70,8 +72,36 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Approvals needed from stewards other than the proposer before activation.
+# Approvals needed from people other than the proposer before activation.
 REQUIRED_APPROVALS = 1
+
+
+def four_eyes_refusal(
+    session: Session, pv: ProfileVersion, approver: Principal | None = None
+) -> str | None:
+    """The one approval rule, in people: why `approver` may not approve `pv` (or, without an
+    approver, why `pv` may not be activated yet), None when four eyes hold.
+
+    Proposals and approvals record token ids; each is taken back to the user who holds the
+    token, so one person with two tokens (an admin could mint them) is still one person.
+    A token id no user holds (none should exist) stands for itself."""
+
+    def person(token_id: str) -> str:
+        user_id = user_of_token(session, token_id)
+        return f"user:{user_id}" if user_id is not None else f"token:{token_id}"
+
+    proposer = person(pv.proposed_by)
+    approvers = {person(a.approved_by) for a in pv.approvals}
+    if approver is not None:
+        me = f"user:{approver.user_id}"
+        if me == proposer:
+            return "proposer cannot approve"
+        if me in approvers:
+            return "already approved"
+        return None
+    if len(approvers - {proposer}) < REQUIRED_APPROVALS:
+        return "second approval missing"
+    return None
 
 
 class ApprovalRequired(RejectError):
@@ -211,18 +241,20 @@ def approve(
         raise RejectError(
             f"version {pv.version} is {pv.status.value}, not PROPOSED", code="conflict"
         )
-    if principal.token_id == pv.proposed_by:
+    refusal = four_eyes_refusal(session, pv, principal)
+    if refusal == "already approved":
+        raise RejectError("already approved by this steward", code="conflict")
+    if refusal is not None:
         raise _refused(
             session,
             principal,
             pv,
             client_address,
-            ("approve", "proposer cannot approve"),
-            "a profile version must be approved by a steward other than the one who proposed it",
+            ("approve", refusal),
+            "a profile version must be approved by a person other than the one who proposed"
+            " it, whichever of their tokens they use",
             work,
         )
-    if any(a.approved_by == principal.token_id for a in pv.approvals):
-        raise RejectError("already approved by this steward", code="conflict")
     try:
         with session.begin_nested():
             session.add(
@@ -255,14 +287,14 @@ def activate(
         return pv
     # A RETIRED version was approved before: activating it again is a rollback, under the
     # same approval rule below.
-    second = {a.approved_by for a in pv.approvals} - {pv.proposed_by}
-    if len(second) < REQUIRED_APPROVALS:
+    refusal = four_eyes_refusal(session, pv)
+    if refusal is not None:
         raise _refused(
             session,
             principal,
             pv,
             client_address,
-            ("activate", "second approval missing"),
+            ("activate", refusal),
             f"version {pv.version} needs the approval of a second steward before activation",
             work,
         )

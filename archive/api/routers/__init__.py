@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from archive.api.routers import audit, catalog, health, profiles, quarantine, sources, tokens
+from archive.api.routers import audit, catalog, health, profiles, quarantine, sources, tokens, users
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
@@ -12,6 +12,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     profiles.router,
     sources.router,
     tokens.router,
+    users.router,
 )
 
 __all__ = ["ROUTERS"]

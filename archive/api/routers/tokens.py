@@ -1,4 +1,5 @@
-"""API bearer tokens, for admins: mint, list, revoke."""
+"""API bearer tokens: admins mint and revoke them for named users; auditors (and admins)
+list them, to turn an actor in the trail into a person."""
 
 from __future__ import annotations
 
@@ -7,9 +8,18 @@ from fastapi.responses import Response
 
 from anonymizer.errors import RejectError
 from archive import audit
-from archive.api.deps import TOKEN_ID, AuditContext, AuditDep, SessionDep, TokenAdmin, unit
+from archive.api.deps import (
+    TOKEN_ID,
+    AuditContext,
+    AuditDep,
+    SessionDep,
+    TokenAdmin,
+    UserReader,
+    unit,
+)
 from archive.api.schemas import TokenCreated, TokenIn, TokenOut
-from archive.governance.auth import create_token, list_tokens, parse_role, revoke_token
+from archive.governance.auth import list_tokens, parse_lifetime, parse_role, revoke_token
+from archive.governance.users import mint_for
 
 router = APIRouter(tags=["tokens"])
 
@@ -27,24 +37,37 @@ def _token_change(ctx: AuditContext, action: audit.Action) -> None:
 def mint_token(
     request: Request, session: SessionDep, ctx: AuditDep, who: TokenAdmin, body: TokenIn
 ) -> TokenCreated:
-    """A new token; the secret is shown in this answer only."""
+    """A new token for a user, with the user's role; the secret is shown in this answer only."""
     _token_change(ctx, audit.Action.CREATE)
     with unit(request, ctx, session) as work:
-        token_id, token = create_token(
-            session, role=parse_role(body.role), created_by=who.token_id, label=body.label
+        minted = mint_for(
+            session,
+            name=body.user,
+            by=who,
+            created_by=who.token_id,
+            lifetime=parse_lifetime(body.expires),
+            label=body.label,
+            role=parse_role(body.role) if body.role is not None else None,
         )
-        work.note(object_id=token_id, role=body.role)
-    return TokenCreated(token_id=token_id, role=body.role, token=token)
+        work.note(object_id=minted.token_id, role=minted.role.value, user=minted.user)
+    return TokenCreated(
+        token_id=minted.token_id,
+        user=minted.user,
+        role=minted.role.value,
+        expires_at=minted.expires_at.isoformat(),
+        token=minted.token,
+    )
 
 
 @router.get("/tokens", response_model=list[TokenOut])
 def tokens(
-    request: Request, session: SessionDep, ctx: AuditDep, _who: TokenAdmin
+    request: Request, session: SessionDep, ctx: AuditDep, _who: UserReader
 ) -> list[TokenOut]:
-    """Every token: id, role, label, who created it, revoked or not (never a secret)."""
+    """Every token: id, holder, role, expiry, last use, revoked or not (never a secret)."""
     ctx.set(audit.EventId.QUERY, audit.Action.EXECUTE, object_type="token")
-    with unit(request, ctx, session):
+    with unit(request, ctx, session) as work:
         rows = list_tokens(session)
+        work.note(rows=len(rows))
     return [TokenOut.model_validate(row) for row in rows]
 
 
