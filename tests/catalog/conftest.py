@@ -2,24 +2,40 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from anonymizer.outcome import InstanceFacts
 from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
-from archive.catalog.models_governance import Role
+from archive.catalog.models_governance import Role, User
 from archive.catalog.write import record_instance
-from archive.governance.auth import create_token
+from archive.governance.users import add_user, mint_for
 from archive.work.jobs import create_job
 from tests.paths import REPO_ROOT
 
+_people = itertools.count(1)
 
-def mint(sessions: sessionmaker[Session], role: str) -> str:
+
+def person(sessions: sessionmaker[Session], name: str, role: str) -> None:
+    """A user without tokens yet."""
     with sessions.begin() as session:
-        _, token = create_token(session, role=Role(role), created_by="test")
-    return token
+        add_user(session, name=name, role=Role(role), created_by="test")
+
+
+def mint(sessions: sessionmaker[Session], role: str, *, user: str | None = None) -> str:
+    """A token of user `user` (made with `role` on first use), or of a new person when no
+    user is named: two calls without a name are two people, two calls naming one user are
+    one person's two tokens."""
+    name = user or f"{role}-{next(_people)}"
+    with sessions.begin() as session:
+        if session.scalars(select(User.id).where(User.name == name)).first() is None:
+            add_user(session, name=name, role=Role(role), created_by="test")
+        minted = mint_for(session, name=name, by=None, created_by="test")
+    return minted.token
 
 
 def add_instance(

@@ -17,7 +17,7 @@ from archive.api import create_app
 from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
 from archive.catalog.models_governance import AuditEvent
 from archive.work.jobs import create_job
-from tests.catalog.conftest import add_instance, hold, mint
+from tests.catalog.conftest import add_instance, hold, mint, person
 from tests.paths import PROFILES_DIR
 
 
@@ -87,15 +87,15 @@ def test_roles_are_enforced(client: TestClient, sessions: sessionmaker[Session])
     """Rule: each role reaches only its own endpoints — an auditor cannot activate a profile,
     a steward cannot mint tokens, an admin cannot read the catalog; no token is 401."""
     auditor, steward, admin = (mint(sessions, r) for r in ("auditor", "steward", "admin"))
+    person(sessions, "ethics", "auditor")
     assert client.get("/studies").status_code == 401
     assert client.get("/studies", headers=_auth("tok_000000000000.nope")).status_code == 401
     assert client.get("/studies", headers=_auth(auditor)).status_code == 200
     assert client.post("/profiles/1/activate", headers=_auth(auditor)).status_code == 403
     assert client.post("/profiles/1/approve", headers=_auth(auditor)).status_code == 403
-    assert client.post("/tokens", json={"role": "admin"}, headers=_auth(steward)).status_code == 403
-    assert (
-        client.post("/tokens", json={"role": "auditor"}, headers=_auth(auditor)).status_code == 403
-    )
+    for not_admin in (steward, auditor):
+        minting = client.post("/tokens", json={"user": "ethics"}, headers=_auth(not_admin))
+        assert minting.status_code == 403
     assert client.get("/studies", headers=_auth(admin)).status_code == 403
     assert client.get("/audit", headers=_auth(steward)).status_code == 403
     assert client.get("/quarantine", headers=_auth(steward)).status_code == 200
@@ -106,7 +106,7 @@ def test_roles_are_enforced(client: TestClient, sessions: sessionmaker[Session])
         == 403
     )
     minted = client.post(
-        "/tokens", json={"role": "auditor", "label": "ethics"}, headers=_auth(admin)
+        "/tokens", json={"user": "ethics", "label": "ethics"}, headers=_auth(admin)
     )
     assert minted.status_code == 201
     new_token = minted.json()["token"]
@@ -135,7 +135,9 @@ def test_every_request_leaves_an_audit_event(
         ("GET", "/audit/verify", auditor, 200),
         ("GET", "/profiles", auditor, 200),
         ("GET", "/sources", admin, 200),
-        ("GET", "/tokens", auditor, 403),
+        ("GET", "/tokens", auditor, 200),
+        ("GET", "/users", auditor, 200),
+        ("GET", "/studies", admin, 403),
         ("GET", "/studies", None, 401),
         ("GET", "/docs", None, 200),
         ("GET", "/no-such-route", None, 404),

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from archive.api import create_app
 from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
 from archive.catalog.models_governance import ApiToken, AuditEvent, Source
-from tests.catalog.conftest import add_instance, hold, mint
+from tests.catalog.conftest import add_instance, hold, mint, person
 from tests.paths import PROFILES_DIR
 
 
@@ -36,13 +36,14 @@ def test_no_change_survives_a_failed_audit_append(sessions: sessionmaker[Session
     """Rule: a change and its audit event are one transaction. With the audit head row gone,
     POST /sources and POST /tokens answer 503 and no source and no token was stored."""
     admin = _auth(mint(sessions, "admin"))
+    person(sessions, "ethics", "auditor")
     sources_before, tokens_before = _count(sessions, Source), _count(sessions, ApiToken)
     _drop_audit_head(sessions)
     with TestClient(create_app(sessions, profiles_dir=PROFILES_DIR)) as client:
         added = client.post(
             "/sources", headers=admin, json={"ae_title": "CHU_FES", "address": "10.9.0.1"}
         )
-        minted = client.post("/tokens", headers=admin, json={"role": "auditor"})
+        minted = client.post("/tokens", headers=admin, json={"user": "ethics"})
     assert added.status_code == 503 and minted.status_code == 503
     assert "token" not in minted.json()
     assert _count(sessions, Source) == sources_before
@@ -91,6 +92,7 @@ def test_each_request_is_recorded_exactly_once(
     (spool_dir / "incoming").mkdir(parents=True)
     entry = hold(sessions, quarantine_dir, "held1")
     auditor, admin, steward = (_auth(mint(sessions, r)) for r in ("auditor", "admin", "steward"))
+    person(sessions, "ethics", "auditor")
     published: list[int] = []
     app = create_app(
         sessions,
@@ -106,7 +108,7 @@ def test_each_request_is_recorded_exactly_once(
         ("POST", "/sources", admin, source, 201),
         ("POST", "/sources", admin, source, 409),
         ("DELETE", "/sources/CHU_OUJDA", admin, None, 204),
-        ("POST", "/tokens", admin, {"role": "auditor"}, 201),
+        ("POST", "/tokens", admin, {"user": "ethics"}, 201),
         ("POST", f"/quarantine/{entry}/retry", steward, None, 200),
         ("POST", f"/quarantine/{entry}/retry", steward, None, 409),
         ("POST", "/profiles/no-such-version/approve", steward, None, 404),

@@ -18,6 +18,7 @@ from amana.cli_catalog import audit_app, catalog_app
 from amana.cli_governance import activate, approve, propose, versions
 from amana.cli_sources import sources_app
 from amana.cli_tokens import token_app
+from amana.cli_users import user_app
 from archive.catalog.models_governance import AuditEvent
 from tests.catalog.conftest import add_instance, revised_national_profile
 
@@ -37,6 +38,12 @@ def _run(app: typer.Typer, args: list[str], env: dict[str, str], code: int = 0) 
     result = runner.invoke(app, args, env=env)
     assert result.exit_code == code, (args, result.output, result.exception)
     return result.output
+
+
+def _token(env: dict[str, str], name: str, role: str, *more: str) -> str:
+    """A new user `name` with `role` and a first token of theirs, as an operator makes them."""
+    _run(user_app, ["add", name, "--role", role], env)
+    return _run(token_app, ["create", "--user", name, *more], env).strip()
 
 
 def test_catalog_studies_json_keeps_the_list_shape(
@@ -68,8 +75,8 @@ def test_audit_verify_passes_then_names_the_tampered_row(
 ) -> None:
     """Rule: `amana audit verify` passes on an untouched log and fails, naming the row, after a
     direct UPDATE or DELETE in the database."""
-    for n in range(3):
-        _run(token_app, ["create", "--role", "auditor", "--label", f"t{n}"], env)
+    for n in range(2):
+        _token(env, f"t{n}", "auditor", "--label", f"t{n}")
     assert "intact" in _run(audit_app, ["verify"], env)
     with sessions.begin() as session:
         session.execute(update(AuditEvent).where(AuditEvent.seq == 2).values(actor="x"))
@@ -83,7 +90,7 @@ def test_audit_verify_passes_then_names_the_tampered_row(
 
 def test_audit_search_and_syslog_export(env: dict[str, str]) -> None:
     """Rule: audit events can be searched and exported as RFC 5424 lines from the CLI."""
-    token = _run(token_app, ["create", "--role", "admin"], env).strip()
+    token = _token(env, "root", "admin")
     token_id = token.split(".")[0]
     rows = json.loads(_run(audit_app, ["search", "--format", "json", "--object", token_id], env))
     assert rows[0]["event"] == "Security Alert" and rows[0]["object_id"] == token_id
@@ -97,11 +104,13 @@ def test_audit_search_and_syslog_export(env: dict[str, str]) -> None:
 def test_token_and_sources_commands(env: dict[str, str]) -> None:
     """Rule: tokens are printed once and listed without secrets; sources are added with an AE
     title and address (bad ones refused), listed and removed."""
-    token = _run(token_app, ["create", "--role", "steward"], env).strip()
+    token = _token(env, "alice", "steward")
     assert token.startswith("tok_") and "." in token
     listed = json.loads(_run(token_app, ["list", "--format", "json"], env))
     assert listed[0]["role"] == "steward" and token.split(".")[1] not in json.dumps(listed)
-    _run(token_app, ["create", "--role", "superuser"], env, code=1)
+    assert listed[0]["user"] == "alice" and listed[0]["expires_at"]
+    _run(user_app, ["add", "mallory", "--role", "superuser"], env, code=1)
+    _run(token_app, ["create", "--user", "nobody"], env, code=1)
     _run(
         sources_app,
         ["add", "CHU_FES", "10.5.0.0/16", "--region", "Fes-Meknes", "--site", "CHU Hassan II"],
@@ -127,9 +136,9 @@ def test_profile_activation_from_the_cli_needs_two_stewards(
 ) -> None:
     """Rule: on the command line too, activation without a second steward's approval is
     refused, and the proposer cannot approve their own version."""
-    alice = _run(token_app, ["create", "--role", "steward"], env).strip()
-    bob = _run(token_app, ["create", "--role", "steward"], env).strip()
-    auditor = _run(token_app, ["create", "--role", "auditor"], env).strip()
+    alice = _token(env, "alice", "steward")
+    bob = _token(env, "bob", "steward")
+    auditor = _token(env, "ethics", "auditor")
     revised = revised_national_profile(tmp_path)
     _run(profile_app, ["propose", str(revised), "--token", auditor], env, code=1)
     out = _run(profile_app, ["propose", str(revised), "--token", alice], env)

@@ -18,6 +18,7 @@ from amana.cli_governance import approve, propose, versions
 from amana.cli_quarantine import quarantine_app
 from amana.cli_sources import sources_app
 from amana.cli_tokens import token_app
+from amana.cli_users import user_app
 from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
 from archive.catalog.models_governance import (
     AuditEvent,
@@ -67,12 +68,13 @@ def _proposed_version(env: dict[str, str], tmp_path: Path, steward: str) -> str:
 def test_each_cli_read_adds_exactly_one_query_event(
     env: dict[str, str], sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    """Rule: `token list`, `sources list`, `profile versions`, `quarantine list` and
+    """Rule: `token list`, `user list`, `sources list`, `profile versions`, `quarantine list` and
     `quarantine show` each add exactly one event to the audit trail: a Query by the
     operator (`cli:<login>`), with the object type the same HTTP route records."""
     entry_id = hold(sessions, tmp_path / "quarantine", "held1")
     reads: list[tuple[typer.Typer, list[str], str, str]] = [
         (token_app, ["list", "--format", "json"], "token", "E"),
+        (user_app, ["list", "--format", "json"], "user", "E"),
         (sources_app, ["list", "--format", "json"], "source", "E"),
         (profile_app, ["versions", "--format", "json"], "profile_version", "E"),
         (quarantine_app, ["list", "--format", "json"], "quarantine", "E"),

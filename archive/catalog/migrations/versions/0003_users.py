@@ -75,7 +75,8 @@ def upgrade() -> None:
         taken.add(name)
         user_id = conn.execute(
             users.insert()
-            .values(name=name, role=role, created_by="migration:0003_users", created_at=now)
+            # The model stores the enum's names (STEWARD); upper() also takes a value typed in.
+            .values(name=name, role=role.upper(), created_by="migration:0003_users", created_at=now)
             .returning(users.c.id)
         ).scalar_one()
         conn.execute(
