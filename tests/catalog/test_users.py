@@ -312,6 +312,7 @@ def test_migration_gives_every_existing_token_a_user(old_catalog: str) -> None:
 
     command.downgrade(alembic_config(old_catalog), "0002")
     with engine.connect() as conn:
-        roles = dict(conn.execute(text("SELECT token_id, role FROM api_tokens")).all())
+        found = conn.execute(text("SELECT token_id, role FROM api_tokens")).all()
+    roles: dict[str, str] = {str(row[0]): str(row[1]) for row in found}
     assert roles == {tid: role.upper() for tid, role, _ in rows}
     engine.dispose()
