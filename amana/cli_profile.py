@@ -14,7 +14,7 @@ from rich.table import Table
 
 from amana.settings import Settings
 from anonymizer.engine import Deidentifier, ProfileError, load_profile
-from anonymizer.explain import mask_before, pixel_plan_rows, rule_label, shown_after
+from anonymizer.explain import explain_cells, pixel_plan_rows, rule_label
 from anonymizer.pixels.plan import pixel_plan_of_bytes
 from anonymizer.pseudonyms import key_from_bytes
 from anonymizer.rules import compile_profile, describe_tag
@@ -204,12 +204,12 @@ def explain(
     for column in ("tag", "keyword", "VR", "before", "action", "after"):
         table.add_column(column, overflow="fold")
     for tag, vr, rule, before, after in rows:
-        shown = shown_after(tag, vr, rule, before, after)
+        shown_before, shown = explain_cells(tag, vr, rule, before, after)
         table.add_row(
             describe_tag(tag),
             (rule.keyword if rule is not None else "") or _keyword(tag),
             vr,
-            escape(mask_before(tag, vr, rule, before)),
+            escape(shown_before),
             escape(rule_label(rule)),
             "[dim]removed[/dim]" if shown is None else escape(shown),
         )

@@ -37,25 +37,26 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def shows_before(tag: int, vr: str, rule: Rule | None) -> bool:
-    """Whether a before-value may be shown: only what the profile keeps as it is (so the
-    output carries it anyway) and what cannot identify anyone by its kind (a modality, a
-    manufacturer, a slice thickness); never an identity attribute or a private element."""
-    return (
-        rule is not None
-        and rule.op == Op.KEEP
-        and vr not in _IDENTIFYING_VRS
-        and tag not in IDENTITY_KEYWORDS
-        and not (tag >> 16) & 1
-    )
+def _harmless_kind(tag: int, vr: str) -> bool:
+    """A value of this attribute cannot identify anyone by its kind (a modality, a
+    manufacturer, a slice thickness): not a name, UID, date, free text or identity
+    attribute, and not a private element."""
+    return vr not in _IDENTIFYING_VRS and tag not in IDENTITY_KEYWORDS and not (tag >> 16) & 1
 
 
-def mask_before(tag: int, vr: str, rule: Rule | None, value: object, limit: int = 60) -> str:
-    """The original value, unless it may identify someone: then only its shape."""
+def mask_before(
+    tag: int, vr: str, rule: Rule | None, value: object, after: object = None, limit: int = 60
+) -> str:
+    """The original value when it leaves the pipeline as it came (kept, or cleaned without
+    finding anything to remove: the output shows it anyway) and cannot identify anyone by
+    its kind; otherwise only its shape."""
     if value is None:
         return ""
     text = _text(value)
-    if shows_before(tag, vr, rule):
+    unchanged = rule is not None and (
+        rule.op == Op.KEEP or (after is not None and _text(after) == text)
+    )
+    if unchanged and _harmless_kind(tag, vr):
         return _shorten(text, limit)
     if text in ("", "<sequence>"):
         return text
@@ -73,9 +74,19 @@ def shown_after(
     if isinstance(after, bytes) and vr in ("OB", "OW", "UN", "OD", "OF", "OL"):
         return f"<{len(after)} bytes>"
     text = _text(after)
-    if before is not None and text == _text(before) and not shows_before(tag, vr, rule):
+    if before is not None and text == _text(before) and not _harmless_kind(tag, vr):
         return mask_before(tag, vr, None, before)
     return _shorten(text, limit)
+
+
+def explain_cells(
+    tag: int, vr: str, rule: Rule | None, before: object, after: object, limit: int = 60
+) -> tuple[str, str | None]:
+    """(before, after) of one explain row as shown on the command line and over HTTP."""
+    return (
+        mask_before(tag, vr, rule, before, after, limit),
+        shown_after(tag, vr, rule, before, after, limit),
+    )
 
 
 def pixel_plan_rows(plan: PixelPlan) -> list[tuple[str, str]]:

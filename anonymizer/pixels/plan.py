@@ -107,9 +107,9 @@ def _ocr_line(policy: PixelPolicy) -> str:
 
 
 def _side_channels(policy: PixelPolicy) -> tuple[str, ...]:
-    lines = [f"overlay planes: {policy.overlays}"]
+    lines = [f"overlay planes, if any: {policy.overlays}"]
     if policy.remove_icon_images:
-        lines.append("icon image removed")
+        lines.append("icon image, if any: removed")
     return tuple(lines)
 
 

@@ -7,7 +7,7 @@ import secrets
 from typing import Any
 
 from anonymizer.engine import Deidentifier, key_from_bytes
-from anonymizer.explain import mask_before, shown_after
+from anonymizer.explain import explain_cells
 from anonymizer.pixels.plan import pixel_plan_of_bytes
 from anonymizer.pixels.preview import preview_pngs
 from anonymizer.profile_model import Profile
@@ -46,14 +46,15 @@ def dry_run(profile: Profile, samples: list[tuple[str, bytes]]) -> list[dict[str
 
 def _explain_row(row: tuple[int, str, Any, object, object]) -> dict[str, Any]:
     tag, vr, rule, before, after = row
+    shown_before, shown_after = explain_cells(tag, vr, rule, before, after, _SHOWN)
     return {
         "tag": f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
         "vr": vr,
         "keyword": getattr(rule, "keyword", "") if rule is not None else "",
         "action": getattr(rule, "action", None) if rule is not None else "default: remove",
         "option": getattr(rule, "option", None) if rule is not None else None,
-        "before": None if before is None else mask_before(tag, vr, rule, before, _SHOWN),
-        "after": shown_after(tag, vr, rule, before, after, _SHOWN),
+        "before": None if before is None else shown_before,
+        "after": shown_after,
     }
 
 
