@@ -26,6 +26,10 @@ Path_ = tuple[str | int, ...]
 _MAX_EXTENDS_DEPTH = 8
 # `extends:` names a profile of the same folder, never a path.
 _PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+# The OCR program is looked up on the worker's PATH: a profile names it, never a path to run.
+_PROGRAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Tesseract language packs (`eng`, `chi_sim`, `script/Latin`): names inside its data folder.
+_LANGUAGE = re.compile(r"^[A-Za-z0-9_]+(/[A-Za-z0-9_]+)?$")
 
 
 class ProfileError(Exception):
@@ -206,6 +210,31 @@ def _region_table_file(root: Path, table: str, file: Path, line: int | None) -> 
     return _confined(root, root / relative, file, line, "generalize.region_table")
 
 
+def _check_ocr_names(profile: Profile, file: Path, lines: Mapping[Path_, int]) -> None:
+    """The OCR settings name a program, language packs and a data folder: names only, or
+    one of the system's tesseract data folders, so that a proposed profile cannot make a
+    dry run execute or read a file of its choosing."""
+    assert profile.pixel is not None
+    ocr = profile.pixel.ocr
+    where: Path_ = ("pixel", "ocr")
+    if not _PROGRAM_NAME.match(ocr.command):
+        raise ProfileError(file, _line_for(lines, (*where, "command")),
+                           "pixel.ocr.command: a program name looked up on PATH, not a path")
+    for index, language in enumerate(ocr.languages):
+        if not _LANGUAGE.match(language):
+            raise ProfileError(file, _line_for(lines, (*where, "languages", index)),
+                               "pixel.ocr.languages: a tesseract language name")
+    if ocr.tessdata is not None:
+        from anonymizer.pixels.tesseract import TESSDATA_DIRS
+
+        if ocr.tessdata.rstrip("/") not in TESSDATA_DIRS:
+            raise ProfileError(
+                file, _line_for(lines, (*where, "tessdata")),
+                "pixel.ocr.tessdata: one of the system's tesseract data folders ("
+                + ", ".join(TESSDATA_DIRS) + ")",
+            )
+
+
 def _resolve(file: Path, root: Path, depth: int = 0) -> tuple[dict[str, Any], list[Path]]:
     """The merged raw document for `file` and every file it was built from."""
     if depth > _MAX_EXTENDS_DEPTH:
@@ -215,6 +244,8 @@ def _resolve(file: Path, root: Path, depth: int = 0) -> tuple[dict[str, Any], li
     if profile.generalize.region_table is not None:
         _region_table_file(root, profile.generalize.region_table, file,
                            _line_for(lines, ("generalize", "region_table")))
+    if profile.pixel is not None:
+        _check_ocr_names(profile, file, lines)
     if profile.extends is None:
         return _canonical(profile), [file]
     line = lines.get(("extends",))

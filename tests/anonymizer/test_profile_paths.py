@@ -178,3 +178,35 @@ def test_pixel_rule_file_linked_out_of_the_rules_folder_is_refused(
     with pytest.raises(QuarantineError) as caught:
         rules_for(policy)
     assert "outside the rules folder" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("ocr", "line", "words"),
+    [
+        ("command: /tmp/evil", 5, "pixel.ocr.command"),
+        ("command: ../../bin/sh", 5, "pixel.ocr.command"),
+        ("languages: [eng, ../../secrets/key]", 5, "pixel.ocr.languages"),
+        ("tessdata: /work/secrets", 5, "pixel.ocr.tessdata"),
+    ],
+)
+def test_ocr_settings_name_no_program_or_folder_of_the_profiles_choosing(
+    folders: tuple[Path, Path], ocr: str, line: int, words: str
+) -> None:
+    """Rule: a profile's OCR settings name a program on PATH, language packs and one of the
+    system's tesseract data folders; a path to run or read is refused with its line."""
+    profiles, _ = folders
+    body = f"pixel:\n  rules: []\n  ocr:\n    {ocr}\n"
+    error = _refused(_write(profiles, body), profiles)
+    assert error.line == line and words in error.reason
+
+
+def test_ocr_settings_by_name_are_accepted(folders: tuple[Path, Path]) -> None:
+    """Rule: the usual OCR settings (a program name, language names, a system data
+    folder) load."""
+    profiles, _ = folders
+    body = (
+        "pixel:\n  rules: []\n  ocr:\n    command: tesseract\n    languages: [ara, fra, eng]\n"
+        "    tessdata: /usr/share/tesseract-ocr/5/tessdata\n"
+    )
+    profile = load_profile(str(_write(profiles, body)), profiles)
+    assert profile.pixel is not None and profile.pixel.ocr.command == "tesseract"
