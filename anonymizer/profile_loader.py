@@ -315,7 +315,7 @@ def _load_cached(
         from anonymizer.pixels import bind_rules_dir  # numpy/scipy only when pixels are used
 
         # pixel rule names resolve in the pixel/ folder next to the profiles
-        update["pixel"] = bind_rules_dir(profile.pixel, file.parent / "pixel")
+        update["pixel"] = bind_rules_dir(profile.pixel, root / "pixel")
     return profile.model_copy(update=update)
 
 
