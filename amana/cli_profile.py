@@ -14,7 +14,8 @@ from rich.table import Table
 
 from amana.settings import Settings
 from anonymizer.engine import Deidentifier, ProfileError, load_profile
-from anonymizer.explain import mask_before, rule_label
+from anonymizer.explain import explain_cells, pixel_plan_rows, rule_label
+from anonymizer.pixels.plan import pixel_plan_of_bytes
 from anonymizer.pseudonyms import key_from_bytes
 from anonymizer.rules import compile_profile, describe_tag
 
@@ -186,7 +187,8 @@ def explain(
     file: Annotated[Path, typer.Argument(help="one DICOM file")],
     profile: Annotated[str | None, typer.Option("--profile", help="profile name or path")] = None,
 ) -> None:
-    """For one input: every attribute, before (identifying values masked) → action → after.
+    """For one input: every attribute, before (identifying values masked) → action → after,
+    then what the pixel step does to it.
 
     Uses a throwaway key: the pseudonyms shown are not the archive's.
     """
@@ -196,19 +198,24 @@ def explain(
     chosen = _load(profile or settings.profile)
     assert isinstance(chosen, Profile)
     engine = Deidentifier(chosen, key_from_bytes(secrets.token_bytes(32)))
-    rows, outcome = engine.explain(file.read_bytes())
+    data = file.read_bytes()
+    rows, outcome = engine.explain(data)
     table = Table(title=f"{file.name} under {chosen.name} {chosen.version}")
     for column in ("tag", "keyword", "VR", "before", "action", "after"):
         table.add_column(column, overflow="fold")
     for tag, vr, rule, before, after in rows:
+        shown_before, shown = explain_cells(tag, vr, rule, before, after)
         table.add_row(
             describe_tag(tag),
             (rule.keyword if rule is not None else "") or _keyword(tag),
             vr,
-            escape(mask_before(tag, vr, rule, before)),
+            escape(shown_before),
             escape(rule_label(rule)),
-            "[dim]removed[/dim]" if after is None else escape(_short(after)),
+            "[dim]removed[/dim]" if shown is None else escape(shown),
         )
+    table.add_section()
+    for label, text in pixel_plan_rows(pixel_plan_of_bytes(data, chosen.pixel)):
+        table.add_row("", label, "", "", escape(text), "")
     console.print(table)
     if isinstance(outcome, Exception):
         console.print(f"[red]quarantined[/red]: {outcome}")
@@ -220,8 +227,3 @@ def _keyword(tag: int) -> str:
     from pydicom.datadict import keyword_for_tag
 
     return keyword_for_tag(tag) or ""
-
-
-def _short(value: object) -> str:
-    text = value.decode("latin-1", "replace") if isinstance(value, bytes) else str(value)
-    return text if len(text) <= 60 else text[:57] + "..."

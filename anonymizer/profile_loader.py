@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import unicodedata
 from collections.abc import Mapping
 from functools import lru_cache
@@ -23,6 +24,12 @@ except AttributeError:  # pragma: no cover - PyYAML without libyaml
 
 Path_ = tuple[str | int, ...]
 _MAX_EXTENDS_DEPTH = 8
+# `extends:` names a profile of the same folder, never a path.
+_PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+# The OCR program is looked up on the worker's PATH: a profile names it, never a path to run.
+_PROGRAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Tesseract language packs (`eng`, `chi_sim`, `script/Latin`): names inside its data folder.
+_LANGUAGE = re.compile(r"^[A-Za-z0-9_]+(/[A-Za-z0-9_]+)?$")
 
 
 class ProfileError(Exception):
@@ -183,20 +190,75 @@ def _merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _resolve(file: Path, depth: int = 0) -> tuple[dict[str, Any], list[Path]]:
+def _confined(root: Path, path: Path, file: Path, line: int | None, what: str) -> Path:
+    """`path` after symlinks, when it lies inside the profiles folder `root` (resolved).
+
+    Every file a profile names goes through here before it is opened: a proposed profile
+    must not make the server read anything else (the pseudonym key, say)."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root):
+        raise ProfileError(file, line, f"{what} leads outside the profiles folder")
+    return resolved
+
+
+def _region_table_file(root: Path, table: str, file: Path, line: int | None) -> Path:
+    relative = Path(table)
+    if relative.is_absolute() or ".." in relative.parts or "\\" in table:
+        raise ProfileError(
+            file, line, "generalize.region_table: a path relative to the profiles folder"
+        )
+    return _confined(root, root / relative, file, line, "generalize.region_table")
+
+
+def _check_ocr_names(profile: Profile, file: Path, lines: Mapping[Path_, int]) -> None:
+    """The OCR settings name a program, language packs and a data folder: names only, or
+    one of the system's tesseract data folders, so that a proposed profile cannot make a
+    dry run execute or read a file of its choosing."""
+    assert profile.pixel is not None
+    ocr = profile.pixel.ocr
+    where: Path_ = ("pixel", "ocr")
+    if not _PROGRAM_NAME.match(ocr.command):
+        raise ProfileError(file, _line_for(lines, (*where, "command")),
+                           "pixel.ocr.command: a program name looked up on PATH, not a path")
+    for index, language in enumerate(ocr.languages):
+        if not _LANGUAGE.match(language):
+            raise ProfileError(file, _line_for(lines, (*where, "languages", index)),
+                               "pixel.ocr.languages: a tesseract language name")
+    if ocr.tessdata is not None:
+        from anonymizer.pixels.tesseract import TESSDATA_DIRS
+
+        if ocr.tessdata.rstrip("/") not in TESSDATA_DIRS:
+            raise ProfileError(
+                file, _line_for(lines, (*where, "tessdata")),
+                "pixel.ocr.tessdata: one of the system's tesseract data folders ("
+                + ", ".join(TESSDATA_DIRS) + ")",
+            )
+
+
+def _resolve(file: Path, root: Path, depth: int = 0) -> tuple[dict[str, Any], list[Path]]:
     """The merged raw document for `file` and every file it was built from."""
     if depth > _MAX_EXTENDS_DEPTH:
         raise ProfileError(file, None, "extends: chain too deep (a loop?)")
     data, lines = _read_document(file)
     profile = _validate_document(file, data, lines)
+    if profile.generalize.region_table is not None:
+        _region_table_file(root, profile.generalize.region_table, file,
+                           _line_for(lines, ("generalize", "region_table")))
+    if profile.pixel is not None:
+        _check_ocr_names(profile, file, lines)
     if profile.extends is None:
         return _canonical(profile), [file]
-    parent_file = file.parent / f"{profile.extends}.yaml"
-    if not parent_file.is_file():
+    line = lines.get(("extends",))
+    if not _PROFILE_NAME.match(profile.extends):
         raise ProfileError(
-            file, lines.get(("extends",)), f"extends: no profile {profile.extends!r} next to it"
+            file, line, "extends: names a profile (lower-case letters, digits, '.', '_', '-'), "
+            "not a path"
         )
-    parent, files = _resolve(parent_file, depth + 1)
+    parent_file = _confined(root, root / f"{profile.extends}.yaml", file, line,
+                            f"extends: {profile.extends!r}")
+    if not parent_file.is_file():
+        raise ProfileError(file, line, f"extends: no profile {profile.extends!r} next to it")
+    parent, files = _resolve(parent_file, root, depth + 1)
     child = _canonical(profile, only=set(data))
     return _merge(parent, child), [file, *files]
 
@@ -210,8 +272,8 @@ def _canonical(profile: Profile, only: set[str] | None = None) -> dict[str, Any]
     return dumped
 
 
-def _load_regions(profile_file: Path, table: str) -> dict[str, str]:
-    path = (profile_file.parent / table).resolve()
+def _load_regions(path: Path) -> dict[str, str]:
+    """The region table at `path`, already confined to the profiles folder."""
     data, lines = _read_document(path)
     regions = data.get("regions")
     if not isinstance(regions, dict) or set(data) - {"regions", "source", "steward"}:
@@ -233,17 +295,18 @@ def _load_regions(profile_file: Path, table: str) -> dict[str, str]:
 
 
 @lru_cache(maxsize=32)
-def _load_cached(file: Path, stamp: tuple[tuple[str, float, int], ...]) -> Profile:
-    merged, files = _resolve(file)
+def _load_cached(
+    file: Path, root: Path, stamp: tuple[tuple[str, float, int], ...]
+) -> Profile:
+    merged, _files = _resolve(file, root)
     child_data, _ = _read_document(file)
     merged["name"] = child_data.get("name", merged.get("name"))
     merged["description"] = child_data.get("description", "")
     merged["extends"] = child_data.get("extends")
     if merged.get("generalize", {}).get("region_table"):
-        table = merged["generalize"]["region_table"]
-        # the table is resolved next to the file that names it (the child or a parent)
-        table_file = next((f for f in files if (f.parent / table).is_file()), file)
-        merged["regions"] = {**_load_regions(table_file, table), **merged.get("regions", {})}
+        # every file of the chain lives in `root`, so the table is relative to it
+        table_file = _region_table_file(root, merged["generalize"]["region_table"], file, None)
+        merged["regions"] = {**_load_regions(table_file), **merged.get("regions", {})}
     profile = Profile.model_validate(merged)
     content = json.dumps(_canonical(profile), sort_keys=True, ensure_ascii=False)
     digest = hashlib.sha256(content.encode("utf-8")).hexdigest()[:16]
@@ -252,18 +315,26 @@ def _load_cached(file: Path, stamp: tuple[tuple[str, float, int], ...]) -> Profi
         from anonymizer.pixels import bind_rules_dir  # numpy/scipy only when pixels are used
 
         # pixel rule names resolve in the pixel/ folder next to the profiles
-        update["pixel"] = bind_rules_dir(profile.pixel, file.parent / "pixel")
+        update["pixel"] = bind_rules_dir(profile.pixel, root / "pixel")
     return profile.model_copy(update=update)
 
 
 def load_profile_file(file: Path) -> Profile:
-    file = file.resolve()
-    if not file.is_file():
-        raise ProfileError(file, None, "no such profile file")
+    """The profile in `file`; its folder is the profiles folder that every file it names
+    (`extends:`, region table) must resolve into, symlinks followed."""
+    root = file.parent.resolve()
+    resolved = _confined(root, file, file, None, "the profile file")
+    if not resolved.is_file():
+        raise ProfileError(resolved, None, "no such profile file")
     # Cache by content stamps so that an edited profile is reloaded.
-    stamp = tuple(
-        (str(p), p.stat().st_mtime, p.stat().st_size)
-        for p in sorted(file.parent.glob("*.yaml"))
-    )
-    return _load_cached(file, stamp)
+    stamp = tuple(_stamp(p) for p in sorted(root.glob("*.yaml")))
+    return _load_cached(resolved, root, stamp)
+
+
+def _stamp(path: Path) -> tuple[str, float, int]:
+    try:
+        info = path.stat()
+    except OSError:  # a dangling link: refused if named, irrelevant otherwise
+        info = path.lstat()
+    return str(path), info.st_mtime, info.st_size
 

@@ -339,6 +339,10 @@ def parse_rule_file(text: str, name: str) -> tuple[DeviceRule, ...]:
 @functools.lru_cache(maxsize=64)
 def _load_file(path: Path, mtime_ns: int, size: int) -> tuple[DeviceRule, ...]:
     # mtime and size are part of the key so an edited file is read again.
+    # Resolved here, once per file content rather than per instance: a rule file that is a
+    # link out of the rules folder is refused before it is opened.
+    if not path.resolve().is_relative_to(path.parent.resolve()):
+        raise RuleFileError(f"rule file {path.name} leads outside the rules folder")
     return parse_rule_file(path.read_text(encoding="utf-8"), path.name)
 
 

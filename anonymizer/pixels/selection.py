@@ -46,27 +46,35 @@ def embedded_overlay(ds: Dataset) -> bool:
 
 def examination_reason(ds: Dataset, policy: PixelPolicy, rules: RuleSet) -> str | None:
     """Why `ds` must be examined (a short code without PHI), or None."""
+    return examination_decision(ds, policy, rules)[0]
+
+
+def examination_decision(
+    ds: Dataset, policy: PixelPolicy, rules: RuleSet
+) -> tuple[str | None, str]:
+    """(why `ds` is examined, "") or (None, why it is not): short codes without PHI.
+    The one decision the engine takes and `explain` reports."""
     if not has_pixels(ds):
-        return None
+        return None, "no_pixel_data"
     if _text(ds, "BurnedInAnnotation") == "YES":
-        return "burned_in_flag"
+        return "burned_in_flag", ""
     if str(ds.get("SOPClassUID", "")).strip() in set(policy.not_examined_sop_classes):
-        return None
+        return None, "not_examined_sop_class"
     if _text(ds, "Modality") in {m.upper() for m in policy.modalities}:
-        return "modality"
+        return "modality", ""
     if str(ds.get("SOPClassUID", "")).strip() in set(policy.sop_classes):
-        return "sop_class"
+        return "sop_class", ""
     values = _image_type_values(ds)
     joined = "\\".join(values)
     for wanted in policy.image_types:
         w = wanted.strip().upper()
         if w and (w in values or (" " in w and w in joined)):
-            return "image_type"
+            return "image_type", ""
     if embedded_overlay(ds):
-        return "embedded_overlay"
+        return "embedded_overlay", ""
     mask, examine = rules.classify(ds)
     if mask:
-        return "device_rule"
+        return "device_rule", ""
     if examine:
-        return f"sign:{examine[0].id}"
-    return None
+        return f"sign:{examine[0].id}", ""
+    return None, "no_sign"

@@ -303,11 +303,22 @@ class ExplainRow(BaseModel):
     after: str | None
 
 
+class PixelStepOut(BaseModel):
+    """What the pixel step does to a sample, from its header and the engine's decisions."""
+
+    step: Literal["none", "not_examined", "device_rules", "ocr", "quarantine"]
+    reason: str
+    details: list[str]
+
+
 class DryRunResult(BaseModel):
-    """`reason` and `message` for a quarantined sample, `pixel_actions` for an archived one."""
+    """`reason` and `message` for a quarantined sample, `pixel_actions` for an archived one.
+    `before` values in `explain` are masked unless the profile keeps them and they cannot
+    identify anyone (the same masking as `amana profile explain`)."""
 
     file: str
     explain: list[ExplainRow]
+    pixel_step: PixelStepOut
     result: Literal["archived", "quarantined"]
     reason: str | None = None
     message: str | None = None

@@ -7,20 +7,30 @@ import secrets
 from typing import Any
 
 from anonymizer.engine import Deidentifier, key_from_bytes
+from anonymizer.explain import explain_cells
+from anonymizer.pixels.plan import pixel_plan_of_bytes
 from anonymizer.pixels.preview import preview_pngs
 from anonymizer.profile_model import Profile
 
+# Longer than the command line's cells: a browser wraps, a terminal table does not.
+_SHOWN = 200
+
 
 def dry_run(profile: Profile, samples: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
-    """Run the profile on sample files with a throwaway key: the explain table, the outcome
+    """Run the profile on sample files with a throwaway key: the explain table (before-values
+    masked as `amana profile explain` masks them), what the pixel step does, the outcome
     and, for an examined image, a before/after picture of its pixels. Nothing is stored or
-    audited in detail, because the explain table and the "before" picture show the samples'
-    own values to the steward who sent them."""
+    audited in detail."""
     deidentifier = Deidentifier(profile, key_from_bytes(secrets.token_bytes(32)))
     results = []
     for filename, data in samples:
         rows, outcome = deidentifier.explain(data)
-        entry: dict[str, Any] = {"file": filename, "explain": [_explain_row(r) for r in rows]}
+        plan = pixel_plan_of_bytes(data, profile.pixel)
+        entry: dict[str, Any] = {
+            "file": filename,
+            "explain": [_explain_row(r) for r in rows],
+            "pixel_step": {"step": plan.step, "reason": plan.reason, "details": list(plan.details)},
+        }
         if isinstance(outcome, Exception):
             entry["result"] = "quarantined"
             entry["reason"] = getattr(outcome, "reason", "processing_error")
@@ -36,24 +46,16 @@ def dry_run(profile: Profile, samples: list[tuple[str, bytes]]) -> list[dict[str
 
 def _explain_row(row: tuple[int, str, Any, object, object]) -> dict[str, Any]:
     tag, vr, rule, before, after = row
+    shown_before, shown_after = explain_cells(tag, vr, rule, before, after, _SHOWN)
     return {
         "tag": f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
         "vr": vr,
         "keyword": getattr(rule, "keyword", "") if rule is not None else "",
         "action": getattr(rule, "action", None) if rule is not None else "default: remove",
         "option": getattr(rule, "option", None) if rule is not None else None,
-        "before": _short(before),
-        "after": _short(after),
+        "before": None if before is None else shown_before,
+        "after": shown_after,
     }
-
-
-def _short(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return f"<{len(value)} bytes>"
-    text = str(value)
-    return text if len(text) <= 200 else text[:200] + "…"
 
 
 def _preview(profile: Profile, data: bytes) -> dict[str, str | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,16 +24,40 @@ MAX_PROFILE_BYTES = 2 * 1024 * 1024
 
 @contextmanager
 def _profile_tree(name: str, yaml_text: str, profiles_dir: Path) -> Iterator[Path]:
-    """A temporary copy of the profiles folder (by links) with the uploaded file in it, so that
-    `extends:` and region tables resolve exactly as they would for a file on disk."""
+    """A temporary copy of the profiles folder with the uploaded file in it, so that
+    `extends:` and region tables resolve exactly as they would for a file on disk.
+
+    Copies, not links: the loader confines every file a profile names to the folder of the
+    profile, symlinks followed, and a link back into the real folder would lead out of the
+    temporary one. An entry that leads outside the real folder is not read: it becomes a
+    link to where it leads, which the loader refuses if a profile names it."""
     with tempfile.TemporaryDirectory(prefix="amana-profile-") as tmp:
         root = Path(tmp)
         if profiles_dir.is_dir():
-            for entry in profiles_dir.iterdir():
-                if entry.name != f"{name}.yaml":
-                    os.symlink(entry.resolve(), root / entry.name)
+            real_root = profiles_dir.resolve()
+            _mirror(profiles_dir, root, real_root, {real_root}, skip=f"{name}.yaml")
         (root / f"{name}.yaml").write_text(yaml_text, encoding="utf-8")
         yield root / f"{name}.yaml"
+
+
+def _mirror(
+    source: Path, target: Path, real_root: Path, above: set[Path], skip: str | None = None
+) -> None:
+    """Copy `source` into `target`; `above` holds the folders being copied (links to one of
+    them would loop)."""
+    for entry in source.iterdir():
+        if entry.name == skip:
+            continue
+        resolved = entry.resolve()
+        if not resolved.is_relative_to(real_root):
+            os.symlink(resolved, target / entry.name)
+        elif resolved.is_dir():
+            if resolved in above:
+                continue
+            (target / entry.name).mkdir()
+            _mirror(resolved, target / entry.name, real_root, above | {resolved})
+        elif resolved.is_file():
+            shutil.copyfile(resolved, target / entry.name)
 
 
 def profile_name_of(yaml_text: str) -> str:

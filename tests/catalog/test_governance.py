@@ -157,12 +157,46 @@ def test_dry_run_returns_explain_table_and_preview(
         assert result["result"] == "archived", result
         assert any(row["keyword"] == "PatientName" for row in result["explain"])
     assert ct["pixel_actions"][0] == "not_examined"
+    assert ct["pixel_step"]["step"] == "not_examined"
+    assert mr["pixel_step"]["step"] in ("device_rules", "ocr")
     assert ct["preview_png"] is None and ct["preview_name"] is None
     assert mr["pixel_actions"][0].startswith("examined:")
     assert mr["preview_name"].endswith("-boxes-frame-1.png")
     assert base64.b64decode(mr["preview_png"]).startswith(b"\x89PNG")
     with sessions() as session:
         assert session.scalar(select(Instance.id)) is None
+
+
+def test_dry_run_answer_carries_no_phi_and_tells_the_pixel_step(
+    client: TestClient, sessions: sessionmaker[Session]
+) -> None:
+    """Rule: the dry-run answer masks before-values as `amana profile explain` does: a
+    made-up patient's name, ID and birth date appear nowhere in the whole response body,
+    while non-identifying values (Modality, Manufacturer) are shown; and it says what the
+    pixel step does to each sample, agreeing with the outcome."""
+    from tests.anonymizer.factory import Identity, ct_instance, to_bytes
+
+    steward = mint(sessions, "steward")
+    proposed = _propose(client, steward, _revised("phi"))
+    who = Identity()
+    ds = ct_instance(who)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.BurnedInAnnotation = "NO"
+    response = client.post(
+        f"/profiles/{proposed['version']}/dry-run",
+        headers=_h(steward),
+        files=[("samples", ("one.dcm", to_bytes(ds), "application/dicom"))],
+    )
+    assert response.status_code == 200, response.text
+    for value in (who.family, who.given, who.patient_id, who.birth_date, who.accession):
+        assert value not in response.text
+    (result,) = response.json()["results"]
+    before = {row["keyword"]: row["before"] for row in result["explain"]}
+    assert before["Modality"] == "CT" and before["Manufacturer"] == "FICTIVE MEDICAL"
+    assert before["PatientName"].startswith("<masked PN")
+    step = result["pixel_step"]
+    assert step["step"] == "not_examined" and "Burned In Annotation NO" in step["reason"]
+    assert result["pixel_actions"][0] == "not_examined"
 
 
 def test_worker_follows_the_activated_version(
