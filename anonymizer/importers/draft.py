@@ -82,8 +82,10 @@ def resolve_field(text: str) -> int | None:
 
 
 def dictionary_tags() -> list[int]:
-    """Every concrete public attribute of the data dictionary (repeating groups aside)."""
-    return sorted(tag for tag in DicomDictionary if (tag >> 16) not in (0x0002, 0xFFFE))
+    """Every concrete public attribute of the data dictionary that has a keyword
+    (repeating groups, file meta and item delimiters aside)."""
+    return sorted(tag for tag, entry in DicomDictionary.items()
+                  if entry[4] and (tag >> 16) not in (0x0002, 0xFFFE))
 
 
 @dataclass(frozen=True)
