@@ -240,7 +240,8 @@ def import_profile(
     extends `floor`, with a report of every rule that could not be mapped and why."""
     import re
 
-    from anonymizer.importers import import_rules, write_draft
+    from amana.profile_import import import_source
+    from anonymizer.importers import write_draft
     from anonymizer.importers.draft import floor_from
 
     if kind not in ("deid", "ctp"):
@@ -255,7 +256,7 @@ def import_profile(
     target = out if out is not None else Path(f"{draft_name}.yaml")
     try:
         floor = floor_from(Settings().profiles_dir)
-        builder = import_rules(kind, source, draft_name, floor)
+        builder = import_source(kind, source, draft_name, floor)
     except (ProfileError, ValueError) as exc:
         errors.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(1) from exc

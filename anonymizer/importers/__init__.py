@@ -1,33 +1,35 @@
 """Profile drafts from the tools stewards already have: deid recipes and CTP scripts.
 
-`import_rules` builds the draft in memory; `write_draft` writes it beside its report (and
-its pixel rules under `pixel/` next to it, where the loader looks for them).
+`import_deid` and `import_ctp` build the draft in memory; `write_draft` writes it beside
+its report (and its pixel rules under `pixel/` next to it, where the loader looks).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from anonymizer.importers.draft import DraftBuilder, Floor
 
-__all__ = ["DraftBuilder", "Floor", "import_rules", "write_draft"]
+__all__ = ["DraftBuilder", "Floor", "import_ctp", "import_deid", "write_draft"]
 
 _SCHEMA_LINE = "# yaml-language-server: $schema=schema/profile.schema.json\n"
 
 
-def import_rules(kind: str, source: Path, name: str, floor: Floor) -> DraftBuilder:
-    """The draft of `source`, a deid recipe (`kind` "deid") or a CTP script ("ctp")."""
-    if kind == "deid":
-        from anonymizer.importers.deid_recipe import import_deid
+def import_deid(recipe: Any, recipe_name: str, name: str, floor: Floor) -> DraftBuilder:
+    """The draft of a deid recipe, given deid's parse of it (a DeidRecipe)."""
+    from anonymizer.importers.deid_recipe import import_deid as fill
 
-        return import_deid(source, DraftBuilder(name, f"deid recipe {source.name}", floor))
-    if kind == "ctp":
-        from anonymizer.importers.ctp_script import import_ctp
+    return fill(recipe, recipe_name, DraftBuilder(name, f"deid recipe {recipe_name}", floor))
 
-        return import_ctp(source, DraftBuilder(name, f"CTP script {source.name}", floor))
-    raise ValueError(f"unknown source kind {kind!r} (deid or ctp)")
+
+def import_ctp(source: Path, name: str, floor: Floor) -> DraftBuilder:
+    """The draft of a CTP DicomAnonymizer script."""
+    from anonymizer.importers.ctp_script import import_ctp as fill
+
+    return fill(source, DraftBuilder(name, f"CTP script {source.name}", floor))
 
 
 class _Dumper(yaml.SafeDumper):

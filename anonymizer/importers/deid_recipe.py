@@ -1,4 +1,4 @@
-"""A deid recipe (pydicom/deid) as an Amana profile draft, read with deid's own parser.
+"""A deid recipe (pydicom/deid), as deid's own parser reads it, as an Amana profile draft.
 
 Header actions: REMOVE -> X, BLANK -> Z, KEEP -> K, REPLACE with a constant -> D (Amana
 writes a dummy valid for the VR, not the recipe's text), REPLACE with a function or
@@ -8,13 +8,12 @@ Fields: keywords, tag numbers, `contains:`/`startswith:`/`endswith:` (matched, a
 does, case-insensitively against each dictionary attribute's keyword and name),
 `fields:` lists, and private elements by creator (`(gggg,"CREATOR",ee)`); `values:`
 lists, `select:`, `except:` and `all` select by what an instance holds and are reported.
-Filters: see region_rules.py.
+Filters: see region_rules.py. The core never imports deid: it walks the parse it is given.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -37,23 +36,6 @@ from anonymizer.importers.region_rules import (
 _PRIVATE = re.compile(r'^\(?([0-9A-Fa-f]{4}),\s*"([^"]+)",\s*([0-9A-Fa-f]{2})\)?$')
 _EXPANDERS = ("contains", "startswith", "endswith")
 _DATE_VRS = ("DA", "DT")
-
-
-class RecipeError(ValueError):
-    """deid could not read the recipe."""
-
-
-def read_recipe(path: Path) -> Any:
-    """deid's parse of the recipe (a DeidRecipe)."""
-    from deid.logger import bot
-
-    bot.level = 0  # deid logs every line it reads at debug level otherwise
-    from deid.config import DeidRecipe
-
-    try:
-        return DeidRecipe(str(path))
-    except SystemExit as exc:  # deid's parser exits on a malformed line
-        raise RecipeError(f"{path}: deid could not parse the recipe") from exc
 
 
 def _expand(expander: str, expression: str) -> list[int]:
@@ -214,10 +196,10 @@ def _check_rule(rule: dict[str, Any]) -> None:
         raise ValueError(str(exc).removeprefix("rule rule 1 ")) from exc
 
 
-def import_deid(path: Path, builder: DraftBuilder) -> DraftBuilder:
-    """Fill `builder` from the recipe at `path`."""
-    recipe = read_recipe(path)
+def import_deid(recipe: Any, recipe_name: str, builder: DraftBuilder) -> DraftBuilder:
+    """Fill `builder` from `recipe`, deid's parse of a recipe (a `deid.config.DeidRecipe`,
+    read by the shell: deid configures its logging from the environment on import)."""
     _header(builder, recipe)
-    _filters(builder, recipe, path.name)
+    _filters(builder, recipe, recipe_name)
     builder.add_structure()
     return builder

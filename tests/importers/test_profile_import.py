@@ -14,8 +14,8 @@ from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
 
 from amana.cli_profile import profile_app
+from amana.profile_import import import_source
 from anonymizer.engine import Deidentifier, load_profile
-from anonymizer.importers import import_rules
 from anonymizer.importers.draft import floor_from
 from anonymizer.importers.region_rules import convert_texts
 from anonymizer.pixels import lint_pixel_policy
@@ -130,7 +130,7 @@ def test_pixel_filters_convert_as_the_region_rule_script_does(profiles: Path) ->
     """Rule: one converter: the pixel rules imported through deid's parser equal those the
     region-rule script makes from the same recipe text (label, predicate, regions)."""
     source = recipe_dir() / "deid.dicom"
-    builder = import_rules("deid", source, "x", floor_from(profiles))
+    builder = import_source("deid", source, "x", floor_from(profiles))
     converted = convert_texts([(source.name, source.read_text(encoding="utf-8"))])
     imported = [(r["label"], r["when"], r["regions"]) for r in builder.pixel_rules
                 if r["action"] == "mask"]
@@ -271,6 +271,6 @@ def test_without_floor_file_the_basic_profile_identifiers_are_the_floor(
     (profiles / "floor.yaml").unlink()
     floor = floor_from(profiles)
     assert "fell back" in floor.source
-    builder = import_rules("ctp", FIXTURES / "ctp-site.xml", "x", floor)
+    builder = import_source("ctp", FIXTURES / "ctp-site.xml", "x", floor)
     assert any("PatientName" in f.reason for f in builder.refused)
     assert "fell back" in builder.report()
