@@ -4,7 +4,8 @@ of profiles/pixel/.
 
     python scripts/convert_region_rules.py ../shared/data/region-rules profiles/pixel
 
-What is converted, and how:
+The conversion itself is anonymizer/importers/region_rules.py, shared with `amana profile
+import --from deid`. What is converted, and how:
 - graylist LABELs with coordinates -> `action: mask` rules (ctp-device-regions.yaml);
   `coordinates` are xmin,ymin,xmax,ymax and `ctpcoordinates` x,y,width,height in the
   source; both become [x, y, width, height].

@@ -15,6 +15,7 @@ calls on `DraftBuilder`; it owns the policy every import shares:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,7 +229,8 @@ class DraftBuilder:
 
     @property
     def pixel_file_name(self) -> str:
-        return f"{self.name}-regions"
+        # rule file names are restricted (anonymizer/pixels/rules.py); profile names are not
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", self.name).strip("-.") + "-regions"
 
     def pixel_document(self) -> dict[str, Any]:
         return {
