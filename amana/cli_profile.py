@@ -227,3 +227,45 @@ def _keyword(tag: int) -> str:
     from pydicom.datadict import keyword_for_tag
 
     return keyword_for_tag(tag) or ""
+
+
+@profile_app.command("import")
+def import_profile(
+    source: Annotated[Path, typer.Argument(help="deid recipe or CTP anonymizer script")],
+    kind: Annotated[str, typer.Option("--from", help="deid or ctp")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="draft YAML (default: <name>.yaml here)")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="the draft's profile name")] = None,
+) -> None:
+    """Translate a deid recipe or a CTP DicomAnonymizer script into a profile draft that
+    extends `floor`, with a report of every rule that could not be mapped and why."""
+    import re
+
+    from amana.profile_import import import_source
+    from anonymizer.importers import write_draft
+    from anonymizer.importers.draft import floor_from
+
+    if kind not in ("deid", "ctp"):
+        errors.print("--from is deid or ctp")
+        raise typer.Exit(2)
+    if not source.is_file():
+        errors.print(f"{source}: no such file")
+        raise typer.Exit(2)
+    draft_name = name or (out.stem if out is not None else None)
+    if draft_name is None:
+        draft_name = re.sub(r"[^a-z0-9]+", "-", source.name.lower()).strip("-") or "imported"
+    target = out if out is not None else Path(f"{draft_name}.yaml")
+    try:
+        floor = floor_from(Settings().profiles_dir)
+        builder = import_source(kind, source, draft_name, floor)
+    except (ProfileError, ValueError) as exc:
+        errors.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(1) from exc
+    written = write_draft(builder, target)
+    for path in written:
+        console.print(f"wrote {path}")
+    console.print(
+        f"mapped {len(builder.mapped)}, not mapped {len(builder.not_mapped)} "
+        f"(refused by the floor: {len(builder.refused)} attribute(s)); see {written[-1]}"
+    )
