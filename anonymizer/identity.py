@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset
 from pydicom.valuerep import PersonName
 
 from anonymizer.rules import CompiledProfile, Op
-from anonymizer.textnorm import name_components, normalize
+from anonymizer.textnorm import UNSPACED, name_components, normalize
 
 # Attributes whose whole value identifies someone or something local (PN handled by VR).
 IDENTITY_KEYWORDS: dict[int, str] = {
@@ -179,6 +179,10 @@ def _collect_name(value: str, found: IdentifyingValues) -> None:
             group = group.strip("^ ")
             if len(group) >= 3:
                 found.names.add(group)
+            if UNSPACED.search(group):
+                joined = "".join(group.replace("^", " ").split())
+                if len(joined) >= 3:
+                    found.names.add(joined)
 
 
 def _dictionary_vr(tag: int) -> str:

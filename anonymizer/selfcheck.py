@@ -21,13 +21,10 @@ from anonymizer.identity import IdentifyingValues, is_meaningful
 from anonymizer.output import bytes_outside_pixels
 from anonymizer.paths import relpath_for
 from anonymizer.textclean import date_forms
-from anonymizer.textnorm import normalize, strip_accents
+from anonymizer.textnorm import UNSPACED, normalize, strip_accents
 
 # A hit must stand alone: no letter, digit, underscore or non-ASCII byte on either side.
 _ENCODINGS = ("utf-8", "latin-1", "cp1256", "iso8859_6")
-# Ideographic and phonetic scripts have no spaces between words: a name in them is found
-# inside a longer run of the same script too (the byte-boundary rule cannot apply).
-_UNSPACED = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uff66-\uff9f]")
 # A run of digits with the separators people put in telephone numbers.
 _PHONE_RUN = re.compile(rb"\+?\d[\d \-.()/]{4,}\d")
 _TEXT_VRS = frozenset(
@@ -78,7 +75,7 @@ def _needles(
     for value in texts:
         forms = {form.lower() for form in _encoded_forms(value, encodings)}
         text_forms |= forms
-        if _UNSPACED.search(value):
+        if UNSPACED.search(value):
             unbounded |= forms
     uid_forms = {uid.encode("ascii", "replace") for uid in uids}
     return _Needles(tuple(sorted(text_forms)), tuple(sorted(uid_forms)), frozenset(unbounded))
@@ -113,8 +110,8 @@ def _text_regex(texts: tuple[str, ...]) -> re.Pattern[str] | None:
     if not texts:
         return None
     ordered = sorted(texts, key=len, reverse=True)
-    bounded = "|".join(re.escape(v) for v in ordered if not _UNSPACED.search(v))
-    unbounded = "|".join(re.escape(v) for v in ordered if _UNSPACED.search(v))
+    bounded = "|".join(re.escape(v) for v in ordered if not UNSPACED.search(v))
+    unbounded = "|".join(re.escape(v) for v in ordered if UNSPACED.search(v))
     parts = [rf"(?<!\w)(?:{bounded})(?!\w)"] if bounded else []
     if unbounded:
         parts.append(f"(?:{unbounded})")
@@ -190,7 +187,7 @@ def _scan(ds: Dataset, pattern: re.Pattern[str]) -> str | None:
         if isinstance(value, bytes):
             value = value.decode("latin-1")
         text = normalize(str(value)) if value is not None else ""
-        if text and pattern.search(text):
+        if text and (pattern.search(text) or pattern.search(strip_accents(text))):
             return elem.keyword or str(elem.tag)
     return None
 
@@ -220,7 +217,9 @@ def self_check(
             QuarantineReason.RESIDUAL_PHI,
             "an original identifying value remains in the de-identified output",
         )
-    if any("2022" in c for c in charsets):
+    # Escape-coded bytes (ISO 2022) and text typed with marks or accents the header lacks
+    # (Arabic harakat, é for e) only compare once decoded and normalized.
+    if any("2022" in c for c in charsets) or any(not n.isascii() for n in found.names):
         where = scan_dataset(ds, found)
         if where is not None:
             raise QuarantineError(
