@@ -45,6 +45,15 @@ class ProfileError(Exception):
         super().__init__(f"{where}: {reason}")
 
 
+class FloorViolationError(ProfileError):
+    """A profile keeps or weakens floor attributes; `each` has one error per rule."""
+
+    def __init__(self, file: str | Path, line: int | None, reason: str,
+                 each: tuple[ProfileError, ...]) -> None:
+        super().__init__(file, line, reason)
+        self.each = each
+
+
 def normalize_institution(name: str) -> str:
     """Institution names as typed in PACS vary in case, accents and spacing."""
     decomposed = unicodedata.normalize("NFKD", name)
@@ -321,10 +330,13 @@ def _enforce_floor(profile: Profile, files: list[Path]) -> None:
         return
     located = [(_locate(violation, files), violation) for violation in violations]
     # the file being checked first: that is where the steward can act
-    located.sort(key=lambda item: item[0][0] != files[0])
+    located.sort(key=lambda item: (item[0][0] != files[0], item[0][1] or 0))
     (file, line), first = located[0]
     more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
-    raise ProfileError(file, line, first.reason() + more)
+    raise FloorViolationError(
+        file, line, first.reason() + more,
+        tuple(ProfileError(f, n, v.reason()) for (f, n), v in located),
+    )
 
 
 def _locate(violation: Violation, files: list[Path]) -> tuple[Path, int | None]:

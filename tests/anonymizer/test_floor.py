@@ -183,8 +183,11 @@ def test_lint_fails_with_the_line(tmp_path: Path) -> None:
         terminal_width=300,
     )
     assert result.exit_code == 1
-    assert f"{file.name}:4:" in result.output
-    assert "PatientName" in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[0].endswith(f"{file.name}:4: PatientName (0010,0010) is on the floor "
+                             "(floor.yaml): action 'K' keeps or weakens it; the weakest "
+                             "allowed is 'pseudonym'")
+    assert f"{file.name}:5: PatientBirthDate" in lines[1]
 
 
 # --- the self-check holds whatever the profile says (forced past lint) -----------------------

@@ -76,3 +76,20 @@ def test_propose_on_the_cli_refuses_a_profile_below_the_floor(
     listed = runner.invoke(app, ["versions", "--format", "json"], env=env)
     assert listed.exit_code == 0, listed.output
     assert json.loads(listed.output) == []
+
+
+def test_the_floor_itself_is_not_proposed(
+    client: TestClient, sessions: sessionmaker[Session]
+) -> None:
+    """Rule: a profile named `floor` cannot be proposed: the floor ships with Amana and is
+    not lowered by stewards' votes."""
+    steward = mint(sessions, "steward")
+    headers = {"Authorization": f"Bearer {steward}"}
+    text = "name: floor\nattributes: []\n"
+    response = client.post(
+        "/profiles", headers=headers,
+        files={"profile": ("floor.yaml", text.encode(), "text/yaml")},
+    )
+    assert response.status_code == 422, response.text
+    assert "floor" in response.json()["error"]
+    assert client.get("/profiles", headers=headers).json() == []
