@@ -170,17 +170,31 @@ def scan_bytes(
     return False
 
 
-def scan_dataset(ds: Dataset, found: IdentifyingValues) -> str | None:
-    """The keyword (or tag) of the first decoded text value holding an identifying value."""
+def scan_dataset(ds: Dataset, found: IdentifyingValues, non_ascii_only: bool = False) -> str | None:
+    """The keyword (or tag) of the first decoded text value holding an identifying value.
+
+    `non_ascii_only`: skip values whose bytes are plain ASCII (the byte scan has seen them
+    as they are; decoding cannot change them); not for ISO 2022, whose escapes are ASCII.
+    """
     texts, uids = meaningful_values(found)
     pattern = _text_regex(texts + uids)
     if pattern is None:
         return None
-    return _scan(ds, pattern)
+    return _scan(ds, pattern, non_ascii_only)
 
 
-def _scan(ds: Dataset, pattern: re.Pattern[str]) -> str | None:
-    for elem in ds.iterall():
+def _scan(ds: Dataset, pattern: re.Pattern[str], non_ascii_only: bool) -> str | None:
+    for tag, raw in ds._dict.items():
+        held = raw.value
+        if non_ascii_only and isinstance(held, bytes | str) and held.isascii():
+            continue  # cheap: no conversion of the many plain values
+        elem = ds[tag]
+        if elem.VR == "SQ":
+            for item in elem.value or ():
+                where = _scan(item, pattern, non_ascii_only)
+                if where is not None:
+                    return where
+            continue
         if elem.VR not in _TEXT_VRS and not (elem.tag.is_private and elem.VR in ("UN", "OB")):
             continue
         value = elem.value
@@ -218,9 +232,11 @@ def self_check(
             "an original identifying value remains in the de-identified output",
         )
     # Escape-coded bytes (ISO 2022) and text typed with marks or accents the header lacks
-    # (Arabic harakat, é for e) only compare once decoded and normalized.
-    if any("2022" in c for c in charsets) or any(not n.isascii() for n in found.names):
-        where = scan_dataset(ds, found)
+    # (Arabic harakat, é for e) only compare once decoded and normalized; plain ASCII
+    # values need no second look outside ISO 2022.
+    iso2022 = any("2022" in c for c in charsets)
+    if found.names or found.identifiers:
+        where = scan_dataset(ds, found, non_ascii_only=not iso2022)
         if where is not None:
             raise QuarantineError(
                 QuarantineReason.RESIDUAL_PHI,

@@ -220,6 +220,7 @@ def test_forced_profile_is_refused_by_the_loader_but_accepted_built_directly(
         ((keep("ImageComments", "(0020,4000)"),), {"ImageComments": "revu: FICTIVENOM"}),
         ((keep("ImageComments", "(0020,4000)"),), {"ImageComments": f"المريضة {ARABIC_GIVEN}"}),
         ((keep("ImageComments", "(0020,4000)"),), {"ImageComments": "سَمِيرَة"}),
+        ((keep("ImageComments", "(0020,4000)"),), {"ImageComments": "vue par Fíctivenom"}),
         # the telephone number written differently
         ((keep("ImageComments", "(0020,4000)"),), {"ImageComments": "tel +212 6-12-34-56-78"}),
         # identifiers kept
