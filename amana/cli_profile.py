@@ -15,7 +15,7 @@ from rich.table import Table
 from amana.settings import Settings
 from anonymizer.engine import Deidentifier, ProfileError, load_profile
 from anonymizer.explain import mask_before, rule_label
-from anonymizer.profile_loader import FloorViolationError
+from anonymizer.floor_check import FloorViolationError
 from anonymizer.pseudonyms import key_from_bytes
 from anonymizer.rules import compile_profile, describe_tag
 

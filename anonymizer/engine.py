@@ -26,11 +26,12 @@ from anonymizer.dates import age_in_years, age_years_from_as, decade_band, parse
 from anonymizer.errors import QuarantineError, QuarantineReason
 from anonymizer.fastwrite import encode_elements, write_fast
 from anonymizer.floor import Floor, floor_category
+from anonymizer.floor_check import load_floor
 from anonymizer.identity import IdentifyingValues, collect
 from anonymizer.integrity import check_pixel_integrity
 from anonymizer.outcome import InstanceFacts, Outcome, PseudonymKey
 from anonymizer.output import new_file_meta, record_method, write_part10
-from anonymizer.profile_loader import ProfileError, load_floor, load_profile_file
+from anonymizer.profile_loader import ProfileError, load_profile_file
 from anonymizer.profile_model import Option, Profile
 from anonymizer.pseudonyms import Pseudonymizer, key_from_bytes
 from anonymizer.rules import CompiledProfile, Op, Rule, compile_profile

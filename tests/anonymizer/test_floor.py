@@ -15,7 +15,7 @@ from amana.cli_profile import profile_app
 from amana.errors import QuarantineError, QuarantineReason
 from anonymizer.engine import Deidentifier, ProfileError, load_profile
 from anonymizer.floor import FLOOR_FILE, check_profile
-from anonymizer.profile_loader import load_floor
+from anonymizer.floor_check import load_floor
 from anonymizer.profile_model import AttributeRule, Option, PrivateRule, Profile
 from anonymizer.pseudonyms import key_from_bytes
 from tests.anonymizer.conftest import profile_copy
