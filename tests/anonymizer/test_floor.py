@@ -259,6 +259,21 @@ def test_forced_private_keep_is_quarantined(profiles_dir: Path) -> None:
     assert_quarantined(Deidentifier(profile, KEY), buffer.getvalue())
 
 
+def test_ids_at_any_depth_are_looked_for(profiles_dir: Path) -> None:
+    """Rule: an ID held only inside a sequence item (OtherPatientIDsSequence) is collected
+    and looked for too: found in kept free text, the output is quarantined."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    other = Dataset()
+    other.PatientID = "CINFICT4471"
+    other.IssuerOfPatientID = "CARTE-FICTIVE"
+    engine = Deidentifier(forced(profiles_dir, keep("ImageComments", "(0020,4000)")), KEY)
+    data = instance(OtherPatientIDsSequence=Sequence([other]),
+                    ImageComments="voir dossier CINFICT4471")
+    assert_quarantined(engine, data)
+
+
 def test_unspaced_scripts_are_found_inside_text(profiles_dir: Path) -> None:
     """Rule: an ideographic name written without its separator inside longer text is found
     (those scripts put no spaces between words)."""
@@ -300,3 +315,26 @@ def test_forced_leak_through_the_cli(
     assert "residual_phi" in result.output
     assert re.search(r"archived\W+0\b", result.output)
     assert not list((tmp_path / "out").rglob("*.dcm"))
+
+
+def test_issue_profile_is_refused_by_anonymize(tmp_path: Path) -> None:
+    """Rule: `amana anonymize --profile` with the issue's profile (extends ma-national, keeps
+    PatientName and PatientBirthDate) stops at the profile, naming the line; nothing is
+    written."""
+    from amana import cli_anonymize
+
+    (tmp_path / "profiles").mkdir()
+    file = profile_copy(tmp_path / "profiles", "site", KEEPS_NAME_AND_BIRTH)
+    source = tmp_path / "in.dcm"
+    source.write_bytes(instance())
+    app = typer.Typer()
+    app.command()(cli_anonymize.anonymize)
+    home = tmp_path / "home"
+    result = CliRunner().invoke(
+        app, [str(source), "--out", str(tmp_path / "out"), "--profile", str(file),
+              "--create-key"],
+        env={"AMANA_HOME": str(home), "AMANA_KEY_FILE": str(home / "k.key")}, terminal_width=300,
+    )
+    assert result.exit_code == 2, result.output
+    assert "site.yaml:4" in result.output.replace("\n", "")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.dcm"))
