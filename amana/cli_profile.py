@@ -15,6 +15,7 @@ from rich.table import Table
 from amana.settings import Settings
 from anonymizer.engine import Deidentifier, ProfileError, load_profile
 from anonymizer.explain import explain_cells, pixel_plan_rows, rule_label
+from anonymizer.floor_check import FloorViolationError
 from anonymizer.pixels.plan import pixel_plan_of_bytes
 from anonymizer.pseudonyms import key_from_bytes
 from anonymizer.rules import compile_profile, describe_tag
@@ -99,10 +100,16 @@ def show(
 
 @profile_app.command("lint")
 def lint(file: Annotated[Path, typer.Argument(help="profile YAML file")]) -> None:
-    """Validate a profile; on error print `file:line: reason` and exit 1."""
+    """Validate a profile; on error print `file:line: reason` and exit 1. A profile below the
+    floor (profiles/floor.yaml) gets one line per offending rule."""
     settings = Settings()
     try:
         profile = load_profile(str(file), settings.profiles_dir)
+    except FloorViolationError as exc:
+        # every rule below the floor at once: one lint run, one round of fixes
+        for each in exc.each:
+            errors.print(str(each), markup=False, soft_wrap=True)
+        raise typer.Exit(1) from exc
     except ProfileError as exc:
         errors.print(str(exc))
         raise typer.Exit(1) from exc

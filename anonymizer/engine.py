@@ -25,16 +25,18 @@ from pydicom.uid import (
 from anonymizer.dates import age_in_years, age_years_from_as, decade_band, parse_da
 from anonymizer.errors import QuarantineError, QuarantineReason
 from anonymizer.fastwrite import encode_elements, write_fast
+from anonymizer.floor import Floor, floor_category
+from anonymizer.floor_check import load_floor
 from anonymizer.identity import IdentifyingValues, collect
 from anonymizer.integrity import check_pixel_integrity
 from anonymizer.outcome import InstanceFacts, Outcome, PseudonymKey
-from anonymizer.output import bytes_outside_pixels, new_file_meta, record_method, write_part10
+from anonymizer.output import new_file_meta, record_method, write_part10
 from anonymizer.profile_loader import ProfileError, load_profile_file
 from anonymizer.profile_model import Option, Profile
 from anonymizer.pseudonyms import Pseudonymizer, key_from_bytes
 from anonymizer.rules import CompiledProfile, Op, Rule, compile_profile
 from anonymizer.scrub import ScrubContext, scrub
-from anonymizer.selfcheck import scan_bytes, scan_dataset
+from anonymizer.selfcheck import forgive_retained, self_check
 from anonymizer.textclean import TextCleaner
 
 __all__ = [
@@ -67,10 +69,16 @@ def load_profile(name_or_path: str, profiles_dir: Path) -> Profile:
 class Deidentifier:
     """A compiled profile plus a key; safe to call from one thread at a time."""
 
-    def __init__(self, profile: Profile, key: PseudonymKey) -> None:
+    def __init__(self, profile: Profile, key: PseudonymKey, floor: Floor | None = None) -> None:
         self.profile = profile
         self.key = key
         self.compiled: CompiledProfile = compile_profile(profile)
+        if floor is None:
+            # The floor's values are looked for in every output whatever the profile says
+            # (even a profile that was never through the loader's floor check).
+            source = Path(profile.source_file).parent if profile.source_file else None
+            floor = load_floor(source)
+        self._floor = {tag: floor_category(tag) for tag in floor.tags}
         self.pseudonyms = Pseudonymizer(key)
         shift = profile.pseudonyms.date_shift_days
         self._shift_range = (shift.min, shift.max)
@@ -144,7 +152,7 @@ class Deidentifier:
     ) -> Outcome:
         profile = self.profile
         found = IdentifyingValues()
-        collect(ds, self.compiled, found)
+        collect(ds, self.compiled, found, self._floor)
         found.drop_synthetic(self._region_names)
         linkage = _linkage_values(ds, self._linkage)
         patient = self.pseudonyms.patient(linkage)
@@ -169,7 +177,7 @@ class Deidentifier:
             if rule is not None and rule.op == Op.PSEUDONYM and not ds.get(keyword):
                 # Type 2 and what links studies: present even when the sender left it out
                 setattr(ds, keyword, patient)
-        _forgive_retained(found, ds)
+        forgive_retained(found, ds, self._region_names)
         shifted = _shifts_dates(self.compiled)
         ds.file_meta = new_file_meta(ds, transfer_syntax)
         pixel_actions: tuple[str, ...] = ()
@@ -206,7 +214,7 @@ class Deidentifier:
                 )
             record_method(ds, profile, self.key.key_id, shifted)
             output = write_part10(ds)
-        self._self_check(output, ds, found, self._records(ds.original_encoding, shifted))
+        self_check(output, ds, found, self._records(ds.original_encoding, shifted))
         return Outcome(output, _facts(ds, profile, self.key, patient, birth_band, ctx.region,
                                       pixel_actions))
 
@@ -222,46 +230,6 @@ class Deidentifier:
             cached = encode_elements(template, bool(implicit), little is not False)
             self._record_cache[cache_key] = cached
         return cached
-
-    def _self_check(
-        self, output: bytes, ds: Dataset, found: IdentifyingValues, records: dict[int, bytes]
-    ) -> None:
-        chunks = bytes_outside_pixels(output, ds)
-        # Amana's own what-was-done text ("Retain Patient Characteristics Option"...) is no
-        # leak, even for a patient whose name is a word of it.
-        for encoded in records.values():
-            chunks = [chunk.replace(encoded, b"") for chunk in chunks]
-        if scan_bytes(chunks, found):
-            raise QuarantineError(
-                QuarantineReason.RESIDUAL_PHI,
-                "an original identifying value remains in the de-identified output",
-            )
-        charset = ds.get("SpecificCharacterSet", "")
-        charsets = [charset] if isinstance(charset, str) else list(charset)
-        if any("2022" in c for c in charsets):
-            where = scan_dataset(ds, found)
-            if where is not None:
-                raise QuarantineError(
-                    QuarantineReason.RESIDUAL_PHI,
-                    f"an original identifying value remains in {where}",
-                )
-
-
-def _forgive_retained(found: IdentifyingValues, ds: Dataset) -> None:
-    """A removed value found in a value the profile keeps or writes is not a leak.
-
-    (A station named after the manufacturer, or a town that is also in the region name the
-    profile writes, would otherwise quarantine every instance of that machine or town.)
-    """
-    kept = {
-        str(ds.get(keyword, "") or "").strip().casefold()
-        for keyword in ("Manufacturer", "ManufacturerModelName", "InstitutionName")
-    }
-    kept.discard("")
-    if kept:
-        found.identifiers -= {
-            v for v in found.identifiers if any(v.casefold() in k for k in kept)
-        }
 
 
 def _parse(data: bytes) -> Dataset:

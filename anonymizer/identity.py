@@ -1,13 +1,15 @@
 """The identifying values of one instance, gathered before anything is changed.
 
 They drive `clean` (free text loses them) and the self-check (the output must not contain
-them). Only values the profile removes or replaces count: a value the profile keeps on
-purpose (a retained device model, say) cannot be a leak.
+them). Outside the floor, only values the profile removes or replaces count: a value the
+profile keeps on purpose (a retained device model, say) cannot be a leak. Floor attributes
+(profiles/floor.yaml) count whatever the profile says: no profile may keep them.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pydicom.datadict import dictionary_VR
@@ -16,7 +18,7 @@ from pydicom.dataset import Dataset
 from pydicom.valuerep import PersonName
 
 from anonymizer.rules import CompiledProfile, Op
-from anonymizer.textnorm import name_components, normalize
+from anonymizer.textnorm import UNSPACED, name_components, normalize
 
 # Attributes whose whole value identifies someone or something local (PN handled by VR).
 IDENTITY_KEYWORDS: dict[int, str] = {
@@ -67,6 +69,7 @@ class IdentifyingValues:
     identifiers: set[str] = field(default_factory=set)  # ids, addresses, phones, stations
     dates: set[str] = field(default_factory=set)  # YYYYMMDD
     uids: set[str] = field(default_factory=set)  # originals of remapped UIDs
+    phones: set[str] = field(default_factory=set)  # digits only
 
     def drop_synthetic(self, extra: set[str]) -> None:
         synthetic = {v.casefold() for v in SYNTHETIC_VALUES | extra}
@@ -102,20 +105,31 @@ def _ascii_values(raw: object) -> list[str] | None:
     return [part.strip("\x00 ") for part in value.decode("ascii").split("\\")]
 
 
-def collect(ds: Dataset, compiled: CompiledProfile, found: IdentifyingValues) -> None:
-    """Walk every element at every depth (private included) and record identifying values."""
+def collect(
+    ds: Dataset,
+    compiled: CompiledProfile,
+    found: IdentifyingValues,
+    floor: Mapping[int, str] | None = None,
+) -> None:
+    """Walk every element at every depth (private included) and record identifying values.
+
+    `floor` maps floor tags to their category (name, date, phone, identifier); their values
+    are recorded even when the profile keeps them.
+    """
+    floor = floor or {}
     for element_tag, raw in list(ds._dict.items()):
         tag = int(element_tag)  # plain int: cheaper dict lookups than BaseTag
         vr = raw.VR if raw.VR not in (None, "UN") else _dictionary_vr(tag)
         if vr == "SQ":
             for item in ds[tag].value or ():
-                collect(item, compiled, found)
+                collect(item, compiled, found, floor)
             continue
+        category = floor.get(tag)
         is_named = tag in IDENTITY_KEYWORDS
-        if vr != "PN" and not is_named:
+        if vr != "PN" and not is_named and category is None:
             continue
         rule = compiled.rule_for(tag) if not (tag >> 16) & 1 else None
-        if rule is not None and rule.op == Op.KEEP:
+        if category is None and rule is not None and rule.op == Op.KEEP:
             continue  # kept on purpose by the profile
         values = _ascii_values(raw)
         if values is None:
@@ -123,26 +137,26 @@ def collect(ds: Dataset, compiled: CompiledProfile, found: IdentifyingValues) ->
                 values = _values(ds[tag].value)
             except Exception:  # noqa: BLE001 - undecodable: nothing to learn from it
                 continue
-        if vr == "PN":
+        if vr == "PN" or category == "name":
             for value in values:
-                text = normalize(str(value))
-                found.names.update(c for c in name_components(text) if len(c) >= 2)
-                whole = text.replace("^", " ").replace("=", " ").strip()
-                if len(whole) >= 2:
-                    found.names.add(" ".join(whole.split()))
+                _collect_name(str(value), found)
             continue
         if tag in _NOT_IDENTIFYING:
             continue
-        keyword = IDENTITY_KEYWORDS[tag]
+        keyword = IDENTITY_KEYWORDS.get(tag, "")
         for value in values:
             text = normalize(str(value)).strip()
             if not text:
                 continue
-            if keyword in _DATE_KEYWORDS:
-                if len(text) == 8 and text.isdigit():
-                    found.dates.add(text)
+            if keyword in _DATE_KEYWORDS or category == "date":
+                if len(text) >= 8 and text[:8].isdigit():
+                    found.dates.add(text[:8])
                 continue
             found.identifiers.add(text)
+            if category == "phone" or "Telephone" in keyword:
+                digits = "".join(c for c in text if c.isdigit())
+                if len(digits) >= 8:
+                    found.phones.add(digits)
             if keyword.endswith("Address"):
                 # the street line identifies; a town name alone is shared by a million people
                 found.identifiers.update(
@@ -150,6 +164,25 @@ def collect(ds: Dataset, compiled: CompiledProfile, found: IdentifyingValues) ->
                     for part in re.split(r"[,;^\n]", text)
                     if any(c.isdigit() for c in part) or len(part.split()) >= 3
                 )
+
+
+def _collect_name(value: str, found: IdentifyingValues) -> None:
+    """Every part of a person name, as received and normalized (Arabic marks and letter
+    variants folded), plus each whole character-set group (alphabetic, ideographic,
+    phonetic) as it is written, so that a group whose parts are short still counts."""
+    for text in {value, normalize(value)}:
+        found.names.update(c for c in name_components(text) if len(c) >= 2)
+        whole = text.replace("^", " ").replace("=", " ").strip()
+        if len(whole) >= 2:
+            found.names.add(" ".join(whole.split()))
+        for group in text.split("="):
+            group = group.strip("^ ")
+            if len(group) >= 3:
+                found.names.add(group)
+            if UNSPACED.search(group):
+                joined = "".join(group.replace("^", " ").split())
+                if len(joined) >= 3:
+                    found.names.add(joined)
 
 
 def _dictionary_vr(tag: int) -> str:

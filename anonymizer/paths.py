@@ -12,7 +12,12 @@ _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 def archive_relpath(facts: InstanceFacts) -> Path:
     """`<study_uid>/<series_uid>/<sop_uid>.dcm`; refuses anything that is not a UID."""
-    parts = (facts.study_uid, facts.series_uid, facts.sop_instance_uid)
+    return relpath_for(facts.study_uid, facts.series_uid, facts.sop_instance_uid)
+
+
+def relpath_for(study_uid: str, series_uid: str, sop_instance_uid: str) -> Path:
+    """The same path from the three UIDs (the self-check scans it before facts exist)."""
+    parts = (study_uid, series_uid, sop_instance_uid)
     for part in parts:
         if not _UID.match(part) or len(part) > 64:
             raise ValueError("archive paths are built from UIDs only")

@@ -298,7 +298,7 @@ def _load_regions(path: Path) -> dict[str, str]:
 def _load_cached(
     file: Path, root: Path, stamp: tuple[tuple[str, float, int], ...]
 ) -> Profile:
-    merged, _files = _resolve(file, root)
+    merged, files = _resolve(file, root)
     child_data, _ = _read_document(file)
     merged["name"] = child_data.get("name", merged.get("name"))
     merged["description"] = child_data.get("description", "")
@@ -308,6 +308,9 @@ def _load_cached(
         table_file = _region_table_file(root, merged["generalize"]["region_table"], file, None)
         merged["regions"] = {**_load_regions(table_file), **merged.get("regions", {})}
     profile = Profile.model_validate(merged)
+    from anonymizer.floor_check import enforce_floor  # it reads files with this module
+
+    enforce_floor(profile, files)
     content = json.dumps(_canonical(profile), sort_keys=True, ensure_ascii=False)
     digest = hashlib.sha256(content.encode("utf-8")).hexdigest()[:16]
     update: dict[str, Any] = {"version": digest, "source_file": str(file)}

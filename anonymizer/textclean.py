@@ -94,8 +94,15 @@ class TextCleaner:
 
 
 def _date_forms(day: str) -> list[str]:
+    """The ways people write a date: DICOM, day first (Morocco, France), ISO, and month first
+    (US forms, as printed by some devices), with and without leading zeros."""
     y, m, d = day[:4], day[4:6], day[6:8]
-    return [day, f"{d}/{m}/{y}", f"{d}-{m}-{y}", f"{d}.{m}.{y}", f"{y}-{m}-{d}", f"{y}/{m}/{d}"]
+    forms = {day, f"{d}/{m}/{y}", f"{d}-{m}-{y}", f"{d}.{m}.{y}", f"{y}-{m}-{d}", f"{y}/{m}/{d}",
+             f"{m}/{d}/{y}"}
+    if m.isdigit() and d.isdigit():
+        mm, dd = str(int(m)), str(int(d))
+        forms.update({f"{dd}/{mm}/{y}", f"{dd}.{mm}.{y}", f"{dd}-{mm}-{y}", f"{mm}/{dd}/{y}"})
+    return sorted(forms)
 
 
 def date_forms(day: str) -> list[str]:

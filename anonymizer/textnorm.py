@@ -8,6 +8,10 @@ import unicodedata
 _ARABIC_MARKS = re.compile("[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed\u0640]")
 _ARABIC_FOLD = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ٱ": "ا", "ى": "ي", "ة": "ه"})
 _HAS_ARABIC = re.compile("[\u0600-\u06ff]")
+# Ideographic and phonetic scripts (CJK, kana, hangul) are written without spaces between
+# words: a name in them is looked for inside longer runs of the same script, and its parts
+# are also looked for written together.
+UNSPACED = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uff66-\uff9f]")
 
 
 def normalize(text: str) -> str:

@@ -16,6 +16,7 @@ import yaml
 
 from anonymizer.engine import ProfileError, load_profile
 from anonymizer.errors import RejectError
+from anonymizer.floor import FLOOR_NAME
 from anonymizer.profile_model import Profile
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -79,8 +80,15 @@ def profile_name_of(yaml_text: str) -> str:
 
 
 def load_profile_text(yaml_text: str, profiles_dir: Path) -> Profile:
-    """Validate and resolve a profile text with the workers' loader. Errors name the line."""
+    """Validate and resolve a profile text with the workers' loader. Errors name the line;
+    a profile below the floor (profiles/floor.yaml) is refused there like any other error."""
     name = profile_name_of(yaml_text)
+    if name == FLOOR_NAME:
+        # the floor ships with Amana and is never lowered by a vote of stewards
+        raise RejectError(
+            f"uploaded profile: `{FLOOR_NAME}` is the national floor; it is not proposed",
+            code="invalid_profile",
+        )
     with _profile_tree(name, yaml_text, profiles_dir) as file:
         try:
             profile = load_profile(str(file), profiles_dir)
