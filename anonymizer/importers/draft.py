@@ -141,12 +141,17 @@ class DraftBuilder:
             self.not_mapped.append(Finding(source, "no attribute it reaches can take it"))
 
     def remove_by_default(self, source: str, tags: list[int], reason: str) -> None:
-        """A removal through an expression: Amana removes unnamed attributes anyway."""
+        """A removal through an expression: Amana removes unnamed attributes anyway, but
+        not those the floor names (they have a rule of their own)."""
         for tag in tags:
             if tag in self.entries or tag in self._named:
                 continue
             if keyword_for_tag(tag) in IDENTITY_UIDS:
                 self._set(source, tag, "X", explicit=False)
+            elif tag in self.floor.tags:
+                # The floor names it with its own (weakest allowed) action, which a draft
+                # extending the floor inherits: the source's removal must be written out.
+                self._set(source, tag, "X", explicit=True)
             else:
                 self._removed_by_default.add(tag)
         self.mapped.append(source)
