@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from amana.cli_governance import propose, versions
-from amana.cli_tokens import token_app
 from archive.api import create_app
 from tests.catalog.conftest import mint
 from tests.paths import REPO_ROOT
@@ -54,21 +53,20 @@ def test_propose_over_http_refuses_a_profile_below_the_floor(
 
 
 def test_propose_on_the_cli_refuses_a_profile_below_the_floor(
-    db_url: str, tmp_path: Path
+    db_url: str, sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
     """Rule: `amana profile propose` refuses the same profile with its line; `versions`
     lists nothing afterwards."""
     env = {"AMANA_DATABASE_URL": db_url, "AMANA_HOME": str(tmp_path / "home")}
     runner = CliRunner()
-    steward = runner.invoke(token_app, ["create", "--role", "steward"], env=env)
-    assert steward.exit_code == 0, steward.output
+    steward = mint(sessions, "steward")
     app = typer.Typer()
     for command in (propose, versions):
         app.command(command.__name__)(command)
     file = tmp_path / "site.yaml"
     file.write_text(BELOW_FLOOR, encoding="utf-8")
     result = runner.invoke(
-        app, ["propose", str(file), "--token", steward.output.strip()], env=env,
+        app, ["propose", str(file), "--token", steward], env=env,
         terminal_width=300,
     )
     assert result.exit_code == 1, result.output
