@@ -16,9 +16,10 @@ instance. So a batch run twice ends exactly as a batch run once.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -28,14 +29,16 @@ from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from anonymizer.engine import Deidentifier
-from anonymizer.errors import QuarantineError, QuarantineReason
+from anonymizer.engine import Deidentifier, ProfileError
+from anonymizer.errors import AmanaError, QuarantineError, QuarantineReason
 from anonymizer.outcome import Outcome
 from anonymizer.paths import archive_relpath
 from archive import audit
 from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
+from archive.catalog.models_governance import Source
 from archive.catalog.write import NewInstance, archived_instance_ids, record_instances
 from archive.fsio import durable_move, durable_write
+from archive.governance.watcher import ProfileRegistry
 from archive.work.jobs import Claim, claim_many, defer_attempts, start_attempt, utcnow
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,22 @@ class WorkerContext:
     archive_dir: Path
     quarantine_dir: Path
     stale_after: timedelta
+    # Profiles by name, for jobs whose source names a profile other than the default one
+    # (`deidentifier`, AMANA_PROFILE's). Without it such jobs are quarantined, never run
+    # under the wrong profile.
+    profiles: ProfileRegistry | None = None
+
+
+@dataclass(frozen=True)
+class SourceTerms:
+    """What a registered source decides for its instances: the profile name (None: the
+    default) and the region (None: the one the profile derives from the header)."""
+
+    profile_name: str | None = None
+    region: str | None = None
+
+
+UNATTRIBUTED = SourceTerms()
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,10 +105,24 @@ def process_jobs(ctx: WorkerContext, job_ids: Sequence[int]) -> dict[int, JobRes
     ids = list(dict.fromkeys(int(job_id) for job_id in job_ids))
     results = dict.fromkeys(ids, JobResult.SKIPPED)
     together, alone = _claim(ctx, ids)
-    results.update(_run_together(ctx, together))
+    terms = _source_terms(ctx, [*together, *alone])
+    results.update(_run_together(ctx, together, terms))
     for held in alone:
-        results[held.job_id] = _run_alone(ctx, held)
+        results[held.job_id] = _run_alone(ctx, held, terms)
     return results
+
+
+def _source_terms(ctx: WorkerContext, claims: Sequence[Claim]) -> dict[int, SourceTerms]:
+    """The profile and region of the batch's sources, read once per batch: an edit of a
+    source applies to its jobs not yet processed."""
+    wanted = sorted({claim.source_id for claim in claims if claim.source_id is not None})
+    if not wanted:
+        return {}
+    with ctx.sessions() as session:
+        rows = session.execute(
+            select(Source.id, Source.profile_name, Source.region).where(Source.id.in_(wanted))
+        ).all()
+    return {int(row[0]): SourceTerms(row[1], row[2]) for row in rows}
 
 
 def _claim(ctx: WorkerContext, ids: Sequence[int]) -> tuple[list[Claim], list[Claim]]:
@@ -108,11 +141,13 @@ def _claim(ctx: WorkerContext, ids: Sequence[int]) -> tuple[list[Claim], list[Cl
     return [claim for claim in claims if claim.attempt == 1], retried
 
 
-def _run_together(ctx: WorkerContext, claims: Sequence[Claim]) -> dict[int, JobResult]:
+def _run_together(
+    ctx: WorkerContext, claims: Sequence[Claim], terms: Mapping[int, SourceTerms]
+) -> dict[int, JobResult]:
     results: dict[int, JobResult] = {}
     pending: list[_Ready] = []
     for claim in claims:
-        prepared = _prepare(ctx, claim)
+        prepared = _prepare(ctx, claim, terms)
         if isinstance(prepared, JobResult):
             results[claim.job_id] = prepared
             continue
@@ -124,19 +159,22 @@ def _run_together(ctx: WorkerContext, claims: Sequence[Claim]) -> dict[int, JobR
     return results
 
 
-def _run_alone(ctx: WorkerContext, held: Claim) -> JobResult:
+def _run_alone(ctx: WorkerContext, held: Claim, terms: Mapping[int, SourceTerms]) -> JobResult:
     with ctx.sessions.begin() as session:
         claim = start_attempt(session, held)
     if claim is None:
         return JobResult.SKIPPED
-    prepared = _prepare(ctx, claim)
+    prepared = _prepare(ctx, claim, terms)
     if isinstance(prepared, JobResult):
         return prepared
     return _archive(ctx, [prepared])[claim.job_id]
 
 
-def _prepare(ctx: WorkerContext, claim: Claim) -> _Ready | JobResult:
-    """De-identify one claimed job's instance, or quarantine the job."""
+def _prepare(
+    ctx: WorkerContext, claim: Claim, terms: Mapping[int, SourceTerms]
+) -> _Ready | JobResult:
+    """De-identify one claimed job's instance under its source's profile, or quarantine the
+    job."""
     spool_path = ctx.spool_dir / "incoming" / claim.spool_name
     held_path = ctx.quarantine_dir / claim.spool_name
     if not spool_path.exists() and held_path.exists():
@@ -159,15 +197,45 @@ def _prepare(ctx: WorkerContext, claim: Claim) -> _Ready | JobResult:
             f"processing never finished in {MAX_ATTEMPTS} attempts (worker lost)",
         )
         return _quarantine(ctx, claim.job_id, claim.spool_name, error)
-    outcome = _deidentify(ctx, spool_path.read_bytes())
+    source = UNATTRIBUTED if claim.source_id is None else terms.get(claim.source_id)
+    # A source removed since the claim: its jobs were refused removal while pending, so
+    # this is a race with a removal; the default terms are what an unattributed job gets.
+    source = source or UNATTRIBUTED
+    engine = _engine(ctx, source.profile_name)
+    if isinstance(engine, QuarantineError):
+        return _quarantine(ctx, claim.job_id, claim.spool_name, engine)
+    outcome = _deidentify(engine, spool_path.read_bytes())
     if isinstance(outcome, QuarantineError):
         return _quarantine(ctx, claim.job_id, claim.spool_name, outcome)
+    if source.region is not None:
+        # The registered source knows where it is; the header's institution may not.
+        outcome = Outcome(outcome.data, dataclasses.replace(outcome.facts, region=source.region))
     return _Ready(claim.job_id, spool_path, outcome)
 
 
-def _deidentify(ctx: WorkerContext, data: bytes) -> Outcome | QuarantineError:
+def _engine(ctx: WorkerContext, profile_name: str | None) -> Deidentifier | QuarantineError:
+    """The engine for a source's profile: the default one unless the source names another."""
+    if profile_name is None or profile_name == ctx.deidentifier.profile.name:
+        return ctx.deidentifier
     try:
-        return ctx.deidentifier.deidentify(data)
+        if ctx.profiles is None:
+            raise QuarantineError(
+                QuarantineReason.PROCESSING_ERROR, "no profile registry in this worker"
+            )
+        return ctx.profiles.deidentifier(profile_name, ctx.deidentifier.key)
+    except QuarantineError as exc:
+        return exc
+    except (AmanaError, ProfileError, OSError, ValueError) as exc:
+        log.error("profile %s of a source cannot be loaded: %s", profile_name, type(exc).__name__)
+        # Kept aside rather than run under another profile; retried once the profile loads.
+        return QuarantineError(
+            QuarantineReason.PROCESSING_ERROR, "the source's profile cannot be loaded"
+        )
+
+
+def _deidentify(engine: Deidentifier, data: bytes) -> Outcome | QuarantineError:
+    try:
+        return engine.deidentify(data)
     except QuarantineError as exc:
         return exc
     except (KeyboardInterrupt, SystemExit):
