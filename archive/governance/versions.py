@@ -66,7 +66,6 @@ __all__ = [
     "profile_name_of",
     "propose",
     "refresh_deidentifier",
-    "second_approvers",
     "version_row",
 ]
 
@@ -200,13 +199,12 @@ def _baseline(session: Session, name: str, profiles_dir: Path) -> tuple[Profile 
     return on_disk, on_disk.version
 
 
-def second_approvers(pv: ProfileVersion) -> set[str]:
-    """Who approved `pv` other than its proposer: the one place four eyes is counted."""
-    return {a.approved_by for a in pv.approvals} - {pv.proposed_by}
-
-
-def is_approved(pv: ProfileVersion) -> bool:
-    return len(second_approvers(pv)) >= REQUIRED_APPROVALS
+def is_approved(session: Session, pv: ProfileVersion) -> bool:
+    """Whether enough people other than the proposer approved `pv`: the one place the
+    approval count is compared (the status APPROVED and activation both ask here)."""
+    # `session` is for counting people behind tokens (the users change), not tokens.
+    second = {a.approved_by for a in pv.approvals} - {pv.proposed_by}
+    return len(second) >= REQUIRED_APPROVALS
 
 
 def approve(
@@ -220,7 +218,7 @@ def approve(
     """Approve a PROPOSED version (or a RETIRED one never approved, such as a built-in, so
     that it may be activated again); enough approvals make a proposal APPROVED."""
     pv = get_version(session, ref)
-    retired_unapproved = pv.status == ProfileVersionStatus.RETIRED and not is_approved(pv)
+    retired_unapproved = pv.status == ProfileVersionStatus.RETIRED and not is_approved(session, pv)
     if pv.status != ProfileVersionStatus.PROPOSED and not retired_unapproved:
         raise RejectError(
             f"version {pv.version} is {pv.status.value}, not PROPOSED", code="conflict"
@@ -247,7 +245,7 @@ def approve(
     except IntegrityError as exc:
         raise RejectError("already approved by this steward", code="conflict") from exc
     session.refresh(pv)
-    if pv.status == ProfileVersionStatus.PROPOSED and is_approved(pv):
+    if pv.status == ProfileVersionStatus.PROPOSED and is_approved(session, pv):
         pv.status = ProfileVersionStatus.APPROVED
         session.flush()
     _record(
@@ -280,7 +278,7 @@ def activate(
         return pv
     # A RETIRED version was approved before: activating it again is a rollback, under the
     # same approval rule below.
-    if not is_approved(pv):
+    if not is_approved(session, pv):
         raise _refused(
             session,
             principal,

@@ -29,16 +29,16 @@ from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from anonymizer.engine import Deidentifier, ProfileError
-from anonymizer.errors import AmanaError, QuarantineError, QuarantineReason
+from anonymizer.engine import Deidentifier
+from anonymizer.errors import QuarantineError, QuarantineReason
 from anonymizer.outcome import Outcome
 from anonymizer.paths import archive_relpath
 from archive import audit
 from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
-from archive.catalog.models_governance import Source
 from archive.catalog.write import NewInstance, archived_instance_ids, record_instances
 from archive.fsio import durable_move, durable_write
 from archive.governance.watcher import ProfileRegistry
+from archive.work.attribution import UNATTRIBUTED, SourceTerms, engine_for, source_terms
 from archive.work.jobs import Claim, claim_many, defer_attempts, start_attempt, utcnow
 
 log = logging.getLogger(__name__)
@@ -71,18 +71,6 @@ class WorkerContext:
     profiles: ProfileRegistry | None = None
 
 
-@dataclass(frozen=True)
-class SourceTerms:
-    """What a registered source decides for its instances: the profile name (None: the
-    default) and the region (None: the one the profile derives from the header)."""
-
-    profile_name: str | None = None
-    region: str | None = None
-
-
-UNATTRIBUTED = SourceTerms()
-
-
 @dataclass(frozen=True, eq=False)
 class _Ready:
     """A job whose instance was de-identified cleanly, waiting for its catalog commit."""
@@ -105,24 +93,11 @@ def process_jobs(ctx: WorkerContext, job_ids: Sequence[int]) -> dict[int, JobRes
     ids = list(dict.fromkeys(int(job_id) for job_id in job_ids))
     results = dict.fromkeys(ids, JobResult.SKIPPED)
     together, alone = _claim(ctx, ids)
-    terms = _source_terms(ctx, [*together, *alone])
+    terms = source_terms(ctx.sessions, [*together, *alone])
     results.update(_run_together(ctx, together, terms))
     for held in alone:
         results[held.job_id] = _run_alone(ctx, held, terms)
     return results
-
-
-def _source_terms(ctx: WorkerContext, claims: Sequence[Claim]) -> dict[int, SourceTerms]:
-    """The profile and region of the batch's sources, read once per batch: an edit of a
-    source applies to its jobs not yet processed."""
-    wanted = sorted({claim.source_id for claim in claims if claim.source_id is not None})
-    if not wanted:
-        return {}
-    with ctx.sessions() as session:
-        rows = session.execute(
-            select(Source.id, Source.profile_name, Source.region).where(Source.id.in_(wanted))
-        ).all()
-    return {int(row[0]): SourceTerms(row[1], row[2]) for row in rows}
 
 
 def _claim(ctx: WorkerContext, ids: Sequence[int]) -> tuple[list[Claim], list[Claim]]:
@@ -201,7 +176,7 @@ def _prepare(
     # A source removed since the claim: its jobs were refused removal while pending, so
     # this is a race with a removal; the default terms are what an unattributed job gets.
     source = source or UNATTRIBUTED
-    engine = _engine(ctx, source.profile_name)
+    engine = engine_for(ctx.deidentifier, ctx.profiles, source.profile_name)
     if isinstance(engine, QuarantineError):
         return _quarantine(ctx, claim.job_id, claim.spool_name, engine)
     outcome = _deidentify(engine, spool_path.read_bytes())
@@ -211,26 +186,6 @@ def _prepare(
         # The registered source knows where it is; the header's institution may not.
         outcome = Outcome(outcome.data, dataclasses.replace(outcome.facts, region=source.region))
     return _Ready(claim.job_id, spool_path, outcome)
-
-
-def _engine(ctx: WorkerContext, profile_name: str | None) -> Deidentifier | QuarantineError:
-    """The engine for a source's profile: the default one unless the source names another."""
-    if profile_name is None or profile_name == ctx.deidentifier.profile.name:
-        return ctx.deidentifier
-    try:
-        if ctx.profiles is None:
-            raise QuarantineError(
-                QuarantineReason.PROCESSING_ERROR, "no profile registry in this worker"
-            )
-        return ctx.profiles.deidentifier(profile_name, ctx.deidentifier.key)
-    except QuarantineError as exc:
-        return exc
-    except (AmanaError, ProfileError, OSError, ValueError) as exc:
-        log.error("profile %s of a source cannot be loaded: %s", profile_name, type(exc).__name__)
-        # Kept aside rather than run under another profile; retried once the profile loads.
-        return QuarantineError(
-            QuarantineReason.PROCESSING_ERROR, "the source's profile cannot be loaded"
-        )
 
 
 def _deidentify(engine: Deidentifier, data: bytes) -> Outcome | QuarantineError:
