@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import Progress
@@ -21,6 +21,9 @@ from amana.cli_tokens import token_app
 from amana.cli_users import user_app
 from amana.logsetup import configure_logging
 from amana.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 app = typer.Typer(
     help="Amana: DICOM de-identification into a national archive.", no_args_is_help=True
@@ -79,6 +82,19 @@ def _wait_for_schema(settings: Settings, timeout_s: float = 120.0) -> None:
         engine.dispose()
 
 
+def _register_builtin_profiles(settings: Settings) -> None:
+    """The shipped profiles as catalog versions (once; every entry point asks, after the
+    migrations), so workers and stewards' diffs start from what runs."""
+    from archive.catalog.db import make_engine, make_sessionmaker
+    from archive.governance.builtins import register_builtin_profiles
+
+    engine = make_engine(settings.db_url)
+    try:
+        register_builtin_profiles(make_sessionmaker(engine), settings.profiles_dir)
+    finally:
+        engine.dispose()
+
+
 @app.command()
 def run() -> None:
     """Everything on one machine: receiver, worker, sweeper and API (embedded defaults)."""
@@ -90,6 +106,7 @@ def run() -> None:
     _prepare_dirs(settings)
     ensure_key(settings.key_path)
     upgrade(settings.db_url)
+    _register_builtin_profiles(settings)
     console.print(
         f"Amana: DICOM {settings.ae_title}@{settings.dicom_host}:{settings.dicom_port}, "
         f"API http://{settings.api_host}:{settings.api_port}/docs, home {settings.home}"
@@ -111,6 +128,7 @@ def receive(
     settings = _settings()
     _prepare_dirs(settings)
     _wait_for_schema(settings)
+    _register_builtin_profiles(settings)
     try:
         run_receiver(settings, sweeper=not no_sweeper, sibling=sibling)
     except OSError as exc:
@@ -133,6 +151,7 @@ def worker(
     settings = _settings()
     _prepare_dirs(settings)
     _wait_for_schema(settings)
+    _register_builtin_profiles(settings)
     run_worker(settings, concurrency=concurrency)
 
 
@@ -151,6 +170,7 @@ def api() -> None:
 
     settings = _settings()
     _wait_for_schema(settings)
+    _register_builtin_profiles(settings)
     sessions = make_sessionmaker(make_engine(settings.db_url))
     celery = make_celery(settings)
     # create_app attaches it as the sessions' job sink: a retried job is sent once committed.
@@ -169,11 +189,34 @@ def api() -> None:
         audit.record(sessions, audit.application_activity("api", started=False))
 
 
+def _import_source(sessions: sessionmaker[Session], ae_title: str | None) -> int | None:
+    """The registered, enabled source an import is attributed to (refused otherwise)."""
+    from amana.cli_common import fail
+    from amana.errors import RejectError
+    from archive.governance.sources import get_source
+
+    if ae_title is None:
+        return None
+    with sessions() as session:
+        try:
+            source = get_source(session, ae_title)
+        except RejectError as exc:
+            raise fail(exc) from exc
+        if not source.enabled:
+            raise fail(RejectError("source disabled", code="bad_source"))
+        return source.id
+
+
 @app.command("import")
 def import_(
     folder: Annotated[Path, typer.Argument(exists=True, help="a backlog folder or file")],
+    source: Annotated[
+        str | None,
+        typer.Option(help="AE title of the registered source the files came from"),
+    ] = None,
 ) -> None:
-    """Queue a backlog folder through the same spool, jobs and workers as network transfers."""
+    """Queue a backlog folder through the same spool, jobs and workers as network transfers;
+    with --source, the studies get that source's profile and region."""
     from amana.celery_app import make_celery
     from amana.publisher import Publisher
     from archive.catalog.db import make_engine, make_sessionmaker
@@ -190,6 +233,7 @@ def import_(
         settings.max_instance_mb * 1024 * 1024,
     )
     sessions = make_sessionmaker(make_engine(settings.db_url))
+    source_id = _import_source(sessions, source)
     publisher = Publisher(make_celery(settings))
     attach_job_sink(sessions, publisher.submit)
     total = sum(1 for _ in iter_files(folder))
@@ -201,6 +245,8 @@ def import_(
             sessions=sessions,
             ledger=ImportLedger(settings.home / "imports" / "ledger.txt"),
             progress=lambda n: progress.update(task, completed=n + 1),
+            source_id=source_id,
+            calling_ae=source.strip() if source_id is not None and source else None,
         )
     console.print(
         f"queued {report.queued} of {total} files"
@@ -221,6 +267,7 @@ def db_upgrade() -> None:
     settings = _settings()
     _prepare_dirs(settings)
     upgrade(settings.db_url)
+    _register_builtin_profiles(settings)
     console.print("catalog schema is up to date")
 
 

@@ -108,7 +108,7 @@ def _steward_step(version: str, token: str, step: str, run: _Step) -> tuple[str,
         pv = get_version(work.session, version)
         work.note(object_id=pv.version, profile=pv.name)
         pv = run(work.session, pv.id, principal, work=work)
-        done = f"{pv.name} version {pv.version}"
+        done = f"{pv.name} version {pv.version} ({pv.status.value})"
     return done, principal
 
 
@@ -127,11 +127,18 @@ def activate(
     version: Annotated[str, typer.Argument(help="version digest (or prefix) or id")],
     token: TokenOpt,
 ) -> None:
-    """Activate an approved version; workers switch to it within a minute."""
+    """Activate an approved version for its profile name; the previous active version of that
+    name is retired, and workers switch within AMANA_PROFILE_REFRESH_S for every source of
+    that name (and for unattributed jobs when it is AMANA_PROFILE)."""
     from archive.governance.versions import activate as activate_version
 
     done, _principal = _steward_step(version, token, "activate", activate_version)
-    typer.echo(f"{done} is now active")
+    settings = Settings()
+    typer.echo(
+        f"{done} is now active; workers use it within {settings.profile_refresh_s:g} s"
+        " for the sources that name it"
+        + (" and for sources with no profile" if done.startswith(f"{settings.profile} ") else "")
+    )
 
 
 def versions(

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from amana.cli_common import FormatOpt, audited_command, cli_record, print_listing
+from amana.settings import Settings
 
 if TYPE_CHECKING:
     from archive.audit import Action, AuditRecord
@@ -37,7 +38,8 @@ def sources_add(
     site: Annotated[str | None, typer.Option(help="hospital or site label")] = None,
     region: Annotated[str | None, typer.Option(help="region recorded for its studies")] = None,
 ) -> None:
-    """Allow a PACS to send."""
+    """Allow a PACS to send; its studies get --profile (default: AMANA_PROFILE) and --region
+    (default: the region the profile derives from the header). Both must exist."""
     from archive import audit
     from archive.governance.sources import add_source
 
@@ -49,10 +51,64 @@ def sources_add(
             profile_name=profile,
             site=site,
             region=region,
+            profiles_dir=Settings().profiles_dir,
         )
-        work.note(object_id=src.ae_title, address=src.address)
+        work.note(
+            object_id=src.ae_title, address=src.address, profile=src.profile_name, region=src.region
+        )
         title, network = src.ae_title, src.address
     typer.echo(f"source {title} from {network} registered")
+
+
+@sources_app.command("edit")
+def sources_edit(
+    ae_title: Annotated[str, typer.Argument(help="the PACS's calling AE title")],
+    profile: Annotated[str | None, typer.Option(help="profile ('' for the default)")] = None,
+    region: Annotated[str | None, typer.Option(help="region ('' for the header's)")] = None,
+    address: Annotated[str | None, typer.Option(help="IP address or network")] = None,
+    site: Annotated[str | None, typer.Option(help="hospital or site label")] = None,
+) -> None:
+    """Change a source; its instances not yet processed get the new profile and region."""
+    from archive import audit
+    from archive.governance.sources import edit_source
+
+    with audited_command(_node_record(audit.Action.UPDATE, "sources edit", ae_title)) as work:
+        src, changes = edit_source(
+            work.session,
+            ae_title,
+            Settings().profiles_dir,
+            profile_name=profile,
+            region=region,
+            address=address,
+            site=site,
+        )
+        work.note(object_id=src.ae_title, changes=changes)
+        title = src.ae_title
+    typer.echo(f"source {title}: {', '.join(sorted(changes)) or 'nothing'} changed")
+
+
+def _set_enabled(ae_title: str, enabled: bool) -> None:
+    from archive import audit
+    from archive.governance.sources import set_enabled
+
+    command = "sources enable" if enabled else "sources disable"
+    with audited_command(_node_record(audit.Action.UPDATE, command, ae_title)) as work:
+        src = set_enabled(work.session, ae_title, enabled)
+        work.note(object_id=src.ae_title, enabled=enabled)
+        title = src.ae_title
+    typer.echo(f"source {title} {'enabled' if enabled else 'disabled'}")
+
+
+@sources_app.command("disable")
+def sources_disable(ae_title: str) -> None:
+    """Refuse a PACS's associations (like an unknown one) without forgetting it."""
+    _set_enabled(ae_title, False)
+
+
+@sources_app.command("enable")
+def sources_enable(ae_title: str) -> None:
+    """Accept a disabled PACS again."""
+    _set_enabled(ae_title, True)
 
 
 @sources_app.command("list")
@@ -66,7 +122,7 @@ def sources_list(fmt: FormatOpt = "table") -> None:
 
 @sources_app.command("remove")
 def sources_remove(ae_title: str) -> None:
-    """Stop accepting a PACS."""
+    """Forget a PACS (refused while its instances are still being processed)."""
     from archive import audit
     from archive.governance.sources import remove_source
 

@@ -40,7 +40,8 @@ _prebuilt: Deidentifier | None = None
 def _build_state(settings: Settings) -> _ProcessState:
     sessions = make_sessionmaker(make_engine(settings.db_url))
     # Stewards activate new profile versions in the catalog; each worker process looks at
-    # most every profile_refresh_s seconds and switches between two jobs.
+    # most every profile_refresh_s seconds and switches between two jobs. The registry
+    # serves every profile name a source names; AMANA_PROFILE's is the default.
     watcher = ActiveProfileWatcher(
         sessions, settings.profiles_dir, settings.profile, interval_s=settings.profile_refresh_s
     )
@@ -55,6 +56,7 @@ def _build_state(settings: Settings) -> _ProcessState:
         archive_dir=settings.archive_path,
         quarantine_dir=settings.quarantine_path,
         stale_after=timedelta(seconds=settings.stale_after_s),
+        profiles=watcher,
     )
     return _ProcessState(context, watcher, os.getpid())
 

@@ -78,9 +78,13 @@ def import_folder(
     sessions: sessionmaker[Session],
     ledger: ImportLedger,
     progress: Callable[[int], None] = lambda _n: None,
+    source_id: int | None = None,
+    calling_ae: str | None = None,
 ) -> ImportReport:
     """Copy each new Part 10 file into the spool and create its job; the job ids reach the
-    queue through the sink attached to `sessions` (`attach_job_sink`), after each commit."""
+    queue through the sink attached to `sessions` (`attach_job_sink`), after each commit.
+    With `source_id` (a registered source, `import --source`) the jobs are attributed to it
+    and get its profile and region."""
     report = ImportReport()
     for index, path in enumerate(iter_files(root)):
         progress(index)
@@ -94,7 +98,12 @@ def import_folder(
         name, size = spool.copy_in(path)
         with sessions.begin() as session:
             job_id = create_job(
-                session, spool_name=name, size_bytes=size, calling_ae=None, source_kind="import"
+                session,
+                spool_name=name,
+                size_bytes=size,
+                calling_ae=calling_ae,
+                source_kind="import",
+                source_id=source_id,
             )
             enqueue_after_commit(session, [job_id])
         ledger.add(digest)

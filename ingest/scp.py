@@ -13,6 +13,7 @@ import os
 import socket
 import tempfile
 import threading
+import weakref
 from typing import Any, cast
 
 from pydicom.uid import (
@@ -64,21 +65,49 @@ ACCEPTED_TRANSFER_SYNTAXES = [
 ]
 
 
+class Attribution:
+    """The registered source of each open association, so its jobs carry the source whose
+    profile and region their instances get. Written at A-ASSOCIATE, read per C-STORE."""
+
+    def __init__(self) -> None:
+        # Weak keys: an association that ends without a release or abort event leaves no
+        # entry behind, and a new association can never inherit an old one's source.
+        self._by_assoc: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def set(self, assoc: Any, source_id: int | None) -> None:
+        if source_id is not None:
+            with self._lock:
+                self._by_assoc[assoc] = source_id
+
+    def get(self, assoc: Any) -> int | None:
+        with self._lock:
+            return self._by_assoc.get(assoc)
+
+    def forget(self, assoc: Any) -> None:
+        with self._lock:
+            self._by_assoc.pop(assoc, None)
+
+
 class AssociationPolicy:
-    """Who may send: registered sources (AE title + address), plus loopback when the
-    embedded `amana run` says so, so that a first try on one machine works."""
+    """Who may send: registered and enabled sources (AE title + address), plus loopback when
+    the embedded `amana run` says so, so that a first try on one machine works."""
 
     def __init__(self, gate: SourceGate, *, accept_loopback: bool) -> None:
         self.gate = gate
         self.accept_loopback = accept_loopback
+        self.attribution = Attribution()
 
     def on_requested(self, event: Any) -> None:
         requestor = event.assoc.requestor
         address = str(requestor.address)
-        if self.accept_loopback and _is_loopback(address):
-            return
-        decision = self.gate.check(str(requestor.primitive.calling_ae_title).strip(), address)
+        decision = self.gate.check(
+            str(requestor.primitive.calling_ae_title).strip(),
+            address,
+            waive_unknown=self.accept_loopback and _is_loopback(address),
+        )
         if decision.allowed:
+            self.attribution.set(event.assoc, decision.source_id)
             return
         log.warning("association refused: %s", decision.reason)
         # 0x02 (rejected-transient) when the catalog is down, so the PACS tries again later;
@@ -113,9 +142,12 @@ class StoreHandler:
         self.sessions = sessions
         self._received: dict[int, list[int]] = {}
         self._lock = threading.Lock()
+        # Shared with the association policy by `start_receiver`.
+        self.attribution = Attribution()
 
     def on_association_end(self, event: Any) -> None:
         """One audit event per association: who sent how many instances (job ids only)."""
+        self.attribution.forget(event.assoc)
         with self._lock:
             job_ids = self._received.pop(id(event.assoc), [])
         if not job_ids:
@@ -157,6 +189,7 @@ class StoreHandler:
                     size_bytes=size,
                     calling_ae=calling_ae,
                     source_kind="dicom",
+                    source_id=self.attribution.get(event.assoc),
                 )
                 enqueue_after_commit(session, [job_id])
                 return job_id
@@ -222,6 +255,7 @@ def start_receiver(
     tempfile.tempdir = str(spool.tmp)
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     ae = build_ae(ae_title)
+    handler.attribution = policy.attribution
     handlers: list[Any] = [
         (evt.EVT_REQUESTED, policy.on_requested),
         (evt.EVT_C_STORE, handler),

@@ -62,6 +62,9 @@ class Job(Base):
     spool_name: Mapped[str] = mapped_column(String(64), unique=True)
     source_kind: Mapped[str] = mapped_column(String(16), default="dicom")
     calling_ae: Mapped[str | None] = mapped_column(String(16))
+    # The registered source the job came from (association or `import --source`): its profile
+    # and region are what the instance gets. A removed source leaves its jobs unattributed.
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"))
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     status: Mapped[JobStatus] = mapped_column(_enum(JobStatus, "job_status"))
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -17,11 +17,13 @@ from sqlalchemy import (
     DateTime,
     Enum,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -36,6 +38,8 @@ class Role(enum.StrEnum):
 
 class ProfileVersionStatus(enum.StrEnum):
     PROPOSED = "PROPOSED"
+    # Approved by enough stewards other than the proposer, not yet activated.
+    APPROVED = "APPROVED"
     ACTIVE = "ACTIVE"
     RETIRED = "RETIRED"
 
@@ -118,7 +122,17 @@ class ProfileVersion(Base):
         back_populates="profile_version", order_by="ProfileApproval.id"
     )
 
-    __table_args__ = (UniqueConstraint("name", "version", name="uq_profile_versions_name_version"),)
+    __table_args__ = (
+        UniqueConstraint("name", "version", name="uq_profile_versions_name_version"),
+        # At most one ACTIVE version per profile name, whatever a buggy caller does.
+        Index(
+            "uq_profile_versions_one_active",
+            "name",
+            unique=True,
+            postgresql_where=text("status = 'ACTIVE'"),
+            sqlite_where=text("status = 'ACTIVE'"),
+        ),
+    )
 
 
 class ProfileApproval(Base):

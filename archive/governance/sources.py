@@ -1,23 +1,35 @@
-"""Registered sources: which PACS (calling AE title, network address) may send to Amana."""
+"""Registered sources: which PACS (calling AE title, network address) may send to Amana, and
+the profile and region their studies get.
+
+A source's profile and region are checked when they are set: a profile must exist (a file in
+the profiles folder or a version in the catalog) and a region must be one of the steward-kept
+region tables (profiles/regions/*.yaml), so that a typo never reaches an archived study.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import yaml
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from anonymizer.engine import ProfileError, load_profile
 from anonymizer.errors import RejectError
-from archive.catalog.models_governance import Source
+from archive.catalog.models import Job, JobStatus
+from archive.catalog.models_governance import ProfileVersion, Source
+from archive.governance.profile_text import NAME_PATTERN
 from archive.work.jobs import utcnow
 
 # PS3.8: up to 16 characters of the default repertoire, no backslash or control characters.
 AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
 LABEL = re.compile(r"^[\w .'()/-]{1,64}$")
+DISABLED = "source disabled"
 
 
 def _network(address: str) -> str:
@@ -49,6 +61,60 @@ def source_row(src: Source) -> dict[str, Any]:
     }
 
 
+def known_regions(profiles_dir: Path) -> dict[str, str]:
+    """The regions of the steward-kept tables, by their case-folded name."""
+    found: dict[str, str] = {}
+    for table in sorted((profiles_dir / "regions").glob("*.yaml")):
+        try:
+            data = yaml.safe_load(table.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue  # the profile loader reports a broken table with its line
+        regions = data.get("regions") if isinstance(data, dict) else None
+        if isinstance(regions, dict):
+            found.update({str(name).casefold(): str(name) for name in regions})
+    return found
+
+
+def _region(value: str | None, profiles_dir: Path) -> str | None:
+    if value is None or value.strip() == "":
+        return None
+    regions = known_regions(profiles_dir)
+    canonical = regions.get(value.strip().casefold())
+    if canonical is None:
+        raise RejectError(
+            "unknown region: it must be one of the region table's regions "
+            f"({', '.join(sorted(regions.values())) or 'none defined'})",
+            code="bad_source",
+        )
+    return canonical
+
+
+def profile_exists(session: Session, name: str, profiles_dir: Path) -> bool:
+    """A profile a source may name: a version in the catalog, or a file that loads."""
+    if session.scalar(select(ProfileVersion.id).where(ProfileVersion.name == name).limit(1)):
+        return True
+    if not (profiles_dir / f"{name}.yaml").is_file():
+        return False
+    try:
+        load_profile(name, profiles_dir)
+    except ProfileError:
+        return False
+    return True
+
+
+def _profile(session: Session, value: str | None, profiles_dir: Path) -> str | None:
+    if value is None or value.strip() == "":
+        return None
+    name = value.strip()
+    if not NAME_PATTERN.match(name) or not profile_exists(session, name, profiles_dir):
+        # The typed value is configuration, but it may be anything: not echoed.
+        raise RejectError(
+            "unknown profile: no profile file and no catalog version has that name",
+            code="bad_source",
+        )
+    return name
+
+
 def add_source(
     session: Session,
     *,
@@ -57,16 +123,20 @@ def add_source(
     profile_name: str | None = None,
     site: str | None = None,
     region: str | None = None,
+    profiles_dir: Path | None = None,
 ) -> Source:
+    """Register a PACS; its profile and region, when given, must exist (`profiles_dir`)."""
     title = ae_title.strip()
     if not AE_TITLE.match(title):
         raise RejectError("AE title must be 1 to 16 printable characters", code="bad_source")
+    if (profile_name or region) and profiles_dir is None:
+        raise ValueError("a profile or region is checked against the profiles folder")
     source = Source(
         ae_title=title,
         address=_network(address),
-        profile_name=_label(profile_name, "profile"),
+        profile_name=_profile(session, profile_name, profiles_dir) if profiles_dir else None,
         site=_label(site, "site"),
-        region=_label(region, "region"),
+        region=_region(region, profiles_dir) if profiles_dir else None,
         enabled=True,
         created_at=utcnow(),
     )
@@ -78,10 +148,70 @@ def add_source(
     return source
 
 
-def remove_source(session: Session, ae_title: str) -> None:
+def get_source(session: Session, ae_title: str) -> Source:
     source = session.scalars(select(Source).where(Source.ae_title == ae_title.strip())).first()
     if source is None:
         raise RejectError("no such source", code="not_found")
+    return source
+
+
+def edit_source(
+    session: Session,
+    ae_title: str,
+    profiles_dir: Path,
+    *,
+    profile_name: str | None = None,
+    region: str | None = None,
+    address: str | None = None,
+    site: str | None = None,
+) -> tuple[Source, dict[str, Any]]:
+    """Change what is given (None: unchanged; an empty text clears a profile, region or site).
+    Returns the source and the changes made, as {field: [old, new]} for the audit record.
+    Jobs not yet processed get the new profile and region."""
+    source = get_source(session, ae_title)
+    wanted: dict[str, Any] = {}
+    if profile_name is not None:
+        wanted["profile_name"] = _profile(session, profile_name, profiles_dir)
+    if region is not None:
+        wanted["region"] = _region(region, profiles_dir)
+    if address is not None:
+        wanted["address"] = _network(address)
+    if site is not None:
+        wanted["site"] = _label(site, "site")
+    changes: dict[str, Any] = {}
+    for field, value in wanted.items():
+        old = getattr(source, field)
+        if old != value:
+            changes[field] = [old, value]
+            setattr(source, field, value)
+    session.flush()
+    return source, changes
+
+
+def set_enabled(session: Session, ae_title: str, enabled: bool) -> Source:
+    """A disabled source is refused at association like an unknown one; its jobs already
+    received are still processed under its profile."""
+    source = get_source(session, ae_title)
+    source.enabled = enabled
+    session.flush()
+    return source
+
+
+def remove_source(session: Session, ae_title: str) -> None:
+    source = get_source(session, ae_title)
+    pending = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.source_id == source.id)
+        .where(Job.status.in_([JobStatus.RECEIVED, JobStatus.RUNNING]))
+    )
+    if pending:
+        # Removed, its waiting instances would fall back to the default profile and region.
+        raise RejectError(
+            f"source has {pending} instances still being processed: disable it now and "
+            "remove it once they are archived",
+            code="conflict",
+        )
     session.delete(source)
     session.flush()
 
@@ -95,6 +225,8 @@ class SourceDecision:
     allowed: bool
     reason: str
     source: dict[str, Any] | None = None
+    # The row of the registered source, so the receiver can attribute the association's jobs.
+    source_id: int | None = None
     # True when the refusal is about us (catalog down), so the PACS should retry later.
     transient: bool = False
 
@@ -113,7 +245,7 @@ def check_source(
     if source is None:
         return SourceDecision(False, "unknown calling AE title")
     if not source.enabled:
-        return SourceDecision(False, "source disabled")
+        return SourceDecision(False, DISABLED)
     try:
         peer = ipaddress.ip_address((address or "").strip())
     except ValueError:
@@ -122,7 +254,7 @@ def check_source(
         peer = peer.ipv4_mapped
     if peer not in ipaddress.ip_network(source.address, strict=False):
         return SourceDecision(False, "address not registered for this AE title")
-    return SourceDecision(True, "registered", source_row(source))
+    return SourceDecision(True, "registered", source_row(source), source_id=source.id)
 
 
 class SourceGate:
@@ -136,7 +268,11 @@ class SourceGate:
         self.sessions = sessions
         self.open_when_empty = open_when_empty
 
-    def check(self, calling_ae: str | None, address: str | None) -> SourceDecision:
+    def check(
+        self, calling_ae: str | None, address: str | None, *, waive_unknown: bool = False
+    ) -> SourceDecision:
+        """`waive_unknown` (a loopback peer in the embedded mode) lets an unregistered peer in
+        unattributed; a registered source that was disabled stays refused."""
         from archive import audit
 
         try:
@@ -144,11 +280,15 @@ class SourceGate:
                 decision = check_source(
                     session, calling_ae, address, open_when_empty=self.open_when_empty
                 )
+                if waive_unknown and not decision.allowed and decision.reason != DISABLED:
+                    return SourceDecision(True, "loopback")
                 if not decision.allowed:
                     audit.append(
                         session, audit.association_refused(calling_ae, address, decision.reason)
                     )
         except SQLAlchemyError:
+            if waive_unknown:
+                return SourceDecision(True, "loopback")
             # No catalog means no job row could be written either: refuse for now.
             return SourceDecision(False, "catalog unavailable", transient=True)
         return decision

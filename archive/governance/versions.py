@@ -61,6 +61,7 @@ __all__ = [
     "dry_run",
     "four_eyes_refusal",
     "get_version",
+    "is_approved",
     "list_versions",
     "load_profile_text",
     "profile_diff",
@@ -228,6 +229,12 @@ def _baseline(session: Session, name: str, profiles_dir: Path) -> tuple[Profile 
     return on_disk, on_disk.version
 
 
+def is_approved(session: Session, pv: ProfileVersion) -> bool:
+    """Whether enough people other than the proposer approved `pv`: the one place the
+    approval count is compared (the status APPROVED and activation both ask here)."""
+    return four_eyes_refusal(session, pv) is None
+
+
 def approve(
     session: Session,
     ref: str | int,
@@ -236,8 +243,11 @@ def approve(
     client_address: str | None = None,
     work: Work | None = None,
 ) -> ProfileVersion:
+    """Approve a PROPOSED version (or a RETIRED one never approved, such as a built-in, so
+    that it may be activated again); enough approvals make a proposal APPROVED."""
     pv = get_version(session, ref)
-    if pv.status != ProfileVersionStatus.PROPOSED:
+    retired_unapproved = pv.status == ProfileVersionStatus.RETIRED and not is_approved(session, pv)
+    if pv.status != ProfileVersionStatus.PROPOSED and not retired_unapproved:
         raise RejectError(
             f"version {pv.version} is {pv.status.value}, not PROPOSED", code="conflict"
         )
@@ -265,8 +275,17 @@ def approve(
     except IntegrityError as exc:
         raise RejectError("already approved by this steward", code="conflict") from exc
     session.refresh(pv)
+    if pv.status == ProfileVersionStatus.PROPOSED and is_approved(session, pv):
+        pv.status = ProfileVersionStatus.APPROVED
+        session.flush()
     _record(
-        session, principal, audit.Action.UPDATE, pv, client_address, {"step": "approve"}, work=work
+        session,
+        principal,
+        audit.Action.UPDATE,
+        pv,
+        client_address,
+        {"step": "approve", "status": pv.status.value},
+        work=work,
     )
     return pv
 
@@ -279,7 +298,9 @@ def activate(
     client_address: str | None = None,
     work: Work | None = None,
 ) -> ProfileVersion:
-    """Make a version the active one for its name; the previous active one is retired.
+    """Make a version the active one for its name; the previous active one of that name is
+    retired. Workers resolve a source's profile name to its active version, so this changes
+    what every source of that name gets, whatever AMANA_PROFILE says.
 
     Refusals are appended to the session before raising: commit it in both cases."""
     pv = get_version(session, ref)
@@ -299,10 +320,18 @@ def activate(
             work,
         )
     now = utcnow()
-    previous = active_version_row(session, pv.name)
-    if previous is not None:
-        previous.status = ProfileVersionStatus.RETIRED
-        previous.retired_at = now
+    # Locked, so two activations of one name at once cannot both retire the same row; the
+    # partial unique index refuses a second ACTIVE row should anything get past this.
+    previous = session.scalars(
+        select(ProfileVersion)
+        .where(ProfileVersion.name == pv.name, ProfileVersion.status == ProfileVersionStatus.ACTIVE)
+        .with_for_update()
+    ).all()
+    for old in previous:
+        old.status = ProfileVersionStatus.RETIRED
+        old.retired_at = now
+    # Retire first: the index holds at every statement, not only at the commit.
+    session.flush()
     pv.status = ProfileVersionStatus.ACTIVE
     pv.activated_by = principal.token_id
     pv.activated_at = now
@@ -313,7 +342,7 @@ def activate(
         audit.Action.UPDATE,
         pv,
         client_address,
-        {"step": "activate", "replaces": previous.version if previous else None},
+        {"step": "activate", "replaces": previous[0].version if previous else None},
         work=work,
     )
     return pv

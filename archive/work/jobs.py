@@ -17,7 +17,13 @@ def utcnow() -> datetime:
 
 
 def create_job(
-    session: Session, *, spool_name: str, size_bytes: int, calling_ae: str | None, source_kind: str
+    session: Session,
+    *,
+    spool_name: str,
+    size_bytes: int,
+    calling_ae: str | None,
+    source_kind: str,
+    source_id: int | None = None,
 ) -> int:
     now = utcnow()
     # A Core INSERT … RETURNING: this runs once per received instance on the C-STORE path,
@@ -29,6 +35,7 @@ def create_job(
             size_bytes=size_bytes,
             calling_ae=calling_ae,
             source_kind=source_kind,
+            source_id=source_id,
             status=JobStatus.RECEIVED,
             attempts=0,
             received_at=now,
@@ -56,6 +63,8 @@ class Claim:
     attempt: int
     spool_name: str
     claimed_at: datetime
+    # The registered source of the job, whose profile and region the instance gets.
+    source_id: int | None = None
 
 
 def claim_many(session: Session, job_ids: Sequence[int], *, stale_after: timedelta) -> list[Claim]:
@@ -72,10 +81,15 @@ def claim_many(session: Session, job_ids: Sequence[int], *, stale_after: timedel
         .where(Job.id.in_(job_ids))
         .where(_claimable(now, stale_after))
         .values(status=JobStatus.RUNNING, claimed_at=now, attempts=Job.attempts + 1)
-        .returning(Job.id, Job.attempts, Job.spool_name)
+        .returning(Job.id, Job.attempts, Job.spool_name, Job.source_id)
         .execution_options(synchronize_session=False)
     ).all()
-    found = {int(row[0]): Claim(int(row[0]), int(row[1]), str(row[2]), now) for row in rows}
+    found = {
+        int(row[0]): Claim(
+            int(row[0]), int(row[1]), str(row[2]), now, None if row[3] is None else int(row[3])
+        )
+        for row in rows
+    }
     return [found[job_id] for job_id in dict.fromkeys(job_ids) if job_id in found]
 
 
@@ -104,7 +118,9 @@ def start_attempt(session: Session, held: Claim) -> Claim | None:
         .returning(Job.attempts)
         .execution_options(synchronize_session=False)
     ).first()
-    return None if row is None else Claim(held.job_id, int(row[0]), held.spool_name, now)
+    if row is None:
+        return None
+    return Claim(held.job_id, int(row[0]), held.spool_name, now, held.source_id)
 
 
 def jobs_to_resend(session: Session, *, stale_after: timedelta, limit: int = 1000) -> Sequence[int]:

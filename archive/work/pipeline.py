@@ -16,9 +16,10 @@ instance. So a batch run twice ends exactly as a batch run once.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -36,6 +37,8 @@ from archive import audit
 from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
 from archive.catalog.write import NewInstance, archived_instance_ids, record_instances
 from archive.fsio import durable_move, durable_write
+from archive.governance.watcher import ProfileRegistry
+from archive.work.attribution import UNATTRIBUTED, SourceTerms, engine_for, source_terms
 from archive.work.jobs import Claim, claim_many, defer_attempts, start_attempt, utcnow
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,10 @@ class WorkerContext:
     archive_dir: Path
     quarantine_dir: Path
     stale_after: timedelta
+    # Profiles by name, for jobs whose source names a profile other than the default one
+    # (`deidentifier`, AMANA_PROFILE's). Without it such jobs are quarantined, never run
+    # under the wrong profile.
+    profiles: ProfileRegistry | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,9 +93,10 @@ def process_jobs(ctx: WorkerContext, job_ids: Sequence[int]) -> dict[int, JobRes
     ids = list(dict.fromkeys(int(job_id) for job_id in job_ids))
     results = dict.fromkeys(ids, JobResult.SKIPPED)
     together, alone = _claim(ctx, ids)
-    results.update(_run_together(ctx, together))
+    terms = source_terms(ctx.sessions, [*together, *alone])
+    results.update(_run_together(ctx, together, terms))
     for held in alone:
-        results[held.job_id] = _run_alone(ctx, held)
+        results[held.job_id] = _run_alone(ctx, held, terms)
     return results
 
 
@@ -108,11 +116,13 @@ def _claim(ctx: WorkerContext, ids: Sequence[int]) -> tuple[list[Claim], list[Cl
     return [claim for claim in claims if claim.attempt == 1], retried
 
 
-def _run_together(ctx: WorkerContext, claims: Sequence[Claim]) -> dict[int, JobResult]:
+def _run_together(
+    ctx: WorkerContext, claims: Sequence[Claim], terms: Mapping[int, SourceTerms]
+) -> dict[int, JobResult]:
     results: dict[int, JobResult] = {}
     pending: list[_Ready] = []
     for claim in claims:
-        prepared = _prepare(ctx, claim)
+        prepared = _prepare(ctx, claim, terms)
         if isinstance(prepared, JobResult):
             results[claim.job_id] = prepared
             continue
@@ -124,19 +134,22 @@ def _run_together(ctx: WorkerContext, claims: Sequence[Claim]) -> dict[int, JobR
     return results
 
 
-def _run_alone(ctx: WorkerContext, held: Claim) -> JobResult:
+def _run_alone(ctx: WorkerContext, held: Claim, terms: Mapping[int, SourceTerms]) -> JobResult:
     with ctx.sessions.begin() as session:
         claim = start_attempt(session, held)
     if claim is None:
         return JobResult.SKIPPED
-    prepared = _prepare(ctx, claim)
+    prepared = _prepare(ctx, claim, terms)
     if isinstance(prepared, JobResult):
         return prepared
     return _archive(ctx, [prepared])[claim.job_id]
 
 
-def _prepare(ctx: WorkerContext, claim: Claim) -> _Ready | JobResult:
-    """De-identify one claimed job's instance, or quarantine the job."""
+def _prepare(
+    ctx: WorkerContext, claim: Claim, terms: Mapping[int, SourceTerms]
+) -> _Ready | JobResult:
+    """De-identify one claimed job's instance under its source's profile, or quarantine the
+    job."""
     spool_path = ctx.spool_dir / "incoming" / claim.spool_name
     held_path = ctx.quarantine_dir / claim.spool_name
     if not spool_path.exists() and held_path.exists():
@@ -159,15 +172,25 @@ def _prepare(ctx: WorkerContext, claim: Claim) -> _Ready | JobResult:
             f"processing never finished in {MAX_ATTEMPTS} attempts (worker lost)",
         )
         return _quarantine(ctx, claim.job_id, claim.spool_name, error)
-    outcome = _deidentify(ctx, spool_path.read_bytes())
+    source = UNATTRIBUTED if claim.source_id is None else terms.get(claim.source_id)
+    # A source removed since the claim: its jobs were refused removal while pending, so
+    # this is a race with a removal; the default terms are what an unattributed job gets.
+    source = source or UNATTRIBUTED
+    engine = engine_for(ctx.deidentifier, ctx.profiles, source.profile_name)
+    if isinstance(engine, QuarantineError):
+        return _quarantine(ctx, claim.job_id, claim.spool_name, engine)
+    outcome = _deidentify(engine, spool_path.read_bytes())
     if isinstance(outcome, QuarantineError):
         return _quarantine(ctx, claim.job_id, claim.spool_name, outcome)
+    if source.region is not None:
+        # The registered source knows where it is; the header's institution may not.
+        outcome = Outcome(outcome.data, dataclasses.replace(outcome.facts, region=source.region))
     return _Ready(claim.job_id, spool_path, outcome)
 
 
-def _deidentify(ctx: WorkerContext, data: bytes) -> Outcome | QuarantineError:
+def _deidentify(engine: Deidentifier, data: bytes) -> Outcome | QuarantineError:
     try:
-        return ctx.deidentifier.deidentify(data)
+        return engine.deidentify(data)
     except QuarantineError as exc:
         return exc
     except (KeyboardInterrupt, SystemExit):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import typer
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
@@ -129,6 +129,36 @@ def test_token_and_sources_commands(env: dict[str, str]) -> None:
     ]
     _run(sources_app, ["remove", "CHU_FES"], env)
     assert json.loads(_run(sources_app, ["list", "--format", "json"], env)) == []
+
+
+def test_sources_edit_disable_enable_are_checked_and_audited(
+    env: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    """Rule: `sources add/edit` refuse an unknown profile or region (exit 1, nothing changed);
+    `edit`, `disable` and `enable` change the source and leave one audit event each."""
+    assert "unknown region" in _run(
+        sources_app, ["add", "CHU_OUJDA", "10.6.0.1", "--region", "Atlantis"], env, code=1
+    )
+    assert "unknown profile" in _run(
+        sources_app, ["add", "CHU_OUJDA", "10.6.0.1", "--profile", "no-such-profile"], env, 1
+    )
+    assert json.loads(_run(sources_app, ["list", "--format", "json"], env)) == []
+    _run(sources_app, ["add", "CHU_OUJDA", "10.6.0.1", "--region", "Oriental"], env)
+    _run(sources_app, ["edit", "CHU_OUJDA", "--region", "Atlantis"], env, code=1)
+    out = _run(sources_app, ["edit", "CHU_OUJDA", "--profile", "dicom-basic"], env)
+    assert "profile_name changed" in out
+    _run(sources_app, ["disable", "CHU_OUJDA"], env)
+    [row] = json.loads(_run(sources_app, ["list", "--format", "json"], env))
+    assert (row["profile"], row["region"], row["enabled"]) == ("dicom-basic", "Oriental", False)
+    _run(sources_app, ["enable", "CHU_OUJDA"], env)
+    with sessions() as session:
+        commands = session.scalars(
+            select(AuditEvent.detail).where(AuditEvent.object_id == "CHU_OUJDA")
+        ).all()
+    for command in ("sources edit", "sources disable", "sources enable"):
+        assert sum(f'"command":"{command}"' in d for d in commands) == (
+            2 if command == "sources edit" else 1
+        ), commands
 
 
 def test_profile_activation_from_the_cli_needs_two_stewards(

@@ -29,3 +29,35 @@ def test_backlog_folder_is_archived_and_import_resumes(tmp_path: Path) -> None:
         assert f"({len(study.files)} already imported earlier)" in again
     finally:
         amana.stop()
+
+
+def test_import_with_source_gets_that_sources_profile_and_region(tmp_path: Path) -> None:
+    """Rules: `amana import --source AE` attributes the files to that registered source, so
+    its studies get the source's profile and region; an unregistered or disabled source is
+    refused before anything is queued."""
+    backlog = tmp_path / "backlog"
+    make_study(backlog / "study1", layout=[("CT_small.dcm", "ct")])
+    amana = Amana(tmp_path / "home").start("run")
+    try:
+        refused = amana.cli("import", "--source", "NOPACS", str(backlog), check=False)
+        assert refused.returncode == 1 and "no such source" in refused.stderr
+        amana.cli(
+            "sources",
+            "add",
+            "OLDPACS",
+            "10.4.4.4",
+            "--profile",
+            "dicom-basic",
+            "--region",
+            "Oriental",
+        )
+        amana.cli("sources", "disable", "OLDPACS")
+        refused = amana.cli("import", "--source", "OLDPACS", str(backlog), check=False)
+        assert refused.returncode == 1 and "disabled" in refused.stderr
+        amana.cli("sources", "enable", "OLDPACS")
+        assert "queued 1 of 1" in amana.cli("import", "--source", "OLDPACS", str(backlog)).stdout
+        wait_until(lambda: len(amana.studies()) == 1)
+        [study] = amana.studies()
+        assert (study["profile"], study["region"]) == ("dicom-basic", "Oriental")
+    finally:
+        amana.stop()

@@ -40,7 +40,8 @@ def profile_versions(
     _who: ProfileReader,
     name: Annotated[str | None, Query(max_length=64)] = None,
 ) -> list[ProfileVersionOut]:
-    """Every uploaded version with its status, proposer, approvers and activation."""
+    """Every version (the shipped ones registered by `system` included) with its status
+    (PROPOSED, APPROVED, ACTIVE, RETIRED), proposer, approvers and activation."""
     ctx.set(audit.EventId.QUERY, audit.Action.EXECUTE, object_type="profile_version")
     with unit(request, ctx, session) as work:
         rows = governance.list_versions(session, name)
@@ -185,5 +186,6 @@ def approve_profile(
 def activate_profile(
     request: Request, session: SessionDep, ctx: AuditDep, who: ProfileWriter, ref: str
 ) -> ProfileVersionOut:
-    """Make an approved version active; workers use it within a minute."""
+    """Make an approved version the active one of its profile name (the previous one is
+    retired); workers use it within AMANA_PROFILE_REFRESH_S for every source of that name."""
     return _profile_step(governance.activate, request, session, ctx, who, ref)

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from archive import audit
-from archive.api.deps import AuditDep, SessionDep, SourceReader, SourceWriter, unit
+from archive.api.deps import (
+    AuditContext,
+    AuditDep,
+    SessionDep,
+    SourceReader,
+    SourceWriter,
+    StateDep,
+    unit,
+)
 from archive.api.schemas import SourceIn, SourceOut
 from archive.governance import sources
 
@@ -24,11 +33,27 @@ def list_sources(
     return [SourceOut.model_validate(row) for row in rows]
 
 
+class SourcePatch(BaseModel):
+    """What to change; a field left out is unchanged, an empty text clears it."""
+
+    profile: str | None = Field(default=None, max_length=64)
+    region: str | None = Field(default=None, max_length=64)
+    address: str | None = Field(default=None, max_length=64)
+    site: str | None = Field(default=None, max_length=64)
+    enabled: bool | None = None
+
+
 @router.post("/sources", status_code=201, response_model=SourceOut)
 def add_source(
-    request: Request, session: SessionDep, ctx: AuditDep, _who: SourceWriter, body: SourceIn
+    request: Request,
+    session: SessionDep,
+    ctx: AuditDep,
+    state: StateDep,
+    _who: SourceWriter,
+    body: SourceIn,
 ) -> SourceOut:
-    """Register a PACS: its AE title and the address or network it connects from."""
+    """Register a PACS: its AE title and the address or network it connects from, and the
+    profile and region its studies get (both must exist: 422 otherwise)."""
     ctx.set(
         audit.EventId.SECURITY_ALERT,
         audit.Action.CREATE,
@@ -45,8 +70,56 @@ def add_source(
             profile_name=body.profile,
             site=body.site,
             region=body.region,
+            profiles_dir=state.profiles_dir,
         )
-        work.note(object_id=src.ae_title, address=src.address)
+        work.note(
+            object_id=src.ae_title,
+            address=src.address,
+            profile=src.profile_name,
+            region=src.region,
+        )
+        row = sources.source_row(src)
+    return SourceOut.model_validate(row)
+
+
+def _node_change(ctx: AuditContext, action: audit.Action, ae_title: str) -> None:
+    ctx.set(
+        audit.EventId.SECURITY_ALERT,
+        action,
+        event_type=audit.EventType.NETWORK_CONFIGURATION,
+        object_type="node",
+        object_id=ae_title if sources.AE_TITLE.match(ae_title) else None,
+    )
+
+
+@router.patch("/sources/{ae_title}", response_model=SourceOut)
+def edit_source(
+    request: Request,
+    session: SessionDep,
+    ctx: AuditDep,
+    state: StateDep,
+    _who: SourceWriter,
+    ae_title: str,
+    body: SourcePatch,
+) -> SourceOut:
+    """Change a source's profile, region, address or site, or disable / enable it. Its
+    instances not yet processed get the new profile and region; a disabled source is
+    refused at association."""
+    _node_change(ctx, audit.Action.UPDATE, ae_title)
+    with unit(request, ctx, session) as work:
+        src, changes = sources.edit_source(
+            session,
+            ae_title,
+            state.profiles_dir,
+            profile_name=body.profile,
+            region=body.region,
+            address=body.address,
+            site=body.site,
+        )
+        if body.enabled is not None and body.enabled != src.enabled:
+            changes["enabled"] = [src.enabled, body.enabled]
+            sources.set_enabled(session, ae_title, body.enabled)
+        work.note(object_id=src.ae_title, changes=changes)
         row = sources.source_row(src)
     return SourceOut.model_validate(row)
 
