@@ -31,8 +31,12 @@ def _study(amana: Amana, study_count: int) -> list[dict[str, Any]]:
 
 
 def _steward_tokens(amana: Amana) -> tuple[str, str]:
-    make = ("token", "create", "--role", "steward")
-    return amana.cli(*make).stdout.strip(), amana.cli(*make).stdout.strip()
+    """Two stewards who are two people: four eyes counts users, not tokens."""
+    tokens = []
+    for name in ("alice-steward", "bob-steward"):
+        amana.cli("user", "add", name, "--role", "steward")
+        tokens.append(amana.cli("token", "create", "--user", name).stdout.strip())
+    return tokens[0], tokens[1]
 
 
 @pytest.fixture(params=["embedded", pytest.param("postgres+redis", marks=pytest.mark.services)])
