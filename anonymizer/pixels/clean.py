@@ -15,7 +15,8 @@ from scipy import ndimage as ndi
 
 from anonymizer.errors import QuarantineError, QuarantineReason
 
-from . import codec, mask, ocr, overlays, verify
+from . import codec, mask, ocr, overlays, reread, verify
+from .allowlist import allowlist_for
 from .policy import OcrSettings, PixelPolicy
 from .rules import RuleSet, rule_rects, rules_for
 from .selection import embedded_overlay, examination_reason
@@ -76,7 +77,11 @@ def run(
                     "image must be examined, no device rule matches and OCR is disabled",
                 )
         else:
-            secrets = verify.identifying_tokens(identifying_values)
+            secrets = mask.WordDecision(
+                frozenset(verify.identifying_tokens(identifying_values)),
+                allowlist_for(policy),
+                policy.text,
+            )
             ocr_masks, count = _ocr_masks(frames, policy.ocr, secrets)
             result.actions.append(f"ocr_mask:{count}_boxes")
             # Frames that needed their own reading are verified too (frame 0 is a sample).
@@ -171,7 +176,7 @@ UNCOVERED_INK_PX = 25
 
 
 def _ocr_masks(
-    frames: codec.Frames, settings: OcrSettings, secrets: set[str]
+    frames: codec.Frames, settings: OcrSettings, secrets: mask.WordDecision
 ) -> tuple[list[np.ndarray], int]:
     """Masks from OCR: text found on a few sampled frames is masked in every frame; any
     other frame showing new text-like ink outside those masks (text that moves, appears or
@@ -209,10 +214,19 @@ def _ocr_masks(
 
 
 def _text_mask(
-    text: ocr.FrameText, shape: tuple[int, int], settings: OcrSettings, secrets: set[str]
+    text: ocr.FrameText,
+    shape: tuple[int, int],
+    settings: OcrSettings,
+    secrets: mask.WordDecision,
 ) -> np.ndarray:
     return mask.text_mask(
-        text, shape, settings.margin, secrets, unread_lines_too=settings.mask_unread_lines
+        text,
+        shape,
+        settings.margin,
+        secrets.secrets,
+        unread_lines_too=settings.mask_unread_lines,
+        allow=secrets.allow,
+        mode=secrets.mode,
     )
 
 
@@ -241,20 +255,31 @@ def _verify(
     indices |= set(sample_indices(frames.count, settings.sample_frames, shift=0.5))
     indices |= also
     forbid = str(original.get("Modality", "")).upper() in {m.upper() for m in policy.forbid_text_in}
+    allow = allowlist_for(policy)
     for index in sorted(indices):
+        image = display_frame(frames, index)
         text = ocr.read_frame(
-            display_frame(frames, index),
+            image,
             settings,
             min_contrast=settings.verify_min_contrast,
             min_chroma=settings.verify_min_chroma,
         )
-        if verify.residual_matches(text.words, identifying_values):
+        # A second reading shares no preprocessing with detection (reread.py).
+        words = text.words + reread.read_independently(image, settings)
+        if verify.residual_matches(words, identifying_values):
             raise QuarantineError(
                 QuarantineReason.RESIDUAL_PIXEL_TEXT,
                 f"identifying text still read in frame {index + 1} after masking",
             )
-        if forbid and verify.readable_text(text.words):
+        if forbid and verify.readable_text(words):
             raise QuarantineError(
                 QuarantineReason.RESIDUAL_PIXEL_TEXT,
                 f"text still read in frame {index + 1}; the profile allows none here",
+            )
+        left = verify.remaining_text(words, allow, any_word=policy.text == "all")
+        if left:
+            raise QuarantineError(
+                QuarantineReason.PIXEL_TEXT_REMAINING,
+                f"text not on the allow-list still read in frame {index + 1} after "
+                f"masking, at (x, y, width, height) {verify.positions(left)}",
             )

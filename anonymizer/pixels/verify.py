@@ -1,4 +1,5 @@
-"""Does text read after masking match the instance's identifying values?
+"""Is there text left after masking: words matching the instance's identifying values,
+or (`remaining_text`) any word the allow-list does not accept?
 
 OCR misreads characters, so matching is tolerant: values and words are normalized
 (case, accents, Arabic diacritics, separators), numbers are also compared with their
@@ -9,8 +10,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 
+from .allowlist import AllowList, letters, looks_identifying
 from .ocr import Word
 
 _SPLIT = re.compile(r"[\W_]+", re.UNICODE)
@@ -124,3 +126,33 @@ def readable_text(words: Collection[Word], min_confidence: float = 50.0) -> int:
         if alnum >= 2 and word.confidence >= min_confidence:
             count += 1
     return count
+
+
+# A word read after masking counts as remaining text when tesseract is this sure of it:
+# speckle read as letters scores lower (measured on the synthetic clean images).
+REMAINING_MIN_CONFIDENCE = 60.0
+REMAINING_MIN_LETTERS = 3
+
+
+def remaining_text(words: Sequence[Word], allow: AllowList, *, any_word: bool) -> list[Word]:
+    """Words that must not be in a verified image: not allow-listed, and shaped like a
+    date, a time or an ID, or (with `any_word`, the `text: all` mode) holding three
+    letters or more."""
+    verdicts = allow.allowed(words)
+    found: list[Word] = []
+    for word, allowed in zip(words, verdicts, strict=True):
+        if allowed or word.confidence < REMAINING_MIN_CONFIDENCE:
+            continue
+        if looks_identifying(word.text) or (
+            any_word and letters(word.text) >= REMAINING_MIN_LETTERS
+        ):
+            found.append(word)
+    return found
+
+
+def positions(words: Sequence[Word], limit: int = 6) -> str:
+    """Where words are, as (x, y, width, height) boxes: quarantine messages carry
+    positions, never the text read."""
+    boxes = ", ".join(f"({w.x}, {w.y}, {w.width}, {w.height})" for w in words[:limit])
+    more = f" and {len(words) - limit} more" if len(words) > limit else ""
+    return boxes + more
