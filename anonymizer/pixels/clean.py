@@ -67,6 +67,7 @@ def run(
         result.actions.append("embedded_overlay_cleared")
 
     read_alone: set[int] = set()
+    kept_area = np.zeros((frames.rows, frames.columns), dtype=bool)
     masks, rule_actions = _rule_masks(original, frames, rules)
     result.actions.extend(rule_actions)
     if not masks or policy.ocr_after_rule:
@@ -84,6 +85,7 @@ def run(
             )
             ocr_masks, count = _ocr_masks(frames, policy.ocr, secrets)
             result.actions.append(f"ocr_mask:{count}_boxes")
+            kept_area = secrets.kept_area(kept_area.shape, policy.ocr.margin)
             # Frames that needed their own reading are verified too (frame 0 is a sample).
             read_alone = {i for i, m in enumerate(ocr_masks) if m is not ocr_masks[0]}
             masks = _merge(masks, ocr_masks)
@@ -95,7 +97,7 @@ def run(
     result.masks = masks
 
     if policy.verify and policy.ocr.enabled:
-        _verify(frames, policy, original, identifying_values, read_alone)
+        _verify(frames, policy, original, identifying_values, read_alone, kept_area)
         result.actions.append("verified")
         output.BurnedInAnnotation = "NO"
     else:
@@ -219,6 +221,8 @@ def _text_mask(
     settings: OcrSettings,
     secrets: mask.WordDecision,
 ) -> np.ndarray:
+    _, kept = mask.decide(text.words, secrets.secrets, secrets.allow, secrets.mode)
+    secrets.kept.extend(kept)
     return mask.text_mask(
         text,
         shape,
@@ -247,6 +251,7 @@ def _verify(
     original: Dataset,
     identifying_values: Collection[str],
     also: set[int],
+    kept_area: np.ndarray,
 ) -> None:
     settings = policy.ocr
     # Read other frames than detection did, with lower thresholds, so the check is not
@@ -264,8 +269,11 @@ def _verify(
             min_contrast=settings.verify_min_contrast,
             min_chroma=settings.verify_min_chroma,
         )
-        # A second reading shares no preprocessing with detection (reread.py).
-        words = text.words + reread.read_independently(image, settings)
+        # A second reading shares no preprocessing with detection (reread.py). Any word
+        # it finds off the allow-list counts; the first reading, close to detection's,
+        # reads speckle as Arabic letters too often to be held to that.
+        independent = reread.read_independently(image, settings)
+        words = text.words + independent
         if verify.residual_matches(words, identifying_values):
             raise QuarantineError(
                 QuarantineReason.RESIDUAL_PIXEL_TEXT,
@@ -276,7 +284,9 @@ def _verify(
                 QuarantineReason.RESIDUAL_PIXEL_TEXT,
                 f"text still read in frame {index + 1}; the profile allows none here",
             )
-        left = verify.remaining_text(words, allow, any_word=policy.text == "all")
+        left = verify.remaining_text(
+            independent, allow, any_word=policy.text == "all", kept=kept_area
+        )
         if left:
             raise QuarantineError(
                 QuarantineReason.PIXEL_TEXT_REMAINING,

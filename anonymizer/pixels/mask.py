@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -42,6 +42,12 @@ class WordDecision:
     secrets: frozenset[str] = frozenset()  # verify.identifying_tokens of the instance
     allow: AllowList = EMPTY
     mode: TextMode = "all"
+    # Allow-listed words detection left in place, gathered over the frames it read:
+    # verification does not count its own misreadings of them ("PUR" for "PWR").
+    kept: list[Word] = field(default_factory=list)
+
+    def kept_area(self, shape: tuple[int, int], margin: int) -> np.ndarray:
+        return _boxes(self.kept, shape, margin)
 
 
 def _is_text(word: Word, secrets: Collection[str]) -> bool:

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
 
-from .ink import dilate
+from .ink import dilate, flat_pixels
 from .ocr import Placement, Word, parse_tsv
 from .policy import OcrSettings
 from .tesseract import run_tesseract
@@ -30,6 +30,8 @@ GLYPH_HEIGHT = (4, 40)
 GLYPH_MAX_WIDTH_RATIO = 8.0
 GLYPH_MIN_FILL, GLYPH_MAX_FILL = 0.08, 0.85
 LINE_HEIGHT_PX = 32
+# A line whose surroundings are less than this fraction flat lies over image content.
+BUSY_BELOW_FLAT = 0.5
 _GAP = 12
 
 
@@ -74,13 +76,15 @@ def _glyphs(binary: np.ndarray) -> np.ndarray:
     return keep[labels]  # type: ignore[no-any-return]
 
 
-def _line_crops(binary: np.ndarray) -> list[tuple[Image.Image, int, int, float]]:
+def _line_crops(
+    binary: np.ndarray, flat: np.ndarray
+) -> list[tuple[Image.Image, int, int, float, bool]]:
     glyphs = _glyphs(binary)
     if not glyphs.any():
         return []
     lines, count = ndi.label(dilate(glyphs, 3, 15))
     rows, columns = binary.shape
-    crops: list[tuple[Image.Image, int, int, float]] = []
+    crops: list[tuple[Image.Image, int, int, float, bool]] = []
     for box in ndi.find_objects(lines)[:count]:
         if box is None:
             continue
@@ -99,13 +103,17 @@ def _line_crops(binary: np.ndarray) -> list[tuple[Image.Image, int, int, float]]
                 (max(1, round(crop.width * scale)), max(1, round(crop.height * scale))),
                 Image.Resampling.BILINEAR,
             )
-        crops.append((crop, x0, y0, scale))
+        # Over image content (not on a flat border or panel) speckle can look like letters.
+        around = flat[max(0, y0 - 6) : y1 + 6, max(0, x0 - 6) : x1 + 6]
+        busy = float(around.mean()) < BUSY_BELOW_FLAT
+        crops.append((crop, x0, y0, scale, busy))
     return crops
 
 
 def read_independently(image: np.ndarray, settings: OcrSettings) -> list[Word]:
     """Words read in `image` (a display frame) by the independent preprocessing."""
-    crops = [crop for layer in _layers(image) for crop in _line_crops(layer)]
+    flat = flat_pixels(luminance(image))
+    crops = [crop for layer in _layers(image) for crop in _line_crops(layer, flat)]
     if not crops:
         return []
     width = max(c[0].width for c in crops) + 2 * _GAP
@@ -113,8 +121,10 @@ def read_independently(image: np.ndarray, settings: OcrSettings) -> list[Word]:
     page = Image.new("L", (width, height), 255)
     placements: list[Placement] = []
     cursor = _GAP
-    for crop, x0, y0, scale in crops:
+    for crop, x0, y0, scale, busy in crops:
         page.paste(crop, (_GAP, cursor))
-        placements.append(Placement(x0, y0, _GAP, cursor, crop.width, crop.height, scale))
+        placements.append(
+            Placement(x0, y0, _GAP, cursor, crop.width, crop.height, scale, busy=busy)
+        )
         cursor += crop.height + _GAP
     return parse_tsv(run_tesseract(page, settings), placements)
