@@ -174,3 +174,16 @@ def test_remaining_text_is_reported_by_position_only() -> None:
     message = verify.positions(left)
     assert "(5, 6, 70, 12)" in message
     assert "Fatima" not in message and "2020" not in message
+
+
+def test_the_national_profile_masks_all_text_but_its_allowlist() -> None:
+    """Rule: ma-national masks every word (text: all) except its steward's allow-list,
+    which loads and lints clean."""
+    from anonymizer.pixels import lint_pixel_policy
+    from anonymizer.engine import load_profile
+
+    pixel = load_profile("ma-national", PIXEL_RULES.parent).pixel
+    assert pixel is not None
+    assert pixel.text == "all" and pixel.allowlist == "allowlist"
+    assert allowlist_for(pixel) == SHIPPED
+    assert not [p for p in lint_pixel_policy(pixel) if "allow-list" in p]
