@@ -76,16 +76,15 @@ def pixel_plan(ds: Dataset, policy: PixelPolicy | None) -> PixelPlan:
     if not masked and not policy.ocr.enabled:
         return PixelPlan(
             "quarantine",
-            "pixel_policy: the image must be examined, no device rule matches and OCR is disabled",
+            "pixel_policy: the image must be examined, no device rule matches and OCR is "
+            "disabled",
             tuple(details),
         )
     if ocr_runs:
         details.append(_ocr_line(policy))
     if policy.verify and policy.ocr.enabled:
-        details.append(
-            "masked frames read again by OCR; an identifying value still read "
-            "quarantines the instance; then Burned In Annotation NO"
-        )
+        details.append("masked frames read again by OCR; an identifying value still read "
+                       "quarantines the instance; then Burned In Annotation NO")
     else:
         details.append("not verified by OCR (Burned In Annotation left as it was)")
     if str(ds.get("Modality", "")).strip().upper() in {m.upper() for m in policy.forbid_text_in}:
@@ -122,9 +121,8 @@ def _no_sign(ds: Dataset) -> str:
     sop_name = UID(sop_class).name if sop_class else "absent"
     image_type = ds.get("ImageType")
     image_type_text = (
-        "\\".join(str(v) for v in image_type)
-        if image_type is not None and not isinstance(image_type, str)
-        else str(image_type or "absent")
+        "\\".join(str(v) for v in image_type) if image_type is not None and not
+        isinstance(image_type, str) else str(image_type or "absent")
     )
     flag = str(ds.get("BurnedInAnnotation", "") or "").strip() or "absent"
     return (

@@ -179,8 +179,8 @@ def test_remaining_text_is_reported_by_position_only() -> None:
 def test_the_national_profile_masks_all_text_but_its_allowlist() -> None:
     """Rule: ma-national masks every word (text: all) except its steward's allow-list,
     which loads and lints clean."""
-    from anonymizer.pixels import lint_pixel_policy
     from anonymizer.engine import load_profile
+    from anonymizer.pixels import lint_pixel_policy
 
     pixel = load_profile("ma-national", PIXEL_RULES.parent).pixel
     assert pixel is not None
