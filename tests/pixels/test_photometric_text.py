@@ -183,3 +183,23 @@ def test_text_is_masked_and_unreadable_in_every_colour_model(
     allowed = render_mask((COLUMNS, ROWS), [ALLOWED])
     unchanged = stored_after[allowed] == stored_before.array[0][allowed]
     assert unchanged.all(), "allow-listed word was masked"
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("brightness", [30.0, 90.0])
+def test_images_without_text_pass_verification(seed: int, brightness: float) -> None:
+    """Rule: an examined image carrying no text (speckle only, dim or bright, grey or
+    colour) is verified, never quarantined: the independent reading does not turn speckle
+    into "text". Grey ones keep their Pixel Data bytes; bright colour speckle is
+    sometimes read as confident words and masked, as before the allow-list (a known
+    limit, docs/pixels.md)."""
+    grey = background(seed, brightness)
+    colour = bool(seed % 2)
+    image = np.stack([grey] * 3, axis=-1) if colour else grey
+    original = imaging.dataset([image])
+    output = copy.deepcopy(original)
+    actions = clean_pixels(original, output, POLICY, IDENTIFYING)
+    assert "verified" in actions
+    if not colour:
+        assert "pixels_unchanged" in actions
+        assert output.PixelData == original.PixelData
