@@ -30,6 +30,7 @@ GLYPH_HEIGHT = (4, 40)
 GLYPH_MAX_WIDTH_RATIO = 8.0
 GLYPH_MIN_FILL, GLYPH_MAX_FILL = 0.08, 0.85
 LINE_HEIGHT_PX = 32
+MIN_SHAPES_PER_LINE = 2
 # A line whose surroundings are less than this fraction flat lies over image content.
 BUSY_BELOW_FLAT = 0.5
 _GAP = 12
@@ -83,13 +84,19 @@ def _line_crops(
     if not glyphs.any():
         return []
     lines, count = ndi.label(dilate(glyphs, 3, 15))
+    shapes, _ = ndi.label(glyphs)
     rows, columns = binary.shape
     crops: list[tuple[Image.Image, int, int, float, bool]] = []
-    for box in ndi.find_objects(lines)[:count]:
+    for index, box in enumerate(ndi.find_objects(lines)[:count], start=1):
         if box is None:
             continue
         height, width = box[0].stop - box[0].start, box[1].stop - box[1].start
         if width < 6 or height < 5:
+            continue
+        # One shape alone is a mark, a dot or a blob; remaining text of three letters or
+        # more shows at least two (letters touch in small fonts, but not all of them).
+        members = np.unique(shapes[box][lines[box] == index])
+        if np.count_nonzero(members) < MIN_SHAPES_PER_LINE:
             continue
         y0, y1 = max(0, box[0].start - 3), min(rows, box[0].stop + 3)
         x0, x1 = max(0, box[1].start - 3), min(columns, box[1].stop + 3)

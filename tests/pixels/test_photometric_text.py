@@ -84,6 +84,17 @@ def _jpeg(ds: Dataset, rgb: np.ndarray, subsampling: int, photometric: str) -> N
     ds.LossyImageCompression = "01"
 
 
+def _native_422(ybr: np.ndarray) -> bytes:
+    """YBR_FULL_422 as stored uncompressed: Y1 Y2 Cb Cr for each pair of pixels."""
+    rows, columns = ybr.shape[:2]
+    pairs = ybr.reshape(rows, columns // 2, 2, 3).astype(np.float32)
+    packed = np.empty((rows, columns // 2, 4), dtype=np.uint8)
+    packed[..., 0] = ybr[:, 0::2, 0]
+    packed[..., 1] = ybr[:, 1::2, 0]
+    packed[..., 2:] = np.round(pairs[..., 1:].mean(axis=2)).astype(np.uint8)
+    return packed.tobytes()
+
+
 def _palette(ds: Dataset, grey: np.ndarray) -> None:
     ds.set_pixel_data(grey, "MONOCHROME2", 8, generate_instance_uid=False)
     ds.PhotometricInterpretation = "PALETTE COLOR"
@@ -106,6 +117,10 @@ def _dataset(kind: str, rgb: np.ndarray) -> Dataset:
     elif kind == "YBR_FULL":
         ybr = convert_color_space(rgb, "RGB", "YBR_FULL")
         ds.set_pixel_data(ybr, "YBR_FULL", 8, generate_instance_uid=False)
+    elif kind == "YBR_FULL_422 native":
+        ds.set_pixel_data(rgb, "RGB", 8, generate_instance_uid=False)
+        ds.PixelData = _native_422(convert_color_space(rgb, "RGB", "YBR_FULL"))
+        ds.PhotometricInterpretation = "YBR_FULL_422"
     elif kind == "YBR_FULL_422":
         ds.set_pixel_data(rgb, "RGB", 8, generate_instance_uid=False)
         _jpeg(ds, rgb, 1, "YBR_FULL_422")  # Pillow's 4:2:2
@@ -144,6 +159,7 @@ def _reads_name(image: np.ndarray) -> bool:
 KINDS = [
     ("YBR_FULL", False),
     ("YBR_FULL_422", False),
+    ("YBR_FULL_422 native", True),
     ("YBR_ICT", False),
     ("YBR_RCT", False),
     ("RGB planar 0", False),
