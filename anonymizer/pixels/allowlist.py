@@ -116,12 +116,14 @@ def _neighbours(words: Sequence[Word], index: int) -> list[int]:
 
 
 def looks_identifying(text: str) -> bool:
-    """Digits shaped like a date, a time or an ID: a separator between digits, or a run
-    of more than three digits (years, record numbers)."""
+    """Digits shaped like a date, a time or an ID: a separator between digits with three
+    digits or more in all (8:48, 3/3/4; "5-5" is a mark or a probe), or a run of more than
+    three digits (years, record numbers)."""
     stripped = text.strip(_STRIP)
-    if _DATE_OR_TIME.search(stripped):
+    runs = _DIGIT_RUN.findall(stripped)
+    if _DATE_OR_TIME.search(stripped) and sum(len(run) for run in runs) >= 3:
         return True
-    return any(len(run) > 3 for run in _DIGIT_RUN.findall(stripped))
+    return any(len(run) > 3 for run in runs)
 
 
 def letters(text: str) -> int:

@@ -108,10 +108,11 @@ def test_a_named_allowlist_that_cannot_be_read_quarantines(tmp_path: Path) -> No
 
 
 def test_looks_identifying() -> None:
-    """Rule: a separator between digits or more than three digits in a run is a date,
-    a time or an ID."""
+    """Rule: a separator between digits (three digits or more in all) or more than three
+    digits in a run is a date, a time or an ID."""
     assert all(looks_identifying(t) for t in ["8:48", "08/29/1951", "2020", "00047431395"])
-    assert not any(looks_identifying(t) for t in ["4.0", "TIS0.4", "Gain", "52"])
+    assert all(looks_identifying(t) for t in ["3/3/4", "12.03.61", "11-15-94"])
+    assert not any(looks_identifying(t) for t in ["4.0", "TIS0.4", "Gain", "52", "5-5"])
 
 
 def _line_text(words: list[Word]) -> FrameText:
