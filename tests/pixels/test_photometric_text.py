@@ -219,3 +219,20 @@ def test_images_without_text_pass_verification(seed: int, brightness: float) -> 
     if not colour:
         assert "pixels_unchanged" in actions
         assert output.PixelData == original.PixelData
+
+
+def test_a_page_taller_than_tesseract_accepts_is_read_in_slices(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rule: a page of text bands taller than tesseract accepts (a scanned film) is read
+    in slices cut along blank rows, and every word keeps its place on the whole page."""
+    from anonymizer.pixels import tesseract
+
+    page = Image.new("L", (300, 200), 255)
+    draw = ImageDraw.Draw(page)
+    draw.text((10, 10), "HEADER", font=font(24), fill=0)
+    draw.text((10, 140), "FOOTER", font=font(24), fill=0)
+    monkeypatch.setattr(tesseract, "MAX_PAGE_HEIGHT", 100)
+    rows = [line.split("\t") for line in tesseract.run_tesseract(page, POLICY.ocr).splitlines()]
+    tops = {cells[11].strip(): int(cells[7]) for cells in rows[1:] if len(cells) >= 12}
+    assert 0 < tops["HEADER"] < 40 and 130 < tops["FOOTER"] < 170
