@@ -127,11 +127,10 @@ def _dataset(kind: str, rgb: np.ndarray) -> Dataset:
     elif kind in ("YBR_ICT", "YBR_RCT"):
         ds.set_pixel_data(rgb, "RGB", 8, generate_instance_uid=False)
         ds.PhotometricInterpretation = kind
-        lossy = kind == "YBR_ICT"
-        options = {"j2k_cr": [8]} if lossy else {}
-        ds.compress(
-            JPEG2000 if lossy else JPEG2000Lossless, rgb, generate_instance_uid=False, **options
-        )
+        if kind == "YBR_ICT":
+            ds.compress(JPEG2000, rgb, generate_instance_uid=False, j2k_cr=[8])
+        else:
+            ds.compress(JPEG2000Lossless, rgb, generate_instance_uid=False)
     elif kind == "PALETTE COLOR":
         _palette(ds, grey)
     elif kind == "MONOCHROME1":
