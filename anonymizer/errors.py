@@ -21,6 +21,8 @@ class QuarantineReason(StrEnum):
     SOP_CLASS_REFUSED = "sop_class_refused"
     RESIDUAL_PHI = "residual_phi"
     RESIDUAL_PIXEL_TEXT = "residual_pixel_text"
+    # Text not on the allow-list still read after masking (identifying or not).
+    PIXEL_TEXT_REMAINING = "pixel_text_remaining"
     PIXEL_DECODE_FAILED = "pixel_decode_failed"
     PIXEL_POLICY = "pixel_policy"
     OCR_UNAVAILABLE = "ocr_unavailable"

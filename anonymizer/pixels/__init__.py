@@ -80,12 +80,19 @@ def prepare_pixels(policy: PixelPolicy) -> None:
 
 def lint_pixel_policy(policy: PixelPolicy) -> list[str]:
     """Problems a steward should fix before activating a profile (empty when none):
-    rule files that are missing or malformed, OCR languages that are not installed."""
+    rule files or an allow-list that are missing or malformed, OCR languages that are
+    not installed."""
     problems: list[str] = []
     try:
         rules_for(policy)
     except QuarantineError as exc:
         problems.append(f"pixel rules: {exc.message}")
+    from .allowlist import allowlist_for  # imports numpy via the OCR word type
+
+    try:
+        allowlist_for(policy)
+    except QuarantineError as exc:
+        problems.append(f"pixel allow-list: {exc.message}")
     if policy.ocr.enabled:
         from .tesseract import tessdata_dir
 

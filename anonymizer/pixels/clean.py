@@ -15,7 +15,8 @@ from scipy import ndimage as ndi
 
 from anonymizer.errors import QuarantineError, QuarantineReason
 
-from . import codec, mask, ocr, overlays, verify
+from . import codec, mask, ocr, overlays, reread, verify
+from .allowlist import allowlist_for
 from .policy import OcrSettings, PixelPolicy
 from .rules import RuleSet, rule_rects, rules_for
 from .selection import embedded_overlay, examination_reason
@@ -66,6 +67,7 @@ def run(
         result.actions.append("embedded_overlay_cleared")
 
     read_alone: set[int] = set()
+    kept_area = np.zeros((frames.rows, frames.columns), dtype=bool)
     masks, rule_actions = _rule_masks(original, frames, rules)
     result.actions.extend(rule_actions)
     if not masks or policy.ocr_after_rule:
@@ -76,9 +78,14 @@ def run(
                     "image must be examined, no device rule matches and OCR is disabled",
                 )
         else:
-            secrets = verify.identifying_tokens(identifying_values)
+            secrets = mask.WordDecision(
+                frozenset(verify.identifying_tokens(identifying_values)),
+                allowlist_for(policy),
+                policy.text,
+            )
             ocr_masks, count = _ocr_masks(frames, policy.ocr, secrets)
             result.actions.append(f"ocr_mask:{count}_boxes")
+            kept_area = secrets.kept_area(kept_area.shape, policy.ocr.margin)
             # Frames that needed their own reading are verified too (frame 0 is a sample).
             read_alone = {i for i, m in enumerate(ocr_masks) if m is not ocr_masks[0]}
             masks = _merge(masks, ocr_masks)
@@ -90,7 +97,7 @@ def run(
     result.masks = masks
 
     if policy.verify and policy.ocr.enabled:
-        _verify(frames, policy, original, identifying_values, read_alone)
+        _verify(frames, policy, original, identifying_values, read_alone, kept_area)
         result.actions.append("verified")
         output.BurnedInAnnotation = "NO"
     else:
@@ -171,7 +178,7 @@ UNCOVERED_INK_PX = 25
 
 
 def _ocr_masks(
-    frames: codec.Frames, settings: OcrSettings, secrets: set[str]
+    frames: codec.Frames, settings: OcrSettings, secrets: mask.WordDecision
 ) -> tuple[list[np.ndarray], int]:
     """Masks from OCR: text found on a few sampled frames is masked in every frame; any
     other frame showing new text-like ink outside those masks (text that moves, appears or
@@ -209,10 +216,21 @@ def _ocr_masks(
 
 
 def _text_mask(
-    text: ocr.FrameText, shape: tuple[int, int], settings: OcrSettings, secrets: set[str]
+    text: ocr.FrameText,
+    shape: tuple[int, int],
+    settings: OcrSettings,
+    secrets: mask.WordDecision,
 ) -> np.ndarray:
+    _, kept = mask.decide(text.words, secrets.secrets, secrets.allow, secrets.mode)
+    secrets.kept.extend(kept)
     return mask.text_mask(
-        text, shape, settings.margin, secrets, unread_lines_too=settings.mask_unread_lines
+        text,
+        shape,
+        settings.margin,
+        secrets.secrets,
+        unread_lines_too=settings.mask_unread_lines,
+        allow=secrets.allow,
+        mode=secrets.mode,
     )
 
 
@@ -233,6 +251,7 @@ def _verify(
     original: Dataset,
     identifying_values: Collection[str],
     also: set[int],
+    kept_area: np.ndarray,
 ) -> None:
     settings = policy.ocr
     # Read other frames than detection did, with lower thresholds, so the check is not
@@ -241,20 +260,36 @@ def _verify(
     indices |= set(sample_indices(frames.count, settings.sample_frames, shift=0.5))
     indices |= also
     forbid = str(original.get("Modality", "")).upper() in {m.upper() for m in policy.forbid_text_in}
+    allow = allowlist_for(policy)
     for index in sorted(indices):
+        image = display_frame(frames, index)
         text = ocr.read_frame(
-            display_frame(frames, index),
+            image,
             settings,
             min_contrast=settings.verify_min_contrast,
             min_chroma=settings.verify_min_chroma,
         )
-        if verify.residual_matches(text.words, identifying_values):
+        # A second reading shares no preprocessing with detection (reread.py). Any word
+        # it finds off the allow-list counts; the first reading, close to detection's,
+        # reads speckle as Arabic letters too often to be held to that.
+        independent = reread.read_independently(image, settings)
+        words = text.words + independent
+        if verify.residual_matches(words, identifying_values):
             raise QuarantineError(
                 QuarantineReason.RESIDUAL_PIXEL_TEXT,
                 f"identifying text still read in frame {index + 1} after masking",
             )
-        if forbid and verify.readable_text(text.words):
+        if forbid and verify.readable_text(words):
             raise QuarantineError(
                 QuarantineReason.RESIDUAL_PIXEL_TEXT,
                 f"text still read in frame {index + 1}; the profile allows none here",
+            )
+        left = verify.remaining_text(
+            independent, allow, any_word=policy.text == "all", kept=kept_area
+        )
+        if left:
+            raise QuarantineError(
+                QuarantineReason.PIXEL_TEXT_REMAINING,
+                f"text not on the allow-list still read in frame {index + 1} after "
+                f"masking, at (x, y, width, height) {verify.positions(left)}",
             )

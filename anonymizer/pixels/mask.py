@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from . import verify
+from .allowlist import EMPTY, AllowList, looks_identifying
 from .ocr import FrameText, Word, dilate
+from .policy import TextMode
 from .rules import Rect
 
 
@@ -32,7 +35,22 @@ BUSY_LONG_WORD = 4
 BUSY_LONG_MIN_CONFIDENCE = 45.0
 
 
-def _kept(word: Word, secrets: Collection[str]) -> bool:
+@dataclass(frozen=True)
+class WordDecision:
+    """What decides which read words are masked in one instance."""
+
+    secrets: frozenset[str] = frozenset()  # verify.identifying_tokens of the instance
+    allow: AllowList = EMPTY
+    mode: TextMode = "all"
+    # Allow-listed words detection left in place, gathered over the frames it read:
+    # verification does not count its own misreadings of them ("PUR" for "PWR").
+    kept: list[Word] = field(default_factory=list)
+
+    def kept_area(self, shape: tuple[int, int], margin: int) -> np.ndarray:
+        return _boxes(self.kept, shape, margin)
+
+
+def _is_text(word: Word, secrets: Collection[str]) -> bool:
     if not word.busy:
         return True
     if secrets and verify.residual_matches([word], (), secret_tokens=secrets):
@@ -43,25 +61,67 @@ def _kept(word: Word, secrets: Collection[str]) -> bool:
     return word.confidence >= BUSY_MIN_CONFIDENCE and alnum >= 2
 
 
-def word_mask(
-    text: FrameText, shape: tuple[int, int], margin: int, secrets: Collection[str] = ()
-) -> np.ndarray:
-    """Every word grown by `margin`, plus the whole line of ink each word belongs to.
+def decide(
+    words: Sequence[Word],
+    secrets: Collection[str] = (),
+    allow: AllowList | None = None,
+    mode: TextMode = "all",
+) -> tuple[list[Word], list[Word]]:
+    """(words to mask, allow-listed words that stay) among the words OCR read.
 
-    Tesseract's word boxes are tight and sometimes leave out a diacritic, a dot or a
-    glyph it could not read; the ink shapes near a word are filled with it. `secrets` are
-    the instance's identifying tokens (verify.identifying_tokens).
+    "all": every word is masked unless the allow-list accepts it in its line; a word
+    matching an identifying value is masked even if listed (a patient may be called
+    "Gain"). "sensitive": only identifying values and date, time or ID shapes.
     """
+    real = [w for w in words if _is_text(w, secrets)]
+    identifying = [
+        bool(secrets) and verify.residual_matches([w], (), secret_tokens=secrets) > 0 for w in real
+    ]
+    if mode == "sensitive":
+        chosen = [
+            w for w, hit in zip(real, identifying, strict=True) if hit or looks_identifying(w.text)
+        ]
+        return chosen, []
+    verdicts = (allow or EMPTY).allowed(real)
+    masked: list[Word] = []
+    kept: list[Word] = []
+    for word, hit, ok in zip(real, identifying, verdicts, strict=True):
+        (kept if ok and not hit else masked).append(word)
+    return masked, kept
+
+
+def _boxes(words: Iterable[Word], shape: tuple[int, int], margin: int) -> np.ndarray:
     rows, columns = shape
     mask = np.zeros(shape, dtype=bool)
-    words = [w for w in text.words if _kept(w, secrets)]
-    if not words:
-        return mask
     for word in words:
         mask[
             max(0, word.y - margin) : min(rows, word.y + word.height + margin),
             max(0, word.x - margin) : min(columns, word.x + word.width + margin),
         ] = True
+    return mask
+
+
+def word_mask(
+    text: FrameText,
+    shape: tuple[int, int],
+    margin: int,
+    secrets: Collection[str] = (),
+    *,
+    allow: AllowList | None = None,
+    mode: TextMode = "all",
+) -> np.ndarray:
+    """Every word to mask grown by `margin`, plus the whole line of ink it belongs to.
+
+    Tesseract's word boxes are tight and sometimes leave out a diacritic, a dot or a
+    glyph it could not read; the ink shapes near a word are filled with it, so a line
+    with one word off the allow-list is masked whole. `secrets` are the instance's
+    identifying tokens (verify.identifying_tokens).
+    """
+    rows, columns = shape
+    words, _ = decide(text.words, secrets, allow, mode)
+    if not words:
+        return np.zeros(shape, dtype=bool)
+    mask = _boxes(words, shape, margin)
     # Ink shapes close together (one text line) form a group; groups touched by a word
     # are filled as a whole.
     lines = dilate(text.candidates, 3, 21)
@@ -148,11 +208,16 @@ def text_mask(
     secrets: Collection[str] = (),
     *,
     unread_lines_too: bool = True,
+    allow: AllowList | None = None,
+    mode: TextMode = "all",
 ) -> np.ndarray:
     """What to fill for the text OCR saw: its words, and optionally unread lines."""
-    words = word_mask(text, shape, margin, secrets)
+    words = word_mask(text, shape, margin, secrets, allow=allow, mode=mode)
     if unread_lines_too:
-        words |= unread_lines(text, words, margin)
+        # Allow-listed words are read text, not unread ink: only the ink around them is
+        # judged as a line of its own.
+        _, kept = decide(text.words, secrets, allow, mode)
+        words |= unread_lines(text, words | _boxes(kept, shape, 1), margin)
     return words
 
 

@@ -61,6 +61,8 @@ DEFAULT_NOT_EXAMINED_SOP_CLASSES = [
     "1.2.840.10008.5.1.4.1.1.481.2",  # RT Dose
 ]
 
+TextMode = Literal["all", "sensitive"]
+
 LosslessSyntax = Literal["jpeg2000_lossless", "rle_lossless", "explicit_vr_little_endian"]
 
 
@@ -125,7 +127,16 @@ class PixelPolicy(BaseModel):
 
     # -- OCR and verification -----------------------------------------------------------
     ocr: OcrSettings = Field(default_factory=OcrSettings)
-    # OCR the masked frames again; text matching the instance's identifying values
+    # Which text is masked. "all": every word read, unless each word of it is on the
+    # allow-list (identity can be written in any form, so only the list decides what
+    # stays). "sensitive": only words matching the instance's identifying values or shaped
+    # like dates, times and IDs, for research profiles that accept that risk.
+    text: TextMode = "all"
+    # The steward's allow-list of technical words (a file under profiles/pixel/, without
+    # .yaml); None allows nothing, so every word read is masked.
+    allowlist: str | None = None
+    # OCR the masked frames again, also with a preprocessing of its own: any word left
+    # that is not allow-listed, or text matching the instance's identifying values,
     # quarantines it. Burned In Annotation becomes NO only after this check passed.
     verify: bool = True
     # Modalities in which any text read after masking quarantines the image.

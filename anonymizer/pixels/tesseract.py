@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from anonymizer.errors import QuarantineError, QuarantineReason
@@ -81,14 +82,51 @@ def _tesserocr_tsv(image: Image.Image, settings: OcrSettings) -> str | None:
         return None
     api, lock = loaded
     with lock:
-        api.SetImage(image)
-        tsv: str = api.GetTSVText(0)
+        try:
+            api.SetImage(image)
+            tsv: str = api.GetTSVText(0)
+        except RuntimeError as exc:  # a page tesseract refuses must not crash the worker
+            raise QuarantineError(
+                QuarantineReason.OCR_UNAVAILABLE,
+                f"tesseract could not read a {image.width}x{image.height} page",
+            ) from exc
     # The API gives rows without tesseract's header line; parse_tsv skips line one.
     return "level\n" + tsv
 
 
+# Tesseract refuses very tall pages ("Failed to recognize"): a scanned film yields
+# hundreds of text bands, laid out one under the other.
+MAX_PAGE_HEIGHT = 16000
+
+
 def run_tesseract(image: Image.Image, settings: OcrSettings) -> str:
-    """TSV output of tesseract for `image`; OCR_UNAVAILABLE when it cannot run."""
+    """TSV output of tesseract for `image`; OCR_UNAVAILABLE when it cannot run. A page
+    taller than tesseract accepts is read in slices cut along blank rows."""
+    if image.height <= MAX_PAGE_HEIGHT:
+        return _run_once(image, settings)
+    grey = np.asarray(image.convert("L"))
+    blank = np.flatnonzero((grey == 255).all(axis=1))
+    rows: list[str] = ["level"]
+    top = 0
+    while top < image.height:
+        cut = image.height
+        if top + MAX_PAGE_HEIGHT < image.height:
+            between = blank[(blank > top) & (blank <= top + MAX_PAGE_HEIGHT)]
+            cut = int(between[-1]) if between.size else top + MAX_PAGE_HEIGHT
+        tsv = _run_once(image.crop((0, top, image.width, cut)), settings)
+        rows.extend(_shifted(line, top) for line in tsv.splitlines()[1:])
+        top = cut
+    return "\n".join(rows)
+
+
+def _shifted(line: str, dy: int) -> str:
+    cells = line.split("\t")
+    if len(cells) >= 12 and cells[7].lstrip("-").isdigit():
+        cells[7] = str(int(cells[7]) + dy)
+    return "\t".join(cells)
+
+
+def _run_once(image: Image.Image, settings: OcrSettings) -> str:
     if settings.engine in ("auto", "tesserocr"):
         tsv = _tesserocr_tsv(image, settings)
         if tsv is not None:

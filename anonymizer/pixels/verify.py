@@ -1,4 +1,5 @@
-"""Does text read after masking match the instance's identifying values?
+"""Is there text left after masking: words matching the instance's identifying values,
+or (`remaining_text`) any word the allow-list does not accept?
 
 OCR misreads characters, so matching is tolerant: values and words are normalized
 (case, accents, Arabic diacritics, separators), numbers are also compared with their
@@ -9,8 +10,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 
+import numpy as np
+
+from .allowlist import AllowList, letters, looks_identifying
 from .ocr import Word
 
 _SPLIT = re.compile(r"[\W_]+", re.UNICODE)
@@ -124,3 +128,54 @@ def readable_text(words: Collection[Word], min_confidence: float = 50.0) -> int:
         if alnum >= 2 and word.confidence >= min_confidence:
             count += 1
     return count
+
+
+# A word read after masking counts as remaining text when tesseract is this sure of it:
+# speckle read as letters scores lower (measured on the synthetic clean images).
+REMAINING_MIN_CONFIDENCE = 60.0
+# Over image content (speckle, colour Doppler) only a sure reading counts.
+REMAINING_BUSY_MIN_CONFIDENCE = 80.0
+REMAINING_MIN_LETTERS = 3
+# Shorter "words" are marks, logos and ticks read as characters: no legible text is this small.
+REMAINING_MIN_HEIGHT_PX = 7
+
+
+def remaining_text(
+    words: Sequence[Word],
+    allow: AllowList,
+    *,
+    any_word: bool,
+    kept: np.ndarray | None = None,
+) -> list[Word]:
+    """Words that must not be in a verified image: not allow-listed, and shaped like a
+    date, a time or an ID, or (with `any_word`, the `text: all` mode) holding three
+    letters or more. Words centred in `kept` (where detection read allow-listed words
+    and left them) are another reading of those words."""
+    verdicts = allow.allowed(words)
+    found: list[Word] = []
+    for word, allowed in zip(words, verdicts, strict=True):
+        floor = REMAINING_BUSY_MIN_CONFIDENCE if word.busy else REMAINING_MIN_CONFIDENCE
+        if allowed or word.confidence < floor or word.height < REMAINING_MIN_HEIGHT_PX:
+            continue
+        if _inside(word, kept):
+            continue
+        if looks_identifying(word.text) or (
+            any_word and letters(word.text) >= REMAINING_MIN_LETTERS
+        ):
+            found.append(word)
+    return found
+
+
+def _inside(word: Word, area: np.ndarray | None) -> bool:
+    if area is None:
+        return False
+    y, x = word.y + word.height // 2, word.x + word.width // 2
+    return 0 <= y < area.shape[0] and 0 <= x < area.shape[1] and bool(area[y, x])
+
+
+def positions(words: Sequence[Word], limit: int = 6) -> str:
+    """Where words are, as (x, y, width, height) boxes: quarantine messages carry
+    positions, never the text read."""
+    boxes = ", ".join(f"({w.x}, {w.y}, {w.width}, {w.height})" for w in words[:limit])
+    more = f" and {len(words) - limit} more" if len(words) > limit else ""
+    return boxes + more

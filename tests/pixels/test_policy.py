@@ -311,7 +311,17 @@ def test_forbidden_text_quarantines_even_without_identifying_values(tmp_path: Pa
     with pytest.raises(QuarantineError) as caught:
         clean_pixels(original, output, policy, ["unrelated value"])
     assert caught.value.reason == QuarantineReason.RESIDUAL_PIXEL_TEXT
-    allowed = _rule_file(tmp_path, "[0, 300, 100, 20]")
+    # Every examined image must lose all its text (text: all): the words the rule missed
+    # quarantine it, reported by position only.
+    strict = _rule_file(tmp_path, "[0, 300, 100, 20]")
+    with pytest.raises(QuarantineError) as caught:
+        clean_pixels(original, copy.deepcopy(original), strict, ["unrelated"])
+    assert caught.value.reason == QuarantineReason.PIXEL_TEXT_REMAINING
+    assert "(x, y, width, height)" in caught.value.message
+    for value in IDENTIFYING:
+        assert value.lower() not in str(caught.value).lower()
+    # A research profile (text: sensitive) accepts text that identifies no one.
+    allowed = strict.model_copy(update={"text": "sensitive"})
     assert "verified" in clean_pixels(original, copy.deepcopy(original), allowed, ["unrelated"])
 
 

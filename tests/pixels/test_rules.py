@@ -179,7 +179,8 @@ def test_memoized_matching_equals_evaluating_every_rule() -> None:
     whose predicates hold when each is evaluated afresh."""
     import random
 
-    names = sorted(p.stem for p in PIXEL_RULES_DIR.glob("*.yaml"))
+    # allowlist.yaml sits beside the rule files but holds words, not rules.
+    names = sorted(p.stem for p in PIXEL_RULES_DIR.glob("*.yaml") if p.stem != "allowlist")
     rules = load_pixel_rules(PIXEL_RULES_DIR, names)
     assert load_pixel_rules(PIXEL_RULES_DIR, names) is rules  # the memo lives on
     rng = random.Random(1234)
