@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, pack_bits
 from pydicom.uid import (
@@ -163,6 +164,10 @@ def encode(output: Dataset, frames: Frames, reencode_as: LosslessSyntax) -> str:
     else:
         target = _TARGETS[reencode_as]
     arr = frames.array if frames.count > 1 else frames.array[0]
+    if arr.dtype.byteorder == ">":
+        # Decoded from a big-endian data set: the values are right, their bytes are not the
+        # order the new (little-endian) Pixel Data is written in.
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
     if int(output.get("BitsAllocated", 8) or 8) == 1:
         return _encode_single_bit(output, frames, received)
     pixel_representation = int(output.get("PixelRepresentation", 0) or 0)
@@ -172,8 +177,8 @@ def encode(output: Dataset, frames: Frames, reencode_as: LosslessSyntax) -> str:
     if received == ExplicitVRBigEndian:
         # Decode every element now (raw ones hold big-endian bytes) so the whole dataset
         # can be written little-endian, as the new pixels are.
-        for _ in output.iterall():
-            pass
+        for element in output.iterall():
+            _to_little_endian_words(element)
         output.set_original_encoding(False, True)
     try:
         # set_pixel_data refuses big-endian datasets; the new pixels are little-endian.
@@ -204,6 +209,25 @@ def encode(output: Dataset, frames: Frames, reencode_as: LosslessSyntax) -> str:
     if was_lossy:
         output.LossyImageCompression = "01"
     return str(output.file_meta.TransferSyntaxUID)
+
+
+# Word sizes of the VRs whose values pydicom keeps as bytes in the file's byte order: a
+# big-endian palette (segmented LUT data is OW) written little-endian must be swapped, or a
+# viewer reads garbage segments.
+_WORD_BYTES = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+
+
+def _to_little_endian_words(element: DataElement) -> None:
+    size = _WORD_BYTES.get(element.VR)
+    value = element.value
+    if size is None or element.tag == 0x7FE00010 or not isinstance(value, bytes):
+        return
+    if len(value) % size:
+        raise QuarantineError(
+            QuarantineReason.PIXEL_DECODE_FAILED,
+            f"{element.VR} value of odd length in a big-endian data set",
+        )
+    element.value = np.frombuffer(value, dtype=f">u{size}").astype(f"<u{size}").tobytes()
 
 
 def _encode_single_bit(output: Dataset, frames: Frames, received: UID) -> str:
