@@ -115,8 +115,13 @@ class Truth:
     files: list[RealFile]
 
 
+def _box(values: list[Any]) -> Box:
+    x0, y0, x1, y1 = (int(v) for v in values)
+    return (x0, y0, x1, y1)
+
+
 def _words(rows: list[dict[str, Any]] | None) -> list[Word]:
-    return [Word(str(row["text"]), tuple(int(v) for v in row["box"])) for row in rows or []]  # type: ignore[misc]
+    return [Word(str(row["text"]), _box(row["box"])) for row in rows or []]
 
 
 def load_truth(path: Path = TRUTH_FILE) -> Truth:
