@@ -62,6 +62,11 @@ def _row(result: FileResult) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--only", default="", help="comma-separated substrings of file paths")
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="also read back the unmasked inputs: how many words the OCR check can see",
+    )
     args = parser.parse_args(argv)
     if not DATA_DIR.is_dir():
         print(f"data folder not found: {DATA_DIR}", file=sys.stderr)
@@ -97,6 +102,17 @@ def main(argv: list[str] | None = None) -> int:
         f"{seconds / max(len(results), 1):.2f} s/file, {seconds / max(frames, 1):.2f} s/frame "
         f"({frames} frames)"
     )
+    if args.control:
+        seen = total = 0
+        for real in files:
+            if real.pixels_equal_to is not None:
+                continue
+            picture = truth.pictures[real.picture]
+            frames_in = evaluator.input_frames(real.path)
+            read = {leak.box for leak in evaluator.read_back(picture, frames_in[:1])}
+            seen += len(read)
+            total += len(picture.identifying)
+        print(f"OCR check sensitivity: reads {seen}/{total} identifying words on the inputs")
     return 0 if masked == words and crashed == 0 else 1
 
 

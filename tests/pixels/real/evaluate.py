@@ -5,10 +5,11 @@ is the same on every frame):
 
 - the instance is QUARANTINED (it never leaves the pipeline), or
 - the word is **masked**: let `ink` be the pixels of the word's box in the input whose
-  luma differs from the box's median luma by at least INK_CONTRAST (the glyphs); a glyph
-  pixel is *left* when the output keeps it (luma within UNCHANGED of the input) and it
-  still stands out from the output box's median luma by INK_CONTRAST. The word is masked
-  when at most MAX_LEFT (10%) of its ink is left;
+  luma differs from the box's median luma by at least t = max(3, min(INK_CONTRAST, half
+  the box's luma range)) (the glyphs; faint text counts, windowing would show it); a
+  glyph pixel is *left* when the output keeps it (luma within min(UNCHANGED, t/2) of the
+  input) and it still stands out from the output box's median luma by t. The word is
+  masked when at most MAX_LEFT (10%) of its ink is left;
 - and tesseract on the output reads none of it: neither on the whole frame (a word read
   whose box overlaps the truth box) nor on the box's crop (grown by CROP_MARGIN, stretched
   to full contrast, enlarged CROP_SCALE times). Words are compared normalized (upper case,
@@ -142,31 +143,34 @@ def overlaps(a: Box, b: Box, grow: int = 3) -> bool:
     )
 
 
-def _ink(lum_in: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray]:
+def ink(lum_in: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray, float]:
+    """The box's input luma, its glyph pixels and the contrast that defines them."""
     x0, y0, x1, y1 = box
     part = lum_in[y0:y1, x0:x1]
-    return part, np.abs(part - np.median(part)) >= INK_CONTRAST
+    spread = float(part.max() - part.min()) if part.size else 0.0
+    contrast = max(3.0, min(INK_CONTRAST, spread / 2))
+    return part, np.abs(part - np.median(part)) >= contrast, contrast
 
 
 def left_fraction(lum_in: np.ndarray, lum_out: np.ndarray, box: Box) -> float:
     """The share of the word's glyph pixels still there and still standing out (0..1)."""
-    part_in, ink = _ink(lum_in, box)
-    if not ink.any():
+    part_in, glyphs, contrast = ink(lum_in, box)
+    if not glyphs.any():
         return 0.0
     x0, y0, x1, y1 = box
     part_out = lum_out[y0:y1, x0:x1]
-    kept = np.abs(part_out - part_in) <= UNCHANGED
-    standing = np.abs(part_out - np.median(part_out)) >= INK_CONTRAST
-    return float((ink & kept & standing).sum()) / float(ink.sum())
+    kept = np.abs(part_out - part_in) <= min(UNCHANGED, contrast / 2)
+    standing = np.abs(part_out - np.median(part_out)) >= contrast
+    return float((glyphs & kept & standing).sum()) / float(glyphs.sum())
 
 
 def kept_fraction(lum_in: np.ndarray, lum_out: np.ndarray, box: Box) -> float:
-    part_in, ink = _ink(lum_in, box)
-    if not ink.any():
+    part_in, glyphs, contrast = ink(lum_in, box)
+    if not glyphs.any():
         return 1.0
     x0, y0, x1, y1 = box
-    kept = np.abs(lum_out[y0:y1, x0:x1] - part_in) <= UNCHANGED
-    return float((ink & kept).sum()) / float(ink.sum())
+    kept = np.abs(lum_out[y0:y1, x0:x1] - part_in) <= min(UNCHANGED, contrast / 2)
+    return float((glyphs & kept).sum()) / float(glyphs.sum())
 
 
 @dataclass
@@ -284,7 +288,7 @@ class Evaluator:
             leaks += self._ocr_leaks[twin]
             result.reused_ocr_from = twin
         else:
-            ocr_leaks = self._read_back(picture, frames_out)
+            ocr_leaks = self.read_back(picture, frames_out)
             self._ocr_leaks[real.path] = ocr_leaks
             leaks += ocr_leaks
         result.leaks = leaks
@@ -298,7 +302,7 @@ class Evaluator:
         self.results[real.path] = result
         return result
 
-    def _read_back(self, picture: Picture, frames_out: np.ndarray) -> list[Leak]:
+    def read_back(self, picture: Picture, frames_out: np.ndarray) -> list[Leak]:
         leaks: list[Leak] = []
         frames = int(frames_out.shape[0])
         for k in _ocr_frames(frames):
