@@ -29,9 +29,25 @@ TRUTH_FILE = Path(__file__).resolve().parent / "truth.yaml"
 Box = tuple[int, int, int, int]
 
 
+PYDICOM_PREFIX = "pydicom:"
+
+
+def data_path(relative: str) -> Path:
+    """A data file: relative to ../shared/data, or `pydicom:NAME`, a test file that the
+    pydicom package ships (no download)."""
+    if relative.startswith(PYDICOM_PREFIX):
+        from pydicom.data import get_testdata_file
+
+        found = get_testdata_file(relative[len(PYDICOM_PREFIX) :], download=False)
+        if not isinstance(found, str):
+            raise FileNotFoundError(relative)
+        return Path(found)
+    return DATA_DIR / relative
+
+
 def read_bytes(relative: str) -> bytes:
     """The DICOM bytes of a data file (`.zip` and `.xz` hold one DICOM each)."""
-    path = DATA_DIR / relative
+    path = data_path(relative)
     if path.suffix == ".xz":
         with lzma.open(path) as handle:
             return handle.read()
@@ -43,7 +59,7 @@ def read_bytes(relative: str) -> bytes:
 
 
 def sha1(relative: str) -> str:
-    return hashlib.sha1((DATA_DIR / relative).read_bytes()).hexdigest()
+    return hashlib.sha1(data_path(relative).read_bytes()).hexdigest()
 
 
 def parse(data: bytes) -> Dataset:

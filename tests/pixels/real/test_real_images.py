@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from .evaluate import Evaluator, ink, left_fraction
-from .frames import DATA_DIR, RealFile, Truth, load_truth, luminance, sha1
+from .frames import DATA_DIR, RealFile, Truth, data_path, load_truth, luminance, sha1
 
 pytestmark = pytest.mark.ocr
 
@@ -53,7 +53,7 @@ def test_truth_covers_its_files() -> None:
     _require_data()
     truth: Truth = TRUTH
     for real in truth.files:
-        assert (DATA_DIR / real.path).is_file(), f"missing data file {real.path}"
+        assert data_path(real.path).is_file(), f"missing data file {real.path}"
         assert sha1(real.path) == real.sha1, f"{real.path} changed since it was labelled"
     assert {real.picture for real in truth.files} == set(truth.pictures)
     for name, picture in truth.pictures.items():
