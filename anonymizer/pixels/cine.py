@@ -28,6 +28,11 @@ SAME_PIXEL_TOLERANCE = 24
 # differs in a cluster (a changed digit of small text changes a dozen pixels or more).
 DIFFERING_PIXELS = 8
 GLYPH_WINDOW = (15, 31)
+# Over the moving image every pixel changes, so there a frame is read on its own when it
+# shows clearly more pixels at a drawing extreme (near white, or coloured) than any
+# sampled frame: text drawn over the image, without finding its ink (the costly part).
+EXTREME_GREY = 235
+EXTRA_EXTREME_PIXELS = 25
 
 
 def sample_indices(count: int, wanted: int, *, shift: float = 0.0) -> list[int]:
@@ -63,7 +68,11 @@ ReadFrame = Callable[[np.ndarray], tuple[Ink, np.ndarray]]
 
 
 def frame_masks(
-    count: int, image_of: Callable[[int], np.ndarray], read: ReadFrame, samples: int
+    count: int,
+    image_of: Callable[[int], np.ndarray],
+    read: ReadFrame,
+    samples: int,
+    min_chroma: int,
 ) -> FrameMasks:
     """Masks for all `count` frames, with OCR on the sampled frames and on each frame
     whose text areas differ from every frame read before it."""
@@ -80,7 +89,11 @@ def frame_masks(
     readings = [_Reading(r.index, r.image, r.strokes, union) for r in readings]
     if count == 1:
         return FrameMasks([union], sampled)
-    static = ~live_area([r.image for r in readings])
+    live = live_area([r.image for r in readings])
+    static = ~live
+    extreme_limit = EXTRA_EXTREME_PIXELS + 2 * max(
+        _extreme_count(r.image, live & ~union, min_chroma) for r in readings
+    )
     masks: list[np.ndarray] = [union] * count
     read_frames = list(sampled)
     for index in range(count):
@@ -92,6 +105,10 @@ def frame_masks(
              if same_text_areas(image, r, static)),
             None,
         )
+        if match is not None and (
+            _extreme_count(image, live & ~union, min_chroma) > extreme_limit
+        ):
+            match = None
         if match is None:
             ink, own = read(image)
             match = _Reading(index, image, _strokes(ink), union | own)
@@ -123,6 +140,14 @@ def same_text_areas(image: np.ndarray, reading: _Reading, static: np.ndarray) ->
     window = GLYPH_WINDOW[0] * GLYPH_WINDOW[1]
     density = ndi.uniform_filter(differing.astype(np.float32), size=GLYPH_WINDOW)
     return float(density.max()) * window < DIFFERING_PIXELS + 0.5
+
+
+def _extreme_count(image: np.ndarray, where: np.ndarray, min_chroma: int) -> int:
+    extreme = grey_of(image) >= EXTREME_GREY
+    if image.ndim == 3:
+        chroma = image.max(axis=2).astype(np.int16) - image.min(axis=2)
+        extreme |= chroma >= min_chroma
+    return int(np.count_nonzero(extreme & where))
 
 
 def live_area(images: list[np.ndarray]) -> np.ndarray:

@@ -165,7 +165,11 @@ def _ocr_masks(
         return ink, _text_mask(ocr.read_ink(ink, settings), shape, settings, secrets)
 
     found = cine.frame_masks(
-        frames.count, lambda i: display_frame(frames, i), read, settings.sample_frames
+        frames.count,
+        lambda i: display_frame(frames, i),
+        read,
+        settings.sample_frames,
+        settings.min_chroma,
     )
     distinct = {id(m): m for m in found.masks}.values()
     return found.masks, max(len(mask.boxes_of(m)) for m in distinct), found.read
