@@ -29,8 +29,13 @@ class PixelResult:
     before: codec.Frames | None = None
     after: codec.Frames | None = None
     masks: list[np.ndarray] = field(default_factory=list)
-    # Frames OCR read to find text (not counting verification): the cost of a cine.
-    ocr_reads: int = 0
+    # Frames OCR read to find text, in reading order (verification not counted): what a
+    # cine costs, since reading is most of it.
+    ocr_frames: list[int] = field(default_factory=list)
+
+    @property
+    def ocr_reads(self) -> int:
+        return len(self.ocr_frames)
 
 
 def run(
@@ -81,7 +86,7 @@ def run(
             secrets = verify.identifying_tokens(identifying_values)
             ocr_masks, count, read = _ocr_masks(frames, policy.ocr, secrets)
             result.actions.append(f"ocr_mask:{count}_boxes")
-            result.ocr_reads = len(read)
+            result.ocr_frames = list(read)
             # Frames that needed their own reading are verified too.
             sampled = sample_indices(frames.count, policy.ocr.sample_frames)
             read_alone = set(read) - set(sampled)
