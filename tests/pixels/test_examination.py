@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 
 from anonymizer.errors import QuarantineError, QuarantineReason
 from anonymizer.pixels import OcrSettings, PixelPolicy, bind_rules_dir, clean_pixels, rules_for
@@ -105,7 +105,7 @@ def _header(case: Case, pixels: bool = True) -> Dataset:
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = case.sop_class
+    ds.file_meta.MediaStorageSOPClassUID = UID(case.sop_class)
     ds.SOPClassUID = case.sop_class
     ds.SOPInstanceUID = generate_uid()
     ds.Modality = case.modality
