@@ -102,7 +102,9 @@ def _ocr_line(policy: PixelPolicy) -> str:
     unread = "; unread text-like lines masked too" if ocr.mask_unread_lines else ""
     return (
         f"OCR ({'+'.join(ocr.languages)}, engine {ocr.engine}) on up to {ocr.sample_frames} "
-        f"sampled frame(s); words masked with a {ocr.margin}px margin{unread}"
+        f"sampled frame(s) (first, last, evenly between) and on every other frame whose "
+        f"text areas differ from the frames read; every frame masked; words masked with a "
+        f"{ocr.margin}px margin{unread}"
     )
 
 
