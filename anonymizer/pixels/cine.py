@@ -32,6 +32,9 @@ GLYPH_WINDOW = (15, 31)
 # shows clearly more pixels at a drawing extreme (near white, or coloured) than any
 # sampled frame: text drawn over the image, without finding its ink (the costly part).
 EXTREME_GREY = 235
+# Read frames a frame is compared with, nearest first: a loop whose text changes on every
+# frame would otherwise be compared with every frame read before it.
+COMPARED_READINGS = 4
 EXTRA_EXTREME_PIXELS = 25
 
 
@@ -100,11 +103,8 @@ def frame_masks(
         if index in sampled:
             continue
         image = image_of(index)
-        match = next(
-            (r for r in sorted(readings, key=lambda r: abs(r.index - index))
-             if same_text_areas(image, r, static)),
-            None,
-        )
+        nearest = sorted(readings, key=lambda r: abs(r.index - index))[:COMPARED_READINGS]
+        match = next((r for r in nearest if same_text_areas(image, r, static)), None)
         if match is not None and (
             _extreme_count(image, live & ~union, min_chroma) > extreme_limit
         ):
