@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from .ink import Ink, dilate, grey_of
+from .ink import Ink, dilate, grey_of, text_bands
 
 # Display values (0-255) two frames may differ by and still show the same pixel: lossy
 # compression redraws static areas a little differently from frame to frame.
@@ -32,10 +32,10 @@ GLYPH_WINDOW = (15, 31)
 # shows clearly more pixels at a drawing extreme (near white, or coloured) than any
 # sampled frame: text drawn over the image, without finding its ink (the costly part).
 EXTREME_GREY = 235
+EXTRA_EXTREME_PIXELS = 25
 # Read frames a frame is compared with, nearest first: a loop whose text changes on every
 # frame would otherwise be compared with every frame read before it.
 COMPARED_READINGS = 4
-EXTRA_EXTREME_PIXELS = 25
 
 
 def sample_indices(count: int, wanted: int, *, shift: float = 0.0) -> list[int]:
@@ -50,12 +50,22 @@ def sample_indices(count: int, wanted: int, *, shift: float = 0.0) -> list[int]:
 
 @dataclass(frozen=True)
 class _Reading:
-    """A frame OCR read: its picture, its text strokes and what its reading masks."""
+    """A frame OCR read: its picture, its text strokes and bands, what its reading masks."""
 
     index: int
     image: np.ndarray
     strokes: np.ndarray
+    bands: np.ndarray
     mask: np.ndarray
+
+    @classmethod
+    def of(cls, index: int, image: np.ndarray, ink: Ink, mask: np.ndarray) -> _Reading:
+        # The strokes with their anti-aliased rim: a different glyph changes some of them.
+        strokes = dilate(ink.candidates, 3, 3)
+        bands = np.zeros(strokes.shape, dtype=bool)
+        for rows, columns in text_bands(ink.candidates):
+            bands[rows, columns] = True
+        return cls(index, image, strokes, dilate(bands, 9, 9), mask)
 
 
 @dataclass(frozen=True)
@@ -66,33 +76,29 @@ class FrameMasks:
     read: list[int]
 
 
-# Reads one frame: its ink (for the comparison) and the mask its OCR'd text gives.
-ReadFrame = Callable[[np.ndarray], tuple[Ink, np.ndarray]]
-
-
 def frame_masks(
     count: int,
     image_of: Callable[[int], np.ndarray],
-    read: ReadFrame,
+    find: Callable[[np.ndarray], Ink],
+    read: Callable[[Ink], np.ndarray],
     samples: int,
     min_chroma: int,
 ) -> FrameMasks:
-    """Masks for all `count` frames, with OCR on the sampled frames and on each frame
-    whose text areas differ from every frame read before it."""
+    """Masks for all `count` frames: `find` gives a frame's ink (cheap), `read` the mask
+    its OCR'd text gives (the cost). OCR reads the sampled frames and each frame whose
+    text areas differ from the frames read before it."""
     sampled = sample_indices(count, samples)
     readings: list[_Reading] = []
-    union: np.ndarray | None = None
     for index in sampled:
         image = image_of(index)
-        ink, own = read(image)
-        union = own.copy() if union is None else union | own
-        readings.append(_Reading(index, image, _strokes(ink), own))
-    assert union is not None  # count >= 1
+        ink = find(image)
+        readings.append(_Reading.of(index, image, ink, read(ink)))
+    union = np.logical_or.reduce([r.mask for r in readings])
     # Text read on any sampled frame is masked on every frame (a banner that blinks).
-    readings = [_Reading(r.index, r.image, r.strokes, union) for r in readings]
+    readings = [_Reading(r.index, r.image, r.strokes, r.bands, union) for r in readings]
     if count == 1:
         return FrameMasks([union], sampled)
-    live = live_area([r.image for r in readings])
+    live = live_area(count, image_of)
     static = ~live
     extreme_limit = EXTRA_EXTREME_PIXELS + 2 * max(
         _extreme_count(r.image, live & ~union, min_chroma) for r in readings
@@ -104,14 +110,14 @@ def frame_masks(
             continue
         image = image_of(index)
         nearest = sorted(readings, key=lambda r: abs(r.index - index))[:COMPARED_READINGS]
-        match = next((r for r in nearest if same_text_areas(image, r, static)), None)
+        match = next((r for r in nearest if _same_text(image, r, static, find)), None)
         if match is not None and (
             _extreme_count(image, live & ~union, min_chroma) > extreme_limit
         ):
             match = None
         if match is None:
-            ink, own = read(image)
-            match = _Reading(index, image, _strokes(ink), union | own)
+            ink = find(image)
+            match = _Reading.of(index, image, ink, union | read(ink))
             readings.append(match)
             read_frames.append(index)
         masks[index] = match.mask
@@ -120,26 +126,44 @@ def frame_masks(
     return FrameMasks(masks, read_frames)
 
 
-def _strokes(ink: Ink) -> np.ndarray:
-    # The strokes with their anti-aliased rim: a different glyph changes some of them.
-    return dilate(ink.candidates, 3, 3)
-
-
-def same_text_areas(image: np.ndarray, reading: _Reading, static: np.ndarray) -> bool:
-    """Whether `image` shows what `reading`'s frame showed wherever text can be: every
-    static pixel (bands on borders and bars, and any place new text could appear there)
-    and the text strokes read over the moving image."""
-    if image.shape != reading.image.shape:
+def _same_text(
+    image: np.ndarray, reading: _Reading, static: np.ndarray, find: Callable[[np.ndarray], Ink]
+) -> bool:
+    """Whether `image` shows the text `reading`'s frame showed. A difference in a text band
+    of the read frame means other text; elsewhere on the static parts (an ECG trace that
+    sweeps, a cursor) it counts when the ink there is text-like."""
+    differing = differences(image, reading, static)
+    if differing is None:
+        return True
+    if (differing & reading.bands).any():
         return False
+    rows, columns = np.nonzero(differing)
+    pad = 48  # the ink filters' reach, so the crop is judged as in the whole frame
+    top, bottom = max(0, int(rows.min()) - pad), int(rows.max()) + pad + 1
+    left, right = max(0, int(columns.min()) - pad), int(columns.max()) + pad + 1
+    crop = (slice(top, bottom), slice(left, right))
+    if differing[crop].size > differing.size // 2:
+        return False  # no cheaper than reading the frame
+    candidates = find(image[crop]).candidates
+    return not (candidates & dilate(differing[crop], 5, 5)).any()
+
+
+def differences(image: np.ndarray, reading: _Reading, static: np.ndarray) -> np.ndarray | None:
+    """Pixels where `image` differs from `reading`'s frame in glyph-sized clusters,
+    wherever text can be: every static pixel and the strokes read over the moving image;
+    None when there are none."""
     difference = np.abs(image.astype(np.int16) - reading.image.astype(np.int16))
     if difference.ndim == 3:
         difference = difference.max(axis=2)
     differing = (difference > SAME_PIXEL_TOLERANCE) & (static | reading.strokes)
     if int(np.count_nonzero(differing)) <= DIFFERING_PIXELS:
-        return True
+        return None
     window = GLYPH_WINDOW[0] * GLYPH_WINDOW[1]
-    density = ndi.uniform_filter(differing.astype(np.float32), size=GLYPH_WINDOW)
-    return float(density.max()) * window < DIFFERING_PIXELS + 0.5
+    density = ndi.uniform_filter(differing.astype(np.float32), size=GLYPH_WINDOW) * window
+    clusters = density >= DIFFERING_PIXELS + 0.5
+    if not clusters.any():
+        return None
+    return differing & dilate(clusters, *GLYPH_WINDOW)  # type: ignore[no-any-return]
 
 
 def _extreme_count(image: np.ndarray, where: np.ndarray, min_chroma: int) -> int:
@@ -150,12 +174,19 @@ def _extreme_count(image: np.ndarray, where: np.ndarray, min_chroma: int) -> int
     return int(np.count_nonzero(extreme & where))
 
 
-def live_area(images: list[np.ndarray]) -> np.ndarray:
+def live_area(count: int, image_of: Callable[[int], np.ndarray]) -> np.ndarray:
     """The part of a cine that changes from frame to frame in broad areas (the live
-    image), as opposed to static borders and overlays and thin moving text."""
-    stack = np.stack([grey_of(i) for i in images]).astype(np.int16)
-    changing = ((stack.max(axis=0) - stack.min(axis=0)) > 10).astype(np.float32)
-    # Broad areas where most pixels change; thin moving strokes (text) change only a
-    # fraction of their surroundings. The margin takes in the speckle along the edge.
+    image), as opposed to static borders and overlays and thin moving text. All frames
+    count: a heart that was still on the frames read moves on others."""
+    first = grey_of(image_of(0))
+    low, high = first.copy(), first.copy()
+    for index in range(1, count):
+        grey = grey_of(image_of(index))
+        np.minimum(low, grey, out=low)
+        np.maximum(high, grey, out=high)
+    changing = ((high.astype(np.int16) - low) > 10).astype(np.float32)
+    # Broad areas where most pixels change: thin moving strokes (text) change only a
+    # fraction of their surroundings. Text read there is compared by its strokes anyway.
+    # The margin takes in the speckle along the edge of the moving image.
     core = ndi.uniform_filter(changing, size=15) >= 0.5
     return dilate(core, 9, 9)

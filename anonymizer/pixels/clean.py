@@ -163,15 +163,18 @@ def _ocr_masks(
     frames of a multi-frame image are read and which reuse another frame's boxes)."""
     shape = (frames.rows, frames.columns)
 
-    def read(image: np.ndarray) -> tuple[ocr.Ink, np.ndarray]:
-        ink = ocr.find_ink(
+    def find(image: np.ndarray) -> ocr.Ink:
+        return ocr.find_ink(
             image, min_contrast=settings.min_contrast, min_chroma=settings.min_chroma
         )
-        return ink, _text_mask(ocr.read_ink(ink, settings), shape, settings, secrets)
+
+    def read(ink: ocr.Ink) -> np.ndarray:
+        return _text_mask(ocr.read_ink(ink, settings), shape, settings, secrets)
 
     found = cine.frame_masks(
         frames.count,
         lambda i: display_frame(frames, i),
+        find,
         read,
         settings.sample_frames,
         settings.min_chroma,
