@@ -60,10 +60,13 @@ class _Reading:
 
     @classmethod
     def of(cls, index: int, image: np.ndarray, ink: Ink, mask: np.ndarray) -> _Reading:
+        # Over the moving image, text-like specks that OCR did not take for text change
+        # on every frame: only what the reading masks is compared there.
+        text = ink.candidates & (ink.plain | mask)
         # The strokes with their anti-aliased rim: a different glyph changes some of them.
-        strokes = dilate(ink.candidates, 3, 3)
+        strokes = dilate(text, 3, 3)
         bands = np.zeros(strokes.shape, dtype=bool)
-        for rows, columns in text_bands(ink.candidates):
+        for rows, columns in text_bands(text):
             bands[rows, columns] = True
         return cls(index, image, strokes, dilate(bands, 9, 9), mask)
 
