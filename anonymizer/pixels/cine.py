@@ -170,11 +170,15 @@ def differences(image: np.ndarray, reading: _Reading, static: np.ndarray) -> np.
 
 
 def _extreme_count(image: np.ndarray, where: np.ndarray, min_chroma: int) -> int:
-    extreme = grey_of(image) >= EXTREME_GREY
-    if image.ndim == 3:
-        chroma = image.max(axis=2).astype(np.int16) - image.min(axis=2)
-        extreme |= chroma >= min_chroma
-    return int(np.count_nonzero(extreme & where))
+    pixels = image[where]
+    if pixels.ndim == 1:
+        return int(np.count_nonzero(pixels >= EXTREME_GREY))
+    # Channel by channel: a reduction along the 3-long colour axis is several times slower.
+    r, g, b = pixels[:, 0], pixels[:, 1], pixels[:, 2]
+    high = np.maximum(np.maximum(r, g), b)
+    low = np.minimum(np.minimum(r, g), b)
+    extreme = (high >= EXTREME_GREY) | ((high - low) >= min_chroma)
+    return int(np.count_nonzero(extreme))
 
 
 def live_area(count: int, image_of: Callable[[int], np.ndarray]) -> np.ndarray:
