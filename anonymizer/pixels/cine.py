@@ -103,8 +103,9 @@ def frame_masks(
         return FrameMasks([union], sampled)
     live = live_area(count, image_of)
     static = ~live
+    unmasked_live = live & ~union
     extreme_limit = EXTRA_EXTREME_PIXELS + 2 * max(
-        _extreme_count(r.image, live & ~union, min_chroma) for r in readings
+        _extreme_count(r.image, unmasked_live, min_chroma) for r in readings
     )
     masks: list[np.ndarray] = [union] * count
     read_frames = list(sampled)
@@ -115,7 +116,7 @@ def frame_masks(
         nearest = sorted(readings, key=lambda r: abs(r.index - index))[:COMPARED_READINGS]
         match = next((r for r in nearest if _same_text(image, r, static, find)), None)
         if match is not None and (
-            _extreme_count(image, live & ~union, min_chroma) > extreme_limit
+            _extreme_count(image, unmasked_live, min_chroma) > extreme_limit
         ):
             match = None
         if match is None:
