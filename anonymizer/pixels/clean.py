@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from pydicom.dataset import Dataset
-from scipy import ndimage as ndi
 
 from anonymizer.errors import QuarantineError, QuarantineReason
 
-from . import codec, mask, ocr, overlays, reread, verify
+from . import cine, codec, mask, ocr, overlays, reread, verify
 from .allowlist import allowlist_for
+from .cine import sample_indices
 from .policy import OcrSettings, PixelPolicy
 from .rules import RuleSet, rule_rects, rules_for
 from .selection import embedded_overlay, examination_reason
@@ -30,6 +30,13 @@ class PixelResult:
     before: codec.Frames | None = None
     after: codec.Frames | None = None
     masks: list[np.ndarray] = field(default_factory=list)
+    # Frames OCR read to find text, in reading order (verification not counted): what a
+    # cine costs, since reading is most of it.
+    ocr_frames: list[int] = field(default_factory=list)
+
+    @property
+    def ocr_reads(self) -> int:
+        return len(self.ocr_frames)
 
 
 def run(
@@ -83,11 +90,13 @@ def run(
                 allowlist_for(policy),
                 policy.text,
             )
-            ocr_masks, count = _ocr_masks(frames, policy.ocr, secrets)
+            ocr_masks, count, read = _ocr_masks(frames, policy.ocr, secrets)
             result.actions.append(f"ocr_mask:{count}_boxes")
+            result.ocr_frames = list(read)
             kept_area = secrets.kept_area(kept_area.shape, policy.ocr.margin)
-            # Frames that needed their own reading are verified too (frame 0 is a sample).
-            read_alone = {i for i, m in enumerate(ocr_masks) if m is not ocr_masks[0]}
+            # Frames that needed their own reading are verified too.
+            sampled = sample_indices(frames.count, policy.ocr.sample_frames)
+            read_alone = set(read) - set(sampled)
             masks = _merge(masks, ocr_masks)
 
     if masks and any(m.any() for m in masks):
@@ -147,16 +156,6 @@ def _merge(a: list[np.ndarray], b: list[np.ndarray]) -> list[np.ndarray]:
     return [(a[i] if len(a) > 1 else a[0]) | (b[i] if len(b) > 1 else b[0]) for i in range(n)]
 
 
-def sample_indices(count: int, wanted: int, *, shift: float = 0.0) -> list[int]:
-    """`wanted` frame indices spread over `count` frames (first and last included)."""
-    if count <= wanted:
-        return list(range(count))
-    points = np.linspace(0, count - 1, wanted)
-    if shift:
-        points = np.clip(points + shift * (count - 1) / max(1, wanted - 1), 0, count - 1)
-    return sorted({int(round(p)) for p in points})
-
-
 def display_frame(frames: codec.Frames, index: int) -> np.ndarray:
     if frames.palette is not None:
         indices = np.clip(frames.array[index], 0, len(frames.palette) - 1)
@@ -164,55 +163,31 @@ def display_frame(frames: codec.Frames, index: int) -> np.ndarray:
     return ocr.to_uint8(frames.array[index], frames.photometric, frames.bits_stored)
 
 
-def _find(frames: codec.Frames, index: int, settings: OcrSettings) -> ocr.Ink:
-    return ocr.find_ink(
-        display_frame(frames, index),
-        min_contrast=settings.min_contrast,
-        min_chroma=settings.min_chroma,
-    )
-
-
-# Text-like ink pixels a frame may show outside the already-masked areas before it gets
-# its own OCR (a few stray specks are not a word).
-UNCOVERED_INK_PX = 25
-
-
 def _ocr_masks(
     frames: codec.Frames, settings: OcrSettings, secrets: mask.WordDecision
-) -> tuple[list[np.ndarray], int]:
-    """Masks from OCR: text found on a few sampled frames is masked in every frame; any
-    other frame showing new text-like ink outside those masks (text that moves, appears or
-    changes) is read on its own.
-
-    On plain areas (borders, header bars) any new ink counts. Over image content, speckle
-    changes every frame, so only clearly more text-like ink than the samples showed does.
-    """
+) -> tuple[list[np.ndarray], int, list[int]]:
+    """Masks from OCR, the number of boxes and the frames read (cine.py decides which
+    frames of a multi-frame image are read and which reuse another frame's boxes)."""
     shape = (frames.rows, frames.columns)
-    sampled = sample_indices(frames.count, settings.sample_frames)
-    union = np.zeros(shape, dtype=bool)
-    inks = {index: _find(frames, index, settings) for index in sampled}
-    for ink in inks.values():
-        union |= _text_mask(ocr.read_ink(ink, settings), shape, settings, secrets)
-    if frames.count == 1:
-        return [union], len(mask.boxes_of(union))
-    live = _live_area([display_frame(frames, i) for i in sampled])
-    live_seen = max(int(np.count_nonzero(ink.candidates & live)) for ink in inks.values())
-    live_limit = max(UNCOVERED_INK_PX, 2 * live_seen)
-    masks = [union] * frames.count
-    for index in range(frames.count):
-        if index in sampled:
-            continue
-        ink = _find(frames, index, settings)
-        new = ink.candidates & ~union
-        if (
-            np.count_nonzero(new & ~live) >= UNCOVERED_INK_PX
-            or np.count_nonzero(new & live) > live_limit
-        ):
-            own = _text_mask(ocr.read_ink(ink, settings), shape, settings, secrets)
-            masks[index] = union | own
-    if all(m is union for m in masks):
-        return [union], len(mask.boxes_of(union))
-    return masks, max(len(mask.boxes_of(m)) for m in masks)
+
+    def find(image: np.ndarray) -> ocr.Ink:
+        return ocr.find_ink(
+            image, min_contrast=settings.min_contrast, min_chroma=settings.min_chroma
+        )
+
+    def read(ink: ocr.Ink) -> np.ndarray:
+        return _text_mask(ocr.read_ink(ink, settings), shape, settings, secrets)
+
+    found = cine.frame_masks(
+        frames.count,
+        lambda i: display_frame(frames, i),
+        find,
+        read,
+        settings.sample_frames,
+        settings.min_chroma,
+    )
+    distinct = {id(m): m for m in found.masks}.values()
+    return found.masks, max(len(mask.boxes_of(m)) for m in distinct), found.read
 
 
 def _text_mask(
@@ -232,17 +207,6 @@ def _text_mask(
         allow=secrets.allow,
         mode=secrets.mode,
     )
-
-
-def _live_area(images: list[np.ndarray]) -> np.ndarray:
-    """The part of a cine that changes from frame to frame in broad areas (the live
-    image), as opposed to static borders and overlays and thin moving text."""
-    stack = np.stack([ocr.grey_of(i) for i in images]).astype(np.int16)
-    changing = ((stack.max(axis=0) - stack.min(axis=0)) > 10).astype(np.float32)
-    # Broad areas where most pixels change; thin moving strokes (text) change only a
-    # fraction of their surroundings. The margin takes in the speckle along the edge.
-    core = ndi.uniform_filter(changing, size=15) >= 0.5
-    return ocr.dilate(core, 9, 9)
 
 
 def _verify(

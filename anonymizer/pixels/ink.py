@@ -5,8 +5,8 @@ thousands of garbage words (slow), and small annotation text is missed at native
 So each frame is first reduced to its "ink": pixels that stand out from their
 neighbourhood by brightness, darkness or colour, in small connected shapes. Only the ink
 (with its anti-aliasing) is shown to tesseract (ocr.py); everything else is blank paper,
-which tesseract skips quickly. Finding ink is cheap, so it also decides which frames of a
-multi-frame image need a reading of their own.
+which tesseract skips quickly. The ink of the frames OCR reads also tells cine.py where a
+multi-frame image's text strokes are, to compare the other frames with them.
 """
 
 from __future__ import annotations

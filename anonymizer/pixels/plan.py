@@ -61,7 +61,7 @@ def pixel_plan(ds: Dataset, policy: PixelPolicy | None) -> PixelPlan:
     examined, why_not = examination_decision(ds, policy, rules)
     side = _side_channels(policy)
     if examined is None:
-        reason = _NOT_EXAMINED.get(why_not) or _no_sign(ds)
+        reason = _NOT_EXAMINED.get(why_not) or _no_sign(ds, why_not)
         return PixelPlan("not_examined", reason, ("Pixel Data is not decoded", *side))
     details = [f"examined because: {examined}"]
     masked = rules.matching(ds, "mask")
@@ -102,7 +102,9 @@ def _ocr_line(policy: PixelPolicy) -> str:
     unread = "; unread text-like lines masked too" if ocr.mask_unread_lines else ""
     return (
         f"OCR ({'+'.join(ocr.languages)}, engine {ocr.engine}) on up to {ocr.sample_frames} "
-        f"sampled frame(s); words masked with a {ocr.margin}px margin{unread}"
+        f"sampled frame(s) (first, last, evenly between) and on every other frame whose "
+        f"text areas differ from the frames read; every frame masked; words masked with a "
+        f"{ocr.margin}px margin{unread}"
     )
 
 
@@ -113,7 +115,13 @@ def _side_channels(policy: PixelPolicy) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _no_sign(ds: Dataset) -> str:
+_LEFT_ALONE = {
+    "primary_slice": "a primary cross-sectional slice without Burned In Annotation YES",
+    "flag_no": "Burned In Annotation NO on an image of no kind that carries text",
+}
+
+
+def _no_sign(ds: Dataset, why_not: str) -> str:
     """Why an image with pixels is left alone: the header values the decision read. All
     are coded technical values (CS, a standard SOP class), never a person's."""
     modality = str(ds.get("Modality", "") or "").strip() or "absent"
@@ -125,7 +133,8 @@ def _no_sign(ds: Dataset) -> str:
         isinstance(image_type, str) else str(image_type or "absent")
     )
     flag = str(ds.get("BurnedInAnnotation", "") or "").strip() or "absent"
+    summary = _LEFT_ALONE.get(why_not, "no sign of burned-in text")
     return (
-        f"no sign of burned-in text: modality {modality}, SOP class {sop_name}, image type "
+        f"{summary}: modality {modality}, SOP class {sop_name}, image type "
         f"{image_type_text}, Burned In Annotation {flag}, no device rule matches"
     )

@@ -27,6 +27,15 @@ DEFAULT_MODALITIES = [
     "SM",
     "OP",
     "DG",
+    # Projection radiography, all of it: side markers, technologist initials, and names or
+    # dates on images re-sent from film or another PACS are drawn into the pixels, and the
+    # headers cannot tell which images have them ("for presentation" is nearly all).
+    "DX",
+    "CR",
+    "MG",
+    "IO",
+    "PX",
+    "BMD",  # bone densitometry: the scan page carries the patient's details
 ]
 
 DEFAULT_SOP_CLASSES = [
@@ -49,9 +58,35 @@ DEFAULT_SOP_CLASSES = [
     "1.2.840.10008.5.1.4.1.1.77.1.5.1",  # Ophthalmic Photography 8 Bit
     "1.2.840.10008.5.1.4.1.1.77.1.5.2",  # Ophthalmic Photography 16 Bit
     "1.2.840.10008.5.1.4.1.1.77.1.6",  # VL Whole Slide Microscopy
+    "1.2.840.10008.5.1.4.1.1.6",  # US Image (retired)
+    "1.2.840.10008.5.1.4.1.1.3",  # US Multi-frame Image (retired)
+    "1.2.840.10008.5.1.4.1.1.12.3",  # XA Bi-plane (retired)
+    "1.2.840.10008.5.1.4.1.1.77.1.1.1",  # Video Endoscopic
+    "1.2.840.10008.5.1.4.1.1.77.1.2.1",  # Video Microscopic
+    "1.2.840.10008.5.1.4.1.1.77.1.4.1",  # Video Photographic
+    "1.2.840.10008.5.1.4.1.1.77.1.7",  # Dermoscopic Photography
+    "1.2.840.10008.5.1.4.1.1.1",  # Computed Radiography
+    "1.2.840.10008.5.1.4.1.1.1.1",  # Digital X-Ray for Presentation
+    "1.2.840.10008.5.1.4.1.1.1.1.1",  # Digital X-Ray for Processing
+    "1.2.840.10008.5.1.4.1.1.1.2",  # Digital Mammography for Presentation
+    "1.2.840.10008.5.1.4.1.1.1.2.1",  # Digital Mammography for Processing
+    "1.2.840.10008.5.1.4.1.1.1.3",  # Digital Intra-Oral X-Ray for Presentation
+    "1.2.840.10008.5.1.4.1.1.1.3.1",  # Digital Intra-Oral X-Ray for Processing
+    "1.2.840.10008.5.1.4.1.1.481.1",  # RT Image (portal images carry field labels)
 ]
 
-DEFAULT_IMAGE_TYPES = ["SECONDARY", "DERIVED", "SCREEN SAVE", "SAVE"]
+# Any value of the multi-valued Image Type: a derived or secondary picture, a screen
+# capture, or a projection view (localizer, scout), where scanners print the patient's
+# name and birth date. OTHER is a vendor's "none of the defined kinds": not trusted.
+DEFAULT_IMAGE_TYPES = [
+    "SECONDARY",
+    "DERIVED",
+    "SCREEN SAVE",
+    "SAVE",
+    "LOCALIZER",
+    "SCOUT",
+    "OTHER",
+]
 
 # Objects whose pixels are computed values or labels, never rendered by a device: they
 # are DERIVED by definition, and "masking" text-like shapes in them would damage labels.
