@@ -6,12 +6,14 @@ import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 
+import typer
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
 
 from anonymizer.outcome import InstanceFacts
 from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
-from archive.catalog.models_governance import Role, User
+from archive.catalog.models_governance import AuditEvent, Role, User
 from archive.catalog.write import record_instance
 from archive.governance.users import add_user, mint_for
 from archive.work.jobs import create_job
@@ -125,3 +127,15 @@ def hold(sessions: sessionmaker[Session], quarantine_dir: Path, name: str) -> in
         session.add(entry)
         session.flush()
         return entry.id
+
+
+def run_cli(app: typer.Typer, args: list[str], env: dict[str, str], code: int = 0) -> str:
+    """A command's output, once it ended with `code`."""
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == code, (args, result.output, result.exception)
+    return result.output
+
+
+def audit_events(sessions: sessionmaker[Session]) -> list[AuditEvent]:
+    with sessions() as session:
+        return list(session.scalars(select(AuditEvent).order_by(AuditEvent.seq)))

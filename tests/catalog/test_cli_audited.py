@@ -11,7 +11,6 @@ import pytest
 import typer
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
-from typer.testing import CliRunner
 
 from amana.celery_app import QUEUE
 from amana.cli_governance import approve, propose, versions
@@ -21,7 +20,6 @@ from amana.cli_tokens import token_app
 from amana.cli_users import user_app
 from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
 from archive.catalog.models_governance import (
-    AuditEvent,
     AuditHead,
     ProfileApproval,
     ProfileVersion,
@@ -30,9 +28,7 @@ from archive.catalog.models_governance import (
 from archive.work.publish import attach_job_sink
 from ingest.folder import ImportLedger, import_folder
 from ingest.spool import Spool
-from tests.catalog.conftest import hold, mint, revised_national_profile
-
-runner = CliRunner()
+from tests.catalog.conftest import audit_events, hold, mint, revised_national_profile, run_cli
 
 profile_app = typer.Typer()
 for command in (propose, approve, versions):
@@ -48,20 +44,9 @@ def env(db_url: str, tmp_path: Path) -> dict[str, str]:
     }
 
 
-def _run(app: typer.Typer, args: list[str], env: dict[str, str], code: int = 0) -> str:
-    result = runner.invoke(app, args, env=env)
-    assert result.exit_code == code, (args, result.output, result.exception)
-    return result.output
-
-
-def _events(sessions: sessionmaker[Session]) -> list[AuditEvent]:
-    with sessions() as session:
-        return list(session.scalars(select(AuditEvent).order_by(AuditEvent.seq)))
-
-
 def _proposed_version(env: dict[str, str], tmp_path: Path, steward: str) -> str:
     revised = revised_national_profile(tmp_path)
-    out = _run(profile_app, ["propose", str(revised), "--token", steward], env)
+    out = run_cli(profile_app, ["propose", str(revised), "--token", steward], env)
     return out.split(" version ")[1].split()[0]
 
 
@@ -81,16 +66,16 @@ def test_each_cli_read_adds_exactly_one_query_event(
         (quarantine_app, ["show", str(entry_id), "--format", "json"], "quarantine", "R"),
     ]
     for app, args, object_type, action in reads:
-        before = len(_events(sessions))
-        _run(app, args, env)
-        added = _events(sessions)[before:]
+        before = len(audit_events(sessions))
+        run_cli(app, args, env)
+        added = audit_events(sessions)[before:]
         assert len(added) == 1, (args, [e.detail for e in added])
         event = added[0]
         assert (event.event_id, event.action, event.outcome) == ("110112", action, 0), args
         assert event.object_type == object_type and event.actor.startswith("cli:"), args
-    shown = json.loads(_run(quarantine_app, ["show", str(entry_id), "--format", "json"], env))
+    shown = json.loads(run_cli(quarantine_app, ["show", str(entry_id), "--format", "json"], env))
     assert shown[0]["reason"] == "residual_phi"
-    assert _events(sessions)[-1].object_id == str(entry_id)
+    assert audit_events(sessions)[-1].object_id == str(entry_id)
 
 
 def test_refused_cli_approval_adds_one_failure_event_and_changes_nothing(
@@ -110,9 +95,9 @@ def test_refused_cli_approval_adds_one_failure_event_and_changes_nothing(
         return [(v, s.value) for v, s in rows], int(approvals or 0)
 
     for ref, code in ((version, "conflict"), ("0" * 12, "not_found")):
-        before_state, before = state(), len(_events(sessions))
-        _run(profile_app, ["approve", ref, "--token", alice], env, code=1)
-        added = _events(sessions)[before:]
+        before_state, before = state(), len(audit_events(sessions))
+        run_cli(profile_app, ["approve", ref, "--token", alice], env, code=1)
+        added = audit_events(sessions)[before:]
         assert len(added) == 1, [e.detail for e in added]
         event = added[0]
         assert (event.event_id, event.event_type, event.action, event.outcome) == (
@@ -134,7 +119,7 @@ def test_cli_write_fails_whole_without_its_audit_event(
     head row missing, `amana sources add` fails and no source is added."""
     with sessions.begin() as session:
         session.execute(delete(AuditHead))
-    out = _run(sources_app, ["add", "CHU_FES", "10.5.0.0/16"], env, code=1)
+    out = run_cli(sources_app, ["add", "CHU_FES", "10.5.0.0/16"], env, code=1)
     assert "audit" in out
     with sessions() as session:
         assert session.scalars(select(Source)).all() == []
@@ -151,7 +136,7 @@ def test_cli_quarantine_retry_queues_the_job_after_its_commit(
     entry_id = hold(sessions, tmp_path / "quarantine", "held1")
     env = {**env, "AMANA_BROKER_URL": redis_url, "AMANA_SPOOL_DIR": str(tmp_path / "spool")}
     (tmp_path / "spool" / "incoming").mkdir(parents=True)
-    out = _run(quarantine_app, ["retry", str(entry_id)], env)
+    out = run_cli(quarantine_app, ["retry", str(entry_id)], env)
     assert "queued again" in out and "unavailable" not in out
     with sessions() as session:
         entry = session.get_one(QuarantineEntry, entry_id)
@@ -161,9 +146,9 @@ def test_cli_quarantine_retry_queues_the_job_after_its_commit(
     broker = redis.Redis.from_url(redis_url)
     messages = [json.loads(m) for m in broker.lrange(QUEUE, 0, -1)]
     assert [json.loads(base64.b64decode(m["body"]))[0] for m in messages] == [[[job_id]]]
-    _run(quarantine_app, ["retry", str(entry_id)], env, code=1)
+    run_cli(quarantine_app, ["retry", str(entry_id)], env, code=1)
     assert broker.llen(QUEUE) == 1
-    event = _events(sessions)[-1]
+    event = audit_events(sessions)[-1]
     assert (event.object_id, event.outcome) == (str(entry_id), 4)
 
 
@@ -208,11 +193,11 @@ def test_each_successful_cli_profile_step_adds_exactly_one_event(
     for command in (propose, approve, activate):
         steps.command(command.__name__)(command)
     alice, bob = mint(sessions, "steward"), mint(sessions, "steward")
-    before = len(_events(sessions))
+    before = len(audit_events(sessions))
     version = _proposed_version(env, tmp_path, alice)
     for args in (["approve", version, "--token", bob], ["activate", version, "--token", bob]):
-        _run(steps, args, env)
-    added = _events(sessions)[before:]
+        run_cli(steps, args, env)
+    added = audit_events(sessions)[before:]
     details = [json.loads(e.detail) for e in added]
     assert [d.get("step") for d in details] == ["propose", "approve", "activate"], details
     for event in added:

@@ -11,21 +11,19 @@ import typer
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
-from typer.testing import CliRunner
 
 from amana.cli_governance import activate, approve, propose
 from amana.cli_tokens import token_app
 from amana.cli_users import user_app
 from anonymizer.errors import RejectError
 from archive.api import create_app
-from archive.catalog.models_governance import ApiToken, AuditEvent, ProfileApproval
+from archive.catalog.models_governance import ApiToken, ProfileApproval
 from archive.governance.auth import parse_lifetime
 from archive.work.jobs import utcnow
-from tests.catalog.conftest import mint, person, revised_national_profile
+from tests.catalog.conftest import audit_events, mint, person, revised_national_profile, run_cli
 from tests.paths import REPO_ROOT
 
 PROFILES = REPO_ROOT / "profiles"
-runner = CliRunner()
 profile_app = typer.Typer()
 for _command in (propose, approve, activate):
     profile_app.command(_command.__name__)(_command)
@@ -44,17 +42,6 @@ def env(db_url: str, tmp_path: Path) -> dict[str, str]:
 
 def _h(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def _run(app: typer.Typer, args: list[str], env: dict[str, str], code: int = 0) -> str:
-    result = runner.invoke(app, args, env=env)
-    assert result.exit_code == code, (args, result.output, result.exception)
-    return result.output
-
-
-def _events(sessions: sessionmaker[Session]) -> list[AuditEvent]:
-    with sessions() as session:
-        return list(session.scalars(select(AuditEvent).order_by(AuditEvent.seq)))
 
 
 def _propose(client: TestClient, token: str, tmp_path: Path) -> str:
@@ -79,10 +66,10 @@ def test_one_person_with_two_steward_tokens_is_still_one_pair_of_eyes(
         for _ in range(2)
     )
     version = _propose(client, first, tmp_path)
-    before = len(_events(sessions))
+    before = len(audit_events(sessions))
     refused = client.post(f"/profiles/{version}/approve", headers=_h(second))
     assert refused.status_code == 409, refused.text
-    added = _events(sessions)[before:]
+    added = audit_events(sessions)[before:]
     assert len(added) == 1 and added[0].outcome == 4
     assert added[0].actor == second.split(".")[0] and "proposer cannot approve" in added[0].detail
     with sessions() as session:
@@ -112,10 +99,10 @@ def test_admin_takes_no_part_in_profiles_and_reads_no_catalog(
         ("GET", "/quarantine", {}),
     ]
     for method, url, extra in calls:
-        before = len(_events(sessions))
+        before = len(audit_events(sessions))
         response = client.request(method, url, headers=_h(admin), **extra)  # type: ignore[arg-type]
         assert response.status_code == 403, (url, response.text)
-        (event,) = _events(sessions)[before:]
+        (event,) = audit_events(sessions)[before:]
         assert (event.event_id, event.event_type, event.actor_role) == ("110113", "110132", "admin")
 
 
@@ -178,14 +165,14 @@ def test_expired_and_disabled_tokens_are_refused_and_audited(
             .values(expires_at=utcnow() - timedelta(seconds=1))
         )
     assert client.get("/studies", headers=_h(auditor)).status_code == 401
-    event = _events(sessions)[-1]
+    event = audit_events(sessions)[-1]
     assert (event.event_id, event.outcome, event.actor) == ("110114", 4, token_id)
 
     fresh = mint(sessions, "auditor", user="ethics")
     assert client.get("/studies", headers=_h(fresh)).status_code == 200
     assert client.post("/users/ethics/disable", headers=_h(admin)).status_code == 200
     assert client.get("/studies", headers=_h(fresh)).status_code == 401
-    assert _events(sessions)[-1].event_id == "110114"
+    assert audit_events(sessions)[-1].event_id == "110114"
     assert client.post("/tokens", headers=_h(admin), json={"user": "ethics"}).status_code == 409
 
 
@@ -205,7 +192,7 @@ def test_auditors_turn_actors_into_people(
     assert used["expires_at"] and not used["expired"] and steward.split(".")[1] not in tokens.text
     users = client.get("/users", headers=_h(auditor)).json()
     assert {u["name"]: u["role"] for u in users} == {"ethics": "auditor", "alice": "steward"}
-    assert [e.object_type for e in _events(sessions)[-2:]] == ["token", "user"]
+    assert [e.object_type for e in audit_events(sessions)[-2:]] == ["token", "user"]
     assert (
         client.post("/users", headers=_h(auditor), json={"name": "x", "role": "admin"}).status_code
         == 403
@@ -228,29 +215,29 @@ def test_four_eyes_on_the_cli_counts_people(
     """Rule: on the command line too, one user's second token cannot approve that user's
     proposal (refused, one failure event); the first admin is made without any token; a
     second steward user's approval lets the version activate."""
-    assert "added root" in _run(user_app, ["add", "root", "--role", "admin"], env)
-    _run(user_app, ["add", "alice", "--role", "steward"], env)
+    assert "added root" in run_cli(user_app, ["add", "root", "--role", "admin"], env)
+    run_cli(user_app, ["add", "alice", "--role", "steward"], env)
     first, second = (
-        _run(token_app, ["create", "--user", "alice", "--expires", "7d"], env).strip()
+        run_cli(token_app, ["create", "--user", "alice", "--expires", "7d"], env).strip()
         for _ in range(2)
     )
     revised = revised_national_profile(tmp_path)
-    out = _run(profile_app, ["propose", str(revised), "--token", first], env)
+    out = run_cli(profile_app, ["propose", str(revised), "--token", first], env)
     version = out.split(" version ")[1].split()[0]
-    before = len(_events(sessions))
-    _run(profile_app, ["approve", version, "--token", second], env, code=1)
-    (event,) = _events(sessions)[before:]
+    before = len(audit_events(sessions))
+    run_cli(profile_app, ["approve", version, "--token", second], env, code=1)
+    (event,) = audit_events(sessions)[before:]
     assert event.outcome == 4 and event.actor == second.split(".")[0]
-    _run(profile_app, ["activate", version, "--token", second], env, code=1)
+    run_cli(profile_app, ["activate", version, "--token", second], env, code=1)
 
-    _run(user_app, ["add", "bob", "--role", "steward"], env)
-    bob = _run(token_app, ["create", "--user", "bob"], env).strip()
-    _run(profile_app, ["approve", version, "--token", bob], env)
-    assert "now active" in _run(profile_app, ["activate", version, "--token", first], env)
-    _run(token_app, ["create", "--user", "bob", "--expires", "999d"], env, code=1)
-    _run(user_app, ["disable", "bob"], env)
-    _run(profile_app, ["approve", version, "--token", bob], env, code=1)
-    listed = _run(user_app, ["list", "--format", "json"], env)
+    run_cli(user_app, ["add", "bob", "--role", "steward"], env)
+    bob = run_cli(token_app, ["create", "--user", "bob"], env).strip()
+    run_cli(profile_app, ["approve", version, "--token", bob], env)
+    assert "now active" in run_cli(profile_app, ["activate", version, "--token", first], env)
+    run_cli(token_app, ["create", "--user", "bob", "--expires", "999d"], env, code=1)
+    run_cli(user_app, ["disable", "bob"], env)
+    run_cli(profile_app, ["approve", version, "--token", bob], env, code=1)
+    listed = run_cli(user_app, ["list", "--format", "json"], env)
     assert '"name": "bob"' in listed and '"disabled": true' in listed
 
 
