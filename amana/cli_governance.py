@@ -92,7 +92,7 @@ def propose(
 
 class _Step(Protocol):
     def __call__(
-        self, session: Session, ref: str | int, principal: Principal, *, work: Work | None = None
+        self, session: Session, ref: str | int, principal: Principal, *, work: Work
     ) -> ProfileVersion: ...
 
 

@@ -51,7 +51,8 @@ class QuarantineStatus(enum.StrEnum):
     PURGED = "PURGED"
 
 
-def _enum(cls: type[enum.Enum], name: str) -> Enum:
+def enum_column(cls: type[enum.Enum], name: str) -> Enum:
+    """Enums stored as checked strings: portable between SQLite and PostgreSQL."""
     return Enum(cls, name=name, native_enum=False, length=16, validate_strings=True)
 
 
@@ -66,7 +67,7 @@ class Job(Base):
     # and region are what the instance gets. A removed source leaves its jobs unattributed.
     source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"))
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
-    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus, "job_status"))
+    status: Mapped[JobStatus] = mapped_column(enum_column(JobStatus, "job_status"))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error_code: Mapped[str | None] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(
@@ -106,7 +107,7 @@ class Study(Base):
     profile_name: Mapped[str] = mapped_column(String(64))
     profile_version: Mapped[str] = mapped_column(String(64))
     key_id: Mapped[str] = mapped_column(String(64))
-    status: Mapped[StudyStatus] = mapped_column(_enum(StudyStatus, "study_status"))
+    status: Mapped[StudyStatus] = mapped_column(enum_column(StudyStatus, "study_status"))
     first_instance_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
@@ -166,5 +167,7 @@ class QuarantineEntry(Base):
     message: Mapped[str] = mapped_column(Text)
     stored_name: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
-    status: Mapped[QuarantineStatus] = mapped_column(_enum(QuarantineStatus, "quarantine_status"))
+    status: Mapped[QuarantineStatus] = mapped_column(
+        enum_column(QuarantineStatus, "quarantine_status")
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -15,7 +15,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
-    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -27,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from archive.catalog.models import Base, BigId
+from archive.catalog.models import Base, BigId, enum_column
 
 
 class Role(enum.StrEnum):
@@ -42,10 +41,6 @@ class ProfileVersionStatus(enum.StrEnum):
     APPROVED = "APPROVED"
     ACTIVE = "ACTIVE"
     RETIRED = "RETIRED"
-
-
-def _enum(cls: type[enum.Enum], name: str) -> Enum:
-    return Enum(cls, name=name, native_enum=False, length=16, validate_strings=True)
 
 
 class Source(Base):
@@ -72,7 +67,7 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
-    role: Mapped[Role] = mapped_column(_enum(Role, "api_role"))
+    role: Mapped[Role] = mapped_column(enum_column(Role, "api_role"))
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -110,7 +105,7 @@ class ProfileVersion(Base):
     version: Mapped[str] = mapped_column(String(64))
     yaml_text: Mapped[str] = mapped_column(Text)
     status: Mapped[ProfileVersionStatus] = mapped_column(
-        _enum(ProfileVersionStatus, "profile_version_status")
+        enum_column(ProfileVersionStatus, "profile_version_status")
     )
     proposed_by: Mapped[str] = mapped_column(String(64))
     proposed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -24,7 +24,6 @@ from sqlalchemy.orm import Session
 from anonymizer.engine import ProfileError, load_profile
 from anonymizer.errors import RejectError
 from anonymizer.profile_model import Profile
-from archive import audit
 from archive.audit.unit import Work
 from archive.catalog.models_governance import ProfileApproval, ProfileVersion, ProfileVersionStatus
 from archive.governance.auth import Principal, user_of_token
@@ -166,23 +165,13 @@ def propose(
     principal: Principal,
     profiles_dir: Path,
     *,
-    client_address: str | None = None,
-    work: Work | None = None,
+    work: Work,
 ) -> Proposal:
     """Validate, diff against the active version (or the file on disk), store as PROPOSED."""
     try:
         profile = load_profile_text(yaml_text, profiles_dir)
     except RejectError:
-        _record(
-            session,
-            principal,
-            audit.Action.CREATE,
-            None,
-            client_address,
-            {"result": "invalid"},
-            outcome=audit.Outcome.MINOR_FAILURE,
-            work=work,
-        )
+        _note(work, None, {"result": "invalid"})
         raise
     baseline, against = _baseline(session, profile.name, profiles_dir)
     diff = profile_diff(baseline, profile)
@@ -203,14 +192,10 @@ def propose(
         )
         session.add(existing)
         session.flush()
-    _record(
-        session,
-        principal,
-        audit.Action.CREATE,
+    _note(
+        work,
         existing,
-        client_address,
         {"step": "propose", "new": created, "changes": len(diff), "against": against},
-        work=work,
     )
     return Proposal(existing, created, diff, against)
 
@@ -240,8 +225,7 @@ def approve(
     ref: str | int,
     principal: Principal,
     *,
-    client_address: str | None = None,
-    work: Work | None = None,
+    work: Work,
 ) -> ProfileVersion:
     """Approve a PROPOSED version (or a RETIRED one never approved, such as a built-in, so
     that it may be activated again); enough approvals make a proposal APPROVED."""
@@ -256,14 +240,11 @@ def approve(
         raise RejectError("already approved by this steward", code="conflict")
     if refusal is not None:
         raise _refused(
-            session,
-            principal,
+            work,
             pv,
-            client_address,
             ("approve", refusal),
             "a profile version must be approved by a person other than the one who proposed"
             " it, whichever of their tokens they use",
-            work,
         )
     try:
         with session.begin_nested():
@@ -278,15 +259,7 @@ def approve(
     if pv.status == ProfileVersionStatus.PROPOSED and is_approved(session, pv):
         pv.status = ProfileVersionStatus.APPROVED
         session.flush()
-    _record(
-        session,
-        principal,
-        audit.Action.UPDATE,
-        pv,
-        client_address,
-        {"step": "approve", "status": pv.status.value},
-        work=work,
-    )
+    _note(work, pv, {"step": "approve", "status": pv.status.value})
     return pv
 
 
@@ -295,14 +268,13 @@ def activate(
     ref: str | int,
     principal: Principal,
     *,
-    client_address: str | None = None,
-    work: Work | None = None,
+    work: Work,
 ) -> ProfileVersion:
     """Make a version the active one for its name; the previous active one of that name is
     retired. Workers resolve a source's profile name to its active version, so this changes
     what every source of that name gets, whatever AMANA_PROFILE says.
 
-    Refusals are appended to the session before raising: commit it in both cases."""
+    A refusal raises; the caller's unit of work records it."""
     pv = get_version(session, ref)
     if pv.status == ProfileVersionStatus.ACTIVE:
         return pv
@@ -311,13 +283,10 @@ def activate(
     refusal = four_eyes_refusal(session, pv)
     if refusal is not None:
         raise _refused(
-            session,
-            principal,
+            work,
             pv,
-            client_address,
             ("activate", refusal),
             f"version {pv.version} needs the approval of a second steward before activation",
-            work,
         )
     now = utcnow()
     # Locked, so two activations of one name at once cannot both retire the same row; the
@@ -336,74 +305,24 @@ def activate(
     pv.activated_by = principal.token_id
     pv.activated_at = now
     session.flush()
-    _record(
-        session,
-        principal,
-        audit.Action.UPDATE,
-        pv,
-        client_address,
-        {"step": "activate", "replaces": previous[0].version if previous else None},
-        work=work,
-    )
+    _note(work, pv, {"step": "activate", "replaces": previous[0].version if previous else None})
     return pv
 
 
 def _refused(
-    session: Session,
-    principal: Principal,
-    pv: ProfileVersion,
-    client_address: str | None,
-    step_and_reason: tuple[str, str],
-    message: str,
-    work: Work | None,
+    work: Work, pv: ProfileVersion, step_and_reason: tuple[str, str], message: str
 ) -> ApprovalRequired:
-    """Record a refused step and return the error to raise: the caller commits the record
-    even though the step did not happen, so attempts to bypass four eyes stay visible."""
+    """The error to raise for a refused step, its reason noted on the caller's unit of
+    work, which records the refusal (so attempts to bypass four eyes stay visible)."""
     step, reason = step_and_reason
-    _record(
-        session,
-        principal,
-        audit.Action.UPDATE,
-        pv,
-        client_address,
-        {"step": step, "refused": reason},
-        outcome=audit.Outcome.MINOR_FAILURE,
-        work=work,
-    )
+    _note(work, pv, {"step": step, "reason": reason})
     return ApprovalRequired(message)
 
 
-def _record(
-    session: Session,
-    principal: Principal,
-    action: audit.Action,
-    pv: ProfileVersion | None,
-    client_address: str | None,
-    detail: dict[str, Any],
-    *,
-    outcome: audit.Outcome = audit.Outcome.SUCCESS,
-    work: Work | None = None,
-) -> None:
-    """Append a governance step to the audit trail, in the caller's transaction; inside a
-    caller's audited unit of work, hand the details to that unit's single event instead
-    (the unit records a refusal itself when the step raises)."""
+def _note(work: Work, pv: ProfileVersion | None, detail: dict[str, Any]) -> None:
+    """A governance step's details on the caller's audited unit of work: the step and its
+    one audit event are a single transaction (the unit writes a refusal's code itself,
+    under "refused")."""
     if pv is not None:
         detail = {"profile": pv.name, **detail}
-    if work is not None:
-        if "refused" in detail:  # the unit writes the refusal's code under "refused"
-            detail["reason"] = detail.pop("refused")
-        work.note(object_id=pv.version if pv is not None else None, **detail)
-        return
-    record = audit.AuditRecord(
-        event_id=audit.EventId.SECURITY_ALERT,
-        event_type=audit.EventType.SECURITY_CONFIGURATION,
-        action=action,
-        outcome=outcome,
-        actor=principal.token_id,
-        actor_role=principal.role.value,
-        client_address=client_address,
-        object_type="profile_version",
-        object_id=pv.version if pv is not None else None,
-        detail=detail,
-    )
-    audit.append(session, record)
+    work.note(object_id=pv.version if pv is not None else None, **detail)

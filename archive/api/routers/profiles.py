@@ -17,7 +17,6 @@ from archive.api.deps import (
     ProfileWriter,
     SessionDep,
     StateDep,
-    client_address,
     filters_for_audit,
     unit,
 )
@@ -111,7 +110,6 @@ def propose_profile(
             yaml_text,
             who,
             state.profiles_dir,
-            client_address=client_address(request),
             work=work,
         )
         answer = {
@@ -168,7 +166,7 @@ def _profile_step(
     _configuration_change(ctx, audit.Action.UPDATE)
     work: Work
     with unit(request, ctx, session) as work:
-        pv = step(session, ref, who, client_address=client_address(request), work=work)
+        pv = step(session, ref, who, work=work)
         work.note(object_id=pv.version)
         row = governance.version_row(pv)
     return ProfileVersionOut.model_validate(row)
