@@ -20,6 +20,7 @@ from amana.cli_sources import sources_app
 from amana.cli_tokens import token_app
 from amana.cli_users import user_app
 from amana.logsetup import configure_logging
+from amana.sessions import anchored
 from amana.settings import Settings
 
 if TYPE_CHECKING:
@@ -90,7 +91,8 @@ def _register_builtin_profiles(settings: Settings) -> None:
 
     engine = make_engine(settings.db_url)
     try:
-        register_builtin_profiles(make_sessionmaker(engine), settings.profiles_dir)
+        sessions = anchored(make_sessionmaker(engine), settings)
+        register_builtin_profiles(sessions, settings.profiles_dir)
     finally:
         engine.dispose()
 
@@ -171,7 +173,7 @@ def api() -> None:
     settings = _settings()
     _wait_for_schema(settings)
     _register_builtin_profiles(settings)
-    sessions = make_sessionmaker(make_engine(settings.db_url))
+    sessions = anchored(make_sessionmaker(make_engine(settings.db_url)), settings)
     celery = make_celery(settings)
     # create_app attaches it as the sessions' job sink: a retried job is sent once committed.
     web = create_app(
@@ -232,7 +234,7 @@ def import_(
         settings.spool_min_free_mb * 1024 * 1024,
         settings.max_instance_mb * 1024 * 1024,
     )
-    sessions = make_sessionmaker(make_engine(settings.db_url))
+    sessions = anchored(make_sessionmaker(make_engine(settings.db_url)), settings)
     source_id = _import_source(sessions, source)
     publisher = Publisher(make_celery(settings))
     attach_job_sink(sessions, publisher.submit)

@@ -213,16 +213,30 @@ def audit_verify(
     with catalog_session() as session:
         report = audit.verify(session, anchor=anchor_pair)
         session.rollback()
-        _audit_used(session, "verify", ok=report.ok, checked=report.checked)
-    if report.ok:
-        typer.echo(
-            f"audit trail intact: {report.checked} events, head seq {report.head_seq} "
-            f"hash {report.head_hash}"
-        )
-        return
+        try:
+            _audit_used(session, "verify", ok=report.ok, checked=report.checked)
+        except Exception as exc:
+            # The report matters most when the trail is damaged: a head row that is gone
+            # refuses this record, and the report is still printed (and says so).
+            session.rollback()
+            report.notes.append(f"this verification could not be recorded ({type(exc).__name__})")
     for problem in report.problems:
-        typer.echo(f"FAIL {problem}")
-    typer.echo(f"audit trail BROKEN: {len(report.problems)} problem(s) in {report.checked} events")
+        typer.echo(f"FAIL {problem} [{problem.kind.value}]")
+    for note in report.notes:
+        typer.echo(f"note: {note}")
+    anchor_text = (
+        f"anchor seq {report.anchor_seq}" if report.anchor_seq is not None else "no anchor"
+    )
+    summary = (
+        f"{report.checked} events, head seq {report.head_seq} hash {report.head_hash}, "
+        f"{anchor_text}, {report.jobs} jobs"
+    )
+    if report.ok:
+        typer.echo(f"audit trail intact: {summary}")
+        return
+    typer.echo(
+        f"audit trail {report.status.value.upper()}: {len(report.problems)} problem(s); {summary}"
+    )
     raise typer.Exit(1)
 
 
@@ -249,7 +263,8 @@ def audit_export(
         head = audit.latest_seq(session)
         flt = audit.AuditFilter(since=since, until=until, to_seq=head)
         _audit_used(session, "export", rows=audit.count(session, flt), to_seq=head, format=fmt)
-        export = audit.iter_export(session, flt, fmt, host)
+        # Closed by the head it was pinned to: a copy kept elsewhere anchors the trail.
+        export = audit.iter_export(session, flt, fmt, host, head=audit.head_at(session, head))
         if out is None:
             _write_all(export, sys.stdout)
         else:

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from amana.errors import AmanaError
+from amana.sessions import anchored
 from amana.settings import Settings
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def catalog_session(job_sink: JobSink | None = None) -> Iterator[Session]:
     settings = Settings()
     engine = make_engine(settings.db_url)
     try:
-        sessions = make_sessionmaker(engine)
+        sessions = anchored(make_sessionmaker(engine), settings)
         if job_sink is not None:
             attach_job_sink(sessions, job_sink)
         with sessions() as session:

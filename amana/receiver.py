@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from amana.celery_app import make_celery
 from amana.listeners import SiblingListeners, bind_listener, die_with_parent, open_port
 from amana.publisher import Publisher
+from amana.sessions import anchored
 from amana.settings import Settings
 from archive import audit
 from archive.catalog.db import make_engine, make_sessionmaker
@@ -39,7 +40,7 @@ def run_receiver(settings: Settings, *, sweeper: bool = True, sibling: bool = Fa
         settings.spool_min_free_mb * 1024 * 1024,
         settings.max_instance_mb * 1024 * 1024,
     )
-    sessions = make_sessionmaker(make_engine(settings.db_url))
+    sessions = anchored(make_sessionmaker(make_engine(settings.db_url)), settings)
     publisher = Publisher(make_celery(settings))
     # Before any session exists: a session takes its sink when it is made.
     attach_job_sink(sessions, publisher.submit)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The repository's profiles/ folder is installed as this package (pyproject.toml), so a
 # wheel carries the profiles and an editable install reads the working tree.
@@ -55,6 +57,14 @@ class Settings(BaseSettings):
     accept_loopback: bool = False
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # Proxies whose X-Forwarded-For the API believes (addresses or CIDRs, comma-separated);
+    # from any other peer the header is ignored, so a client cannot choose its audited address.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Failed authentications one client address may make per minute before it gets 429.
+    auth_failures_per_minute: int = Field(default=10, ge=1)
+    # The audit head written outside the database after every commit that appended events
+    # (default: under home); every process that appends must see the same file.
+    audit_anchor_file: Path | None = None
     profile: str = "ma-national"
     profiles_dir: Path = Field(default_factory=shipped_profiles_dir)
     # How often a worker looks for a newly activated profile version.
@@ -77,6 +87,17 @@ class Settings(BaseSettings):
     job_memory_limit_mb: int = 6144
     log_level: str = "INFO"
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for item in value:
+                # Refused at start-up: a typo here would silently trust nobody or everybody.
+                ipaddress.ip_network(str(item), strict=False)
+        return value
+
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         home = self.home.resolve()
@@ -87,6 +108,8 @@ class Settings(BaseSettings):
             self.spool_dir = home / "spool"
         if self.quarantine_dir is None:
             self.quarantine_dir = home / "quarantine"
+        if self.audit_anchor_file is None:
+            self.audit_anchor_file = home / "audit-anchor.log"
         if self.database_url is None:
             self.database_url = f"sqlite:///{home / 'catalog.db'}"
         if self.broker_url is None:
@@ -108,6 +131,11 @@ class Settings(BaseSettings):
     def quarantine_path(self) -> Path:
         assert self.quarantine_dir is not None
         return self.quarantine_dir
+
+    @property
+    def audit_anchor_path(self) -> Path:
+        assert self.audit_anchor_file is not None
+        return self.audit_anchor_file
 
     @property
     def db_url(self) -> str:

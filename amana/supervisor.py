@@ -34,6 +34,7 @@ def child_env(settings: Settings) -> dict[str, str]:
             "AMANA_SPOOL_DIR": str(settings.spool_path),
             "AMANA_QUARANTINE_DIR": str(settings.quarantine_path),
             "AMANA_KEY_FILE": str(settings.key_path),
+            "AMANA_AUDIT_ANCHOR_FILE": str(settings.audit_anchor_path),
             "AMANA_PROFILE": settings.profile,
             "AMANA_PROFILES_DIR": str(settings.profiles_dir),
         }

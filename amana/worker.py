@@ -14,6 +14,7 @@ from celery.signals import worker_process_init
 
 from amana.celery_app import PROCESS_JOB, PROCESS_JOBS, check_safe, make_celery
 from amana.keys import load_key
+from amana.sessions import anchored
 from amana.settings import Settings
 from anonymizer.engine import Deidentifier
 from archive import audit
@@ -38,7 +39,7 @@ _prebuilt: Deidentifier | None = None
 
 
 def _build_state(settings: Settings) -> _ProcessState:
-    sessions = make_sessionmaker(make_engine(settings.db_url))
+    sessions = anchored(make_sessionmaker(make_engine(settings.db_url)), settings)
     # Stewards activate new profile versions in the catalog; each worker process looks at
     # most every profile_refresh_s seconds and switches between two jobs. The registry
     # serves every profile name a source names; AMANA_PROFILE's is the default.

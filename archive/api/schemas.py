@@ -251,14 +251,24 @@ class VerifyProblem(BaseModel):
     seq: int | None
     row_id: int | None
     reason: str
+    kind: str
 
 
 class VerifyOut(BaseModel):
+    status: Literal["intact", "truncated", "broken", "anchor_missing", "unreadable"]
     ok: bool
     checked: int
     head_seq: int
     head_hash: str
+    last_seq: int
+    anchor_file: str | None
+    anchor_seq: int | None
+    anchor_hash: str | None
+    jobs: int | None
     problems: list[VerifyProblem]
+    notes: list[str]
+    # False when the verification itself could not be recorded (the head row is gone).
+    recorded: bool = True
 
 
 # --- profiles -------------------------------------------------------------------------------

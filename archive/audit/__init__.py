@@ -4,7 +4,9 @@ Where things are:
 
 - `codes`: event ids, event types, actions, outcomes (DCM codes taken from pydicom);
 - `records`: `AuditRecord`, what a caller asks to record, and the pipeline's own events;
-- `chain`: the hash, `append`/`record` onto the chain, `verify`;
+- `chain`: the hash, `append`/`record` onto the chain;
+- `anchor`: the head written outside the database after each commit that appended;
+- `verify`: the chain, its head, the anchor and the job count checked, as a report;
 - `query`: filters, `search_page` (keyset pages by sequence number), streaming reads;
 - `export`: CSV, RFC 5424 syslog and DICOM AuditMessage XML, streamed;
 - `unit`: one audited unit of work (a change and its event in one transaction).
@@ -12,15 +14,13 @@ Where things are:
 Callers use `from archive import audit` and the names below.
 """
 
+from archive.audit.anchor import Anchor, attach_anchor, read_anchor
 from archive.audit.chain import (
     GENESIS_HASH,
     AuditUnavailable,
-    Problem,
-    VerifyReport,
     append,
     event_hash,
     record,
-    verify,
 )
 from archive.audit.codes import (
     EVENT_NAMES,
@@ -33,11 +33,14 @@ from archive.audit.codes import (
 )
 from archive.audit.export import (
     EXPORT_FORMATS,
+    HEAD_ROW_EVENT,
     MEDIA_TYPES,
     AuditExport,
     ExportFormat,
     audit_message,
     audit_message_xml,
+    head_at,
+    head_line,
     iter_export,
     to_syslog,
 )
@@ -63,13 +66,19 @@ from archive.audit.records import (
     quarantine_action,
     study_completed,
 )
+from archive.audit.verify import Problem, Status, VerifyReport, verify
 
 __all__ = [
     "AUDIT_COLUMNS",
+    "Anchor",
+    "Status",
+    "attach_anchor",
+    "read_anchor",
     "EVENT_NAMES",
     "EVENT_TYPE_NAMES",
     "EXPORT_FORMATS",
     "GENESIS_HASH",
+    "HEAD_ROW_EVENT",
     "MEDIA_TYPES",
     "Action",
     "AuditExport",
@@ -96,6 +105,8 @@ __all__ = [
     "instances_received",
     "iter_event_pages",
     "iter_events",
+    "head_at",
+    "head_line",
     "iter_export",
     "job_quarantined",
     "latest_seq",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from anonymizer.errors import RetryableError
+from archive.audit.anchor import note_head
 from archive.audit.records import AuditRecord
 from archive.catalog.models_governance import AuditEvent, AuditHead
 
@@ -106,6 +106,7 @@ def append(session: Session, record: AuditRecord) -> AuditEvent:
         .execution_options(synchronize_session=False)
     )
     session.flush()
+    note_head(session, seq, event.hash)
     return event
 
 
@@ -113,109 +114,3 @@ def record(sessions: sessionmaker[Session], audit: AuditRecord) -> AuditEvent:
     """Append in a transaction of its own (for callers with nothing else to commit)."""
     with sessions.begin() as session:
         return append(session, audit)
-
-
-@dataclass(frozen=True)
-class Problem:
-    seq: int
-    row_id: int | None
-    reason: str
-
-    def __str__(self) -> str:
-        where = f"seq {self.seq}" + (f" (row id {self.row_id})" if self.row_id is not None else "")
-        return f"audit event {where}: {self.reason}"
-
-
-@dataclass
-class VerifyReport:
-    checked: int = 0
-    head_seq: int = 0
-    head_hash: str = GENESIS_HASH
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "checked": self.checked,
-            "head_seq": self.head_seq,
-            "head_hash": self.head_hash,
-            "problems": [
-                {"seq": p.seq, "row_id": p.row_id, "reason": p.reason} for p in self.problems
-            ],
-        }
-
-
-def verify(
-    session: Session, *, anchor: tuple[int, str] | None = None, max_problems: int = 100
-) -> VerifyReport:
-    """Walk the chain in order and report every row that breaks it.
-
-    `anchor` is a (seq, hash) pair an auditor noted earlier outside the database (for
-    instance from a syslog export): it catches a chain rewritten from that row onwards.
-    """
-    head = session.execute(
-        select(AuditHead.last_seq, AuditHead.last_hash).where(AuditHead.id == HEAD_ID)
-    ).first()
-    head_seq, head_hash = head if head is not None else (-1, "")
-    report = VerifyReport(head_seq=head_seq, head_hash=head_hash)
-    if head is None:
-        report.problems.append(Problem(0, None, "the audit head row was deleted"))
-    expected_seq = 1
-    prev_hash = GENESIS_HASH
-    anchor_seen = anchor is None
-    rows = session.scalars(
-        select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=1000)
-    )
-    for event in rows:
-        report.checked += 1
-        if event.seq != expected_seq:
-            if event.seq > expected_seq:
-                missing = (
-                    f"seq {expected_seq}"
-                    if event.seq == expected_seq + 1
-                    else f"seq {expected_seq} to {event.seq - 1}"
-                )
-                reason = f"events before it are missing ({missing}): rows were deleted"
-            else:
-                reason = f"out of order: expected seq {expected_seq}"
-            report.problems.append(Problem(event.seq, event.id, reason))
-        if event_hash(event) != event.hash:
-            report.problems.append(
-                Problem(event.seq, event.id, "content changed: it no longer matches its hash")
-            )
-        if event.prev_hash != prev_hash:
-            report.problems.append(
-                Problem(
-                    event.seq,
-                    event.id,
-                    "chain broken: its previous-hash is not the hash of the event before it "
-                    "(a row before it was changed, deleted, inserted or reordered)",
-                )
-            )
-        if anchor is not None and event.seq == anchor[0]:
-            anchor_seen = True
-            if event.hash != anchor[1]:
-                report.problems.append(
-                    Problem(event.seq, event.id, "hash differs from the anchor noted earlier")
-                )
-        expected_seq = event.seq + 1
-        prev_hash = event.hash
-        if len(report.problems) >= max_problems:
-            return report
-    last_seq = expected_seq - 1
-    if head is not None and (head_seq != last_seq or head_hash != prev_hash):
-        report.problems.append(
-            Problem(
-                head_seq,
-                None,
-                f"the last event recorded by the head is seq {head_seq}, the log ends at seq "
-                f"{last_seq}: rows at the end were deleted or the head was changed",
-            )
-        )
-    if not anchor_seen and anchor is not None:
-        report.problems.append(Problem(anchor[0], None, "the anchored event no longer exists"))
-    return report

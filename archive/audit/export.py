@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Literal
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from archive.audit.chain import GENESIS_HASH
 from archive.audit.codes import (
     EVENT_NAMES,
     EVENT_TYPE_NAMES,
@@ -187,6 +190,7 @@ class AuditExport:
         hostname: str = "-",
         *,
         page_size: int = STREAM_PAGE,
+        head: tuple[int, str] | None = None,
     ) -> None:
         if fmt not in EXPORT_FORMATS:
             raise ValueError(f"unknown audit export format {fmt!r}")
@@ -195,6 +199,7 @@ class AuditExport:
         self.fmt: ExportFormat = fmt
         self.hostname = hostname
         self.page_size = page_size
+        self.head = head
         self.rows = 0
 
     @property
@@ -214,6 +219,32 @@ class AuditExport:
             yield chunk
         if first and self.fmt == "csv":
             yield to_csv([], AUDIT_COLUMNS)  # an empty export still names its columns
+        if self.head is not None:
+            yield head_line(self.fmt, *self.head, hostname=self.hostname)
+
+
+# The event name of the closing row of a CSV export (no event has it).
+HEAD_ROW_EVENT = "Audit trail head"
+HEAD_MSGID = "AMANA-HEAD"
+
+
+def head_line(fmt: ExportFormat, seq: int, digest: str, *, hostname: str = "-") -> str:
+    """The closing line of an export: the trail's head when it began (sequence number and
+    hash), so every export kept elsewhere is an anchor `amana audit verify --anchor` checks."""
+    if fmt == "csv":
+        row = {column: None for column in AUDIT_COLUMNS}
+        row.update(seq=seq, event=HEAD_ROW_EVENT, hash=digest)
+        return to_csv([row], AUDIT_COLUMNS).split("\n", 1)[1]
+    when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    sd = f'[amana-head@32473 seq="{seq}" hash="{digest}"]'
+    pri = SYSLOG_FACILITY * 8 + 6
+    return f"<{pri}>1 {when} {_syslog_host(hostname)} amana - {HEAD_MSGID} {sd}\n"
+
+
+def head_at(session: Session, seq: int) -> tuple[int, str]:
+    """(seq, hash) of the event at `seq`: the head an export pinned to `seq` closes with."""
+    digest = session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == seq))
+    return seq, digest or GENESIS_HASH
 
 
 def iter_export(
@@ -223,6 +254,8 @@ def iter_export(
     hostname: str = "-",
     *,
     page_size: int = STREAM_PAGE,
+    head: tuple[int, str] | None = None,
 ) -> AuditExport:
-    """Every event matching `flt`, in chain order, as CSV or RFC 5424 lines, streamed."""
-    return AuditExport(session, flt, fmt, hostname, page_size=page_size)
+    """Every event matching `flt`, in chain order, as CSV or RFC 5424 lines, streamed; with
+    `head`, closed by the head line (`head_line`)."""
+    return AuditExport(session, flt, fmt, hostname, page_size=page_size, head=head)

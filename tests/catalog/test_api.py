@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from archive import audit
 from archive.api import create_app
 from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
 from archive.catalog.models_governance import AuditEvent
@@ -227,12 +228,18 @@ def test_csv_export_matches_search(client: TestClient, sessions: sessionmaker[Se
             assert row["region"] == (item["region"] or "")
     quarantine = client.get("/quarantine?format=csv", headers=h).text
     assert "residual_pixel_text" in quarantine
-    audit_csv = list(csv.DictReader(io.StringIO(client.get("/audit?format=csv", headers=h).text)))
+    exported = client.get("/audit?format=csv", headers=h)
+    audit_csv = list(csv.DictReader(io.StringIO(exported.text)))
     audit_json = client.get("/audit?limit=1000", headers=h).json()
     # The JSON search (newest first) came after the export, so it sees the export's own event
-    # too, at its head; the export stops at the moment it was asked for.
+    # too, at its head; the export stops at the moment it was asked for, and closes with
+    # that head (seq and hash), also sent as a header.
     newest_first = [str(i["seq"]) for i in audit_json["items"]]
-    assert [r["seq"] for r in audit_csv] == list(reversed(newest_first))[:-1]
+    *events, head_row = audit_csv
+    assert [r["seq"] for r in events] == list(reversed(newest_first))[:-1]
+    assert head_row["event"] == audit.HEAD_ROW_EVENT
+    assert (head_row["seq"], head_row["hash"]) == (events[-1]["seq"], events[-1]["hash"])
+    assert exported.headers["X-Amana-Audit-Head"] == f"{head_row['seq']}:{head_row['hash']}"
     # Paging by sequence number walks the same events, each once, with no offset.
     walked: list[str] = []
     before: int | None = None

@@ -406,7 +406,11 @@ def test_cli_export_streams_a_snapshot_recorded_before_it_leaves(
         audit_app, ["export", "--csv", "--out", str(out), "--hostname", "h1"], env=env
     )
     assert result.exit_code == 0, result.output
-    assert out.read_text(encoding="utf-8") == expected
+    # The trail as it stood, then the head it stood at (an anchor for `verify --anchor`).
+    *events, head_row = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    assert out.read_text(encoding="utf-8").startswith(expected)
+    assert (head_row["seq"], head_row["event"]) == ("30", audit.HEAD_ROW_EVENT)
+    assert head_row["hash"] == events[-1]["hash"]
     with sessions() as session:
         last = session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc())).first()
     assert last is not None and last.seq == 31 and last.event_id == audit.EventId.AUDIT_LOG_USED
@@ -416,7 +420,10 @@ def test_cli_export_streams_a_snapshot_recorded_before_it_leaves(
         "to_seq": 30,
         "format": "csv",
     }
-    lines = runner.invoke(audit_app, ["export", "--hostname", "h1"], env=env).output.splitlines()
+    *lines, head = runner.invoke(
+        audit_app, ["export", "--hostname", "h1"], env=env
+    ).output.splitlines()
+    assert 'AMANA-HEAD [amana-head@32473 seq="31" hash="' in head
     assert [re.search(r'seq="(\d+)"', line).group(1) for line in lines] == [  # type: ignore[union-attr]
         str(n) for n in range(1, 32)
     ]

@@ -94,7 +94,8 @@ def test_audit_search_and_syslog_export(env: dict[str, str]) -> None:
     token_id = token.split(".")[0]
     rows = json.loads(_run(audit_app, ["search", "--format", "json", "--object", token_id], env))
     assert rows[0]["event"] == "Security Alert" and rows[0]["object_id"] == token_id
-    lines = _run(audit_app, ["export", "--syslog", "--hostname", "h1"], env).splitlines()
+    *lines, head = _run(audit_app, ["export", "--syslog", "--hostname", "h1"], env).splitlines()
+    assert " h1 amana - AMANA-HEAD [amana-head@32473 seq=" in head
     assert lines and all(
         line.startswith("<1") and " h1 amana - DICOM+RFC3881 " in line for line in lines
     )
