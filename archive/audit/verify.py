@@ -123,6 +123,7 @@ def verify(
     try:
         _walk(session, report, anchor, max_problems)
         _check_end(session, report)
+        _check_jobs(session, report)
         if isinstance(path, Path):
             _check_anchor_file(session, report, path)
         else:
@@ -130,7 +131,6 @@ def verify(
                 "no anchor file configured: a cut at the end is found only "
                 "by the head row and the job count"
             )
-        _check_jobs(session, report)
     except SQLAlchemyError as exc:
         session.rollback()
         report.add(
@@ -244,8 +244,8 @@ def _check_anchor_file(session: Session, report: VerifyReport, path: Path) -> No
         )
         return
     if found is None or found.seq == 0:
-        if report.last_seq == 0 and max(report.head_seq, 0) == 0 and found is None:
-            return  # a new trail: nothing appended, nothing to anchor yet
+        if found is None and report.last_seq == 0 and report.head_seq == 0 and not report.jobs:
+            return  # a new catalog: nothing appended, nothing to anchor yet
         what = "does not exist" if found is None else "holds no readable head"
         report.add(
             Status.ANCHOR_MISSING,
