@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import errno
 import os
-import shutil
 from pathlib import Path
 
 from sqlalchemy import select
@@ -47,16 +47,65 @@ def retry(session: Session, entry_id: int, *, quarantine_dir: Path, spool_dir: P
 
 
 def release(session: Session, entry_id: int, *, quarantine_dir: Path, dest_dir: Path) -> Path:
-    """Hand the original out of Amana (to return it to its hospital or handle it by hand)."""
+    """Hand the original out of Amana (to return it to its hospital or handle it by hand).
+
+    The copy is made only as a new file of its own, mode 0600, created relative to a
+    descriptor of `dest_dir` opened without following a link: a symlink planted in the
+    folder (or the folder itself a symlink) would send the original where another local
+    user reads it, so both are refused and nothing is written through them.
+    """
     entry = _held(session, entry_id)
-    dest_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    dest = dest_dir / f"quarantine-{entry.id}.dcm"
-    shutil.copyfile(quarantine_dir / entry.stored_name, dest)
-    os.chmod(dest, 0o600)
-    fsync_dir(dest_dir)
+    name = f"quarantine-{entry.id}.dcm"
+    dir_fd = _open_destination(dest_dir)
+    try:
+        _copy_new_file(quarantine_dir / entry.stored_name, dir_fd, name)
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
     (quarantine_dir / entry.stored_name).unlink()
     entry.status = QuarantineStatus.RELEASED
-    return dest
+    return dest_dir / name
+
+
+def _open_destination(dest_dir: Path) -> int:
+    dest_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        return os.open(dest_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise RejectError(
+                "the release folder is a symbolic link or not a folder: refused, nothing written",
+                code="unsafe_destination",
+            ) from exc
+        raise
+
+
+def _copy_new_file(src: Path, dir_fd: int, name: str) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        out = os.open(name, flags, 0o600, dir_fd=dir_fd)
+    except FileExistsError as exc:
+        # Also what a planted symlink by that name gives (O_EXCL never follows one).
+        raise RejectError(
+            f"the release folder already holds {name} (a file or a link): refused, nothing written",
+            code="unsafe_destination",
+        ) from exc
+    try:
+        os.fchmod(out, 0o600)  # whatever the umask left
+        src_fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            while chunk := os.read(src_fd, 1 << 20):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(out, view) :]
+        finally:
+            os.close(src_fd)
+        os.fsync(out)
+    except BaseException:
+        os.close(out)
+        os.unlink(name, dir_fd=dir_fd)
+        raise
+    os.close(out)
 
 
 def purge(session: Session, entry_id: int, *, quarantine_dir: Path) -> None:
