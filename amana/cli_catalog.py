@@ -17,6 +17,7 @@ import typer
 from sqlalchemy.orm import Session
 
 from amana.cli_common import (
+    MAX_DB_INT,
     FormatOpt,
     audited_command,
     catalog_session,
@@ -83,8 +84,8 @@ def catalog_studies(
     region: Annotated[str | None, typer.Option()] = None,
     profile_version: Annotated[str | None, typer.Option()] = None,
     status: Annotated[str | None, typer.Option(help="RECEIVING or COMPLETE")] = None,
-    limit: Annotated[int, typer.Option(min=1)] = 100000,
-    offset: Annotated[int, typer.Option(min=0)] = 0,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_DB_INT)] = 100000,
+    offset: Annotated[int, typer.Option(min=0, max=MAX_DB_INT)] = 0,
     full: Annotated[bool, typer.Option(help="every catalog column, not the short list")] = False,
 ) -> None:
     """One entry per study: pseudonymous UID, modalities, series and instance counts."""
@@ -175,7 +176,9 @@ def audit_search(
     limit: Annotated[int, typer.Option(min=1, max=100_000)] = 1000,
     before: Annotated[
         int | None,
-        typer.Option(min=1, help="only events older than this seq (the next page's start)"),
+        typer.Option(
+            min=1, max=MAX_DB_INT, help="only events older than this seq (the next page's start)"
+        ),
     ] = None,
 ) -> None:
     """Audit events, newest first, one page at a time (the next page's --before on stderr)."""

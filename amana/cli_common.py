@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 console = Console()
 err = Console(stderr=True)
 FormatOpt = Annotated[str, typer.Option("--format", help="table, json or csv")]
+# Ids, offsets and sequence numbers stop where the database's integers do (BIGINT, SQLite's
+# INTEGER): a larger number is refused as a bad argument instead of failing in the driver.
+MAX_DB_INT = 2**63 - 1
+RowIdArg = Annotated[int, typer.Argument(min=1, max=MAX_DB_INT)]
 
 
 def cli_actor() -> str:

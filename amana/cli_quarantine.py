@@ -10,6 +10,7 @@ import typer
 
 from amana.cli_common import (
     FormatOpt,
+    RowIdArg,
     audited_command,
     cli_actor,
     console,
@@ -40,7 +41,7 @@ def quarantine_list(fmt: FormatOpt = "table") -> None:
 
 
 @quarantine_app.command("show")
-def quarantine_show(entry_id: int, fmt: FormatOpt = "table") -> None:
+def quarantine_show(entry_id: RowIdArg, fmt: FormatOpt = "table") -> None:
     """One quarantined instance: reason, message, origin and history (no PHI)."""
     from archive.work.quarantine import entry_detail
 
@@ -61,7 +62,7 @@ def _record(step: str, entry_id: int) -> AuditRecord:
 
 
 @quarantine_app.command("retry")
-def quarantine_retry(entry_id: int) -> None:
+def quarantine_retry(entry_id: RowIdArg) -> None:
     """Send a held original through the pipeline again (after fixing a profile, say)."""
     from amana.celery_app import make_celery
     from amana.publisher import Publisher
@@ -89,7 +90,7 @@ def quarantine_retry(entry_id: int) -> None:
 
 @quarantine_app.command("release")
 def quarantine_release(
-    entry_id: int,
+    entry_id: RowIdArg,
     to: Annotated[Path, typer.Option("--to", help="folder that receives the original")],
 ) -> None:
     """Hand a held original out of Amana (back to its hospital, or for manual review)."""
@@ -105,7 +106,7 @@ def quarantine_release(
 
 @quarantine_app.command("purge")
 def quarantine_purge(
-    entry_id: int,
+    entry_id: RowIdArg,
     yes: Annotated[bool, typer.Option("--yes", help="confirm the deletion")] = False,
 ) -> None:
     """Delete a held original for good; the catalog keeps the entry and its reason."""

@@ -22,6 +22,7 @@ from archive.api.deps import (
     filters_for_audit,
     unit,
 )
+from archive.api.params import MAX_DB_INT
 from archive.api.schemas import AuditPage, VerifyOut
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def audit_search(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before_seq: Annotated[
         int | None,
-        Query(ge=1, le=2**62, description="the next page: `next_before_seq` of this one"),
+        Query(ge=1, le=MAX_DB_INT, description="the next page: `next_before_seq` of this one"),
     ] = None,
     format: Annotated[Literal["json", "csv", "syslog"], Query()] = "json",
 ) -> AuditPage | Response:

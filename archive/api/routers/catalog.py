@@ -20,6 +20,7 @@ from archive.api.deps import (
     filters_for_audit,
     unit,
 )
+from archive.api.params import Offset
 from archive.api.schemas import Statistics, StudyDetail, StudyPage
 from archive.catalog import search
 from archive.catalog import statistics as counts
@@ -45,7 +46,7 @@ def studies(
     profile_version: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[Literal["RECEIVING", "COMPLETE"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     format: Annotated[Format, Query()] = "json",
 ) -> StudyPage | Response:
     """Studies by shifted study date, modality, region, profile version and status."""

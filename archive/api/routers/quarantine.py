@@ -21,6 +21,7 @@ from archive.api.deps import (
     filters_for_audit,
     unit,
 )
+from archive.api.params import Offset, RowId
 from archive.api.schemas import PurgeOut, QuarantineDetail, QuarantinePage, RetryOut
 from archive.catalog import search
 from archive.catalog.csv_rows import to_csv
@@ -39,7 +40,7 @@ def quarantine(
     reason: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[Literal["HELD", "RETRIED", "RELEASED", "PURGED"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
 ) -> QuarantinePage | Response:
     """Instances held back, with reason code and a message free of patient data."""
@@ -79,7 +80,7 @@ def quarantine(
 
 @router.get("/quarantine/{entry_id}", response_model=QuarantineDetail)
 def quarantine_entry(
-    request: Request, session: SessionDep, ctx: AuditDep, _who: QuarantineReader, entry_id: int
+    request: Request, session: SessionDep, ctx: AuditDep, _who: QuarantineReader, entry_id: RowId
 ) -> QuarantineDetail:
     """One quarantined instance: reason, message, origin and attempts (no PHI)."""
     ctx.set(audit.EventId.QUERY, audit.Action.READ, object_type="quarantine")
@@ -106,7 +107,7 @@ def quarantine_retry(
     ctx: AuditDep,
     state: StateDep,
     _who: QuarantineWriter,
-    entry_id: int,
+    entry_id: RowId,
 ) -> RetryOut:
     """Send a held original through the pipeline again (after a profile fix, say)."""
     _steward_action(ctx, audit.Action.UPDATE, "retry")
@@ -130,7 +131,7 @@ def quarantine_purge(
     ctx: AuditDep,
     state: StateDep,
     _who: QuarantineWriter,
-    entry_id: int,
+    entry_id: RowId,
 ) -> PurgeOut:
     """Delete a held original for good; the entry, its reason and its fate stay."""
     _steward_action(ctx, audit.Action.DELETE, "purge")
