@@ -183,10 +183,20 @@ def api() -> None:
         quarantine_dir=settings.quarantine_path,
         spool_dir=settings.spool_path,
         publish=lambda job_ids: publish_now(celery, job_ids),
+        trusted_proxies=settings.trusted_proxies,
+        auth_failures_per_minute=settings.auth_failures_per_minute,
     )
     audit.record(sessions, audit.application_activity("api", started=True))
     try:
-        uvicorn.run(web, host=settings.api_host, port=settings.api_port, log_level="warning")
+        # Proxy headers are the app's business, believed only from AMANA_TRUSTED_PROXIES:
+        # uvicorn's own handling would trust 127.0.0.1 whatever the setting says.
+        uvicorn.run(
+            web,
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level="warning",
+            proxy_headers=False,
+        )
     finally:
         audit.record(sessions, audit.application_activity("api", started=False))
 

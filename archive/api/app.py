@@ -12,8 +12,10 @@ nothing could be anything a user typed, so only its name is kept).
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -21,9 +23,10 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from anonymizer.errors import AmanaError
+from anonymizer.errors import AmanaError, RejectError
 from archive import audit
-from archive.api.deps import ApiState, AuditContext, SentJobs, record_for
+from archive.api.clients import AuthFailureLimiter, parse_networks
+from archive.api.deps import ApiState, AuditContext, SentJobs, client_address, record_for
 from archive.api.errors import http_status
 from archive.api.routers import ROUTERS
 from archive.api.schemas import ErrorOut
@@ -32,6 +35,8 @@ from archive.work.publish import JobSink, attach_job_sink
 log = logging.getLogger(__name__)
 
 UNAUDITED_PATHS = frozenset({"/health"})
+# How often the summaries of failed authentications of past minutes are written.
+SUMMARY_FLUSH_S = 15.0
 
 # Documented on every route: the shape of every refusal and failure.
 ERROR_ANSWERS: dict[int | str, dict[str, object]] = {
@@ -39,6 +44,7 @@ ERROR_ANSWERS: dict[int | str, dict[str, object]] = {
     for code, meaning in (
         (401, "missing, wrong or revoked token"),
         (403, "the token's role may not do this"),
+        (429, "too many failed authentications from this address; see Retry-After"),
         (503, "the audit trail or the catalog is unavailable; nothing was done"),
     )
 }
@@ -52,11 +58,39 @@ def create_app(
     quarantine_dir: Path | None = None,
     spool_dir: Path | None = None,
     publish: JobSink | None = None,
+    trusted_proxies: Sequence[str] = (),
+    auth_failures_per_minute: int = 10,
 ) -> FastAPI:
     """`quarantine_dir` and `spool_dir` enable the stewards' retry and purge; `publish` is
     attached to `sessions` as their job sink, so a retried job is sent once its transaction
-    commits (without it, the sweeper sends it)."""
+    commits (without it, the sweeper sends it). `trusted_proxies` and
+    `auth_failures_per_minute`: see archive/api/clients.py."""
+    limiter = AuthFailureLimiter(auth_failures_per_minute)
+
+    async def flush_summaries(*, everything: bool = False) -> None:
+        for summary in limiter.due(everything=everything):
+            try:
+                await run_in_threadpool(audit.record, sessions, summary.record())
+            except Exception as exc:
+                log.error("authentication failure summary not written: %s", type(exc).__name__)
+                limiter.put_back(summary)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async def every_few_seconds() -> None:
+            while True:
+                await asyncio.sleep(SUMMARY_FLUSH_S)
+                await flush_summaries()
+
+        task = asyncio.create_task(every_few_seconds())
+        try:
+            yield
+        finally:
+            task.cancel()
+            await flush_summaries(everything=True)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Amana",
         version="0.2.0",
         description=(
@@ -77,6 +111,7 @@ def create_app(
         quarantine_dir=quarantine_dir,
         spool_dir=spool_dir,
         sent=sent,
+        trusted_proxies=parse_networks(trusted_proxies),
     )
     for router in ROUTERS:
         app.include_router(router)
@@ -95,6 +130,18 @@ def create_app(
     ) -> Response:
         if request.url.path in UNAUDITED_PATHS:
             return await call_next(request)
+        client = client_address(request) or "-"
+        wait = limiter.retry_after(client)
+        if wait is not None:
+            # Counted into the minute's summary; the token is not even looked at.
+            refusal = RejectError(
+                "too many failed authentications from this address", code="rate_limited"
+            )
+            return JSONResponse(
+                {"error": str(refusal)},
+                status_code=http_status(refusal),
+                headers={"Retry-After": str(wait)},
+            )
         ctx = AuditContext()
         request.state.audit = ctx
         try:
@@ -103,6 +150,9 @@ def create_app(
             if not ctx.recorded:
                 await write_audit(request, ctx, 500)
             raise
+        if response.status_code == 401 and not limiter.failed(client):
+            return response  # carried by the summary of this client's minute
+        await flush_summaries()
         if ctx.recorded:
             return response
         if not await write_audit(request, ctx, response.status_code):

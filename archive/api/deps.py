@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from anonymizer.errors import RejectError
 from archive import audit
+from archive.api.clients import Network, resolve_client
 from archive.api.errors import http_status
 from archive.audit.unit import Work, audited
 from archive.catalog.search import UNMATCHED
@@ -67,6 +68,8 @@ class ApiState:
     quarantine_dir: Path | None = None
     spool_dir: Path | None = None
     sent: SentJobs | None = None
+    # Peers whose X-Forwarded-For is believed (archive/api/clients.py); none by default.
+    trusted_proxies: tuple[Network, ...] = ()
 
 
 def _state(request: Request) -> ApiState:
@@ -110,7 +113,10 @@ class AuditContext:
 
 
 def client_address(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    peer = request.client.host if request.client else None
+    return resolve_client(
+        peer, request.headers.get("x-forwarded-for"), _state(request).trusted_proxies
+    )
 
 
 def record_for(request: Request, ctx: AuditContext, status: int) -> audit.AuditRecord:

@@ -11,6 +11,7 @@ _HTTP_REJECT_CODES = {
     "unauthenticated": 401,
     "forbidden": 403,
     "conflict": 409,
+    "rate_limited": 429,
 }
 
 

@@ -232,7 +232,7 @@ def head_line(fmt: ExportFormat, seq: int, digest: str, *, hostname: str = "-") 
     """The closing line of an export: the trail's head when it began (sequence number and
     hash), so every export kept elsewhere is an anchor `amana audit verify --anchor` checks."""
     if fmt == "csv":
-        row = {column: None for column in AUDIT_COLUMNS}
+        row: dict[str, object] = dict.fromkeys(AUDIT_COLUMNS)
         row.update(seq=seq, event=HEAD_ROW_EVENT, hash=digest)
         return to_csv([row], AUDIT_COLUMNS).split("\n", 1)[1]
     when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
