@@ -150,7 +150,7 @@ def create_app(
             if not ctx.recorded:
                 await write_audit(request, ctx, 500)
             raise
-        if response.status_code == 401 and not limiter.failed(client):
+        if response.status_code == 401 and not limiter.failed(client, ctx.presented_token_id):
             return response  # carried by the summary of this client's minute
         await flush_summaries()
         if ctx.recorded:

@@ -20,12 +20,13 @@ import ipaddress
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from archive import audit
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_NO_MINUTE = 2**62
 
 
 def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
@@ -67,11 +68,17 @@ def resolve_client(
     return str(_ip(hops[0])) if hops else peer
 
 
+# Token ids named in one summary at most: enough to say whose tokens were tried, never a
+# list that grows with the flood.
+MAX_SUMMARY_TOKEN_IDS = 20
+
+
 @dataclass
 class _Minute:
     failures: int = 0
     refused: int = 0
     unrecorded_failures: int = 0
+    token_ids: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,7 @@ class Summary:
     minute: int
     failures: int
     refused: int
+    token_ids: tuple[str, ...] = ()
 
     def record(self) -> audit.AuditRecord:
         start = datetime.fromtimestamp(self.minute * 60, UTC).strftime("%Y-%m-%dT%H:%MZ")
@@ -97,6 +105,7 @@ class Summary:
                 "minute": start,
                 "failed_authentications": self.failures,
                 "refused_429": self.refused,
+                "token_ids": list(self.token_ids),
             },
         )
 
@@ -110,6 +119,7 @@ class AuthFailureLimiter:
         self.per_minute = per_minute
         self._clock = clock
         self._minutes: dict[tuple[str, int], _Minute] = {}
+        self._oldest = _NO_MINUTE  # the earliest minute held
         self._lock = threading.Lock()
 
     def _now(self) -> tuple[int, float]:
@@ -127,16 +137,20 @@ class AuthFailureLimiter:
             counts.refused += 1
         return max(1, int((minute + 1) * 60 - now + 0.999))
 
-    def failed(self, client: str) -> bool:
+    def failed(self, client: str, token_id: str | None = None) -> bool:
         """Count one failed authentication; True when it is the client's first this minute
-        (to be recorded as its own event now), False when the minute's summary carries it."""
+        (to be recorded as its own event now), False when the minute's summary carries it
+        (with `token_id`, a well-formed id or "malformed", among the first few named)."""
         minute, _ = self._now()
         with self._lock:
             counts = self._minutes.setdefault((client, minute), _Minute())
+            self._oldest = min(self._oldest, minute)
             counts.failures += 1
             if counts.failures == 1:
                 return True
             counts.unrecorded_failures += 1
+            if token_id and len(counts.token_ids) < MAX_SUMMARY_TOKEN_IDS:
+                counts.token_ids.add(token_id)
             return False
 
     def due(self, *, everything: bool = False) -> list[Summary]:
@@ -145,10 +159,16 @@ class AuthFailureLimiter:
         minute, _ = self._now()
         out: list[Summary] = []
         with self._lock:
+            if not everything and self._oldest >= minute:
+                return out  # the common case, checked on every request: nothing is over
             for key in [k for k in self._minutes if everything or k[1] < minute]:
                 counts = self._minutes.pop(key)
                 if counts.unrecorded_failures or counts.refused:
-                    out.append(Summary(key[0], key[1], counts.unrecorded_failures, counts.refused))
+                    ids = tuple(sorted(counts.token_ids))
+                    out.append(
+                        Summary(key[0], key[1], counts.unrecorded_failures, counts.refused, ids)
+                    )
+            self._oldest = min((k[1] for k in self._minutes), default=_NO_MINUTE)
         return out
 
     def put_back(self, summary: Summary) -> None:
@@ -157,3 +177,5 @@ class AuthFailureLimiter:
             counts = self._minutes.setdefault((summary.client, summary.minute), _Minute())
             counts.unrecorded_failures += summary.failures
             counts.refused += summary.refused
+            counts.token_ids.update(summary.token_ids)
+            self._oldest = min(self._oldest, summary.minute)
