@@ -53,6 +53,12 @@ def _settings() -> Settings:
     return settings
 
 
+def _tls_failed(exc: Exception) -> typer.Exit:
+    """One line naming the TLS variable at fault, and the exit code of a bad configuration."""
+    console.print(f"TLS: {exc}", style="red", markup=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
 def _prepare_dirs(settings: Settings) -> None:
     for path in (settings.home, settings.spool_path, settings.archive_path):
         path.mkdir(parents=True, exist_ok=True)
@@ -100,16 +106,22 @@ def run() -> None:
     """Everything on one machine: receiver, worker, sweeper and API (embedded defaults)."""
     from amana.keys import ensure_key
     from amana.supervisor import supervise
+    from amana.tls import TlsConfigError, check_tls_settings
     from archive.catalog.migrate import upgrade
 
     settings = _settings()
+    try:
+        check_tls_settings(settings)
+    except TlsConfigError as exc:
+        raise _tls_failed(exc) from exc
     _prepare_dirs(settings)
     ensure_key(settings.key_path)
     upgrade(settings.db_url)
     _register_builtin_profiles(settings)
     console.print(
         f"Amana: DICOM {settings.ae_title}@{settings.dicom_host}:{settings.dicom_port}, "
-        f"API http://{settings.api_host}:{settings.api_port}/docs, home {settings.home}"
+        f"API {'https' if settings.api_tls_cert else 'http'}://{settings.api_host}:"
+        f"{settings.api_port}/docs, home {settings.home}"
     )
     raise typer.Exit(supervise(settings))
 
@@ -124,6 +136,7 @@ def receive(
     """The DICOM receiver (C-ECHO, C-STORE) with the sweeper; AMANA_RECEIVER_PROCESSES
     processes share the port."""
     from amana.receiver import run_receiver
+    from amana.tls import TlsConfigError
 
     settings = _settings()
     _prepare_dirs(settings)
@@ -131,6 +144,8 @@ def receive(
     _register_builtin_profiles(settings)
     try:
         run_receiver(settings, sweeper=not no_sweeper, sibling=sibling)
+    except TlsConfigError as exc:
+        raise _tls_failed(exc) from exc
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise
@@ -164,11 +179,16 @@ def api() -> None:
 
     from amana.celery_app import make_celery
     from amana.publisher import publish_now
+    from amana.tls import TlsConfigError, uvicorn_tls_options
     from archive import audit
     from archive.api import create_app
     from archive.catalog.db import make_engine, make_sessionmaker
 
     settings = _settings()
+    try:
+        tls_options = uvicorn_tls_options(settings)
+    except TlsConfigError as exc:
+        raise _tls_failed(exc) from exc
     _wait_for_schema(settings)
     _register_builtin_profiles(settings)
     sessions = make_sessionmaker(make_engine(settings.db_url))
@@ -184,7 +204,13 @@ def api() -> None:
     )
     audit.record(sessions, audit.application_activity("api", started=True))
     try:
-        uvicorn.run(web, host=settings.api_host, port=settings.api_port, log_level="warning")
+        uvicorn.run(
+            web,
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level="warning",
+            **tls_options,
+        )
     finally:
         audit.record(sessions, audit.application_activity("api", started=False))
 
