@@ -118,8 +118,9 @@ def run() -> None:
     ensure_key(settings.key_path)
     upgrade(settings.db_url)
     _register_builtin_profiles(settings)
+    tls = f" (TLS :{settings.dicom_tls_port})" if settings.dicom_tls_port is not None else ""
     console.print(
-        f"Amana: DICOM {settings.ae_title}@{settings.dicom_host}:{settings.dicom_port}, "
+        f"Amana: DICOM {settings.ae_title}@{settings.dicom_host}:{settings.dicom_port}{tls}, "
         f"API {'https' if settings.api_tls_cert else 'http'}://{settings.api_host}:"
         f"{settings.api_port}/docs, home {settings.home}"
     )

@@ -56,6 +56,7 @@ def server_context(files: TlsFiles) -> ssl.SSLContext:
     and verified against `client_ca` when it is given."""
     cert = _readable(files.cert, files.cert_var)
     key = _readable(files.key, files.key_var)
+    _warn_if_exposed(Path(key), files.key_var)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers(BCP195_CIPHERS)
@@ -92,6 +93,15 @@ def _readable(path: Path | None, variable: str) -> str:
     except OSError as exc:
         raise TlsConfigError(variable, f"cannot read {path}: {exc.strerror}") from exc
     return str(path)
+
+
+def _warn_if_exposed(key: Path, variable: str) -> None:
+    # A warning, not a refusal: container secrets are often mounted 0444 for one user.
+    mode = key.stat().st_mode & 0o777
+    if mode & 0o077:
+        log.warning(
+            "%s (%s) is readable by other users (mode %03o): chmod 600", variable, key, mode
+        )
 
 
 def _check_certificate(cert: str, variable: str) -> None:

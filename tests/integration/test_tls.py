@@ -14,10 +14,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
 from archive.catalog.db import make_engine
 from archive.catalog.models import Job
+from ingest.tls import TlsConfigError, TlsFiles, server_context
 from tests.support.harness import REPO, Amana
 from tests.support.pki import Issued, TestCA
 from tests.support.services import free_port, wait_port
@@ -200,6 +202,22 @@ def test_source_bound_to_a_certificate_accepts_only_that_certificate(
     assert len(_jobs_of(amana, "BOUND_PACS")) == 2 * len(files)
 
 
+@pytest.mark.parametrize(
+    "profile", ["--profile-bcp195-nd", "--profile-bcp195", "--profile-bcp195-ex"]
+)
+def test_dcmtk_bcp195_profiles_are_served(receiver: TlsReceiver, pki: Pki, profile: str) -> None:
+    """Rule: each of dcmtk's BCP 195 profiles (non-downgrading, plain, extended) finds a
+    suite the TLS port serves, so a PACS configured for any of them can send."""
+    echo = subprocess.run(
+        ["echoscu", "+tls", str(pki.client.key), str(pki.client.cert), "+cf", str(pki.ca.cert)]
+        + [profile, "-aet", "ECHO_PACS", "-aec", "AMANA", "127.0.0.1", str(receiver.tls_port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert echo.returncode == 0, echo.stdout + echo.stderr
+
+
 def _tls_client(pki: Pki, maximum: ssl.TLSVersion) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(cafile=str(pki.ca.cert))
@@ -264,6 +282,36 @@ def test_api_over_https_only(pki: Pki, tmp_path: Path) -> None:
     finally:
         api.terminate()
         api.wait(30)
+
+
+def test_each_broken_file_is_named_by_its_variable(pki: Pki, tmp_path: Path) -> None:
+    """Rule: the context check names the variable whose file is at fault: a key given as
+    the certificate, a certificate as the key, an encrypted key (never a password prompt),
+    another certificate's key, a directory, a CA file with no certificate."""
+    encrypted = tmp_path / "encrypted.key"
+    key = serialization.load_pem_private_key(pki.server.key.read_bytes(), password=None)
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"hospital-secret"),
+        )
+    )
+    cert, own_key, ca = pki.server.cert, pki.server.key, pki.ca.cert
+    cases = [
+        (TlsFiles(own_key, own_key), "AMANA_TLS_CERT"),
+        (TlsFiles(cert, cert), "AMANA_TLS_KEY"),
+        (TlsFiles(cert, encrypted), "AMANA_TLS_KEY"),
+        (TlsFiles(cert, pki.client.key), "AMANA_TLS_KEY"),
+        (TlsFiles(tmp_path, own_key), "AMANA_TLS_CERT"),
+        (TlsFiles(cert, own_key, client_ca=own_key), "AMANA_TLS_CA"),
+        (TlsFiles(cert, None, key_var="AMANA_API_TLS_KEY"), "AMANA_API_TLS_KEY"),
+    ]
+    for files, variable in cases:
+        with pytest.raises(TlsConfigError) as refused:
+            server_context(files)
+        assert refused.value.variable == variable, (files, str(refused.value))
+    assert server_context(TlsFiles(cert, own_key, client_ca=ca)).verify_mode == ssl.CERT_REQUIRED
 
 
 def test_broken_tls_settings_stop_start_with_one_line(pki: Pki, tmp_path: Path) -> None:
