@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     quarantine_dir: Path | None = None
     dicom_host: str = "0.0.0.0"
     dicom_port: int = 11112
-    # DICOM over TLS (PS3.15 B.12; 2762 by convention), served beside the plain port by
+    # DICOM over TLS (PS3.15 Annex B; 2762 by convention), served beside the plain port by
     # the receiver process that owns it. Unset: no TLS listener. See docs/tls.md.
     dicom_tls_port: int | None = None
     tls_cert: Path | None = None

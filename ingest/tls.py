@@ -1,4 +1,4 @@
-"""DICOM over TLS (PS3.15 B.12, BCP 195 profile) and HTTPS for the API.
+"""DICOM over TLS (PS3.15 Annex B, BCP 195 profiles) and HTTPS for the API.
 
 Server contexts are built once at start-up from the certificate files in the settings;
 a broken file stops the component with one line naming its variable. On the DICOM TLS
