@@ -55,7 +55,7 @@ def _settings() -> Settings:
 
 def _tls_failed(exc: Exception) -> typer.Exit:
     """One line naming the TLS variable at fault, and the exit code of a bad configuration."""
-    console.print(f"TLS: {exc}", style="red", markup=False, soft_wrap=True)
+    typer.echo(f"amana: {exc}", err=True)
     return typer.Exit(2)
 
 

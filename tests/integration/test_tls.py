@@ -335,7 +335,7 @@ def test_broken_tls_settings_stop_start_with_one_line(pki: Pki, tmp_path: Path) 
         env.update(broken)
         amana = Amana(tmp_path / variable, **env)
         result = amana.cli("run", check=False, timeout=60)
-        lines = [line for line in result.stdout.splitlines() if line.strip()]
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.returncode == 2, result.stdout + result.stderr
-        assert len(lines) == 1 and lines[0].startswith(f"TLS: {variable}:"), lines
+        assert len(lines) == 1 and lines[0].startswith(f"amana: {variable}:"), lines
         assert not (amana.home / "catalog.db").exists()
