@@ -54,6 +54,12 @@ def _settings() -> Settings:
     return settings
 
 
+def _tls_failed(exc: Exception) -> typer.Exit:
+    """One line naming the TLS variable at fault, and the exit code of a bad configuration."""
+    typer.echo(f"amana: {exc}", err=True)
+    return typer.Exit(2)
+
+
 def _prepare_dirs(settings: Settings) -> None:
     for path in (settings.home, settings.spool_path, settings.archive_path):
         path.mkdir(parents=True, exist_ok=True)
@@ -102,16 +108,23 @@ def run() -> None:
     """Everything on one machine: receiver, worker, sweeper and API (embedded defaults)."""
     from amana.keys import ensure_key
     from amana.supervisor import supervise
+    from amana.tls import TlsConfigError, check_tls_settings
     from archive.catalog.migrate import upgrade
 
     settings = _settings()
+    try:
+        check_tls_settings(settings)
+    except TlsConfigError as exc:
+        raise _tls_failed(exc) from exc
     _prepare_dirs(settings)
     ensure_key(settings.key_path)
     upgrade(settings.db_url)
     _register_builtin_profiles(settings)
+    tls = f" (TLS :{settings.dicom_tls_port})" if settings.dicom_tls_port is not None else ""
     console.print(
-        f"Amana: DICOM {settings.ae_title}@{settings.dicom_host}:{settings.dicom_port}, "
-        f"API http://{settings.api_host}:{settings.api_port}/docs, home {settings.home}"
+        f"Amana: DICOM {settings.ae_title}@{settings.dicom_host}:{settings.dicom_port}{tls}, "
+        f"API {'https' if settings.api_tls_cert else 'http'}://{settings.api_host}:"
+        f"{settings.api_port}/docs, home {settings.home}"
     )
     raise typer.Exit(supervise(settings))
 
@@ -126,6 +139,7 @@ def receive(
     """The DICOM receiver (C-ECHO, C-STORE) with the sweeper; AMANA_RECEIVER_PROCESSES
     processes share the port."""
     from amana.receiver import run_receiver
+    from amana.tls import TlsConfigError
 
     settings = _settings()
     _prepare_dirs(settings)
@@ -133,6 +147,8 @@ def receive(
     _register_builtin_profiles(settings)
     try:
         run_receiver(settings, sweeper=not no_sweeper, sibling=sibling)
+    except TlsConfigError as exc:
+        raise _tls_failed(exc) from exc
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise
@@ -166,11 +182,16 @@ def api() -> None:
 
     from amana.celery_app import make_celery
     from amana.publisher import publish_now
+    from amana.tls import TlsConfigError, uvicorn_tls_options
     from archive import audit
     from archive.api import create_app
     from archive.catalog.db import make_engine, make_sessionmaker
 
     settings = _settings()
+    try:
+        tls_options = uvicorn_tls_options(settings)
+    except TlsConfigError as exc:
+        raise _tls_failed(exc) from exc
     _wait_for_schema(settings)
     _register_builtin_profiles(settings)
     sessions = anchored(make_sessionmaker(make_engine(settings.db_url)), settings)
@@ -196,6 +217,7 @@ def api() -> None:
             port=settings.api_port,
             log_level="warning",
             proxy_headers=False,
+            **tls_options,
         )
     finally:
         audit.record(sessions, audit.application_activity("api", started=False))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import ssl
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,6 +16,41 @@ if TYPE_CHECKING:
     from archive.audit import Action, AuditRecord
 
 sources_app = typer.Typer(help="PACS allowed to send (AE title + address).", no_args_is_help=True)
+
+
+CertSha256Opt = Annotated[
+    str | None,
+    typer.Option(
+        "--cert-sha256",
+        help="SHA-256 of the client certificate it must present on the TLS port ('' clears)",
+    ),
+]
+CertCnOpt = Annotated[
+    str | None,
+    typer.Option("--cert-cn", help="subject CN its client certificate must carry ('' clears)"),
+]
+CertFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cert-file",
+        exists=True,
+        dir_okay=False,
+        help="the source's client certificate (PEM): binds its SHA-256",
+    ),
+]
+
+
+def _fingerprint(cert_file: Path | None, cert_sha256: str | None) -> str | None:
+    """The fingerprint to bind: typed, or computed from the PEM the hospital sent."""
+    if cert_file is None:
+        return cert_sha256
+    if cert_sha256 is not None:
+        raise typer.BadParameter("give --cert-file or --cert-sha256, not both")
+    try:
+        der = ssl.PEM_cert_to_DER_cert(cert_file.read_text(encoding="ascii"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter("--cert-file is not a PEM certificate") from exc
+    return hashlib.sha256(der).hexdigest()
 
 
 def _node_record(action: Action, command: str, ae_title: str) -> AuditRecord:
@@ -37,11 +75,18 @@ def sources_add(
     profile: Annotated[str | None, typer.Option(help="profile for this source")] = None,
     site: Annotated[str | None, typer.Option(help="hospital or site label")] = None,
     region: Annotated[str | None, typer.Option(help="region recorded for its studies")] = None,
+    cert_sha256: CertSha256Opt = None,
+    cert_cn: CertCnOpt = None,
+    cert_file: CertFileOpt = None,
 ) -> None:
     """Allow a PACS to send; its studies get --profile (default: AMANA_PROFILE) and --region
-    (default: the region the profile derives from the header). Both must exist."""
+    (default: the region the profile derives from the header). Both must exist. With a
+    certificate (--cert-file, --cert-sha256 or --cert-cn) it may send only over DICOM TLS,
+    presenting that certificate."""
     from archive import audit
     from archive.governance.sources import add_source
+
+    fingerprint = _fingerprint(cert_file, cert_sha256)
 
     with audited_command(_node_record(audit.Action.CREATE, "sources add", ae_title)) as work:
         src = add_source(
@@ -52,9 +97,16 @@ def sources_add(
             site=site,
             region=region,
             profiles_dir=Settings().profiles_dir,
+            cert_sha256=fingerprint,
+            cert_cn=cert_cn,
         )
         work.note(
-            object_id=src.ae_title, address=src.address, profile=src.profile_name, region=src.region
+            object_id=src.ae_title,
+            address=src.address,
+            profile=src.profile_name,
+            region=src.region,
+            cert_sha256=src.cert_sha256,
+            cert_cn=src.cert_cn,
         )
         title, network = src.ae_title, src.address
     typer.echo(f"source {title} from {network} registered")
@@ -67,10 +119,15 @@ def sources_edit(
     region: Annotated[str | None, typer.Option(help="region ('' for the header's)")] = None,
     address: Annotated[str | None, typer.Option(help="IP address or network")] = None,
     site: Annotated[str | None, typer.Option(help="hospital or site label")] = None,
+    cert_sha256: CertSha256Opt = None,
+    cert_cn: CertCnOpt = None,
+    cert_file: CertFileOpt = None,
 ) -> None:
     """Change a source; its instances not yet processed get the new profile and region."""
     from archive import audit
     from archive.governance.sources import edit_source
+
+    fingerprint = _fingerprint(cert_file, cert_sha256)
 
     with audited_command(_node_record(audit.Action.UPDATE, "sources edit", ae_title)) as work:
         src, changes = edit_source(
@@ -81,6 +138,8 @@ def sources_edit(
             region=region,
             address=address,
             site=site,
+            cert_sha256=fingerprint,
+            cert_cn=cert_cn,
         )
         work.note(object_id=src.ae_title, changes=changes)
         title = src.ae_title
@@ -117,6 +176,7 @@ def sources_list(fmt: FormatOpt = "table") -> None:
     from archive.governance.sources import list_sources
 
     columns = ["ae_title", "address", "profile", "site", "region", "enabled"]
+    columns += ["cert_sha256", "cert_cn"]
     print_listing("sources list", "source", list_sources, fmt, columns)
 
 

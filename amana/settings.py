@@ -51,6 +51,17 @@ class Settings(BaseSettings):
     quarantine_dir: Path | None = None
     dicom_host: str = "0.0.0.0"
     dicom_port: int = 11112
+    # DICOM over TLS (PS3.15 Annex B; 2762 by convention), served beside the plain port by
+    # the receiver process that owns it. Unset: no TLS listener. See docs/tls.md.
+    dicom_tls_port: int | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # CA of the hospitals' client certificates: when set, the TLS port requires one.
+    tls_ca: Path | None = None
+    # HTTPS for the API when both are set; its own pair, since browsers and scripts check
+    # the API's host name against a certificate the DICOM PKI need not issue.
+    api_tls_cert: Path | None = None
+    api_tls_key: Path | None = None
     ae_title: str = "AMANA"
     # Accept associations from this machine without a registered source: `amana run` turns
     # it on so a first try works; split deployments register every PACS.

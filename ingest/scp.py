@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import os
 import socket
+import ssl
 import tempfile
 import threading
 import weakref
@@ -44,6 +45,7 @@ from archive.work.jobs import create_job
 from archive.work.publish import enqueue_after_commit
 from ingest.dimse_status import DIMSE_SUCCESS, dimse_status
 from ingest.spool import Spool
+from ingest.tls import DeferredHandshakeMixin, peer_tls
 from ingest.validate import check_header
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,7 @@ class AssociationPolicy:
             str(requestor.primitive.calling_ae_title).strip(),
             address,
             waive_unknown=self.accept_loopback and _is_loopback(address),
+            tls=peer_tls(event.assoc),
         )
         if decision.allowed:
             self.attribution.set(event.assoc, decision.source_id)
@@ -246,9 +249,10 @@ def start_receiver(
     handler: StoreHandler,
     policy: AssociationPolicy,
     listen_fd: int,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> SharedSocketServer:
     """Serve C-ECHO and C-STORE in a background thread on `listen_fd`, a listening socket
-    on (host, port) opened by the receiver process."""
+    on (host, port) opened by the receiver process; over TLS when `ssl_context` is given."""
     # Received datasets go straight to a temporary file next to the spool, so adopting it is
     # a rename on the same filesystem rather than a copy.
     _config.STORE_RECV_CHUNKED_DATASET = True
@@ -263,12 +267,21 @@ def start_receiver(
         (evt.EVT_RELEASED, handler.on_association_end),
         (evt.EVT_ABORTED, handler.on_association_end),
     ]
-    server_class = type("AmanaAssociationServer", (SharedSocketServer,), {"listen_fd": listen_fd})
+    bases: tuple[type, ...] = (SharedSocketServer,)
+    if ssl_context is not None:
+        bases = (DeferredHandshakeMixin, SharedSocketServer)
+    server_class = type("AmanaAssociationServer", bases, {"listen_fd": listen_fd})
     server = cast(
         SharedSocketServer,
-        ae.make_server((host, port), evt_handlers=handlers, server_class=server_class),
+        ae.make_server(
+            (host, port),
+            evt_handlers=handlers,
+            server_class=server_class,
+            ssl_context=ssl_context,
+        ),
     )
     # AE.start_server does the same two steps; shutdown() expects the server in ae._servers.
     ae._servers.append(server)
-    threading.Thread(target=server.serve_forever, name="amana-scp", daemon=True).start()
+    name = "amana-scp-tls" if ssl_context is not None else "amana-scp"
+    threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
     return server

@@ -19,6 +19,16 @@ class SourceIn(BaseModel):
     profile: str | None = None
     site: str | None = None
     region: str | None = None
+    cert_sha256: str | None = Field(
+        default=None,
+        max_length=128,
+        description="SHA-256 of the client certificate it must present on the DICOM TLS port",
+    )
+    cert_cn: str | None = Field(
+        default=None,
+        max_length=64,
+        description="subject common name its client certificate must carry (DICOM TLS port)",
+    )
 
 
 class TokenIn(BaseModel):
@@ -358,6 +368,8 @@ class SourceOut(BaseModel):
     site: str | None
     region: str | None
     enabled: bool
+    cert_sha256: str | None = None
+    cert_cn: str | None = None
     created_at: str | None
 
 

@@ -56,6 +56,10 @@ class Source(Base):
     site: Mapped[str | None] = mapped_column(String(64))
     region: Mapped[str | None] = mapped_column(String(64))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The client certificate it must present on the DICOM TLS port (either or both); a
+    # source bound to one is refused on the plain port.
+    cert_sha256: Mapped[str | None] = mapped_column(String(64))
+    cert_cn: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -30,6 +30,64 @@ from archive.work.jobs import utcnow
 AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
 LABEL = re.compile(r"^[\w .'()/-]{1,64}$")
 DISABLED = "source disabled"
+# A certificate's SHA-256 as `openssl x509 -fingerprint -sha256` prints it or as bare hex.
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+# RFC 5280 ub-common-name is 64; printable characters only, so the value can be logged.
+COMMON_NAME = re.compile(r"^[\x20-\x7e]{1,64}$")
+
+
+@dataclass(frozen=True)
+class PeerTls:
+    """What an association's transport proved: whether it ran over TLS, and the client
+    certificate the TLS port verified (its SHA-256 and subject common names), if any."""
+
+    over_tls: bool = False
+    sha256: str | None = None
+    common_names: tuple[str, ...] = ()
+
+
+PLAIN_TCP = PeerTls()
+
+
+def _fingerprint(value: str | None) -> str | None:
+    if value is None or value.strip() == "":
+        return None
+    hexed = value.strip().replace(":", "").lower()
+    if hexed.startswith("sha256="):  # `openssl x509 -fingerprint` output pasted whole
+        hexed = hexed.removeprefix("sha256=")
+    if not SHA256_HEX.match(hexed):
+        raise RejectError(
+            "certificate fingerprint must be a SHA-256 (64 hex digits, colons allowed)",
+            code="bad_source",
+        )
+    return hexed
+
+
+def _common_name(value: str | None) -> str | None:
+    if value is None or value.strip() == "":
+        return None
+    if not COMMON_NAME.match(value.strip()):
+        raise RejectError(
+            "certificate common name must be 1 to 64 printable characters", code="bad_source"
+        )
+    return value.strip()
+
+
+def certificate_refusal(source: Source, peer: PeerTls) -> str | None:
+    """Why `peer` does not prove to be `source`, or None. A source bound to a certificate
+    (fingerprint, common name, or both) connects only over TLS with that certificate, so
+    its AE title and address alone no longer let anyone send in its name."""
+    if source.cert_sha256 is None and source.cert_cn is None:
+        return None
+    if not peer.over_tls:
+        return "source bound to a certificate must connect over TLS"
+    if peer.sha256 is None:
+        return "no client certificate (AMANA_TLS_CA not set?)"
+    if source.cert_sha256 is not None and peer.sha256 != source.cert_sha256:
+        return "client certificate is not the one registered for this AE title"
+    if source.cert_cn is not None and source.cert_cn not in peer.common_names:
+        return "client certificate common name is not the one registered for this AE title"
+    return None
 
 
 def _network(address: str) -> str:
@@ -57,6 +115,8 @@ def source_row(src: Source) -> dict[str, Any]:
         "site": src.site,
         "region": src.region,
         "enabled": src.enabled,
+        "cert_sha256": src.cert_sha256,
+        "cert_cn": src.cert_cn,
         "created_at": src.created_at.isoformat() if src.created_at else None,
     }
 
@@ -124,6 +184,8 @@ def add_source(
     site: str | None = None,
     region: str | None = None,
     profiles_dir: Path | None = None,
+    cert_sha256: str | None = None,
+    cert_cn: str | None = None,
 ) -> Source:
     """Register a PACS; its profile and region, when given, must exist (`profiles_dir`)."""
     title = ae_title.strip()
@@ -138,6 +200,8 @@ def add_source(
         site=_label(site, "site"),
         region=_region(region, profiles_dir) if profiles_dir else None,
         enabled=True,
+        cert_sha256=_fingerprint(cert_sha256),
+        cert_cn=_common_name(cert_cn),
         created_at=utcnow(),
     )
     try:
@@ -164,6 +228,8 @@ def edit_source(
     region: str | None = None,
     address: str | None = None,
     site: str | None = None,
+    cert_sha256: str | None = None,
+    cert_cn: str | None = None,
 ) -> tuple[Source, dict[str, Any]]:
     """Change what is given (None: unchanged; an empty text clears a profile, region or site).
     Returns the source and the changes made, as {field: [old, new]} for the audit record.
@@ -178,6 +244,10 @@ def edit_source(
         wanted["address"] = _network(address)
     if site is not None:
         wanted["site"] = _label(site, "site")
+    if cert_sha256 is not None:
+        wanted["cert_sha256"] = _fingerprint(cert_sha256)
+    if cert_cn is not None:
+        wanted["cert_cn"] = _common_name(cert_cn)
     changes: dict[str, Any] = {}
     for field, value in wanted.items():
         old = getattr(source, field)
@@ -229,13 +299,22 @@ class SourceDecision:
     source_id: int | None = None
     # True when the refusal is about us (catalog down), so the PACS should retry later.
     transient: bool = False
+    # Refused by the source's certificate binding: an admin's explicit rule, which the
+    # loopback waiver of `amana run` does not lift.
+    certificate: bool = False
 
 
 def check_source(
-    session: Session, calling_ae: str | None, address: str | None, *, open_when_empty: bool
+    session: Session,
+    calling_ae: str | None,
+    address: str | None,
+    *,
+    open_when_empty: bool,
+    tls: PeerTls = PLAIN_TCP,
 ) -> SourceDecision:
     """Whether an association may proceed. `open_when_empty` lets the embedded `amana run`
-    accept anyone until a first source is registered; split deployments pass False."""
+    accept anyone until a first source is registered; split deployments pass False. `tls`
+    is what the transport proved (a source bound to a certificate needs it)."""
     if not session.scalar(select(func.count()).select_from(Source)):
         if open_when_empty:
             return SourceDecision(True, "no sources registered")
@@ -254,6 +333,9 @@ def check_source(
         peer = peer.ipv4_mapped
     if peer not in ipaddress.ip_network(source.address, strict=False):
         return SourceDecision(False, "address not registered for this AE title")
+    refusal = certificate_refusal(source, tls)
+    if refusal is not None:
+        return SourceDecision(False, refusal, certificate=True)
     return SourceDecision(True, "registered", source_row(source), source_id=source.id)
 
 
@@ -269,18 +351,33 @@ class SourceGate:
         self.open_when_empty = open_when_empty
 
     def check(
-        self, calling_ae: str | None, address: str | None, *, waive_unknown: bool = False
+        self,
+        calling_ae: str | None,
+        address: str | None,
+        *,
+        waive_unknown: bool = False,
+        tls: PeerTls = PLAIN_TCP,
     ) -> SourceDecision:
         """`waive_unknown` (a loopback peer in the embedded mode) lets an unregistered peer in
-        unattributed; a registered source that was disabled stays refused."""
+        unattributed; a registered source that was disabled, or whose certificate binding
+        `tls` does not satisfy, stays refused."""
         from archive import audit
 
         try:
             with self.sessions.begin() as session:
                 decision = check_source(
-                    session, calling_ae, address, open_when_empty=self.open_when_empty
+                    session,
+                    calling_ae,
+                    address,
+                    open_when_empty=self.open_when_empty,
+                    tls=tls,
                 )
-                if waive_unknown and not decision.allowed and decision.reason != DISABLED:
+                if (
+                    waive_unknown
+                    and not decision.allowed
+                    and decision.reason != DISABLED
+                    and not decision.certificate
+                ):
                     return SourceDecision(True, "loopback")
                 if not decision.allowed:
                     audit.append(

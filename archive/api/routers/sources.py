@@ -40,6 +40,8 @@ class SourcePatch(BaseModel):
     region: str | None = Field(default=None, max_length=64)
     address: str | None = Field(default=None, max_length=64)
     site: str | None = Field(default=None, max_length=64)
+    cert_sha256: str | None = Field(default=None, max_length=128)
+    cert_cn: str | None = Field(default=None, max_length=64)
     enabled: bool | None = None
 
 
@@ -71,12 +73,16 @@ def add_source(
             site=body.site,
             region=body.region,
             profiles_dir=state.profiles_dir,
+            cert_sha256=body.cert_sha256,
+            cert_cn=body.cert_cn,
         )
         work.note(
             object_id=src.ae_title,
             address=src.address,
             profile=src.profile_name,
             region=src.region,
+            cert_sha256=src.cert_sha256,
+            cert_cn=src.cert_cn,
         )
         row = sources.source_row(src)
     return SourceOut.model_validate(row)
@@ -102,9 +108,9 @@ def edit_source(
     ae_title: str,
     body: SourcePatch,
 ) -> SourceOut:
-    """Change a source's profile, region, address or site, or disable / enable it. Its
-    instances not yet processed get the new profile and region; a disabled source is
-    refused at association."""
+    """Change a source's profile, region, address, site or client certificate binding, or
+    disable / enable it. Its instances not yet processed get the new profile and region; a
+    disabled source is refused at association."""
     _node_change(ctx, audit.Action.UPDATE, ae_title)
     with unit(request, ctx, session) as work:
         src, changes = sources.edit_source(
@@ -115,6 +121,8 @@ def edit_source(
             region=body.region,
             address=body.address,
             site=body.site,
+            cert_sha256=body.cert_sha256,
+            cert_cn=body.cert_cn,
         )
         if body.enabled is not None and body.enabled != src.enabled:
             changes["enabled"] = [src.enabled, body.enabled]
