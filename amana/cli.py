@@ -162,6 +162,7 @@ def api() -> None:
 
     import uvicorn
 
+    from amana.broker import CachedProbe, probe
     from amana.celery_app import make_celery
     from amana.publisher import publish_now
     from archive import audit
@@ -181,6 +182,9 @@ def api() -> None:
         quarantine_dir=settings.quarantine_path,
         spool_dir=settings.spool_path,
         publish=lambda job_ids: publish_now(celery, job_ids),
+        # The API probes the broker itself: it uses the receivers' AMANA_BROKER_URL, and a
+        # probe needs no shared file or catalog table (it may run on another machine).
+        broker_state=CachedProbe(lambda: probe(celery)),
     )
     audit.record(sessions, audit.application_activity("api", started=True))
     try:

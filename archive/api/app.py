@@ -52,10 +52,11 @@ def create_app(
     quarantine_dir: Path | None = None,
     spool_dir: Path | None = None,
     publish: JobSink | None = None,
+    broker_state: Callable[[], str] | None = None,
 ) -> FastAPI:
     """`quarantine_dir` and `spool_dir` enable the stewards' retry and purge; `publish` is
     attached to `sessions` as their job sink, so a retried job is sent once its transaction
-    commits (without it, the sweeper sends it)."""
+    commits (without it, the sweeper sends it); `broker_state` answers /health's `broker`."""
     app = FastAPI(
         title="Amana",
         version="0.2.0",
@@ -78,6 +79,7 @@ def create_app(
         spool_dir=spool_dir,
         sent=sent,
     )
+    app.state.broker_state = broker_state
     for router in ROUTERS:
         app.include_router(router)
 
