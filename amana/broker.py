@@ -75,9 +75,7 @@ class BrokerWatch:
             if previous is BrokerState.DOWN:
                 self._recoveries += 1
         if previous is BrokerState.DOWN:
-            log.warning(
-                "broker reachable again after %.0f s; unsent jobs are being sent", down_for
-            )
+            log.warning("broker reachable again after %.0f s; unsent jobs are being sent", down_for)
         else:
             log.info("broker reachable")
 

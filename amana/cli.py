@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import Progress
 
-from amana import cli_governance
+from amana import cli_governance, startup
 from amana.cli_anonymize import anonymize
 from amana.cli_catalog import audit_app, catalog_app
 from amana.cli_common import console
@@ -48,7 +48,8 @@ app.command("anonymize")(anonymize)
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    settings = startup.load()
+    startup.check_values(settings)
     configure_logging(settings.log_level)
     return settings
 
@@ -98,15 +99,19 @@ def _register_builtin_profiles(settings: Settings) -> None:
 @app.command()
 def run() -> None:
     """Everything on one machine: receiver, worker, sweeper and API (embedded defaults)."""
-    from amana.keys import ensure_key
     from amana.supervisor import supervise
     from archive.catalog.migrate import upgrade
 
     settings = _settings()
-    _prepare_dirs(settings)
-    ensure_key(settings.key_path)
-    upgrade(settings.db_url)
-    _register_builtin_profiles(settings)
+    # Everything a child would otherwise find out by dying, checked before any child starts.
+    startup.check_ports(settings, dicom=True, api=True)
+    with startup.setting("home", "cannot create the folders under it"):
+        _prepare_dirs(settings)
+    startup.check_key(settings, create=True)
+    with startup.setting("database_url", "cannot bring the catalog to the latest schema"):
+        upgrade(settings.db_url)
+        _register_builtin_profiles(settings)
+    startup.check_profile(settings)
     console.print(
         f"Amana: DICOM {settings.ae_title}@{settings.dicom_host}:{settings.dicom_port}, "
         f"API http://{settings.api_host}:{settings.api_port}/docs, home {settings.home}"
@@ -126,9 +131,13 @@ def receive(
     from amana.receiver import run_receiver
 
     settings = _settings()
+    if not sibling:  # a sibling joins the port its owner holds
+        startup.check_ports(settings, dicom=True, api=False)
     _prepare_dirs(settings)
     _wait_for_schema(settings)
     _register_builtin_profiles(settings)
+    # Accepting studies that no worker can process would only fill the spool.
+    startup.check_profile(settings)
     try:
         run_receiver(settings, sweeper=not no_sweeper, sibling=sibling)
     except OSError as exc:
@@ -150,8 +159,10 @@ def worker(
 
     settings = _settings()
     _prepare_dirs(settings)
+    startup.check_key(settings, create=False)
     _wait_for_schema(settings)
     _register_builtin_profiles(settings)
+    startup.check_profile(settings)
     run_worker(settings, concurrency=concurrency)
 
 
@@ -170,6 +181,7 @@ def api() -> None:
     from archive.catalog.db import make_engine, make_sessionmaker
 
     settings = _settings()
+    startup.check_ports(settings, dicom=False, api=True)
     _wait_for_schema(settings)
     _register_builtin_profiles(settings)
     sessions = make_sessionmaker(make_engine(settings.db_url))
