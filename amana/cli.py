@@ -136,8 +136,6 @@ def receive(
     _prepare_dirs(settings)
     _wait_for_schema(settings)
     _register_builtin_profiles(settings)
-    # Accepting studies that no worker can process would only fill the spool.
-    startup.check_profile(settings)
     try:
         run_receiver(settings, sweeper=not no_sweeper, sibling=sibling)
     except OSError as exc:
