@@ -55,9 +55,7 @@ def _settings() -> Settings:
 
 
 def _prepare_dirs(settings: Settings) -> None:
-    for path in (settings.home, settings.spool_path, settings.archive_path):
-        path.mkdir(parents=True, exist_ok=True)
-    settings.quarantine_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    startup.prepare_dirs(settings)
 
 
 def _wait_for_schema(settings: Settings, timeout_s: float = 120.0) -> None:
@@ -105,8 +103,7 @@ def run() -> None:
     settings = _settings()
     # Everything a child would otherwise find out by dying, checked before any child starts.
     startup.check_ports(settings, dicom=True, api=True)
-    with startup.setting("home", "cannot create the folders under it"):
-        _prepare_dirs(settings)
+    _prepare_dirs(settings)
     startup.check_key(settings, create=True)
     with startup.setting("database_url", "cannot bring the catalog to the latest schema"):
         upgrade(settings.db_url)

@@ -13,7 +13,6 @@ import math
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import typer
 from pydantic import ValidationError
@@ -194,6 +193,14 @@ def check_profile(settings: Settings) -> None:
         engine.dispose()
 
 
-def check_dir(field: str, path: Path) -> None:
-    with setting(field, "cannot create or use this folder"):
-        path.mkdir(parents=True, exist_ok=True)
+def prepare_dirs(settings: Settings) -> None:
+    """Create the folders, naming the variable of the one that cannot be."""
+    folders = (
+        ("home", settings.home, 0o777),
+        ("spool_dir", settings.spool_path, 0o777),
+        ("archive_dir", settings.archive_path, 0o777),
+        ("quarantine_dir", settings.quarantine_path, 0o700),
+    )
+    for field, path, mode in folders:
+        with setting(field, "cannot create this folder"):
+            path.mkdir(parents=True, exist_ok=True, mode=mode)

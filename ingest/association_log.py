@@ -39,7 +39,7 @@ class _Tally:
 
 
 def peer(assoc: Any) -> str:
-    """"AE title (address)" of the association's requestor."""
+    """The "AE title (address)" of the association's requestor."""
     requestor = assoc.requestor
     # While the association is being negotiated only the request carries the title.
     primitive = getattr(requestor, "primitive", None)
@@ -71,6 +71,18 @@ class AssociationTally:
             tally.refused,
             tally.failed,
         )
+
+
+def on_rejected(event: Any) -> None:
+    """Associations pynetdicom itself rejects, after the source check (another called AE
+    title, too many associations), so a misconfigured PACS shows up in the log too."""
+    assoc = event.assoc
+    called = str(getattr(assoc.requestor.primitive, "called_ae_title", "") or "").strip()
+    if called != str(assoc.acceptor.ae_title).strip():
+        reason = f"called AE title {called or '-'} is not this receiver's"
+    else:
+        reason = "too many associations, or a negotiation item refused"
+    log.warning("association %s refused: %s", peer(assoc), reason)
 
 
 def error_comment(error: BaseException) -> str:

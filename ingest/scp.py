@@ -43,7 +43,13 @@ from archive import audit
 from archive.governance.sources import SourceGate
 from archive.work.jobs import create_job
 from archive.work.publish import enqueue_after_commit
-from ingest.association_log import AssociationTally, Outcome, failure_status, peer
+from ingest.association_log import (
+    AssociationTally,
+    Outcome,
+    failure_status,
+    on_rejected,
+    peer,
+)
 from ingest.dimse_status import DIMSE_SUCCESS, dimse_status
 from ingest.spool import Spool
 from ingest.validate import check_header
@@ -271,6 +277,7 @@ def start_receiver(
     handler.attribution = policy.attribution
     handlers: list[Any] = [
         (evt.EVT_REQUESTED, policy.on_requested),
+        (evt.EVT_REJECTED, on_rejected),
         (evt.EVT_C_STORE, handler),
         (evt.EVT_C_ECHO, _handle_echo),
         (evt.EVT_RELEASED, handler.on_association_end),

@@ -62,7 +62,7 @@ def test_receiver_logs_each_association_and_refusal_and_comments_each_failure(
 ) -> None:
     """Rule: the receiver logs one line per association end (calling AE, address, instances
     received, refused, failed) and every refused association with its AE title and address;
-    a 0xC000 answer carries an Error Comment made of a code and a class name; neither the
+    (the source check's and the DICOM layer's); a 0xC000 answer carries an Error Comment made of a code and a class name; neither the
     log nor the comment holds a patient's name or ID."""
     amana = Amana(tmp_path / "home", AMANA_ACCEPT_LOOPBACK="false", AMANA_RECEIVER_PROCESSES="1")
     amana.cli("db", "upgrade")
@@ -74,8 +74,10 @@ def test_receiver_logs_each_association_and_refusal_and_comments_each_failure(
         assert storescu(amana.dicom_port, study.files).returncode == 0
         answers = _send(amana.dicom_port, [study.files[0], _broken_file(tmp_path)], "OTHERPACS")
         assert not echoscu(amana.dicom_port, calling_ae="STRANGER")
+        assert not echoscu(amana.dicom_port, ae_title="ELSEWHERE", calling_ae="TESTPACS")
         wait_until(lambda: "OTHERPACS (127.0.0.1) released" in amana.log_text(), timeout=30)
         wait_until(lambda: "STRANGER (127.0.0.1) refused" in amana.log_text(), timeout=30)
+        wait_until(lambda: "called AE title ELSEWHERE" in amana.log_text(), timeout=30)
     finally:
         amana.stop()
 
@@ -86,6 +88,7 @@ def test_receiver_logs_each_association_and_refusal_and_comments_each_failure(
     assert "association TESTPACS (127.0.0.1) released: 2 received, 0 refused, 0 failed" in log
     assert "association OTHERPACS (127.0.0.1) released: 1 received, 1 refused, 0 failed" in log
     assert "C-STORE from OTHERPACS (127.0.0.1) refused" in log
+    assert "association TESTPACS (127.0.0.1) refused: called AE title ELSEWHERE" in log
     assert len(re.findall(r"association \S+ \(\S+\) (released|aborted):", log)) == 2
     for secret in _secrets(identifying_strings(study)):
         assert secret not in log and secret not in comment
