@@ -61,3 +61,56 @@ def test_jobs_received_during_an_outage_are_processed_once_the_broker_returns(
     finally:
         amana.stop()
         redis.destroy()
+
+
+def _queued_ids(url: str) -> list[int]:
+    import base64
+    import json
+
+    import redis as redis_client
+
+    from amana.celery_app import QUEUE
+
+    ids = []
+    for raw in redis_client.Redis.from_url(url).lrange(QUEUE, 0, -1):
+        message = json.loads(raw)
+        body = message["body"]
+        if message["properties"]["body_encoding"] == "base64":
+            body = base64.b64decode(body)
+        ids += json.loads(body)[0][0]
+    return sorted(ids)
+
+
+@pytest.mark.services
+def test_publisher_sends_what_each_outage_held_once_the_broker_is_back() -> None:
+    """Rule: the publisher shared by the receiver and `amana import` survives any number of
+    broker outages: ids submitted while Redis is down are published once it is back, with
+    no restart, and each change of state is logged once."""
+    import logging
+
+    from amana.celery_app import make_celery
+    from amana.publisher import Publisher
+    from amana.settings import Settings
+
+    redis = ThrowawayRedis()
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("amana.broker").addHandler(handler)
+    publisher = Publisher(make_celery(Settings(broker_url=redis.url)), probe_every_s=0.2)
+    try:
+        for outage in range(3):
+            if outage:
+                redis.stop()  # wiped: each round starts from an empty broker
+            ids = list(range(outage * 100, outage * 100 + 40))
+            publisher.submit(ids)
+            wait_until(lambda: publisher.unsent >= 40, timeout=60, interval=0.05)
+            redis.start()
+            wait_until(lambda: _queued_ids(redis.url) == ids, timeout=60)  # noqa: B023
+            assert publisher.unsent == 0
+    finally:
+        publisher.close()
+        logging.getLogger("amana.broker").removeHandler(handler)
+        redis.destroy()
+    assert sum("broker unreachable" in r for r in records) == 3
+    assert sum("broker reachable again" in r for r in records) == 3
