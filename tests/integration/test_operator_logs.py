@@ -61,9 +61,10 @@ def test_receiver_logs_each_association_and_refusal_and_comments_each_failure(
     tmp_path: Path,
 ) -> None:
     """Rule: the receiver logs one line per association end (calling AE, address, instances
-    received, refused, failed) and every refused association with its AE title and address;
-    (the source check's and the DICOM layer's); a 0xC000 answer carries an Error Comment made of a code and a class name; neither the
-    log nor the comment holds a patient's name or ID."""
+    received, refused, failed) and every refused association with its AE title and address
+    (refused by the source check or by the DICOM layer); a 0xC000 answer carries an Error
+    Comment made of a code and a class name; neither the log nor the comment holds a
+    patient's name or ID."""
     amana = Amana(tmp_path / "home", AMANA_ACCEPT_LOOPBACK="false", AMANA_RECEIVER_PROCESSES="1")
     amana.cli("db", "upgrade")
     amana.cli("sources", "add", "TESTPACS", "127.0.0.1")
