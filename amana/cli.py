@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import Progress
 
-from amana import cli_governance
+from amana import cli_governance, startup
 from amana.cli_anonymize import anonymize
 from amana.cli_catalog import audit_app, catalog_app
 from amana.cli_common import console
@@ -49,7 +49,8 @@ app.command("anonymize")(anonymize)
 
 
 def _settings() -> Settings:
-    settings = Settings()
+    settings = startup.load()
+    startup.check_values(settings)
     configure_logging(settings.log_level)
     return settings
 
@@ -61,9 +62,7 @@ def _tls_failed(exc: Exception) -> typer.Exit:
 
 
 def _prepare_dirs(settings: Settings) -> None:
-    for path in (settings.home, settings.spool_path, settings.archive_path):
-        path.mkdir(parents=True, exist_ok=True)
-    settings.quarantine_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    startup.prepare_dirs(settings)
 
 
 def _wait_for_schema(settings: Settings, timeout_s: float = 120.0) -> None:
@@ -106,20 +105,23 @@ def _register_builtin_profiles(settings: Settings) -> None:
 @app.command()
 def run() -> None:
     """Everything on one machine: receiver, worker, sweeper and API (embedded defaults)."""
-    from amana.keys import ensure_key
     from amana.supervisor import supervise
     from amana.tls import TlsConfigError, check_tls_settings
     from archive.catalog.migrate import upgrade
 
     settings = _settings()
+    # Everything a child would otherwise find out by dying, checked before any child starts.
+    startup.check_ports(settings, dicom=True, api=True)
     try:
         check_tls_settings(settings)
     except TlsConfigError as exc:
         raise _tls_failed(exc) from exc
     _prepare_dirs(settings)
-    ensure_key(settings.key_path)
-    upgrade(settings.db_url)
-    _register_builtin_profiles(settings)
+    startup.check_key(settings, create=True)
+    with startup.setting("database_url", "cannot bring the catalog to the latest schema"):
+        upgrade(settings.db_url)
+        _register_builtin_profiles(settings)
+    startup.check_profile(settings)
     tls = f" (TLS :{settings.dicom_tls_port})" if settings.dicom_tls_port is not None else ""
     console.print(
         f"Amana: DICOM {settings.ae_title}@{settings.dicom_host}:{settings.dicom_port}{tls}, "
@@ -142,6 +144,8 @@ def receive(
     from amana.tls import TlsConfigError
 
     settings = _settings()
+    if not sibling:  # a sibling joins the port its owner holds
+        startup.check_ports(settings, dicom=True, api=False)
     _prepare_dirs(settings)
     _wait_for_schema(settings)
     _register_builtin_profiles(settings)
@@ -168,8 +172,10 @@ def worker(
 
     settings = _settings()
     _prepare_dirs(settings)
+    startup.check_key(settings, create=False)
     _wait_for_schema(settings)
     _register_builtin_profiles(settings)
+    startup.check_profile(settings)
     run_worker(settings, concurrency=concurrency)
 
 
@@ -180,6 +186,7 @@ def api() -> None:
 
     import uvicorn
 
+    from amana.broker import CachedProbe, probe
     from amana.celery_app import make_celery
     from amana.publisher import publish_now
     from amana.tls import TlsConfigError, uvicorn_tls_options
@@ -188,6 +195,7 @@ def api() -> None:
     from archive.catalog.db import make_engine, make_sessionmaker
 
     settings = _settings()
+    startup.check_ports(settings, dicom=False, api=True)
     try:
         tls_options = uvicorn_tls_options(settings)
     except TlsConfigError as exc:
@@ -206,6 +214,9 @@ def api() -> None:
         publish=lambda job_ids: publish_now(celery, job_ids),
         trusted_proxies=settings.trusted_proxies,
         auth_failures_per_minute=settings.auth_failures_per_minute,
+        # The API probes the broker itself: it uses the receivers' AMANA_BROKER_URL, and a
+        # probe needs no shared file or catalog table (it may run on another machine).
+        broker_state=CachedProbe(lambda: probe(celery)),
     )
     audit.record(sessions, audit.application_activity("api", started=True))
     try:

@@ -1,10 +1,16 @@
 """Sends job ids to the broker off the C-STORE path.
 
-The catalog commit is what makes a job exist; a publish that fails only delays it until the
-sweeper re-sends, so the receiver never waits on (or fails because of) the broker.
+The catalog commit is what makes a job exist; a publish that fails only delays it, so the
+receiver never waits on (or fails because of) the broker.
 
 Ids are sent in small batches, one message each: a worker then claims and catalogs a batch
 in a few round trips, and the broker sees one message per batch instead of per instance.
+
+A broker outage: the first failed publish marks the broker down; from then on ids are held
+here (not tried one by one, each try costing a connect timeout) and the broker is probed
+every PROBE_EVERY_S; once it answers, the held ids are sent first. Every publish uses the
+publisher's own connection, dropped after a failure so the next one starts afresh: the
+app's shared pool is never closed, since kombu cannot reopen a closed pool.
 """
 
 from __future__ import annotations
@@ -14,9 +20,12 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
+from typing import Any
 
 from celery import Celery
 
+from amana.broker import BrokerState, BrokerWatch, probe
 from amana.celery_app import PROCESS_JOBS, QUEUE
 
 log = logging.getLogger(__name__)
@@ -28,28 +37,53 @@ BATCH_MAX = 16
 # How long the first id of a batch may wait for company: the archive is not interactive,
 # and under load a batch fills long before this.
 LINGER_S = 0.1
+# How often the broker is probed while it is down, and while nothing is sent (so an outage
+# shows in the log and is recovered from even when no instance arrives).
+PROBE_EVERY_S = 2.0
+# Ids held during an outage, at most: beyond that they stay only in the catalog, and the
+# sweeper's pass after the broker returns sends them (about 8 MB of ints).
+HELD_MAX = 200_000
 
 
-def publish_now(app: Celery, job_ids: Sequence[int]) -> None:
+def publish_now(app: Celery, job_ids: Sequence[int], *, connection: Any = None) -> None:
     app.send_task(
         PROCESS_JOBS,
         args=[list(job_ids)],
         queue=QUEUE,
         retry=True,
         retry_policy=_RETRY_POLICY,
+        connection=connection,
     )
 
 
 class Publisher:
-    def __init__(self, app: Celery, *, batch_max: int = BATCH_MAX, linger_s: float = LINGER_S):
+    def __init__(
+        self,
+        app: Celery,
+        *,
+        batch_max: int = BATCH_MAX,
+        linger_s: float = LINGER_S,
+        probe_every_s: float = PROBE_EVERY_S,
+        watch: BrokerWatch | None = None,
+    ):
         self._app = app
         self._batch_max = batch_max
         self._linger_s = linger_s
+        self._probe_every_s = probe_every_s
+        self.broker = watch if watch is not None else BrokerWatch()
         self._pending: queue.Queue[int | None] = queue.Queue()
-        # Jobs whose publish failed; the sweeper sends them later.
-        self.unsent = 0
+        self._held: list[int] = []
+        # Ids given up on here (held past HELD_MAX); the catalog still has their jobs.
+        self._dropped = 0
+        self._conn: Any = None
+        self._last_contact = float("-inf")
         self._thread = threading.Thread(target=self._run, name="amana-publisher", daemon=True)
         self._thread.start()
+
+    @property
+    def unsent(self) -> int:
+        """Jobs not (yet) published by this process; the sweeper sends them later."""
+        return len(self._held) + self._dropped
 
     def submit(self, job_ids: Iterable[int]) -> None:
         for job_id in job_ids:
@@ -60,9 +94,12 @@ class Publisher:
         self._thread.join(timeout)
 
     def _next_batch(self) -> tuple[list[int], bool]:
-        """Blocks for the first id, then gathers more until the batch is full or the linger
-        time is over; the flag says whether close() was asked for."""
-        first = self._pending.get()
+        """Waits up to the probe period for the first id, then gathers more until the batch
+        is full or the linger time is over; the flag says whether close() was asked for."""
+        try:
+            first = self._pending.get(timeout=self._probe_every_s)
+        except queue.Empty:
+            return [], False
         if first is None:
             return [], True
         batch = [first]
@@ -81,17 +118,53 @@ class Publisher:
         closing = False
         while not closing:
             batch, closing = self._next_batch()
-            if not batch:
-                continue
+            self._step(batch, force_probe=closing)
+
+    def _step(self, batch: list[int], *, force_probe: bool) -> None:
+        due = force_probe or time.monotonic() - self._last_contact >= self._probe_every_s
+        if self.broker.state is not BrokerState.UP or not batch:
+            if not due:
+                self._hold(batch)
+                return
+            self._check_broker()
+            if self.broker.state is not BrokerState.UP:
+                self._hold(batch)
+                return
+        held, self._held = self._held, []
+        self._send(held + batch)
+
+    def _check_broker(self) -> None:
+        self._last_contact = time.monotonic()
+        reason = probe(self._app)
+        if reason is None:
+            self.broker.saw_up()
+        else:
+            self.broker.saw_down(reason)
+
+    def _send(self, job_ids: list[int]) -> None:
+        for start in range(0, len(job_ids), self._batch_max):
+            chunk = job_ids[start : start + self._batch_max]
             try:
-                publish_now(self._app, batch)
-            except Exception as exc:  # the sweeper re-sends from the catalog
-                self.unsent += len(batch)
-                # Start the next publish on a fresh connection: a channel left in a failed
-                # state would otherwise fail every later publish too.
-                self._app.pool.force_close_all()
-                log.warning(
-                    "publish of %d job(s) failed (%s); the sweeper will re-send them",
-                    len(batch),
-                    type(exc).__name__,
-                )
+                if self._conn is None:
+                    self._conn = self._app.connection_for_write()
+                publish_now(self._app, chunk, connection=self._conn)
+            except Exception as exc:
+                self._drop_connection()
+                self.broker.saw_down(type(exc).__name__)
+                self._hold(job_ids[start:])
+                return
+            self._last_contact = time.monotonic()
+            self.broker.saw_up()
+
+    def _hold(self, job_ids: list[int]) -> None:
+        room = max(0, HELD_MAX - len(self._held))
+        self._held.extend(job_ids[:room])
+        self._dropped += len(job_ids) - min(room, len(job_ids))
+
+    def _drop_connection(self) -> None:
+        # A connection (or, on the SQL transport, a session) left in a failed state would
+        # fail every later publish too; the next publish opens a new one.
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with suppress(Exception):
+                conn.collect()

@@ -11,6 +11,7 @@ from types import FrameType
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from amana.broker import after_outages
 from amana.celery_app import make_celery
 from amana.listeners import SiblingListeners, bind_listener, die_with_parent, open_port
 from amana.publisher import Publisher
@@ -95,11 +96,15 @@ def run_receiver(settings: Settings, *, sweeper: bool = True, sibling: bool = Fa
     if sweeper:
         sweep_thread = SweeperThread(
             settings.sweep_interval_s,
-            lambda: sweep_once(
-                sessions,
-                publisher.submit,
-                stale_after=timedelta(seconds=settings.stale_after_s),
-                study_stable_after=timedelta(seconds=settings.study_stable_after_s),
+            after_outages(
+                publisher.broker,
+                lambda after_outage: sweep_once(
+                    sessions,
+                    publisher.submit,
+                    stale_after=timedelta(seconds=settings.stale_after_s),
+                    study_stable_after=timedelta(seconds=settings.study_stable_after_s),
+                    after_outage=after_outage,
+                ),
             ),
         )
         sweep_thread.start()

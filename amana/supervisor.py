@@ -1,7 +1,9 @@
 """`amana run`: the receiver, a worker and the API as child processes of one command.
 
 Children are restarted if they die, so a crash costs seconds; the catalog and the spool
-keep every job across restarts.
+keep every job across restarts. A child that keeps dying right after it starts (a setting
+only it can trip over, a port taken after the checks) is not restarted for ever: after
+QUICK_DEATHS_MAX such deaths in a row `amana run` stops everything and exits non-zero.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from amana.settings import Settings
 log = logging.getLogger(__name__)
 
 COMPONENTS = ("receive", "worker", "api")
+# A child that exits within this time of its start died of its start-up.
+QUICK_DEATH_S = 30.0
+QUICK_DEATHS_MAX = 3
+EXIT_CHILD_FAILING = 3
 
 
 def child_env(settings: Settings) -> dict[str, str]:
@@ -49,6 +55,8 @@ class Child:
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started_at: float = field(default=0.0)
+    # Consecutive deaths within QUICK_DEATH_S of a start.
+    quick_deaths: int = 0
 
 
 def supervise(settings: Settings) -> int:
@@ -69,7 +77,8 @@ def supervise(settings: Settings) -> int:
 
     for child in children:
         start(child)
-    while not stopping:
+    failed: Child | None = None
+    while not stopping and failed is None:
         time.sleep(0.5)
         for child in children:
             assert child.process is not None
@@ -77,8 +86,20 @@ def supervise(settings: Settings) -> int:
             if code is None or stopping:
                 continue
             child.restarts += 1
-            # Back off when a component keeps dying at start-up (a bad profile, a busy port).
-            delay = 1.0 if time.monotonic() - child.started_at > 30 else min(30, 2**child.restarts)
+            quick = time.monotonic() - child.started_at < QUICK_DEATH_S
+            child.quick_deaths = child.quick_deaths + 1 if quick else 0
+            if child.quick_deaths >= QUICK_DEATHS_MAX:
+                log.critical(
+                    "%s exited with %s, %d times in a row within %.0f s of starting; "
+                    "stopping (see its messages above)",
+                    child.name,
+                    code,
+                    child.quick_deaths,
+                    QUICK_DEATH_S,
+                )
+                failed = child
+                break
+            delay = 2.0**child.quick_deaths if quick else 1.0
             log.error("%s exited with %s; restarting in %.0f s", child.name, code, delay)
             time.sleep(delay)
             start(child)
@@ -94,4 +115,4 @@ def supervise(settings: Settings) -> int:
         except subprocess.TimeoutExpired:
             child.process.kill()
             child.process.wait()
-    return 0
+    return EXIT_CHILD_FAILING if failed is not None else 0

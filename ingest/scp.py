@@ -17,6 +17,7 @@ import threading
 import weakref
 from typing import Any, cast
 
+from pydicom.dataset import Dataset
 from pydicom.uid import (
     JPEG2000,
     DeflatedExplicitVRLittleEndian,
@@ -38,11 +39,18 @@ from pynetdicom.transport import ThreadedAssociationServer
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from anonymizer.errors import AmanaError, RetryableError
+from anonymizer.errors import AmanaError, RejectError, RetryableError
 from archive import audit
 from archive.governance.sources import SourceGate
 from archive.work.jobs import create_job
 from archive.work.publish import enqueue_after_commit
+from ingest.association_log import (
+    AssociationTally,
+    Outcome,
+    failure_status,
+    on_rejected,
+    peer,
+)
 from ingest.dimse_status import DIMSE_SUCCESS, dimse_status
 from ingest.spool import Spool
 from ingest.tls import DeferredHandshakeMixin, peer_tls
@@ -112,7 +120,7 @@ class AssociationPolicy:
         if decision.allowed:
             self.attribution.set(event.assoc, decision.source_id)
             return
-        log.warning("association refused: %s", decision.reason)
+        log.warning("association %s refused: %s", peer(event.assoc), decision.reason)
         # 0x02 (rejected-transient) when the catalog is down, so the PACS tries again later;
         # source 0x01 (service user), reason 0x03 (calling AE title not recognized).
         event.assoc.acse.send_reject(0x02 if decision.transient else 0x01, 0x01, 0x03)
@@ -147,10 +155,13 @@ class StoreHandler:
         self._lock = threading.Lock()
         # Shared with the association policy by `start_receiver`.
         self.attribution = Attribution()
+        self.tally = AssociationTally()
 
     def on_association_end(self, event: Any) -> None:
-        """One audit event per association: who sent how many instances (job ids only)."""
+        """One log line and one audit event per association: who sent how many instances
+        (job ids only)."""
         self.attribution.forget(event.assoc)
+        self.tally.ended(event.assoc, "released" if event.event is evt.EVT_RELEASED else "aborted")
         with self._lock:
             job_ids = self._received.pop(id(event.assoc), [])
         if not job_ids:
@@ -166,15 +177,23 @@ class StoreHandler:
         except Exception as exc:  # the instances are stored and answered; never crash here
             log.error("could not audit a finished association: %s", type(exc).__name__)
 
-    def __call__(self, event: Any) -> int:
+    def __call__(self, event: Any) -> int | Dataset:
         try:
             job_id = self._persist(event)
         except AmanaError as exc:
-            log.warning("C-STORE refused: %s", exc)
-            return dimse_status(exc)
+            refused = isinstance(exc, RejectError)
+            self.tally.count(event.assoc, Outcome.REFUSED if refused else Outcome.FAILED)
+            log.warning(
+                "C-STORE from %s %s: %s", peer(event.assoc), "refused" if refused else "failed", exc
+            )
+            return failure_status(dimse_status(exc), exc)
         except Exception as exc:  # never Success for data not stored
-            log.error("C-STORE failed unexpectedly: %s", type(exc).__name__)
-            return dimse_status(exc)
+            self.tally.count(event.assoc, Outcome.FAILED)
+            log.error(
+                "C-STORE from %s failed unexpectedly: %s", peer(event.assoc), type(exc).__name__
+            )
+            return failure_status(dimse_status(exc), exc)
+        self.tally.count(event.assoc, Outcome.RECEIVED)
         with self._lock:
             self._received.setdefault(id(event.assoc), []).append(job_id)
         return DIMSE_SUCCESS
@@ -262,6 +281,7 @@ def start_receiver(
     handler.attribution = policy.attribution
     handlers: list[Any] = [
         (evt.EVT_REQUESTED, policy.on_requested),
+        (evt.EVT_REJECTED, on_rejected),
         (evt.EVT_C_STORE, handler),
         (evt.EVT_C_ECHO, _handle_echo),
         (evt.EVT_RELEASED, handler.on_association_end),

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from archive import audit
 from archive.catalog.models import Instance, Series, Study, StudyStatus
-from archive.work.jobs import jobs_to_resend, mark_resent, utcnow
+from archive.work.jobs import jobs_to_resend, mark_resent, received_before, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,11 @@ def sweep_once(
     *,
     stale_after: timedelta,
     study_stable_after: timedelta,
+    after_outage: bool = False,
 ) -> tuple[int, int]:
+    """One pass; `after_outage` (the broker came back since the last pass) re-sends every
+    RECEIVED job at once instead of waiting `stale_after` for each."""
+    resent = _resend_received(sessions, resend) if after_outage else 0
     with sessions.begin() as session:
         job_ids = jobs_to_resend(session, stale_after=stale_after)
         mark_resent(session, job_ids)
@@ -51,7 +55,24 @@ def sweep_once(
                 audit.append(
                     session, audit.study_completed(study_uid, int(counts.get(study_id, 0)))
                 )
-    return len(job_ids), len(closed)
+    return resent + len(job_ids), len(closed)
+
+
+def _resend_received(
+    sessions: sessionmaker[Session], resend: Callable[[Sequence[int]], None]
+) -> int:
+    # Duplicates cost nothing (a worker's claim is conditional), a missing message costs
+    # `stale_after`: send them all, a page at a time; a page once marked is past `cutoff`.
+    cutoff = utcnow()
+    total = 0
+    while True:
+        with sessions.begin() as session:
+            job_ids = received_before(session, cutoff)
+            mark_resent(session, job_ids)
+        if not job_ids:
+            return total
+        resend(job_ids)
+        total += len(job_ids)
 
 
 class SweeperThread(threading.Thread):

@@ -60,11 +60,13 @@ def create_app(
     publish: JobSink | None = None,
     trusted_proxies: Sequence[str] = (),
     auth_failures_per_minute: int = 10,
+    broker_state: Callable[[], str] | None = None,
 ) -> FastAPI:
     """`quarantine_dir` and `spool_dir` enable the stewards' retry and purge; `publish` is
     attached to `sessions` as their job sink, so a retried job is sent once its transaction
     commits (without it, the sweeper sends it). `trusted_proxies` and
-    `auth_failures_per_minute`: see archive/api/clients.py."""
+    `auth_failures_per_minute`: see archive/api/clients.py; `broker_state` answers /health's
+    `broker`."""
     limiter = AuthFailureLimiter(auth_failures_per_minute)
 
     async def flush_summaries(*, everything: bool = False) -> None:
@@ -113,6 +115,7 @@ def create_app(
         sent=sent,
         trusted_proxies=parse_networks(trusted_proxies),
     )
+    app.state.broker_state = broker_state
     for router in ROUTERS:
         app.include_router(router)
 

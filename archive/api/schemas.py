@@ -62,6 +62,11 @@ class ErrorOut(BaseModel):
 class Health(BaseModel):
     status: str
     jobs: dict[str, int] = Field(description="job counts by status")
+    broker: str | None = Field(
+        default=None,
+        description="up or down: whether this API reaches the broker the receivers publish "
+        "to (checked at most every few seconds); absent when not configured",
+    )
 
 
 # --- catalog --------------------------------------------------------------------------------

@@ -141,6 +141,18 @@ def jobs_to_resend(session: Session, *, stale_after: timedelta, limit: int = 100
     return rows
 
 
+def received_before(session: Session, cutoff: datetime, *, limit: int = 1000) -> Sequence[int]:
+    """RECEIVED jobs last sent before `cutoff`: after a broker outage any of them may have
+    no message (a failed publish, or a broker that came back empty)."""
+    return session.scalars(
+        select(Job.id)
+        .where(Job.status == JobStatus.RECEIVED)
+        .where(Job.enqueued_at < cutoff)
+        .order_by(Job.id)
+        .limit(limit)
+    ).all()
+
+
 def mark_resent(session: Session, job_ids: Sequence[int]) -> None:
     if job_ids:
         session.execute(update(Job).where(Job.id.in_(job_ids)).values(enqueued_at=utcnow()))
