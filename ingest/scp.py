@@ -43,6 +43,7 @@ from archive.governance.sources import SourceGate
 from archive.work.jobs import create_job
 from archive.work.publish import enqueue_after_commit
 from ingest.dimse_status import DIMSE_SUCCESS, dimse_status
+from ingest.receive_files import ReceiveFiles
 from ingest.spool import Spool
 from ingest.validate import check_header
 
@@ -93,12 +94,22 @@ class AssociationPolicy:
     """Who may send: registered and enabled sources (AE title + address), plus loopback when
     the embedded `amana run` says so, so that a first try on one machine works."""
 
-    def __init__(self, gate: SourceGate, *, accept_loopback: bool) -> None:
+    def __init__(
+        self, gate: SourceGate, *, accept_loopback: bool, spool: Spool | None = None
+    ) -> None:
         self.gate = gate
         self.accept_loopback = accept_loopback
         self.attribution = Attribution()
+        self.spool = spool
 
     def on_requested(self, event: Any) -> None:
+        if self.spool is not None and not self.spool.has_space():
+            # Before any instance arrives: the PACS keeps the study and tries again later.
+            # Rejected-transient (0x02), service provider (0x03), local limit exceeded (0x02).
+            log.warning("association refused: spool disk below its free-space threshold")
+            event.assoc.acse.send_reject(0x02, 0x03, 0x02)
+            event.assoc.kill()
+            return
         requestor = event.assoc.requestor
         address = str(requestor.address)
         decision = self.gate.check(
@@ -256,12 +267,17 @@ def start_receiver(
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     ae = build_ae(ae_title)
     handler.attribution = policy.attribution
+    # Size and free-space limits hold while the data set arrives, not once it is complete.
+    receive_files = ReceiveFiles(spool)
+    receive_files.install()
     handlers: list[Any] = [
         (evt.EVT_REQUESTED, policy.on_requested),
-        (evt.EVT_C_STORE, handler),
+        (evt.EVT_C_STORE, receive_files.guard(handler)),
         (evt.EVT_C_ECHO, _handle_echo),
         (evt.EVT_RELEASED, handler.on_association_end),
         (evt.EVT_ABORTED, handler.on_association_end),
+        (evt.EVT_ABORTED, receive_files.on_association_end),
+        (evt.EVT_CONN_CLOSE, receive_files.on_association_end),
     ]
     server_class = type("AmanaAssociationServer", (SharedSocketServer,), {"listen_fd": listen_fd})
     server = cast(

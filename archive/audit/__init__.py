@@ -62,6 +62,7 @@ from archive.audit.records import (
     job_quarantined,
     quarantine_action,
     study_completed,
+    unacknowledged_instances_removed,
 )
 
 __all__ = [
@@ -105,5 +106,6 @@ __all__ = [
     "search_page",
     "study_completed",
     "to_syslog",
+    "unacknowledged_instances_removed",
     "verify",
 ]
