@@ -7,6 +7,14 @@ across them (one shared socket let whichever process woke first take every pendi
 association). A sibling binds its socket only once it is ready to serve: a socket opened
 for a process still starting, or unable to start, would hold associations nobody answers.
 The receiver that owns the port restarts a sibling that dies and stops them when it stops.
+
+A sibling must not outlive that receiver, however it ends (`kill -9` included): it would
+keep a share of the port that a restarted receiver cannot bind. Each sibling's stdin is a
+pipe whose only write end the owner holds; when the owner is gone, for whatever reason, the
+sibling reads end-of-file and stops accepting at once. (prctl's PR_SET_PDEATHSIG was not
+enough: it fires on the exit of the parent *thread* that forked, is lost by a race with a
+parent dying before the child sets it, and only delivered a signal that the sibling then
+had to handle.)
 """
 
 from __future__ import annotations
@@ -16,12 +24,15 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
 SIBLING_OPTION = "--sibling"
+LIFELINE_FD = 0  # a sibling's stdin
 _BACKLOG = 128
 
 
@@ -29,7 +40,14 @@ _BACKLOG = 128
 class _Sibling:
     process: subprocess.Popen[bytes]
     started_at: float
+    # The write end of the sibling's stdin: closed when this process ends, however it ends.
+    lifeline: int
     restarts: int = 0
+
+    def cut_lifeline(self) -> None:
+        if self.lifeline >= 0:
+            os.close(self.lifeline)
+            self.lifeline = -1
 
 
 def bind_listener(host: str, port: int, *, shared: bool) -> socket.socket:
@@ -71,7 +89,17 @@ class SiblingListeners:
     def _spawn(self, restarts: int = 0) -> _Sibling:
         # The sweeper runs in the parent only: one is enough and two would race.
         command = [sys.executable, "-m", "amana.cli", "receive", "--no-sweeper", SIBLING_OPTION]
-        return _Sibling(subprocess.Popen(command, env=self._env), time.monotonic(), restarts)
+        # Both ends are close-on-exec: no other child inherits the write end and keeps
+        # the pipe open after this process died.
+        read_end, write_end = os.pipe()
+        try:
+            process = subprocess.Popen(command, env=self._env, stdin=read_end)
+        except OSError:
+            os.close(write_end)
+            raise
+        finally:
+            os.close(read_end)
+        return _Sibling(process, time.monotonic(), write_end, restarts)
 
     def restart_dead(self) -> None:
         for index, sibling in enumerate(self._siblings):
@@ -83,10 +111,12 @@ class SiblingListeners:
             if quick_death and time.monotonic() - sibling.started_at < min(30, 2**sibling.restarts):
                 continue
             log.error("receiver process exited with %s; restarting it", code)
+            sibling.cut_lifeline()
             self._siblings[index] = self._spawn(sibling.restarts + 1 if quick_death else 0)
 
     def stop(self, timeout_s: float = 20.0) -> None:
         for sibling in self._siblings:
+            sibling.cut_lifeline()
             if sibling.process.poll() is None:
                 sibling.process.terminate()
         deadline = time.monotonic() + timeout_s
@@ -98,16 +128,19 @@ class SiblingListeners:
                 sibling.process.wait()
 
 
-def die_with_parent() -> None:
-    """A sibling must not outlive the receiver that owns the port (Linux only)."""
-    try:
-        import ctypes
-        import signal
+def watch_lifeline(on_parent_gone: Callable[[], None]) -> None:
+    """In a sibling: call `on_parent_gone` (from a daemon thread) once the receiver that
+    started it is gone, i.e. once stdin, the pipe it holds the write end of, ends."""
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the parent died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+    def _watch() -> None:
+        while True:
+            try:
+                if not os.read(LIFELINE_FD, 512):
+                    break
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+        on_parent_gone()
+
+    threading.Thread(target=_watch, name="amana-lifeline", daemon=True).start()

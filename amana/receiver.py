@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import logging
-import signal
 import socket
-import threading
+import socketserver
+import time
 from datetime import timedelta
-from types import FrameType
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from amana.broker import after_outages
 from amana.celery_app import make_celery
-from amana.listeners import SiblingListeners, bind_listener, die_with_parent, open_port
+from amana.listeners import SiblingListeners, bind_listener, open_port, watch_lifeline
 from amana.publisher import Publisher
 from amana.sessions import anchored
 from amana.settings import Settings
+from amana.stopping import Stopping
 from amana.tls import dicom_tls_context, open_tls_port
 from archive import audit
 from archive.catalog.db import make_engine, make_sessionmaker
@@ -28,6 +29,14 @@ from ingest.sweeper import SweeperThread, sweep_once
 
 log = logging.getLogger(__name__)
 
+# Associations under way when a stop starts may finish for this long (their instances are
+# answered Success only once durable), then they are aborted: the PACS resends the rest.
+DRAIN_S = 5.0
+# Whatever hangs, the process is gone this long after a stop started: a sibling soon after
+# the drain, the owner once it also waited (up to 20 s) for its siblings.
+SIBLING_STOP_DEADLINE_S = DRAIN_S + 10.0
+OWNER_STOP_DEADLINE_S = DRAIN_S + 35.0
+
 
 def run_receiver(settings: Settings, *, sweeper: bool = True, sibling: bool = False) -> None:
     """Serve the DICOM port; as a `sibling`, beside the receiver process that owns it."""
@@ -35,32 +44,43 @@ def run_receiver(settings: Settings, *, sweeper: bool = True, sibling: bool = Fa
     tls_owned: socket.socket | None = None
     # The TLS port is served by the owning process only (its siblings share the plain one).
     tls_context = None if sibling else dicom_tls_context(settings)
+    stopping = Stopping()
     if sibling:
-        die_with_parent()
+        watch_lifeline(lambda: _parent_gone(stopping))
     else:
         # First, so that a busy port stops the receiver before anything else starts.
         owned = open_port(settings.dicom_host, settings.dicom_port, settings.receiver_processes)
+        stopping.guard(owned)
         if tls_context is not None:
             tls_owned = open_tls_port(settings)
+            stopping.guard(tls_owned)
     spool = Spool(
         settings.spool_path,
         settings.spool_min_free_mb * 1024 * 1024,
         settings.max_instance_mb * 1024 * 1024,
     )
     sessions = anchored(make_sessionmaker(make_engine(settings.db_url)), settings)
+    if owned is not None:
+        # Before any receiver process of this spool accepts an association.
+        purge_unacknowledged(spool, sessions)
     publisher = Publisher(make_celery(settings))
     # Before any session exists: a session takes its sink when it is made.
     attach_job_sink(sessions, publisher.submit)
     handler = StoreHandler(spool, sessions, validate=settings.validate_on_receive)
     policy = AssociationPolicy(
-        SourceGate(sessions, open_when_empty=False), accept_loopback=settings.accept_loopback
+        SourceGate(sessions, open_when_empty=False),
+        accept_loopback=settings.accept_loopback,
+        spool=spool,
     )
     # A sibling joins the port only now, when it can answer what the kernel sends it.
+    if stopping.reason is not None:  # the parent went while this sibling was starting
+        return
     listener = (
         owned
         if owned is not None
         else bind_listener(settings.dicom_host, settings.dicom_port, shared=True)
     )
+    stopping.guard(listener)
     server = start_receiver(
         host=settings.dicom_host,
         port=settings.dicom_port,
@@ -115,21 +135,21 @@ def run_receiver(settings: Settings, *, sweeper: bool = True, sibling: bool = Fa
         settings.ae_title,
     )
 
-    stopping = threading.Event()
-
-    def _stop(_signum: int, _frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     while not stopping.wait(1.0):
         if siblings is not None:
             siblings.restart_dead()
-    log.info("receiver stopping")
+    reason = stopping.begin(SIBLING_STOP_DEADLINE_S if sibling else OWNER_STOP_DEADLINE_S)
+    log.info("receiver stopping (%s)", reason)
+    # The accept loop first: it would spin on the listening socket, now shut down.
+    socketserver.BaseServer.shutdown(server)
+    if tls_server is not None:
+        socketserver.BaseServer.shutdown(tls_server)
     if siblings is not None:
         siblings.stop()
+    finish_associations(server, DRAIN_S)
     server.shutdown()
     if tls_server is not None:
+        finish_associations(tls_server, DRAIN_S)
         tls_server.shutdown()
     if sweep_thread is not None:
         sweep_thread.stop()
@@ -144,3 +164,29 @@ def _audit_activity(sessions: sessionmaker[Session], *, started: bool) -> None:
         log.error(
             "could not audit receiver %s: %s", "start" if started else "stop", type(exc).__name__
         )
+
+
+def _parent_gone(stopping: Stopping) -> None:
+    # Called from the lifeline thread: stops accepting before anything else.
+    stopping.request("receiver that owns the port is gone")
+
+
+def finish_associations(server: Any, drain_s: float) -> None:
+    """Let the associations under way end by themselves for `drain_s`, then abort them."""
+    deadline = time.monotonic() + drain_s
+    while server.active_associations and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for assoc in server.active_associations:
+        assoc.abort()
+
+
+def purge_unacknowledged(spool: Spool, sessions: sessionmaker[Session]) -> None:
+    """Remove what an earlier receiver left in the spool's tmp/ (never answered Success)."""
+    removed = spool.purge_unacknowledged()
+    if not removed:
+        return
+    log.warning("removed %d unacknowledged partial instances from the spool", removed)
+    try:
+        audit.record(sessions, audit.unacknowledged_instances_removed(removed))
+    except Exception as exc:
+        log.error("could not audit the spool clean-up: %s", type(exc).__name__)

@@ -52,6 +52,7 @@ from ingest.association_log import (
     peer,
 )
 from ingest.dimse_status import DIMSE_SUCCESS, dimse_status
+from ingest.receive_files import installed_for
 from ingest.spool import Spool
 from ingest.tls import DeferredHandshakeMixin, peer_tls
 from ingest.validate import check_header
@@ -103,12 +104,22 @@ class AssociationPolicy:
     """Who may send: registered and enabled sources (AE title + address), plus loopback when
     the embedded `amana run` says so, so that a first try on one machine works."""
 
-    def __init__(self, gate: SourceGate, *, accept_loopback: bool) -> None:
+    def __init__(
+        self, gate: SourceGate, *, accept_loopback: bool, spool: Spool | None = None
+    ) -> None:
         self.gate = gate
         self.accept_loopback = accept_loopback
         self.attribution = Attribution()
+        self.spool = spool
 
     def on_requested(self, event: Any) -> None:
+        if self.spool is not None and not self.spool.has_space():
+            # Before any instance arrives: the PACS keeps the study and tries again later.
+            # Rejected-transient (0x02), service provider (0x03), local limit exceeded (0x02).
+            log.warning("association refused: spool disk below its free-space threshold")
+            event.assoc.acse.send_reject(0x02, 0x03, 0x02)
+            event.assoc.kill()
+            return
         requestor = event.assoc.requestor
         address = str(requestor.address)
         decision = self.gate.check(
@@ -279,13 +290,17 @@ def start_receiver(
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     ae = build_ae(ae_title)
     handler.attribution = policy.attribution
+    # Size and free-space limits hold while the data set arrives, not once it is complete.
+    receive_files = installed_for(spool)
     handlers: list[Any] = [
         (evt.EVT_REQUESTED, policy.on_requested),
         (evt.EVT_REJECTED, on_rejected),
-        (evt.EVT_C_STORE, handler),
+        (evt.EVT_C_STORE, receive_files.guard(handler)),
         (evt.EVT_C_ECHO, _handle_echo),
         (evt.EVT_RELEASED, handler.on_association_end),
         (evt.EVT_ABORTED, handler.on_association_end),
+        (evt.EVT_ABORTED, receive_files.on_association_end),
+        (evt.EVT_CONN_CLOSE, receive_files.on_association_end),
     ]
     bases: tuple[type, ...] = (SharedSocketServer,)
     if ssl_context is not None:

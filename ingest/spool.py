@@ -12,6 +12,10 @@ from pathlib import Path
 from anonymizer.errors import RejectError, RetryableError
 from archive.fsio import durable_move, free_bytes
 
+# What the receiver writes into tmp/ while a dataset arrives (ingest/receive_files.py, and
+# pynetdicom's own temporary files before it). Folder imports write *.part there instead.
+RECEIVED_SUFFIX = ".dcm"
+
 
 class Spool:
     def __init__(self, root: Path, min_free_bytes: int, max_file_bytes: int | None = None) -> None:
@@ -26,10 +30,29 @@ class Spool:
     def path_of(self, spool_name: str) -> Path:
         return self.incoming / spool_name
 
+    def has_space(self, reserve_bytes: int = 0) -> bool:
+        """Whether `reserve_bytes` more still leave the free-space threshold free."""
+        return free_bytes(self.root) - reserve_bytes >= self.min_free_bytes
+
     def check_space(self) -> None:
         # Refuse before the disk is full, so the sender keeps the study and retries.
-        if free_bytes(self.root) < self.min_free_bytes:
+        if not self.has_space():
             raise RetryableError("spool disk below its free-space threshold", code="spool_full")
+
+    def purge_unacknowledged(self) -> int:
+        """Remove what a receiver left in tmp/ when it stopped mid-transfer; the count.
+
+        Only the receiver's own files: a dataset still in tmp/ was never answered Success
+        (it is renamed into incoming/ first), so its sender still has it and sends it again.
+        Call it before any receiver process of this spool accepts an association."""
+        removed = 0
+        for path in self.tmp.glob(f"*{RECEIVED_SUFFIX}"):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed += 1
+        return removed
 
     def adopt(self, received: Path) -> tuple[str, int]:
         """Move a fully received file (on the spool's filesystem) into the spool durably."""

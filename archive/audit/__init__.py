@@ -65,6 +65,7 @@ from archive.audit.records import (
     job_quarantined,
     quarantine_action,
     study_completed,
+    unacknowledged_instances_removed,
 )
 from archive.audit.verify import Problem, Status, VerifyReport, verify
 
@@ -116,5 +117,6 @@ __all__ = [
     "search_page",
     "study_completed",
     "to_syslog",
+    "unacknowledged_instances_removed",
     "verify",
 ]

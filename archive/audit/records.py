@@ -111,6 +111,19 @@ def study_completed(study_uid: str, instances: int) -> AuditRecord:
     )
 
 
+def unacknowledged_instances_removed(count: int) -> AuditRecord:
+    """A starting receiver removed partial instances an earlier one left in the spool's
+    tmp/: never answered Success, so their senders send them again. Counts only."""
+    return AuditRecord(
+        event_id=EventId.STUDY_DELETED,
+        action=Action.DELETE,
+        actor="receiver",
+        object_type="spool",
+        object_id="tmp",
+        detail={"removed": count, "reason": "unacknowledged"},
+    )
+
+
 def application_activity(component: str, *, started: bool) -> AuditRecord:
     return AuditRecord(
         event_id=EventId.APPLICATION_ACTIVITY,

@@ -69,19 +69,6 @@ def test_database_down_answers_out_of_resources_and_keeps_nothing(tmp_path: Path
         pg.destroy()
 
 
-def test_spool_below_threshold_answers_out_of_resources(tmp_path: Path) -> None:
-    """Rule: the receiver refuses before the disk is full (0xA700), never after."""
-    amana = Amana(tmp_path / "home", AMANA_SPOOL_MIN_FREE_MB=str(10**9))
-    amana.cli("db", "upgrade")
-    amana.start("receive", "--no-sweeper")
-    try:
-        study = make_study(tmp_path / "pacs", layout=[("CT_small.dcm", "ct")])
-        assert send_dataset_files(amana.dicom_port, study.files) == [0xA700]
-        assert _spooled(amana.home) == []
-    finally:
-        amana.stop()
-
-
 def test_only_registered_senders_may_associate(tmp_path: Path) -> None:
     """Rule: a calling AE title that is not registered (with its address) is refused at
     association; once registered with `amana sources add`, the same PACS may send."""
