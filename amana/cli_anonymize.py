@@ -87,21 +87,21 @@ def _write_previews(
     chosen: Profile,
     key: PseudonymKey,
     folder: Path,
-    rules_dir: Path,
 ) -> None:
     """Before/after PNGs for the steward, one per frame the pixel step read, named after
     the input (`<name>-frame-<n>.png`, a folder's files under their folders). They show
     the patient's burned-in text and the words OCR read: files of mode 0600 in folders of
-    mode 0700 (preview_files.py); the console gets counts, never a word. A profile
-    without a pixel section is previewed with the default policy, its rules read from
-    `rules_dir`."""
-    from anonymizer.pixels import PixelPolicy, bind_rules_dir
+    mode 0700 (preview_files.py); the console gets counts, never a word. The "after"
+    side is what the archive gets, so a profile without a pixel step has nothing to
+    show."""
     from anonymizer.pixels.preview import preview_instance
 
     if chosen.pixel is None:
-        chosen = chosen.model_copy(
-            update={"pixel": bind_rules_dir(PixelPolicy(), rules_dir)}
+        console.print(
+            f"profile {chosen.name} has no pixel step: its outputs keep every pixel as "
+            "received; no preview written"
         )
+        return
     engine = Deidentifier(chosen, key)
     try:
         prepare_folder(folder)
@@ -184,7 +184,7 @@ def anonymize(
     named = list(_files(inputs))
     files = [file for file, _ in named]
     if preview is not None:
-        _write_previews(named, chosen, key, preview, settings.profiles_dir / "pixel")
+        _write_previews(named, chosen, key, preview)
     workers = jobs or os.cpu_count() or 1
     workers = max(1, min(workers, len(files) // 8 or 1))  # small runs: no pool start-up
     results: list[tuple[str, str, str]] = []
