@@ -45,7 +45,7 @@ _MARGIN = 10
 _MIN_PANEL_ROWS = 320  # small images are enlarged so numbers and outlines stay legible
 _LEGEND_CHARS = 90  # a legend line is cut here in the picture (not in `legend`)
 
-_FINDINGS = {
+REREAD_FINDINGS = {
     "identifying": "still read after masking (an identifying value): quarantine",
     "forbidden_text": "still read after masking (no text allowed here): quarantine",
     "remaining": "still read after masking (not on the allow-list): quarantine",
@@ -138,7 +138,7 @@ def legend(trace: PixelTrace, frame: int) -> list[LegendRow]:
         if fate == "kept" and not _centre_masked(word, area):
             rows.append((_rect(word), "OCR", (word.text,), "kept (allow-list)"))
     for word, finding in trace.reread.get(frame, []):
-        rows.append((_rect(word), "reread", (word.text,), _FINDINGS[finding]))
+        rows.append((_rect(word), "reread", (word.text,), REREAD_FINDINGS[finding]))
     rows.sort(key=lambda row: (row[0][1], row[0][0]))
     return [LegendRow(n, *row) for n, row in enumerate(rows, start=1)]
 

@@ -18,8 +18,17 @@ from pydicom.filebase import DicomBytesIO
 from anonymizer.engine import Deidentifier, load_profile
 from anonymizer.pixels import OcrSettings, PixelPolicy, bind_rules_dir
 from anonymizer.pixels.clean import display_frame
-from anonymizer.pixels.codec import decode
-from anonymizer.pixels.preview import FramePreview, InstancePreview, preview_instance
+from anonymizer.pixels.codec import Frames, decode
+from anonymizer.pixels.ocr import Word
+from anonymizer.pixels.preview import (
+    REREAD_FINDINGS,
+    FramePreview,
+    InstancePreview,
+    preview_instance,
+    render_frame,
+)
+from anonymizer.pixels.preview import legend as preview_legend
+from anonymizer.pixels.trace import PixelTrace
 from anonymizer.pseudonyms import key_from_bytes
 from archive.governance.dry_run import dry_run
 from tests.paths import PIXEL_RULES_DIR, PROFILES_DIR
@@ -181,3 +190,40 @@ def test_dry_run_picture_shows_the_masked_pixels_not_the_original() -> None:
     body = json.dumps(entry)
     for word in DRAWN_WORDS:
         assert word not in body
+
+
+def test_legend_numbers_every_box_with_its_source_and_fate() -> None:
+    """Rule: the legend lists, top to bottom and numbered from 1, each masked area with
+    what found it (device rule, OCR, OCR of unread ink) and every word read inside it, each
+    allow-listed word left in place, and each word the verification still read with why it
+    quarantines; an allow-listed word inside a masked area is listed there (it is masked)."""
+    rows, columns = 200, 300
+    area = np.zeros((rows, columns), dtype=bool)
+    area[10:22, 10:60] = True  # a device rule's rectangle
+    area[50:62, 100:160] = True  # an OCR'd line
+    area[120:130, 200:260] = True  # unread text-like ink
+    trace = PixelTrace(
+        examined=True,
+        before=Frames(np.zeros((1, rows, columns), np.uint8), "MONOCHROME2", 8),
+        rule_rects=[("acme-banner", (10, 10, 50, 12))],
+        read={
+            0: [
+                (Word(102, 51, 25, 10, "Alami", 91.0), "masked"),
+                (Word(130, 51, 12, 10, "45", 93.0), "kept"),
+                (Word(150, 80, 30, 10, "Gain", 95.0), "kept"),
+            ]
+        },
+        masks=[area],
+        reread={0: [(Word(10, 150, 40, 12, "Rachid", 96.0), "remaining")]},
+    )
+    legend = preview_legend(trace, 0)
+    assert [(r.number, r.source, r.words, r.outcome) for r in legend] == [
+        (1, "device rule acme-banner", (), "masked"),
+        (2, "OCR", ("Alami", "45"), "masked"),
+        (3, "OCR", ("Gain",), "kept (allow-list)"),
+        (4, "OCR (unread text-like ink)", (), "masked"),
+        (5, "reread", ("Rachid",), REREAD_FINDINGS["remaining"]),
+    ]
+    assert legend[1].box == (100, 50, 60, 12)
+    picture = render_frame(trace, 0, None, "scan.dcm", "pixel_text_remaining")
+    assert picture.frame == 1 and picture.legend == tuple(legend)
