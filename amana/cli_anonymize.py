@@ -19,7 +19,7 @@ from amana.keys import ensure_key, load_key
 from amana.preview_files import PreviewWriteError, input_names, prepare_folder, write_private
 from amana.settings import Settings
 from anonymizer.engine import Deidentifier, Profile, ProfileError, load_profile
-from anonymizer.outcome import PseudonymKey
+from anonymizer.outcome import Outcome, PseudonymKey
 from anonymizer.paths import archive_relpath
 
 console = Console(stderr=True)
@@ -75,6 +75,10 @@ def _one(engine: Deidentifier, out: Path, file: Path) -> tuple[str, str, str]:
         return str(file), exc.reason.value, exc.message
     except OSError as exc:
         return str(file), "unreadable", f"cannot read file: {exc.strerror}"
+    return _store(out, file, outcome)
+
+
+def _store(out: Path, file: Path, outcome: Outcome) -> tuple[str, str, str]:
     try:
         _write_atomic(out / archive_relpath(outcome.facts), outcome.data)
     except OSError as exc:
@@ -83,40 +87,36 @@ def _one(engine: Deidentifier, out: Path, file: Path) -> tuple[str, str, str]:
 
 
 def _write_previews(
-    files: list[tuple[Path, PurePath]],
-    chosen: Profile,
-    key: PseudonymKey,
-    folder: Path,
-) -> None:
-    """Before/after PNGs for the steward, one per frame the pixel step read, named after
-    the input (`<name>-frame-<n>.png`, a folder's files under their folders). They show
-    the patient's burned-in text and the words OCR read: files of mode 0600 in folders of
-    mode 0700 (preview_files.py); the console gets counts, never a word. The "after"
-    side is what the archive gets, so a profile without a pixel step has nothing to
-    show."""
+    files: list[tuple[Path, PurePath]], engine: Deidentifier, folder: Path, out: Path
+) -> list[tuple[str, str, str]]:
+    """De-identify `files` into `out` as `_one` does, and picture each run for the
+    steward: one PNG per frame the pixel step read, named after the input
+    (`<name>-frame-<n>.png`, a folder's files under their folders). The "after" side is the
+    very file written to `out`. The pictures show the patient's burned-in text and the
+    words OCR read: files of mode 0600 in folders of mode 0700 (preview_files.py); the
+    console gets counts, never a word. Serial: a preview run is a steward's sample."""
     from anonymizer.pixels.preview import preview_instance
 
-    if chosen.pixel is None:
-        console.print(
-            f"profile {chosen.name} has no pixel step: its outputs keep every pixel as "
-            "received; no preview written"
-        )
-        return
-    engine = Deidentifier(chosen, key)
     try:
         prepare_folder(folder)
     except (OSError, PreviewWriteError) as exc:
         console.print(f"[red]preview folder:[/red] {exc}")
         raise typer.Exit(2) from exc
+    results: list[tuple[str, str, str]] = []
     written = failed = 0
     names = input_names(relative for _, relative in files)
     for (file, relative), name in zip(files, names, strict=True):
         try:
             data = file.read_bytes()
-        except OSError:
-            failed += 1
+        except OSError as exc:
+            results.append((str(file), "unreadable", f"cannot read file: {exc.strerror}"))
             continue
         preview = preview_instance(engine, data, str(relative))
+        if preview.archived is not None:
+            results.append(_store(out, file, preview.archived))
+        elif preview.quarantine is not None:
+            error = preview.quarantine
+            results.append((str(file), error.reason.value, error.message))
         for picture in preview.frames:
             suffix = "" if preview.outcome == "archived" else "-quarantined"
             target = name.with_name(f"{name.name}-frame-{picture.frame}{suffix}.png")
@@ -128,7 +128,8 @@ def _write_previews(
                 console.print(f"[red]preview not written:[/red] {exc}")
     console.print(f"{written} preview images in {folder} (mode 0600, named after the inputs)")
     if failed:
-        console.print(f"[red]{failed} previews could not be made or written[/red]")
+        console.print(f"[red]{failed} previews could not be written[/red]")
+    return results
 
 
 def anonymize(
@@ -183,8 +184,27 @@ def anonymize(
 
     named = list(_files(inputs))
     files = [file for file, _ in named]
+    if preview is not None and chosen.pixel is None:
+        console.print(
+            f"profile {chosen.name} has no pixel step: its outputs keep every pixel as "
+            "received; no preview written"
+        )
+        preview = None
     if preview is not None:
-        _write_previews(named, chosen, key, preview)
+        results = _write_previews(named, engine, preview, out)
+    else:
+        results = _anonymize_all(files, engine, chosen, key, out, jobs)
+    _report(chosen, results)
+
+
+def _anonymize_all(
+    files: list[Path],
+    engine: Deidentifier,
+    chosen: Profile,
+    key: PseudonymKey,
+    out: Path,
+    jobs: int,
+) -> list[tuple[str, str, str]]:
     workers = jobs or os.cpu_count() or 1
     workers = max(1, min(workers, len(files) // 8 or 1))  # small runs: no pool start-up
     results: list[tuple[str, str, str]] = []
@@ -201,6 +221,10 @@ def anonymize(
                 for result in pool.map(_process, files, chunksize=8):
                     results.append(result)
                     progress.advance(task)
+    return results
+
+
+def _report(chosen: Profile, results: list[tuple[str, str, str]]) -> None:
     archived = sum(1 for _, status, _ in results if status == ARCHIVED)
     reasons = Counter(status for _, status, _ in results if status != ARCHIVED)
     quarantined = [

@@ -34,6 +34,7 @@ from .trace import PixelTrace
 
 if TYPE_CHECKING:
     from anonymizer.engine import Deidentifier
+    from anonymizer.outcome import Outcome
 
 MASKED = (255, 64, 64)
 KEPT = (64, 200, 64)
@@ -79,10 +80,13 @@ class FramePreview:
 
 @dataclass(frozen=True)
 class InstancePreview:
-    """Pictures of one input: empty when the image is not examined (nothing changes)."""
+    """Pictures of one input (none when the image is not examined: nothing changes), and
+    the engine's answer they picture: the output to archive, or the quarantine."""
 
     outcome: str  # "archived" or the quarantine reason code
     frames: tuple[FramePreview, ...]
+    archived: Outcome | None = None
+    quarantine: QuarantineError | None = None
 
 
 def preview_instance(engine: Deidentifier, data: bytes, title: str) -> InstancePreview:
@@ -93,24 +97,26 @@ def preview_instance(engine: Deidentifier, data: bytes, title: str) -> InstanceP
     an input that cannot be parsed gets a card with the reason.
     """
     trace = PixelTrace()
-    output: bytes | None = None
+    archived: Outcome | None = None
+    quarantine: QuarantineError | None = None
     try:
-        output = engine.deidentify(data, pixel_trace=trace).data
+        archived = engine.deidentify(data, pixel_trace=trace)
         outcome = "archived"
     except QuarantineError as exc:
-        outcome = exc.reason.value
+        quarantine, outcome = exc, exc.reason.value
     if not trace.examined:
-        if outcome == "archived":
-            return InstancePreview(outcome, ())
-        card = _card(title, f"not archived: {outcome} (pixels not examined)")
-        return InstancePreview(outcome, (FramePreview(1, card, ()),))
+        pictures: tuple[FramePreview, ...] = ()
+        if quarantine is not None:
+            card = _card(title, f"not archived: {outcome} (pixels not examined)")
+            pictures = (FramePreview(1, card, ()),)
+        return InstancePreview(outcome, pictures, archived, quarantine)
     policy = engine.profile.pixel
     limit = (policy.max_decoded_mb if policy is not None else 512) * 2**20
-    after = _decoded(output, limit) if output is not None else None
+    after = _decoded(archived.data, limit) if archived is not None else None
     pictures = tuple(
         render_frame(trace, index, after, title, outcome) for index in frames_shown(trace)
     )
-    return InstancePreview(outcome, pictures)
+    return InstancePreview(outcome, pictures, archived, quarantine)
 
 
 def frames_shown(trace: PixelTrace) -> list[int]:
