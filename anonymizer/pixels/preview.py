@@ -112,10 +112,14 @@ def preview_instance(engine: Deidentifier, data: bytes, title: str) -> InstanceP
         return InstancePreview(outcome, pictures, archived, quarantine)
     policy = engine.profile.pixel
     limit = (policy.max_decoded_mb if policy is not None else 512) * 2**20
-    after = _decoded(archived.data, limit) if archived is not None else None
-    pictures = tuple(
-        render_frame(trace, index, after, title, outcome) for index in frames_shown(trace)
-    )
+    try:
+        after = _decoded(archived.data, limit) if archived is not None else None
+        pictures = tuple(
+            render_frame(trace, index, after, title, outcome) for index in frames_shown(trace)
+        )
+    except Exception as exc:  # noqa: BLE001 - the engine's answer stands without its picture
+        card = _card(title, f"{outcome}; the picture could not be drawn ({type(exc).__name__})")
+        pictures = (FramePreview(1, card, ()),)
     return InstancePreview(outcome, pictures, archived, quarantine)
 
 
