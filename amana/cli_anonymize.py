@@ -6,7 +6,7 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated
 
 import typer
@@ -16,25 +16,29 @@ from rich.table import Table
 
 from amana.errors import QuarantineError
 from amana.keys import ensure_key, load_key
+from amana.preview_files import PreviewWriteError, input_names, prepare_folder, write_private
 from amana.settings import Settings
 from anonymizer.engine import Deidentifier, Profile, ProfileError, load_profile
-from anonymizer.outcome import PseudonymKey
+from anonymizer.outcome import Outcome, PseudonymKey
 from anonymizer.paths import archive_relpath
 
 console = Console(stderr=True)
 ARCHIVED = "archived"
 
 
-def _files(inputs: list[Path]) -> Iterator[Path]:
+def _files(inputs: list[Path]) -> Iterator[tuple[Path, PurePath]]:
+    """Each input file with its name relative to what was named (a folder's files keep
+    their path inside it; a file named alone is its own name)."""
     for item in inputs:
         if item.is_dir():
             for root, dirs, names in os.walk(item):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(names):
                     if not name.startswith(".") and name != "DICOMDIR":
-                        yield Path(root) / name
+                        path = Path(root) / name
+                        yield path, PurePath(path.relative_to(item))
         else:
-            yield item
+            yield item, PurePath(item.name)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -71,6 +75,10 @@ def _one(engine: Deidentifier, out: Path, file: Path) -> tuple[str, str, str]:
         return str(file), exc.reason.value, exc.message
     except OSError as exc:
         return str(file), "unreadable", f"cannot read file: {exc.strerror}"
+    return _store(out, file, outcome)
+
+
+def _store(out: Path, file: Path, outcome: Outcome) -> tuple[str, str, str]:
     try:
         _write_atomic(out / archive_relpath(outcome.facts), outcome.data)
     except OSError as exc:
@@ -78,24 +86,50 @@ def _one(engine: Deidentifier, out: Path, file: Path) -> tuple[str, str, str]:
     return str(file), ARCHIVED, ""
 
 
-def _write_previews(files: list[Path], chosen: Profile, folder: Path, rules_dir: Path) -> None:
-    """Before/after PNGs for the steward. Named by position only: input file names often
-    carry patient names, and the 'before' image shows the original pixels, so the folder
-    is created readable by its owner only. A profile without a pixel section is previewed
-    with the default policy, its rules read from `rules_dir`."""
-    from anonymizer.pixels import PixelPolicy, bind_rules_dir
-    from anonymizer.pixels.preview import preview_pngs
+def _write_previews(
+    files: list[tuple[Path, PurePath]], engine: Deidentifier, folder: Path, out: Path
+) -> list[tuple[str, str, str]]:
+    """De-identify `files` into `out` as `_one` does, and picture each run for the
+    steward: one PNG per frame the pixel step read, named after the input
+    (`<name>-frame-<n>.png`, a folder's files under their folders). The "after" side is the
+    very file written to `out`. The pictures show the patient's burned-in text and the
+    words OCR read: files of mode 0600 in folders of mode 0700 (preview_files.py); the
+    console gets counts, never a word. Serial: a preview run is a steward's sample."""
+    from anonymizer.pixels.preview import preview_instance
 
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    policy = chosen.pixel or bind_rules_dir(PixelPolicy(), rules_dir)
-    written = 0
-    for index, file in enumerate(files):
-        for name, png in preview_pngs(file.read_bytes(), policy):
-            target = folder / f"{index:05d}-{name}"
-            target.write_bytes(png)
-            target.chmod(0o600)
-            written += 1
-    console.print(f"{written} preview images in {folder} (numbered in input order)")
+    try:
+        prepare_folder(folder)
+    except (OSError, PreviewWriteError) as exc:
+        console.print(f"[red]preview folder:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    results: list[tuple[str, str, str]] = []
+    written = failed = 0
+    names = input_names(relative for _, relative in files)
+    for (file, relative), name in zip(files, names, strict=True):
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            results.append((str(file), "unreadable", f"cannot read file: {exc.strerror}"))
+            continue
+        preview = preview_instance(engine, data, str(relative))
+        if preview.archived is not None:
+            results.append(_store(out, file, preview.archived))
+        elif preview.quarantine is not None:
+            error = preview.quarantine
+            results.append((str(file), error.reason.value, error.message))
+        for picture in preview.frames:
+            suffix = "" if preview.outcome == "archived" else "-quarantined"
+            target = name.with_name(f"{name.name}-frame-{picture.frame}{suffix}.png")
+            try:
+                write_private(folder, target, picture.png)
+                written += 1
+            except (OSError, PreviewWriteError) as exc:
+                failed += 1
+                console.print(f"[red]preview not written:[/red] {exc}")
+    console.print(f"{written} preview images in {folder} (mode 0600, named after the inputs)")
+    if failed:
+        console.print(f"[red]{failed} previews could not be written[/red]")
+    return results
 
 
 def anonymize(
@@ -116,7 +150,8 @@ def anonymize(
         Path | None,
         typer.Option(
             "--preview",
-            help="also write before/after PNGs of examined images, masked boxes outlined",
+            help="also write before/after PNGs of examined images into this folder (0700; "
+            "files 0600, named after the inputs): boxes numbered, the words OCR read listed",
         ),
     ] = None,
 ) -> None:
@@ -147,9 +182,29 @@ def anonymize(
         console.print(f"[red]not found:[/red] {', '.join(str(p) for p in missing)}")
         raise typer.Exit(2)
 
-    files = list(_files(inputs))
+    named = list(_files(inputs))
+    files = [file for file, _ in named]
+    if preview is not None and chosen.pixel is None:
+        console.print(
+            f"profile {chosen.name} has no pixel step: its outputs keep every pixel as "
+            "received; no preview written"
+        )
+        preview = None
     if preview is not None:
-        _write_previews(files, chosen, preview, settings.profiles_dir / "pixel")
+        results = _write_previews(named, engine, preview, out)
+    else:
+        results = _anonymize_all(files, engine, chosen, key, out, jobs)
+    _report(chosen, results)
+
+
+def _anonymize_all(
+    files: list[Path],
+    engine: Deidentifier,
+    chosen: Profile,
+    key: PseudonymKey,
+    out: Path,
+    jobs: int,
+) -> list[tuple[str, str, str]]:
     workers = jobs or os.cpu_count() or 1
     workers = max(1, min(workers, len(files) // 8 or 1))  # small runs: no pool start-up
     results: list[tuple[str, str, str]] = []
@@ -166,6 +221,10 @@ def anonymize(
                 for result in pool.map(_process, files, chunksize=8):
                     results.append(result)
                     progress.advance(task)
+    return results
+
+
+def _report(chosen: Profile, results: list[tuple[str, str, str]]) -> None:
     archived = sum(1 for _, status, _ in results if status == ARCHIVED)
     reasons = Counter(status for _, status, _ in results if status != ARCHIVED)
     quarantined = [

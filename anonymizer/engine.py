@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -38,6 +39,9 @@ from anonymizer.rules import CompiledProfile, Op, Rule, compile_profile
 from anonymizer.scrub import ScrubContext, scrub
 from anonymizer.selfcheck import forgive_retained, self_check
 from anonymizer.textclean import TextCleaner
+
+if TYPE_CHECKING:  # the pixel machinery loads with the first examined image
+    from anonymizer.pixels.trace import PixelTrace
 
 __all__ = [
     "Deidentifier",
@@ -95,10 +99,13 @@ class Deidentifier:
 
             prepare_pixels(self.profile.pixel)
 
-    def deidentify(self, data: bytes) -> Outcome:
-        return self._run(data, explain=None)
+    def deidentify(self, data: bytes, *, pixel_trace: PixelTrace | None = None) -> Outcome:
+        """`pixel_trace` records the pixel step's words and masks (steward previews only)."""
+        return self._run(data, explain=None, pixel_trace=pixel_trace)
 
-    def explain(self, data: bytes) -> tuple[list[ExplainRow], Outcome | QuarantineError]:
+    def explain(
+        self, data: bytes, *, pixel_trace: PixelTrace | None = None
+    ) -> tuple[list[ExplainRow], Outcome | QuarantineError]:
         """Every attribute's before -> action -> after, and the outcome (for stewards)."""
         rows: list[ExplainRow] = []
 
@@ -106,13 +113,16 @@ class Deidentifier:
             rows.append((tag, vr, rule, before, after))
 
         try:
-            outcome: Outcome | QuarantineError = self._run(data, explain=record)
+            outcome: Outcome | QuarantineError = self._run(data, record, pixel_trace)
         except QuarantineError as exc:
             outcome = exc
         return rows, outcome
 
     def _run(
-        self, data: bytes, explain: Callable[[int, str, Rule | None, object, object], None] | None
+        self,
+        data: bytes,
+        explain: Callable[[int, str, Rule | None, object, object], None] | None,
+        pixel_trace: PixelTrace | None = None,
     ) -> Outcome:
         ds = _parse(data)
         try:
@@ -131,7 +141,7 @@ class Deidentifier:
                 # (rules and masks read the original header); most CT/MR are not.
                 if examination_needed(ds, self.profile.pixel):
                     original = _parse(data)
-            return self._deidentify(ds, data, transfer_syntax, original, explain)
+            return self._deidentify(ds, data, transfer_syntax, original, explain, pixel_trace)
         except QuarantineError:
             raise
         except _FATAL:
@@ -149,6 +159,7 @@ class Deidentifier:
         transfer_syntax: str,
         original: Dataset | None,
         explain: Callable[[int, str, Rule | None, object, object], None] | None,
+        pixel_trace: PixelTrace | None = None,
     ) -> Outcome:
         profile = self.profile
         found = IdentifyingValues()
@@ -187,7 +198,9 @@ class Deidentifier:
             # After the header scrub, before the self-check; it may change the pixels and
             # the transfer syntax of `ds` (never of `original`).
             try:
-                pixel_actions = clean_pixels(original, ds, profile.pixel, found.all_values())
+                pixel_actions = clean_pixels(
+                    original, ds, profile.pixel, found.all_values(), trace=pixel_trace
+                )
             except QuarantineError:
                 raise
             except _FATAL:

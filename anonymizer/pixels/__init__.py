@@ -19,6 +19,7 @@ imported on the first image that is cleaned.
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
 
@@ -26,6 +27,9 @@ from anonymizer.errors import QuarantineError
 
 from .policy import OcrSettings, PixelPolicy, bind_rules_dir
 from .rules import RuleSet, load_pixel_rules, rules_for
+
+if TYPE_CHECKING:  # numpy and the OCR types load with the first cleaned image
+    from .trace import PixelTrace
 
 __all__ = [
     "OcrSettings",
@@ -52,6 +56,8 @@ def clean_pixels(
     output: Dataset,
     policy: PixelPolicy,
     identifying_values: Collection[str],
+    *,
+    trace: PixelTrace | None = None,
 ) -> tuple[str, ...]:
     """Apply `policy` to `output` (header-scrubbed; `original` is left untouched) and
     return the actions taken, e.g. ("not_examined",) or ("examined:modality",
@@ -59,10 +65,11 @@ def clean_pixels(
 
     `original` is None when the caller already found with `examination_needed` that the
     image is not examined: only overlays and icons are then handled, and the engine does
-    not have to keep a second parsed copy of every instance."""
+    not have to keep a second parsed copy of every instance. `trace` records what was
+    seen and decided, for a steward's preview (trace.py)."""
     from .clean import run
 
-    return tuple(run(original, output, policy, identifying_values).actions)
+    return tuple(run(original, output, policy, identifying_values, trace=trace).actions)
 
 
 def prepare_pixels(policy: PixelPolicy) -> None:

@@ -20,16 +20,14 @@ from .cine import sample_indices
 from .policy import OcrSettings, PixelPolicy
 from .rules import RuleSet, rule_rects, rules_for
 from .selection import embedded_overlay, examination_reason
+from .trace import PixelTrace, RereadFinding, WordFate
 
 
 @dataclass
 class PixelResult:
-    """What happened to one instance; `before`/`masks` are kept for previews only."""
+    """What happened to one instance."""
 
     actions: list[str] = field(default_factory=list)
-    before: codec.Frames | None = None
-    after: codec.Frames | None = None
-    masks: list[np.ndarray] = field(default_factory=list)
     # Frames OCR read to find text, in reading order (verification not counted): what a
     # cine costs, since reading is most of it.
     ocr_frames: list[int] = field(default_factory=list)
@@ -45,8 +43,9 @@ def run(
     policy: PixelPolicy,
     identifying_values: Collection[str],
     *,
-    keep_before: bool = False,
+    trace: PixelTrace | None = None,
 ) -> PixelResult:
+    """`trace`, when given, records what was seen and decided (steward previews)."""
     result = PixelResult()
     _remove_side_channels(output, policy, identifying_values, result.actions)
     # No original: the caller already found that the image is not examined, and the device
@@ -62,10 +61,9 @@ def run(
     result.actions.insert(0, f"examined:{reason}")
 
     frames = codec.decode(output, policy.max_decoded_mb * 2**20)
-    if keep_before:
-        result.before = codec.Frames(
-            frames.array.copy(), frames.photometric, frames.bits_stored, frames.palette
-        )
+    if trace is not None:
+        trace.examined = True
+        trace.before = _copy(frames)
     changed = False
     if embedded_overlay(original) and not frames.is_color:
         # Overlay bits above Bits Stored are part of the stored values: clear them.
@@ -75,7 +73,7 @@ def run(
 
     read_alone: set[int] = set()
     kept_area = np.zeros((frames.rows, frames.columns), dtype=bool)
-    masks, rule_actions = _rule_masks(original, frames, rules)
+    masks, rule_actions = _rule_masks(original, frames, rules, trace)
     result.actions.extend(rule_actions)
     if not masks or policy.ocr_after_rule:
         if not policy.ocr.enabled:
@@ -90,7 +88,7 @@ def run(
                 allowlist_for(policy),
                 policy.text,
             )
-            ocr_masks, count, read = _ocr_masks(frames, policy.ocr, secrets)
+            ocr_masks, count, read = _ocr_masks(frames, policy.ocr, secrets, trace)
             result.actions.append(f"ocr_mask:{count}_boxes")
             result.ocr_frames = list(read)
             kept_area = secrets.kept_area(kept_area.shape, policy.ocr.margin)
@@ -103,10 +101,12 @@ def run(
         fill = mask.fill_value(frames.array, frames.photometric, frames.palette)
         mask.apply(frames.array, masks, fill)
         changed = True
-    result.masks = masks
+    if trace is not None:
+        trace.masks = masks
+        trace.masked = frames
 
     if policy.verify and policy.ocr.enabled:
-        _verify(frames, policy, original, identifying_values, read_alone, kept_area)
+        _verify(frames, policy, original, identifying_values, read_alone, kept_area, trace)
         result.actions.append("verified")
         output.BurnedInAnnotation = "NO"
     else:
@@ -117,8 +117,11 @@ def run(
         result.actions.append(f"reencoded:{syntax}")
     else:
         result.actions.append("pixels_unchanged")
-    result.after = frames
     return result
+
+
+def _copy(frames: codec.Frames) -> codec.Frames:
+    return codec.Frames(frames.array.copy(), frames.photometric, frames.bits_stored, frames.palette)
 
 
 def _remove_side_channels(
@@ -132,7 +135,7 @@ def _remove_side_channels(
 
 
 def _rule_masks(
-    original: Dataset, frames: codec.Frames, rules: RuleSet
+    original: Dataset, frames: codec.Frames, rules: RuleSet, trace: PixelTrace | None
 ) -> tuple[list[np.ndarray], list[str]]:
     matched = rules.matching(original, "mask")
     if not matched:
@@ -142,6 +145,8 @@ def _rule_masks(
     for rule in matched:
         fill, keep = rule_rects(rule, original, frames.rows, frames.columns)
         total |= mask.rect_mask(shape, fill, keep)
+        if trace is not None:
+            trace.rule_rects.extend((rule.id, rect) for rect in fill)
     return [total], [f"rule_mask:{rule.id}" for rule in matched]
 
 
@@ -164,7 +169,10 @@ def display_frame(frames: codec.Frames, index: int) -> np.ndarray:
 
 
 def _ocr_masks(
-    frames: codec.Frames, settings: OcrSettings, secrets: mask.WordDecision
+    frames: codec.Frames,
+    settings: OcrSettings,
+    secrets: mask.WordDecision,
+    trace: PixelTrace | None = None,
 ) -> tuple[list[np.ndarray], int, list[int]]:
     """Masks from OCR, the number of boxes and the frames read (cine.py decides which
     frames of a multi-frame image are read and which reuse another frame's boxes)."""
@@ -175,8 +183,15 @@ def _ocr_masks(
             image, min_contrast=settings.min_contrast, min_chroma=settings.min_chroma
         )
 
+    # What each reading decided, in reading order (the order of `found.read`).
+    decided: list[list[tuple[ocr.Word, WordFate]]] = []
+
     def read(ink: ocr.Ink) -> np.ndarray:
-        return _text_mask(ocr.read_ink(ink, settings), shape, settings, secrets)
+        text = ocr.read_ink(ink, settings)
+        if trace is not None:
+            masked, kept = mask.decide(text.words, secrets.secrets, secrets.allow, secrets.mode)
+            decided.append([(w, "masked") for w in masked] + [(w, "kept") for w in kept])
+        return _text_mask(text, shape, settings, secrets)
 
     found = cine.frame_masks(
         frames.count,
@@ -186,6 +201,9 @@ def _ocr_masks(
         settings.sample_frames,
         settings.min_chroma,
     )
+    if trace is not None:
+        for index, words in zip(found.read, decided, strict=True):
+            trace.read[index] = words
     distinct = {id(m): m for m in found.masks}.values()
     return found.masks, max(len(mask.boxes_of(m)) for m in distinct), found.read
 
@@ -216,6 +234,7 @@ def _verify(
     identifying_values: Collection[str],
     also: set[int],
     kept_area: np.ndarray,
+    trace: PixelTrace | None = None,
 ) -> None:
     settings = policy.ocr
     # Read other frames than detection did, with lower thresholds, so the check is not
@@ -239,11 +258,13 @@ def _verify(
         independent = reread.read_independently(image, settings)
         words = text.words + independent
         if verify.residual_matches(words, identifying_values):
+            _note(trace, index, _identifying(words, identifying_values), "identifying")
             raise QuarantineError(
                 QuarantineReason.RESIDUAL_PIXEL_TEXT,
                 f"identifying text still read in frame {index + 1} after masking",
             )
         if forbid and verify.readable_text(words):
+            _note(trace, index, [w for w in words if verify.readable_text([w])], "forbidden_text")
             raise QuarantineError(
                 QuarantineReason.RESIDUAL_PIXEL_TEXT,
                 f"text still read in frame {index + 1}; the profile allows none here",
@@ -252,8 +273,23 @@ def _verify(
             independent, allow, any_word=policy.text == "all", kept=kept_area
         )
         if left:
+            _note(trace, index, left, "remaining")
             raise QuarantineError(
                 QuarantineReason.PIXEL_TEXT_REMAINING,
                 f"text not on the allow-list still read in frame {index + 1} after "
                 f"masking, at (x, y, width, height) {verify.positions(left)}",
             )
+
+
+def _identifying(words: list[ocr.Word], values: Collection[str]) -> list[ocr.Word]:
+    """The words that match an identifying value alone; when only the digits of several
+    words together do (a date OCR split), every word holding a digit."""
+    alone = [w for w in words if verify.residual_matches([w], values)]
+    return alone or [w for w in words if any(ch.isdigit() for ch in w.text)]
+
+
+def _note(
+    trace: PixelTrace | None, frame: int, words: list[ocr.Word], finding: RereadFinding
+) -> None:
+    if trace is not None:
+        trace.reread[frame] = [(w, finding) for w in words]

@@ -86,8 +86,17 @@ def decide(
     masked: list[Word] = []
     kept: list[Word] = []
     for word, hit, ok in zip(real, identifying, verdicts, strict=True):
-        (kept if ok and not hit else masked).append(word)
+        (kept if ok and not hit and read_whole(word) else masked).append(word)
     return masked, kept
+
+
+def read_whole(word: Word) -> bool:
+    """Whether the word's box is no wider than its characters can be: a letter or digit
+    is at most about as wide as it is tall. Tesseract sometimes reads a blurred word as a
+    character or two ("5" over a whole word of a scanned film) and gives the box of the
+    word: such a reading says nothing of what is there, and is not kept."""
+    characters = sum(1 for ch in word.text if ch.isalnum())
+    return word.width <= (characters + 1) * word.height
 
 
 def _boxes(words: Iterable[Word], shape: tuple[int, int], margin: int) -> np.ndarray:

@@ -78,16 +78,27 @@ VERTICAL_RATIO = 2.5
 _GAP = 16
 
 
-def _line_height(ink: np.ndarray, band_height: int) -> int:
+def _line_heights(ink: np.ndarray, band_height: int) -> list[int]:
     """Height of one line of the band's text (padding included): a band may hold several
-    lines that touch, and must be scaled by its letters, not by its own height."""
+    lines that touch, and must be scaled by its letters, not by its own height.
+
+    Usually one height. Two when the tallest shape is more than twice as tall as most of
+    the band's letters: a word touching a colour bar or a logo ("PWR" on an ultrasound
+    scale) would be shrunk out of reach by the big shape, so it is also read at its own
+    size."""
     labels, count = ndi.label(ink)
     if count == 0:
-        return band_height
+        return [band_height]
     heights = [b[0].stop - b[0].start for b in ndi.find_objects(labels) if b is not None]
     # The tallest shape: a whole Arabic word part or a capital, not dots and accents.
     letters = max(heights)
-    return min(band_height, max(letters, 4) + 8)
+    found = [min(band_height, max(letters, 4) + 8)]
+    # Letter-sized shapes (dots and accents left out) that are most of the band's shapes.
+    small = sorted(h for h in heights if h >= 5)
+    typical = small[len(small) // 2] if small else letters
+    if letters > 2 * typical:
+        found.append(min(band_height, typical + 8))
+    return found
 
 
 def ocr_page(
@@ -126,18 +137,19 @@ def ocr_page(
             # Vertical text (side labels, a film scanned sideways) is read both ways up.
             turns = (Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270) if vertical else ()
             versions = [crop.transpose(t) for t in turns] if vertical else [crop]
-            line_height = width if vertical else _line_height(candidates[band], height)
-            scale = min(upscale, max(0.3, BAND_HEIGHT_PX / line_height))
-            for version in versions:
-                if scale != 1.0:
-                    version = version.resize(
-                        (
-                            max(1, round(version.width * scale)),
-                            max(1, round(version.height * scale)),
-                        ),
-                        Image.Resampling.BICUBIC,
-                    )
-                crops.append((version, x0, y0, scale, width, height, vertical, busy))
+            line_heights = [width] if vertical else _line_heights(candidates[band], height)
+            for line_height in line_heights:
+                scale = min(upscale, max(0.3, BAND_HEIGHT_PX / line_height))
+                for version in versions:
+                    if scale != 1.0:
+                        version = version.resize(
+                            (
+                                max(1, round(version.width * scale)),
+                                max(1, round(version.height * scale)),
+                            ),
+                            Image.Resampling.BICUBIC,
+                        )
+                    crops.append((version, x0, y0, scale, width, height, vertical, busy))
     if not crops:
         return None
     width = max(c[0].width for c in crops) + 2 * _GAP

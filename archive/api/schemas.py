@@ -350,11 +350,10 @@ class DryRunResult(BaseModel):
     pixel_actions: list[str] | None = None
     preview_png: str | None = Field(
         default=None,
-        description="base64 PNG: before/after of the first examined frame, with the masked boxes",
+        description="base64 PNG: the first examined frame as it would be archived, masked "
+        "areas outlined (never the original pixels)",
     )
-    preview_name: str | None = Field(
-        default=None, description="what the preview shows (method, boxes, frame)"
-    )
+    preview_name: str | None = Field(default=None, description="what the picture shows")
 
 
 class DryRunOut(BaseModel):

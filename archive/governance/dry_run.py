@@ -8,8 +8,10 @@ from typing import Any
 
 from anonymizer.engine import Deidentifier, key_from_bytes
 from anonymizer.explain import explain_cells
+from anonymizer.outcome import Outcome
 from anonymizer.pixels.plan import pixel_plan_of_bytes
-from anonymizer.pixels.preview import preview_pngs
+from anonymizer.pixels.preview import masked_picture
+from anonymizer.pixels.trace import PixelTrace
 from anonymizer.profile_model import Profile
 
 # Longer than the command line's cells: a browser wraps, a terminal table does not.
@@ -19,12 +21,15 @@ _SHOWN = 200
 def dry_run(profile: Profile, samples: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
     """Run the profile on sample files with a throwaway key: the explain table (before-values
     masked as `amana profile explain` masks them), what the pixel step does, the outcome
-    and, for an examined image, a before/after picture of its pixels. Nothing is stored or
-    audited in detail."""
+    and, for an examined image, its pixels as they would be archived (masked areas
+    outlined; never the original pixels nor the words OCR read, which stay with
+    `amana anonymize --preview` on the hospital side). Nothing is stored or audited in
+    detail."""
     deidentifier = Deidentifier(profile, key_from_bytes(secrets.token_bytes(32)))
     results = []
     for filename, data in samples:
-        rows, outcome = deidentifier.explain(data)
+        trace = PixelTrace()
+        rows, outcome = deidentifier.explain(data, pixel_trace=trace)
         plan = pixel_plan_of_bytes(data, profile.pixel)
         entry: dict[str, Any] = {
             "file": filename,
@@ -39,7 +44,7 @@ def dry_run(profile: Profile, samples: list[tuple[str, bytes]]) -> list[dict[str
         else:
             entry["result"] = "archived"
             entry["pixel_actions"] = list(outcome.facts.pixel_actions)
-            entry.update(_preview(profile, data))
+            entry.update(_preview(profile, trace, outcome))
         results.append(entry)
     return results
 
@@ -58,17 +63,18 @@ def _explain_row(row: tuple[int, str, Any, object, object]) -> dict[str, Any]:
     }
 
 
-def _preview(profile: Profile, data: bytes) -> dict[str, str | None]:
-    """The core's before/after picture (the one `amana anonymize --preview` writes), base64:
-    None when the profile has no pixel step or does not examine the image (nothing changes).
-    """
-    pictures: list[tuple[str, bytes]] = []
+def _preview(profile: Profile, trace: PixelTrace, outcome: Outcome) -> dict[str, str | None]:
+    """The archived output's first frame, masked areas outlined, base64: None when the
+    profile has no pixel step or does not examine the image (nothing changes)."""
+    png: bytes | None = None
     if profile.pixel is not None:
         try:
-            pictures = preview_pngs(data, profile.pixel)
-        except Exception:  # a preview is a convenience; the outcome above is the answer
-            pictures = []
-    if not pictures:
+            png = masked_picture(trace, outcome.data, profile.pixel.max_decoded_mb)
+        except Exception:  # a picture is a convenience; the outcome above is the answer
+            png = None
+    if png is None:
         return {"preview_name": None, "preview_png": None}
-    name, png = pictures[0]
-    return {"preview_name": name, "preview_png": base64.b64encode(png).decode("ascii")}
+    return {
+        "preview_name": "masked-frame-1.png",
+        "preview_png": base64.b64encode(png).decode("ascii"),
+    }

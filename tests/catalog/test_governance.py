@@ -137,8 +137,8 @@ def test_dry_run_returns_explain_table_and_preview(
     client: TestClient, sessions: sessionmaker[Session]
 ) -> None:
     """Rule: a steward can try a proposed version on sample files: explain table, outcome
-    and, for an image the pixel step examines, the before/after picture `amana anonymize
-    --preview` would write (none for an image it leaves alone); nothing is archived."""
+    and, for an image the pixel step examines, a picture of its pixels as archived (none
+    for an image it leaves alone); nothing is archived."""
     steward = mint(sessions, "steward")
     proposed = _propose(client, steward, _revised("dry"))
     samples = [
@@ -161,7 +161,7 @@ def test_dry_run_returns_explain_table_and_preview(
     assert mr["pixel_step"]["step"] in ("device_rules", "ocr")
     assert ct["preview_png"] is None and ct["preview_name"] is None
     assert mr["pixel_actions"][0].startswith("examined:")
-    assert mr["preview_name"].endswith("-boxes-frame-1.png")
+    assert mr["preview_name"] == "masked-frame-1.png"
     assert base64.b64decode(mr["preview_png"]).startswith(b"\x89PNG")
     with sessions() as session:
         assert session.scalar(select(Instance.id)) is None

@@ -16,9 +16,17 @@ is the same on every frame):
   letters and digits only); a read matches when it contains the word, or is a piece of
   it at least max(3, 60%) as long. Words of 3 characters or fewer must be read whole.
 
-Technical words survive when at least 90% of their ink is unchanged in the output.
+Technical words survive when at least 90% of their ink is unchanged in the output (on
+archived files; a quarantined file keeps nothing). They are counted apart as
+*allow-listed* (the shipped allow-list accepts the word as labelled, so it is meant to
+stay) or not (a preset name such as "MSCSKEL": masked by design in `text: all`).
 Neither the words nor the boxes' contents are ever printed: leaks are reported by file,
 frame and box index.
+
+    OMP_THREAD_LIMIT=1 .venv/bin/python -m tests.pixels.real.evaluate [PATH-PART ...]
+
+prints word recall and technical-word survival over the labelled files (or those whose
+path contains one of the PATH-PARTs).
 """
 
 from __future__ import annotations
@@ -34,10 +42,22 @@ from PIL import Image, ImageOps
 
 from anonymizer.engine import Deidentifier, load_profile
 from anonymizer.errors import QuarantineError
+from anonymizer.pixels.allowlist import AllowList, allowlist_for
+from anonymizer.pixels.ocr import Word as OcrWord
 from anonymizer.pseudonyms import key_from_bytes
 from tests.paths import PROFILES_DIR
 
-from .frames import Box, Picture, RealFile, Truth, display_frames, luminance, parse, read_bytes
+from .frames import (
+    Box,
+    Picture,
+    RealFile,
+    Truth,
+    Word,
+    display_frames,
+    luminance,
+    parse,
+    read_bytes,
+)
 
 INK_CONTRAST = 24.0
 UNCHANGED = 8.0
@@ -193,6 +213,10 @@ class FileResult:
     leaks: list[Leak] = field(default_factory=list)
     technical: int = 0
     technical_kept: int = 0
+    # Of the technical words, those the allow-list accepts as labelled, and how many of
+    # them survive.
+    allowlisted: int = 0
+    allowlisted_kept: int = 0
     reused_ocr_from: str | None = None
 
     @property
@@ -221,6 +245,8 @@ class Evaluator:
         self._outputs: dict[str, np.ndarray | None] = {}
         self._ocr_leaks: dict[str, list[Leak]] = {}
         self.results: dict[str, FileResult] = {}
+        policy = self.engine.profile.pixel
+        self.allow = allowlist_for(policy) if policy is not None else AllowList()
 
     def input_frames(self, path: str) -> np.ndarray:
         if path not in self._inputs:
@@ -243,6 +269,7 @@ class Evaluator:
             identifying=len(picture.identifying),
             masked=0,
             technical=len(picture.technical),
+            allowlisted=sum(allowlisted(self.allow, picture.technical)),
         )
         start = time.perf_counter()
         output: bytes | None = None
@@ -294,10 +321,10 @@ class Evaluator:
         result.leaks = leaks
         leaked = {leak.box for leak in leaks}
         result.masked = sum(1 for index in range(result.identifying) if index not in leaked)
-        result.technical_kept = sum(
-            1
-            for word in picture.technical
-            if kept_fraction(lum_in[0], lum_out[0], word.box) >= TECH_KEPT
+        kept = [kept_fraction(lum_in[0], lum_out[0], w.box) >= TECH_KEPT for w in picture.technical]
+        result.technical_kept = sum(kept)
+        result.allowlisted_kept = sum(
+            k and a for k, a in zip(kept, allowlisted(self.allow, picture.technical), strict=True)
         )
         self.results[real.path] = result
         return result
@@ -316,3 +343,95 @@ class Evaluator:
                 if any(matches(word.text, text) for text in reads):
                     leaks.append(Leak(k, index, "ocr-crop"))
         return leaks
+
+
+def allowlisted(allow: AllowList, words: list[Word]) -> list[bool]:
+    """Whether the allow-list accepts each labelled word as it is written, judged on its
+    line as the engine judges words OCR reads."""
+    read = [
+        OcrWord(w.box[0], w.box[1], w.box[2] - w.box[0], w.box[3] - w.box[1], w.text, 100.0)
+        for w in words
+    ]
+    return allow.allowed(read)
+
+
+@dataclass(frozen=True)
+class Totals:
+    """The figures of a run over several files (counts; never a word)."""
+
+    files: int
+    archived: int
+    quarantined: int
+    crashed: int
+    words: int
+    masked: int
+    readable_files: int  # archived files with an identifying word left (pixels or OCR)
+    technical: int  # technical words on archived files
+    technical_kept: int
+    allowlisted: int  # allow-listed technical words on archived files
+    allowlisted_kept: int
+    technical_all: int  # technical words on every file, quarantined ones keep none
+
+    def lines(self) -> list[str]:
+        def share(part: int, whole: int) -> str:
+            return f"{part}/{whole} = {part / max(whole, 1):.1%}"
+
+        return [
+            f"word recall: {share(self.masked, self.words)} "
+            "(a quarantined file counts as masked: it never leaves)",
+            f"files with identifying text left: {self.readable_files} of {self.files}",
+            f"archived {self.archived}, quarantined {self.quarantined}, crashed {self.crashed}",
+            f"allow-listed technical words surviving (archived files): "
+            f"{share(self.allowlisted_kept, self.allowlisted)}",
+            f"all technical words surviving (archived files): "
+            f"{share(self.technical_kept, self.technical)}",
+            f"all technical words surviving (every file): "
+            f"{share(self.technical_kept, self.technical_all)}",
+        ]
+
+
+def totals(results: list[FileResult]) -> Totals:
+    archived = [r for r in results if r.status == "archived"]
+    return Totals(
+        files=len(results),
+        archived=len(archived),
+        quarantined=sum(1 for r in results if r.status == "quarantined"),
+        crashed=sum(1 for r in results if r.status == "crashed"),
+        words=sum(r.identifying for r in results),
+        masked=sum(r.masked for r in results),
+        readable_files=sum(1 for r in archived if r.leaks),
+        technical=sum(r.technical for r in archived),
+        technical_kept=sum(r.technical_kept for r in archived),
+        allowlisted=sum(r.allowlisted for r in archived),
+        allowlisted_kept=sum(r.allowlisted_kept for r in archived),
+        technical_all=sum(r.technical for r in results),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    from .frames import load_truth
+
+    wanted = list(sys.argv[1:] if argv is None else argv)
+    truth = load_truth()
+    evaluator = Evaluator(truth)
+    files = [f for f in truth.files if not wanted or any(w in f.path for w in wanted)]
+    results = []
+    for real in files:
+        result = evaluator.evaluate(real)
+        results.append(result)
+        status = result.status + (f" ({result.detail})" if result.detail else "")
+        print(
+            f"{real.path}: {status}; identifying {result.masked}/{result.identifying} masked, "
+            f"leaking boxes {result.leaked_boxes or '-'}; technical kept "
+            f"{result.technical_kept}/{result.technical}, allow-listed "
+            f"{result.allowlisted_kept}/{result.allowlisted}; {result.seconds:.1f} s"
+        )
+    summary = totals(results)
+    print("\n".join(summary.lines()))
+    return 0 if summary.masked == summary.words and summary.crashed == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

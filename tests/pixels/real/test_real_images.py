@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .evaluate import Evaluator, ink, left_fraction
+from .evaluate import TECH_KEPT, Evaluator, ink, kept_fraction, left_fraction
 from .frames import DATA_DIR, RealFile, Truth, data_path, load_truth, luminance, sha1
 
 pytestmark = pytest.mark.ocr
@@ -84,6 +84,24 @@ def test_every_identifying_box_holds_ink(evaluator: Evaluator) -> None:
                 glyphs = int(ink(lum, word.box)[1].sum())
                 assert glyphs >= MIN_INK, f"{real.path}: frame {k} box {index} has no ink"
                 assert left_fraction(lum, lum, word.box) == 1.0, f"{real.path}: box {index}"
+
+
+def test_every_technical_box_holds_ink(evaluator: Evaluator) -> None:
+    """Rule (control of the survival figure): every technical box has glyph pixels in the
+    input's first frame, and an output equal to the input keeps all of them, so a word
+    counts as surviving only when its ink is still there."""
+    for real in TRUTH.files:
+        if real.pixels_equal_to is not None:
+            continue
+        picture = TRUTH.pictures[real.picture]
+        lum = luminance(evaluator.input_frames(real.path)[0])
+        for index, word in enumerate(picture.technical):
+            assert int(ink(lum, word.box)[1].sum()) >= MIN_INK, f"{real.path}: box {index}"
+            assert kept_fraction(lum, lum, word.box) == 1.0, f"{real.path}: box {index}"
+            blank = lum.copy()
+            x0, y0, x1, y1 = word.box
+            blank[y0:y1, x0:x1] = np.median(lum[y0:y1, x0:x1])  # the glyphs erased
+            assert kept_fraction(lum, blank, word.box) < TECH_KEPT, f"{real.path}: box {index}"
 
 
 @pytest.mark.parametrize("real", TRUTH.files, ids=_id)
