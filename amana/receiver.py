@@ -15,7 +15,7 @@ from amana.celery_app import make_celery
 from amana.listeners import SiblingListeners, bind_listener, die_with_parent, open_port
 from amana.publisher import Publisher
 from amana.settings import Settings
-from amana.tls import dicom_tls_context, open_tls_port
+from amana.tls import prepare_tls, serve_tls
 from archive import audit
 from archive.catalog.db import make_engine, make_sessionmaker
 from archive.governance.sources import SourceGate
@@ -30,16 +30,12 @@ log = logging.getLogger(__name__)
 def run_receiver(settings: Settings, *, sweeper: bool = True, sibling: bool = False) -> None:
     """Serve the DICOM port; as a `sibling`, beside the receiver process that owns it."""
     owned: socket.socket | None = None
-    tls_owned: socket.socket | None = None
-    # The TLS port is served by the owning process only (its siblings share the plain one).
-    tls_context = None if sibling else dicom_tls_context(settings)
     if sibling:
         die_with_parent()
     else:
         # First, so that a busy port stops the receiver before anything else starts.
         owned = open_port(settings.dicom_host, settings.dicom_port, settings.receiver_processes)
-        if tls_context is not None:
-            tls_owned = open_tls_port(settings)
+    tls = prepare_tls(settings, sibling=sibling)
     spool = Spool(
         settings.spool_path,
         settings.spool_min_free_mb * 1024 * 1024,
@@ -68,24 +64,7 @@ def run_receiver(settings: Settings, *, sweeper: bool = True, sibling: bool = Fa
         policy=policy,
         listen_fd=listener.fileno(),
     )
-    tls_server = None
-    if tls_context is not None and tls_owned is not None:
-        tls_server = start_receiver(
-            host=settings.dicom_host,
-            port=tls_owned.getsockname()[1],
-            ae_title=settings.ae_title,
-            spool=spool,
-            handler=handler,
-            policy=policy,
-            listen_fd=tls_owned.fileno(),
-            ssl_context=tls_context,
-        )
-        log.info(
-            "receiver listening with TLS on %s:%d (client certificates %s)",
-            settings.dicom_host,
-            tls_owned.getsockname()[1],
-            "required" if settings.tls_ca is not None else "not requested",
-        )
+    tls_server = serve_tls(settings, tls, spool, handler, policy) if tls is not None else None
     _audit_activity(sessions, started=True)
     siblings = None
     if owned is not None and settings.receiver_processes > 1:
