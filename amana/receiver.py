@@ -18,7 +18,7 @@ from amana.publisher import Publisher
 from amana.sessions import anchored
 from amana.settings import Settings
 from amana.stopping import Stopping
-from amana.tls import dicom_tls_context, open_tls_port
+from amana.tls import prepare_tls, serve_tls
 from archive import audit
 from archive.catalog.db import make_engine, make_sessionmaker
 from archive.governance.sources import SourceGate
@@ -41,9 +41,6 @@ OWNER_STOP_DEADLINE_S = DRAIN_S + 35.0
 def run_receiver(settings: Settings, *, sweeper: bool = True, sibling: bool = False) -> None:
     """Serve the DICOM port; as a `sibling`, beside the receiver process that owns it."""
     owned: socket.socket | None = None
-    tls_owned: socket.socket | None = None
-    # The TLS port is served by the owning process only (its siblings share the plain one).
-    tls_context = None if sibling else dicom_tls_context(settings)
     stopping = Stopping()
     if sibling:
         watch_lifeline(lambda: _parent_gone(stopping))
@@ -51,9 +48,9 @@ def run_receiver(settings: Settings, *, sweeper: bool = True, sibling: bool = Fa
         # First, so that a busy port stops the receiver before anything else starts.
         owned = open_port(settings.dicom_host, settings.dicom_port, settings.receiver_processes)
         stopping.guard(owned)
-        if tls_context is not None:
-            tls_owned = open_tls_port(settings)
-            stopping.guard(tls_owned)
+    tls = prepare_tls(settings, sibling=sibling)
+    if tls is not None and tls.owned is not None:
+        stopping.guard(tls.owned)
     spool = Spool(
         settings.spool_path,
         settings.spool_min_free_mb * 1024 * 1024,
@@ -90,24 +87,10 @@ def run_receiver(settings: Settings, *, sweeper: bool = True, sibling: bool = Fa
         policy=policy,
         listen_fd=listener.fileno(),
     )
-    tls_server = None
-    if tls_context is not None and tls_owned is not None:
-        tls_server = start_receiver(
-            host=settings.dicom_host,
-            port=tls_owned.getsockname()[1],
-            ae_title=settings.ae_title,
-            spool=spool,
-            handler=handler,
-            policy=policy,
-            listen_fd=tls_owned.fileno(),
-            ssl_context=tls_context,
-        )
-        log.info(
-            "receiver listening with TLS on %s:%d (client certificates %s)",
-            settings.dicom_host,
-            tls_owned.getsockname()[1],
-            "required" if settings.tls_ca is not None else "not requested",
-        )
+    tls_server = serve_tls(settings, tls, spool, handler, policy) if tls is not None else None
+    if tls_server is not None and tls_server.socket is not None:
+        # A sibling's own TLS listener: shut down at a stop request like the plain one.
+        stopping.guard(tls_server.socket)
     _audit_activity(sessions, started=True)
     siblings = None
     if owned is not None and settings.receiver_processes > 1:

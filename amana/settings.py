@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     dicom_host: str = "0.0.0.0"
     dicom_port: int = 11112
     # DICOM over TLS (PS3.15 Annex B; 2762 by convention), served beside the plain port by
-    # the receiver process that owns it. Unset: no TLS listener. See docs/tls.md.
+    # the same receiver processes. Unset: no TLS listener. See docs/tls.md.
     dicom_tls_port: int | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None

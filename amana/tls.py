@@ -8,13 +8,19 @@ line naming the variable (`TlsConfigError`), rather than at the first hospital's
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 import ssl
+from dataclasses import dataclass
 from typing import Any
 
-from amana.listeners import open_port
+from amana.listeners import bind_listener, open_port
 from amana.settings import Settings
+from ingest.scp import AssociationPolicy, SharedSocketServer, StoreHandler, start_receiver
+from ingest.spool import Spool
 from ingest.tls import TlsConfigError, TlsFiles, server_context
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "TlsConfigError",
@@ -22,6 +28,8 @@ __all__ = [
     "check_tls_settings",
     "dicom_tls_context",
     "open_tls_port",
+    "prepare_tls",
+    "serve_tls",
     "uvicorn_tls_options",
 ]
 
@@ -33,11 +41,63 @@ def dicom_tls_context(settings: Settings) -> ssl.SSLContext | None:
     return server_context(TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_ca))
 
 
-def open_tls_port(settings: Settings) -> socket.socket:
-    """The TLS port's listening socket, for the owning receiver process alone."""
+@dataclass
+class TlsPort:
+    """The DICOM TLS port of one receiver process: its context, and the listening socket
+    when this process owns the port (a sibling binds its own once it can serve)."""
+
+    context: ssl.SSLContext
+    owned: socket.socket | None
+
+
+def prepare_tls(settings: Settings, *, sibling: bool) -> TlsPort | None:
+    """The context, checked, and for the owner the port, opened (None: no TLS port here).
+
+    Siblings share the TLS port as they share the plain one, through SO_REUSEPORT on the
+    configured port number; a port of 0 (any free port, for tests) cannot be shared, so
+    the owner alone serves it."""
+    context = dicom_tls_context(settings)
+    if context is None or (sibling and not settings.dicom_tls_port):
+        return None
+    return TlsPort(context, None if sibling else open_tls_port(settings))
+
+
+def serve_tls(
+    settings: Settings,
+    tls: TlsPort,
+    spool: Spool,
+    handler: StoreHandler,
+    policy: AssociationPolicy,
+) -> SharedSocketServer:
+    """Serve the TLS port with the same handler and policy as the plain one."""
     assert settings.dicom_tls_port is not None
+    listener = tls.owned or bind_listener(settings.dicom_host, settings.dicom_tls_port, shared=True)
+    port = listener.getsockname()[1]
+    server = start_receiver(
+        host=settings.dicom_host,
+        port=port,
+        ae_title=settings.ae_title,
+        spool=spool,
+        handler=handler,
+        policy=policy,
+        listen_fd=listener.fileno(),
+        ssl_context=tls.context,
+    )
+    log.info(
+        "receiver listening with TLS on %s:%d (client certificates %s)",
+        settings.dicom_host,
+        port,
+        "required" if settings.tls_ca is not None else "not requested",
+    )
+    return server
+
+
+def open_tls_port(settings: Settings) -> socket.socket:
+    """The owner's TLS listening socket, shared with the siblings when it can be."""
+    assert settings.dicom_tls_port is not None
+    processes = settings.receiver_processes if settings.dicom_tls_port else 1
     try:
-        return open_port(settings.dicom_host, settings.dicom_tls_port, 1)
+        return open_port(settings.dicom_host, settings.dicom_tls_port, processes)
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise

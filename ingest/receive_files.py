@@ -21,14 +21,12 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pynetdicom import dimse_messages
 
 from anonymizer.errors import AmanaError, RejectError, RetryableError
-from ingest.dimse_status import dimse_status
 from ingest.spool import RECEIVED_SUFFIX, Spool
 
 log = logging.getLogger(__name__)
@@ -132,18 +130,6 @@ class ReceiveFiles:
         with self._lock:
             received = self._open.get(str(event.dataset_path))
         return received.refusal if received is not None else None
-
-    def guard(self, handler: Callable[[Any], int]) -> Callable[[Any], int]:
-        """The C-STORE handler, answering a refused data set without calling `handler`."""
-
-        def on_c_store(event: Any) -> int:
-            refusal = self.refusal(event)
-            if refusal is None:
-                return handler(event)
-            log.warning("C-STORE refused while receiving: %s", refusal)
-            return dimse_status(refusal)
-
-        return on_c_store
 
     def on_association_end(self, event: Any) -> None:
         """Delete the partial data sets of an association that ended (aborted, connection

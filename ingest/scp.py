@@ -15,6 +15,7 @@ import ssl
 import tempfile
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any, cast
 
 from pydicom.dataset import Dataset
@@ -167,6 +168,8 @@ class StoreHandler:
         # Shared with the association policy by `start_receiver`.
         self.attribution = Attribution()
         self.tally = AssociationTally()
+        # Set by `start_receiver`: a data set cut off on arrival (size, free space).
+        self.refused_while_receiving: Callable[[Any], AmanaError | None] = lambda _event: None
 
     def on_association_end(self, event: Any) -> None:
         """One log line and one audit event per association: who sent how many instances
@@ -210,6 +213,9 @@ class StoreHandler:
         return DIMSE_SUCCESS
 
     def _persist(self, event: Any) -> int:
+        refusal = self.refused_while_receiving(event)
+        if refusal is not None:
+            raise refusal
         if self.validate:
             check_header(event.dataset_path, str(event.context.transfer_syntax))
         name, size = self.spool.adopt(event.dataset_path)
@@ -292,10 +298,11 @@ def start_receiver(
     handler.attribution = policy.attribution
     # Size and free-space limits hold while the data set arrives, not once it is complete.
     receive_files = installed_for(spool)
+    handler.refused_while_receiving = receive_files.refusal
     handlers: list[Any] = [
         (evt.EVT_REQUESTED, policy.on_requested),
         (evt.EVT_REJECTED, on_rejected),
-        (evt.EVT_C_STORE, receive_files.guard(handler)),
+        (evt.EVT_C_STORE, handler),
         (evt.EVT_C_ECHO, _handle_echo),
         (evt.EVT_RELEASED, handler.on_association_end),
         (evt.EVT_ABORTED, handler.on_association_end),

@@ -173,6 +173,9 @@ def _reason(exc: BaseException) -> str:
     # OpenSSL's short reason (e.g. TLSV1_ALERT_UNKNOWN_CA, UNSUPPORTED_PROTOCOL): about the
     # connection, never its content.
     reason = getattr(exc, "reason", None)
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        # Why the client's certificate failed: expired, unknown issuer, ...
+        return f"{reason} ({exc.verify_message})"
     if isinstance(exc, ssl.SSLError) and reason:
         return str(reason)
     if isinstance(exc, TimeoutError | socket.timeout):

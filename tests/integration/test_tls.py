@@ -3,6 +3,7 @@ dcmtk's `storescu +tls` as the hospital's PACS and real TLS clients."""
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import subprocess
@@ -20,7 +21,7 @@ from sqlalchemy import select
 from archive.catalog.db import make_engine
 from archive.catalog.models import Job
 from ingest.tls import TlsConfigError, TlsFiles, server_context
-from tests.support.harness import REPO, Amana
+from tests.support.harness import REPO, Amana, wait_until
 from tests.support.pki import Issued, TestCA
 from tests.support.services import free_port, wait_port
 from tests.support.study_factory import make_study
@@ -216,6 +217,62 @@ def test_dcmtk_bcp195_profiles_are_served(receiver: TlsReceiver, pki: Pki, profi
         timeout=60,
     )
     assert echo.returncode == 0, echo.stdout + echo.stderr
+
+
+def _listeners_of(port: int) -> set[int]:
+    """The socket inodes listening on 127.0.0.1:`port` (from /proc/net/tcp)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].split(":")[1], 16)
+        if local_port == port and fields[3] == "0A":  # 0A: LISTEN
+            inodes.add(int(fields[9]))
+    return inodes
+
+
+def _holds_socket(pid: int, inodes: set[int]) -> bool:
+    fds = Path(f"/proc/{pid}/fd")
+    links = {str(os.readlink(fd)) for fd in fds.iterdir() if fd.is_symlink()}
+    return any(f"socket:[{inode}]" in links for inode in inodes)
+
+
+def test_receiver_processes_share_the_tls_port(pki: Pki, tmp_path: Path) -> None:
+    """Rule: with AMANA_RECEIVER_PROCESSES=2 the sibling listens on the TLS port too (not
+    only the owner), and parallel TLS associations are all stored."""
+    tls_port = free_port()
+    amana = Amana(
+        tmp_path / "home",
+        AMANA_DICOM_TLS_PORT=str(tls_port),
+        AMANA_TLS_CERT=str(pki.server.cert),
+        AMANA_TLS_KEY=str(pki.server.key),
+        AMANA_TLS_CA=str(pki.ca.cert),
+        AMANA_RECEIVER_PROCESSES="2",
+    )
+    amana.cli("db", "upgrade")
+    amana.start("receive", "--no-sweeper")
+    try:
+        assert amana.proc is not None
+        owner = amana.proc.pid
+        children = Path(f"/proc/{owner}/task/{owner}/children")
+        wait_until(lambda: bool(children.read_text().split()))
+        sibling = int(children.read_text().split()[0])
+        wait_until(lambda: _holds_socket(sibling, _listeners_of(tls_port)))
+        assert _holds_socket(owner, _listeners_of(tls_port))
+        files = _study(tmp_path / "pacs")
+        runs = [
+            subprocess.Popen(
+                ["storescu", "+tls", str(pki.client.key), str(pki.client.cert)]
+                + ["+cf", str(pki.ca.cert), "-aet", f"PAR_{n}", "-aec", "AMANA"]
+                + ["127.0.0.1", str(tls_port), *[str(f) for f in files]],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for n in range(4)
+        ]
+        assert [run.wait(120) for run in runs] == [0, 0, 0, 0]
+        assert all(len(_jobs_of(amana, f"PAR_{n}")) == len(files) for n in range(4))
+    finally:
+        amana.stop()
 
 
 def _tls_client(pki: Pki, maximum: ssl.TLSVersion) -> ssl.SSLContext:
