@@ -63,6 +63,11 @@ class AssociationTally:
     def ended(self, assoc: Any, how: str) -> None:
         with self._lock:
             tally = self._by_assoc.pop(assoc, None) or _Tally()
+        never_requested = getattr(assoc.requestor, "primitive", None) is None
+        if getattr(assoc, "is_rejected", False) or never_requested:
+            # A rejection is logged once, as refused; a connection that never asked for an
+            # association (a port probe) is no association. A stopping receiver aborts both.
+            return
         log.info(
             "association %s %s: %d received, %d refused, %d failed",
             peer(assoc),
