@@ -46,7 +46,7 @@ def _requests_counted(details: list[dict[str, object]]) -> int:
     total = 0
     for detail in details:
         if detail.get("aggregated"):
-            total += int(detail["failed_authentications"]) + int(detail["refused_429"])  # type: ignore[call-overload]
+            total += int(str(detail["failed_authentications"])) + int(str(detail["refused_429"]))
         else:
             total += 1
     return total
