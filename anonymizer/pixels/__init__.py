@@ -26,9 +26,11 @@ from anonymizer.errors import QuarantineError
 
 from .policy import OcrSettings, PixelPolicy, bind_rules_dir
 from .rules import RuleSet, load_pixel_rules, rules_for
+from .sampling import PixelMode
 
 __all__ = [
     "OcrSettings",
+    "PixelMode",
     "PixelPolicy",
     "RuleSet",
     "bind_rules_dir",
@@ -52,6 +54,8 @@ def clean_pixels(
     output: Dataset,
     policy: PixelPolicy,
     identifying_values: Collection[str],
+    *,
+    mode: PixelMode = PixelMode.AUTO,
 ) -> tuple[str, ...]:
     """Apply `policy` to `output` (header-scrubbed; `original` is left untouched) and
     return the actions taken, e.g. ("not_examined",) or ("examined:modality",
@@ -59,10 +63,19 @@ def clean_pixels(
 
     `original` is None when the caller already found with `examination_needed` that the
     image is not examined: only overlays and icons are then handled, and the engine does
-    not have to keep a second parsed copy of every instance."""
+    not have to keep a second parsed copy of every instance. `mode` is what the image's
+    series asks beyond its header (sampling.py): a screen or the full examination."""
     from .clean import run
 
-    return tuple(run(original, output, policy, identifying_values).actions)
+    return tuple(run(original, output, policy, identifying_values, mode=mode).actions)
+
+
+def sampled_slice(original: Dataset, policy: PixelPolicy) -> bool:
+    """Whether this slice's series is sampled rather than left unexamined (sampling.py).
+    Cheap: the header only."""
+    from .sampling import sampled_slice as _sampled
+
+    return _sampled(original, policy, rules_for(policy))
 
 
 def prepare_pixels(policy: PixelPolicy) -> None:
