@@ -139,6 +139,32 @@ class Deidentifier:
         except BaseException:  # noqa: B036 - odd input: `deidentify` quarantines it
             return None
 
+    def reexamine(self, archived: bytes) -> tuple[bytes, tuple[str, ...]]:
+        """An instance this profile already de-identified and archived undecoded, whose
+        series turned out to carry text: its pixels examined in full (masked, verified).
+        Returns the new file and the pixel actions. The original's identifying values are
+        gone with its header, so what is masked is all text the policy masks, not only
+        those values (the national profile masks every word off the allow-list anyway)."""
+        pixel = self.profile.pixel
+        if pixel is None:
+            raise QuarantineError(QuarantineReason.PIXEL_POLICY, "the profile examines no pixels")
+        from anonymizer.pixels import PixelMode, clean_pixels
+
+        ds = _parse(archived)
+        try:
+            actions = clean_pixels(_parse(archived), ds, pixel, (), mode=PixelMode.EXAMINE)
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            return write_part10(ds), actions
+        except QuarantineError:
+            raise
+        except _FATAL:
+            raise
+        except BaseException as exc:  # noqa: B036 - native decoders panic outside Exception
+            raise QuarantineError(
+                QuarantineReason.PIXEL_DECODE_FAILED,
+                f"the pixel step failed ({type(exc).__name__})",
+            ) from exc
+
     def _output_uid(self, tag: int, original: str) -> str | None:
         """The value the output will carry for a UID attribute, when it is the original's
         pseudonym or the original kept; None when the profile does something else."""
