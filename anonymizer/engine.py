@@ -111,12 +111,18 @@ class Deidentifier:
         the pixel step beyond the header's decision: a screen or the full examination."""
         return self._run(data, explain=None, pixel_mode=pixel_mode)
 
+    @property
+    def samples_series(self) -> bool:
+        """Whether this profile samples primary series (pixel `primary_series: sampled`)."""
+        pixel = self.profile.pixel
+        return pixel is not None and pixel.primary_series == "sampled"
+
     def sampled_slice(self, data: bytes) -> SampledSlice | None:
         """The series of a slice whose pixels this profile samples by series (pixel
         `primary_series: sampled`), or None for any other instance (and for input that
         does not parse: `deidentify` says why). Reads the header only."""
         pixel = self.profile.pixel
-        if pixel is None or pixel.primary_series != "sampled":
+        if pixel is None or not self.samples_series:
             return None
         try:
             # Large values (Pixel Data) are left unread: only their presence matters here.

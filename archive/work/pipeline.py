@@ -29,7 +29,7 @@ from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from anonymizer.engine import Deidentifier
+from anonymizer.engine import Deidentifier, SampledSlice
 from anonymizer.errors import QuarantineError, QuarantineReason
 from anonymizer.outcome import Outcome
 from anonymizer.paths import archive_relpath
@@ -123,7 +123,7 @@ def _claim(ctx: WorkerContext, ids: Sequence[int]) -> tuple[list[Claim], list[Cl
 def _run_together(
     ctx: WorkerContext, claims: Sequence[Claim], terms: Mapping[int, SourceTerms]
 ) -> dict[int, JobResult]:
-    results: dict[int, JobResult] = {}
+    claims, results = _place_sampled(ctx, claims, terms)
     pending: list[_Ready] = []
     for claim in claims:
         prepared = _prepare(ctx, claim, terms)
@@ -211,6 +211,50 @@ def _reexamine(ctx: WorkerContext, claim: Claim, terms: Mapping[int, SourceTerms
     return JobResult(done)
 
 
+def _place_sampled(
+    ctx: WorkerContext, claims: Sequence[Claim], terms: Mapping[int, SourceTerms]
+) -> tuple[list[Claim], dict[int, JobResult]]:
+    """The batch's slices of sampled series held or given their mode in one transaction
+    (archive/work/sampling.py); returns the claims to run now, each knowing its mode, and
+    the results of those held (or taken over meanwhile). A header only is read here:
+    anything odd about a job is left for `_prepare` to find and report."""
+    found: list[tuple[Claim, SampledSlice]] = []
+    modes: dict[int, str] = {}
+    for claim in claims:
+        if claim.pixel_mode is not None or claim.attempt > MAX_ATTEMPTS:
+            continue
+        spool_path = ctx.spool_dir / "incoming" / claim.spool_name
+        source = UNATTRIBUTED if claim.source_id is None else terms.get(claim.source_id)
+        engine = engine_for(ctx.deidentifier, ctx.profiles, (source or UNATTRIBUTED).profile_name)
+        if isinstance(engine, QuarantineError) or not spool_path.exists():
+            continue
+        if not engine.samples_series:
+            modes[claim.job_id] = "auto"
+            continue
+        sampled = engine.sampled_slice(spool_path.read_bytes())
+        if sampled is None:
+            modes[claim.job_id] = "auto"
+        else:
+            found.append((claim, sampled))
+    results: dict[int, JobResult] = {}
+    if found:
+        with ctx.sessions.begin() as session:
+            placed = sampling.place(session, found)
+        for job_id, where in placed.items():
+            if where == "held":
+                results[job_id] = JobResult.HELD
+            elif where == "lost":
+                results[job_id] = JobResult.SKIPPED
+            else:
+                modes[job_id] = where.value
+    run = [
+        dataclasses.replace(claim, pixel_mode=modes.get(claim.job_id, claim.pixel_mode))
+        for claim in claims
+        if claim.job_id not in results
+    ]
+    return run, results
+
+
 def _pixel_mode(
     ctx: WorkerContext, claim: Claim, engine: Deidentifier, data: bytes
 ) -> str | JobResult:
@@ -222,7 +266,7 @@ def _pixel_mode(
     if sampled is None:
         return "auto"
     with ctx.sessions.begin() as session:
-        placed = sampling.place(session, claim, sampled)
+        placed = sampling.place(session, [(claim, sampled)])[claim.job_id]
     if placed == "held":
         return JobResult.HELD
     if placed == "lost":
@@ -232,6 +276,8 @@ def _pixel_mode(
 
 def _deidentify(engine: Deidentifier, data: bytes, mode: str = "auto") -> Outcome | QuarantineError:
     try:
+        if mode == "auto":
+            return engine.deidentify(data)
         return engine.deidentify(data, pixel_mode=mode)
     except QuarantineError as exc:
         return exc

@@ -21,10 +21,10 @@ CLEAN that was still running), those slices are put back to RECEIVED with the mo
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from anonymizer.engine import SampledSlice
@@ -47,69 +47,101 @@ DUE_PER_PASS = 200
 Placement = Literal["held", "lost"] | PixelMode
 
 
-def place(session: Session, claim: Claim, sampled: SampledSlice) -> Placement:
-    """Where a claimed slice of a sampled series goes, in the caller's transaction: "held"
-    (its series is still growing or being sampled), "lost" (another worker took the job
-    over), or the pixel mode to run it with now (its series is decided)."""
+def place(session: Session, slices: Sequence[tuple[Claim, SampledSlice]]) -> dict[int, Placement]:
+    """Where claimed slices of sampled series go, in the caller's transaction (one for a
+    batch): "held" (the series is still growing or being sampled), "lost" (another worker
+    took the job over), or the pixel mode to run it with now (the series is decided)."""
+    if not slices:
+        return {}
     now = utcnow()
+    by_job = {claim.job_id: sampled for claim, sampled in slices}
     # The first statement writes, so that on SQLite the transaction holds the write lock
     # before it reads the series' state.
-    mine = session.execute(
-        update(Job)
-        .where(Job.id == claim.job_id)
-        .where(Job.status == JobStatus.RUNNING)
-        .where(Job.claimed_at == claim.claimed_at)
-        .values(series_key=sampled.series_key, instance_number=sampled.instance_number)
-        .returning(Job.id)
-        .execution_options(synchronize_session=False)
-    ).first()
-    if mine is None:
-        return "lost"
-    series = _locked_series(session, sampled, now)
-    if series.state in (SamplingState.HOLDING, SamplingState.SAMPLING):
+    mine = set(
+        session.scalars(
+            update(Job)
+            .where(Job.status == JobStatus.RUNNING)
+            .where(
+                or_(*[(Job.id == c.job_id) & (Job.claimed_at == c.claimed_at) for c, _ in slices])
+            )
+            .values(
+                series_key=case({j: s.series_key for j, s in by_job.items()}, value=Job.id),
+                instance_number=case(
+                    {j: s.instance_number for j, s in by_job.items()}, value=Job.id
+                ),
+            )
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+    )
+    placed: dict[int, Placement] = {job_id: "lost" for job_id in by_job if job_id not in mine}
+    series = _locked_series(session, [s for j, s in by_job.items() if j in mine], now)
+    held: list[int] = []
+    modes: dict[int, PixelMode] = {}
+    for job_id in sorted(mine):
+        state = series[by_job[job_id].series_key]
+        if state.state in (SamplingState.HOLDING, SamplingState.SAMPLING):
+            held.append(job_id)
+            placed[job_id] = "held"
+            if state.state == SamplingState.HOLDING:
+                state.last_held_at = now
+        else:
+            # Decided: a late slice of a clean series is a sample itself.
+            text = state.state == SamplingState.TEXT
+            modes[job_id] = PixelMode.EXAMINE if text else PixelMode.SCREEN
+            placed[job_id] = modes[job_id]
+    if held:
         session.execute(
             update(Job)
-            .where(Job.id == claim.job_id)
+            .where(Job.id.in_(held))
             # Holding is not an attempt: the released job's run counts as its first, so it
             # is batched like any new job and only crashes bring it near MAX_ATTEMPTS.
             .values(status=JobStatus.HELD, pixel_mode=None, attempts=Job.attempts - 1)
             .execution_options(synchronize_session=False)
         )
-        if series.state == SamplingState.HOLDING:
-            series.last_held_at = now
-        return "held"
-    # Decided: a late slice of a clean series is a sample itself.
-    mode = PixelMode.EXAMINE if series.state == SamplingState.TEXT else PixelMode.SCREEN
-    session.execute(
-        update(Job)
-        .where(Job.id == claim.job_id)
-        .values(pixel_mode=mode.value)
-        .execution_options(synchronize_session=False)
-    )
-    return mode
+    if modes:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(sorted(modes)))
+            .values(pixel_mode=case({j: m.value for j, m in modes.items()}, value=Job.id))
+            .execution_options(synchronize_session=False)
+        )
+    return placed
 
 
-def _locked_series(session: Session, sampled: SampledSlice, now: object) -> SeriesSampling:
-    values = {
-        "series_key": sampled.series_key,
-        "study_uid": sampled.study_uid,
-        "state": SamplingState.HOLDING.value,
-        "last_held_at": now,
-    }
+def _locked_series(
+    session: Session, slices: Sequence[SampledSlice], now: datetime
+) -> dict[str, SeriesSampling]:
+    """The series rows of `slices`, made when missing, locked in key order (two workers
+    placing slices of the same series wait for each other instead of deadlocking)."""
+    if not slices:
+        return {}
+    first = {s.series_key: s for s in reversed(slices)}
+    rows = [
+        {
+            "series_key": key,
+            "study_uid": first[key].study_uid,
+            "state": SamplingState.HOLDING.value,
+            "last_held_at": now,
+        }
+        for key in sorted(first)
+    ]
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        session.execute(pg_insert(SeriesSampling).values(values).on_conflict_do_nothing())
+        session.execute(pg_insert(SeriesSampling).values(rows).on_conflict_do_nothing())
     else:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        session.execute(sqlite_insert(SeriesSampling).values(values).on_conflict_do_nothing())
-    return session.scalars(
+        session.execute(sqlite_insert(SeriesSampling).values(rows).on_conflict_do_nothing())
+    found = session.scalars(
         select(SeriesSampling)
-        .where(SeriesSampling.series_key == sampled.series_key)
+        .where(SeriesSampling.series_key.in_(sorted(first)))
+        .order_by(SeriesSampling.series_key)
         .with_for_update()
         .execution_options(populate_existing=True)
-    ).one()
+    ).all()
+    return {row.series_key: row for row in found}
 
 
 def start_due_samples(session: Session, *, stable_after: timedelta) -> list[int]:

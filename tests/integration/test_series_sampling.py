@@ -35,7 +35,7 @@ pytestmark = pytest.mark.ocr
 
 @pytest.fixture()
 def ctx(sessions: sessionmaker[Session], tmp_path: Path) -> WorkerContext:
-    return worker_context(sessions, tmp_path)
+    return worker_context(sessions, tmp_path, sampled=True)
 
 
 def _sweep(ctx: WorkerContext) -> tuple[int, int]:
@@ -121,9 +121,11 @@ def test_clean_series_is_held_then_pays_three_decodes(ctx: WorkerContext, tmp_pa
     _sweep(ctx)
     assert _series_state(ctx) == SamplingState.SAMPLING
     with ctx.sessions() as session:
-        samples = session.execute(
-            select(Job.instance_number).where(Job.status == JobStatus.RECEIVED)
-        ).scalars().all()
+        samples = (
+            session.execute(select(Job.instance_number).where(Job.status == JobStatus.RECEIVED))
+            .scalars()
+            .all()
+        )
     assert sorted(samples) == [1, (count - 1) // 2 + 1, count]
 
     _settle(ctx)
@@ -175,8 +177,10 @@ def test_late_slice_with_text_reexamines_what_was_archived_undecoded(
     _send(ctx, series)
     _settle(ctx)
     assert _series_state(ctx) == SamplingState.CLEAN
-    before = {path: hashlib.sha256((ctx.archive_dir / path).read_bytes()).hexdigest()
-              for _, _, path in _archived(ctx)}
+    before = {
+        path: hashlib.sha256((ctx.archive_dir / path).read_bytes()).hexdigest()
+        for _, _, path in _archived(ctx)
+    }
 
     late = write_series(
         tmp_path / "late",
@@ -211,7 +215,10 @@ def test_late_clean_slice_is_screened_alone(ctx: WorkerContext, tmp_path: Path) 
     _send(ctx, series)
     _settle(ctx)
     late = write_series(
-        tmp_path / "late", 1, study_uid=series.study_uid, series_uid=series.series_uid,
+        tmp_path / "late",
+        1,
+        study_uid=series.study_uid,
+        series_uid=series.series_uid,
         first_number=6,
     )
     before = codec.decodes_started()
@@ -238,9 +245,7 @@ def test_series_of_one_or_two_slices_screens_each(
     assert all(actions.startswith("examined:series_sample") for _, actions, _ in archived)
 
 
-def test_study_is_not_complete_while_its_series_is_held(
-    ctx: WorkerContext, tmp_path: Path
-) -> None:
+def test_study_is_not_complete_while_its_series_is_held(ctx: WorkerContext, tmp_path: Path) -> None:
     """Rule: a study is not closed COMPLETE while slices of one of its sampled series are
     held or on their way; it closes once they are archived."""
     first = write_series(tmp_path / "a", 3)

@@ -39,7 +39,9 @@ def slice_pixels(rows: int, index: int, *, text: bool) -> np.ndarray:
     y, x = np.mgrid[0:rows, 0:rows]
     centre = rows / 2
     body = ((x - centre) / (0.42 * rows)) ** 2 + ((y - centre) / (0.34 * rows)) ** 2 <= 1.0
-    bone = np.abs(((x - centre) / (0.2 * rows)) ** 2 + ((y - centre) / (0.15 * rows)) ** 2 - 1) < 0.08
+    bone = (
+        np.abs(((x - centre) / (0.2 * rows)) ** 2 + ((y - centre) / (0.15 * rows)) ** 2 - 1) < 0.08
+    )
     image = np.full((rows, rows), 24.0)
     image[body] = 1040 + rng.normal(0, 12, size=int(body.sum()))
     image[bone] = 1700 + rng.normal(0, 20, size=int(bone.sum()))
