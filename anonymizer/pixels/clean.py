@@ -19,7 +19,14 @@ from .allowlist import allowlist_for
 from .cine import sample_indices
 from .policy import OcrSettings, PixelPolicy
 from .rules import RuleSet, rule_rects, rules_for
-from .sampling import SCREENED_CLEAN, SCREENED_TEXT, SERIES_SAMPLE, SERIES_TEXT, PixelMode
+from .sampling import (
+    SCREENED_CLEAN,
+    SCREENED_NO_INK,
+    SCREENED_TEXT,
+    SERIES_SAMPLE,
+    SERIES_TEXT,
+    PixelMode,
+)
 from .selection import embedded_overlay, examination_reason
 
 
@@ -71,7 +78,7 @@ def run(
     if screening and not _ink_present(frames, policy.ocr):
         # Nothing text-like even at verification's lower thresholds: OCR, which reads
         # only ink, would have nothing to read. The pixels stay as received.
-        result.actions += [SCREENED_CLEAN, "pixels_unchanged"]
+        result.actions += [SCREENED_CLEAN, SCREENED_NO_INK, "pixels_unchanged"]
         return result
     if keep_before:
         result.before = codec.Frames(

@@ -35,6 +35,8 @@ class PixelMode(StrEnum):
 # Actions a screened slice reports (after its "examined:series_sample").
 SCREENED_TEXT = "screened:text"
 SCREENED_CLEAN = "screened:clean"
+# A screen that ended at the ink test (no text-like ink): decoded, but not read by OCR.
+SCREENED_NO_INK = "screened:no_ink"
 # The reason recorded for slices examined because of their series.
 SERIES_SAMPLE = "series_sample"
 SERIES_TEXT = "series_text"
@@ -72,6 +74,7 @@ def screen_found_text(actions: Sequence[str]) -> bool:
     return SCREENED_TEXT in actions
 
 
-def examined(actions: Sequence[str]) -> bool:
-    """Whether the pixel step decoded and examined the image (in full or by a screen)."""
-    return bool(actions) and actions[0].startswith("examined:")
+def examined_in_full(actions: Sequence[str]) -> bool:
+    """Whether the pixel step examined the image in full (decoded, read, masked where text
+    was read, verified), not only screened it for ink or left it undecoded."""
+    return bool(actions) and actions[0].startswith("examined:") and SCREENED_NO_INK not in actions

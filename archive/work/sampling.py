@@ -29,12 +29,13 @@ from sqlalchemy.orm import Session
 
 from anonymizer.engine import SampledSlice
 from anonymizer.pixels.sampling import (
+    SCREENED_NO_INK,
     PixelMode,
-    examined,
+    examined_in_full,
     sample_positions,
     screen_found_text,
 )
-from archive.catalog.models import Job, JobStatus, SamplingState, SeriesSampling
+from archive.catalog.models import Instance, Job, JobStatus, SamplingState, SeriesSampling
 from archive.work.jobs import Claim, utcnow
 from archive.work.publish import enqueue_after_commit
 
@@ -210,7 +211,7 @@ def settle(session: Session, archived: Sequence[tuple[int, Sequence[str]]]) -> N
             found_text(session, series)
         elif series.state == SamplingState.TEXT:
             # Released undecoded before the series turned TEXT and committed after it.
-            _reexamine(session, [j for j, _ in jobs if not examined(actions[j])])
+            _reexamine(session, [j for j, _ in jobs if not examined_in_full(actions[j])])
         elif series.state == SamplingState.SAMPLING and not _samples_pending(session, key):
             series.state = SamplingState.CLEAN
             series.decided_at = utcnow()
@@ -243,13 +244,18 @@ def found_text(session: Session, series: SeriesSampling) -> None:
     ).all()
     # Already sent: only their mode changes; the worker reads it when it claims them.
     _set_mode(session, waiting, PixelMode.EXAMINE.value)
-    undecoded = session.scalars(
+    # Archived without a full examination: undecoded, or screened and found without ink.
+    partly = session.scalars(
         select(Job.id)
+        .join(Instance, Instance.id == Job.instance_id)
         .where(Job.series_key == series.series_key)
         .where(Job.status == JobStatus.DONE)
-        .where(Job.pixel_mode == PixelMode.AUTO.value)
+        .where(
+            Instance.pixel_actions.not_like("examined:%")
+            | Instance.pixel_actions.like(f"%{SCREENED_NO_INK}%")
+        )
     ).all()
-    _reexamine(session, undecoded)
+    _reexamine(session, partly)
 
 
 def _reexamine(session: Session, job_ids: Sequence[int]) -> None:
