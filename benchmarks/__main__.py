@@ -252,7 +252,7 @@ def run_part(
     if part == "sampling":
         from benchmarks.sampling_bench import run_sampling_part
 
-        return run_sampling_part(work / "sampling")
+        return run_sampling_part(work / "sampling", rounds=args.rounds)
     raise ValueError(part)
 
 

@@ -102,18 +102,20 @@ def _run(
 
 
 def run_sampling_part(
-    work: Path, *, slices: int = 500, rows: int = 512, examine_all: int = 40
+    work: Path, *, slices: int = 500, rows: int = 512, examine_all: int = 40, rounds: int = 2
 ) -> list[Result]:
+    """Each run `rounds` times on a fresh catalog, alternating, the least CPU kept (the
+    first run of a process also pays for imports and caches the others find warm)."""
     series = write_series(work / "series", slices, rows=rows)
-    runs: list[tuple[str, Callable[[], tuple[float, int, int]], int]] = [
+    runs: list[tuple[str, Callable[[int], tuple[float, int, int]], int]] = [
         (
             "unexamined (no sampling)",
-            lambda: _run(work / "plain", series.files, sampled=False),
+            lambda n: _run(work / f"plain{n}", series.files, sampled=False),
             slices,
         ),
         (
             "sampled (ma-national)",
-            lambda: _run(work / "sampled", series.files, sampled=True),
+            lambda n: _run(work / f"sampled{n}", series.files, sampled=True),
             slices,
         ),
     ]
@@ -122,14 +124,20 @@ def run_sampling_part(
         runs.append(
             (
                 "examine all (series with text)",
-                lambda: _run(work / "all", some.files, sampled=True, mode="examine"),
+                lambda n: _run(work / f"all{n}", some.files, sampled=True, mode="examine"),
                 examine_all,
             )
         )
+    best: dict[str, tuple[float, int, int]] = {}
+    for round_no in range(rounds):
+        for name, run, _count in runs:
+            measured = run(round_no)
+            if name not in best or measured[0] < best[name][0]:
+                best[name] = measured
     results: list[Result] = []
     baseline: float | None = None
-    for name, run, count in runs:
-        cpu, decodes, archived = run()
+    for name, _run_it, count in runs:
+        cpu, decodes, archived = best[name]
         per_slice = cpu / count
         if baseline is None:
             baseline = per_slice
@@ -155,10 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slices", type=int, default=500)
     parser.add_argument("--rows", type=int, default=512)
     parser.add_argument("--examine-all", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="amana-sampling-") as tmp:
         results = run_sampling_part(
-            Path(tmp), slices=args.slices, rows=args.rows, examine_all=args.examine_all
+            Path(tmp),
+            slices=args.slices,
+            rows=args.rows,
+            examine_all=args.examine_all,
+            rounds=args.rounds,
         )
     print_table(results)
     sampled = results[1]
