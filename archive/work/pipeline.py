@@ -205,8 +205,14 @@ def _reexamine(ctx: WorkerContext, claim: Claim, terms: Mapping[int, SourceTerms
     engine = engine_for(ctx.deidentifier, ctx.profiles, (source or UNATTRIBUTED).profile_name)
     if isinstance(engine, QuarantineError):
         engine = ctx.deidentifier  # the default profile's pixel policy examines as well
+    give_up = None
+    if claim.attempt > MAX_ATTEMPTS:
+        give_up = QuarantineError(
+            QuarantineReason.WORKER_LOST,
+            f"re-examination never finished in {MAX_ATTEMPTS} attempts (worker lost)",
+        )
     done = reexamine_archived(
-        ctx.sessions, claim, engine, ctx.archive_dir, ctx.quarantine_dir
+        ctx.sessions, claim, engine, ctx.archive_dir, ctx.quarantine_dir, give_up=give_up
     )
     return JobResult(done)
 

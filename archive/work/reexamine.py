@@ -36,9 +36,12 @@ def reexamine_archived(
     engine: Deidentifier,
     archive_dir: Path,
     quarantine_dir: Path,
+    *,
+    give_up: QuarantineError | None = None,
 ) -> str:
     """Examine the archived file of `claim`'s instance; returns "archived" (replaced and
-    recorded), "quarantined" or "skipped" (the job is no longer ours)."""
+    recorded), "quarantined" or "skipped" (the job is no longer ours). With `give_up` (the
+    job kept killing its workers) the file is withdrawn to quarantine unexamined."""
     with sessions() as session:
         row = session.execute(
             select(Instance.id, Instance.archive_path)
@@ -60,6 +63,8 @@ def reexamine_archived(
         with sessions.begin() as session:
             return _finish(session, claim, held if held.exists() else None, error, instance_id)
     try:
+        if give_up is not None:
+            raise give_up
         data, actions = engine.reexamine(path.read_bytes())
     except QuarantineError as error:
         quarantine_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

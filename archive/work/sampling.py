@@ -269,7 +269,10 @@ def _reexamine(session: Session, job_ids: Sequence[int]) -> None:
         .where(Job.status == JobStatus.DONE)
         .where(Job.duplicate.is_(False))
         .where(Job.instance_id.is_not(None))
-        .values(status=JobStatus.RECEIVED, pixel_mode=REEXAMINE, enqueued_at=utcnow())
+        # Attempts count afresh: the re-examination is new work with its own crash budget.
+        .values(
+            status=JobStatus.RECEIVED, pixel_mode=REEXAMINE, attempts=0, enqueued_at=utcnow()
+        )
         .returning(Job.id)
         .execution_options(synchronize_session=False)
     ).all()

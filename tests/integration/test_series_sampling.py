@@ -284,3 +284,50 @@ def test_running_again_changes_nothing(ctx: WorkerContext, tmp_path: Path) -> No
     again = process_jobs(ctx, jobs)
     assert set(again.values()) == {JobResult.SKIPPED}
     assert codec.decodes_started() == before
+
+
+def test_reexamination_that_never_finishes_withdraws_the_slice(
+    ctx: WorkerContext, tmp_path: Path
+) -> None:
+    """Rule: an archived slice of a series that showed text either gets examined or leaves
+    the archive: when its re-examination kept killing workers (attempts used up), its file
+    goes to quarantine and the catalog forgets the instance."""
+    series = write_series(tmp_path / "in", 4)
+    _send(ctx, series)
+    _settle(ctx)
+    late = write_series(
+        tmp_path / "late",
+        1,
+        text_at={0},
+        study_uid=series.study_uid,
+        series_uid=series.series_uid,
+        first_number=5,
+    )
+    (late_job,) = _send(ctx, late)
+    process_jobs(ctx, [late_job])
+    with ctx.sessions.begin() as session:
+        rows = session.execute(
+            select(Job.id, Job.spool_name, Job.instance_id)
+            .where(Job.pixel_mode == "reexamine")
+            .order_by(Job.id)
+        ).all()
+        assert len(rows) == 4
+        dying, spool_name, instance_id = rows[0]
+        relpath = session.get_one(Instance, instance_id).archive_path
+        # As its three workers left it: claimed three times, never finished.
+        session.execute(Job.__table__.update().where(Job.id == dying).values(attempts=3))
+    _settle(ctx)
+
+    with ctx.sessions() as session:
+        job = session.get_one(Job, dying)
+        assert (job.status, job.last_error_code, job.instance_id) == (
+            JobStatus.QUARANTINED,
+            "worker_lost",
+            None,
+        )
+        assert session.get(Instance, instance_id) is None
+    assert not (ctx.archive_dir / relpath).exists()
+    assert (ctx.quarantine_dir / spool_name).exists()
+    archived = _archived(ctx)
+    assert len(archived) == 4
+    assert all(examined_in_full(actions.split(",")) for _, actions, _ in archived), archived
