@@ -6,14 +6,17 @@ from __future__ import annotations
 import logging
 import os
 import resource
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from celery import Celery
 from celery.signals import worker_process_init
 
 from amana.celery_app import PROCESS_JOB, PROCESS_JOBS, check_safe, make_celery
 from amana.keys import load_key
+from amana.publisher import BATCH_MAX, publish_now
 from amana.sessions import anchored
 from amana.settings import Settings
 from anonymizer.engine import Deidentifier
@@ -21,6 +24,7 @@ from archive import audit
 from archive.catalog.db import make_engine, make_sessionmaker
 from archive.governance.watcher import ActiveProfileWatcher, refresh_deidentifier
 from archive.work.pipeline import JobResult, WorkerContext, process_jobs
+from archive.work.publish import attach_job_sink
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,9 @@ _prebuilt: Deidentifier | None = None
 
 def _build_state(settings: Settings) -> _ProcessState:
     sessions = anchored(make_sessionmaker(make_engine(settings.db_url)), settings)
+    # Jobs a worker's commit makes runnable (the held slices of a series once it is
+    # decided, archive/work/sampling.py) are sent right after that commit, in batches.
+    attach_job_sink(sessions, partial(_publish_batches, make_celery(settings)))
     # Stewards activate new profile versions in the catalog; each worker process looks at
     # most every profile_refresh_s seconds and switches between two jobs. The registry
     # serves every profile name a source names; AMANA_PROFILE's is the default.
@@ -60,6 +67,12 @@ def _build_state(settings: Settings) -> _ProcessState:
         profiles=watcher,
     )
     return _ProcessState(context, watcher, os.getpid())
+
+
+def _publish_batches(app: Celery, job_ids: Sequence[int]) -> None:
+    ids = list(job_ids)
+    for start in range(0, len(ids), BATCH_MAX):
+        publish_now(app, ids[start : start + BATCH_MAX])
 
 
 def _context_for(settings: Settings) -> WorkerContext:

@@ -9,6 +9,7 @@ for any original identifying value before anything is handed back.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,6 +60,16 @@ REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstance
 ExplainRow = tuple[int, str, Rule | None, object, object]
 
 
+@dataclass(frozen=True)
+class SampledSlice:
+    """A slice whose series is sampled, as the archive pipeline keys it: no PHI (the series
+    key is the keyed pseudonym of its UID; the study UID is the one the catalog will show)."""
+
+    series_key: str
+    study_uid: str | None
+    instance_number: int | None
+
+
 def load_profile(name_or_path: str, profiles_dir: Path) -> Profile:
     """A profile by name (`ma-national` -> profiles_dir/ma-national.yaml) or by path."""
     candidate = Path(name_or_path)
@@ -99,9 +110,87 @@ class Deidentifier:
 
             prepare_pixels(self.profile.pixel)
 
-    def deidentify(self, data: bytes, *, pixel_trace: PixelTrace | None = None) -> Outcome:
-        """`pixel_trace` records the pixel step's words and masks (steward previews only)."""
-        return self._run(data, explain=None, pixel_trace=pixel_trace)
+    def deidentify(
+        self,
+        data: bytes,
+        *,
+        pixel_trace: PixelTrace | None = None,
+        pixel_mode: str = "auto",
+    ) -> Outcome:
+        """`pixel_trace` records the pixel step's words and masks (steward previews only).
+        `pixel_mode` (anonymizer.pixels.PixelMode) is what the instance's series asks of
+        the pixel step beyond the header's decision: a screen or the full examination."""
+        return self._run(data, explain=None, pixel_trace=pixel_trace, pixel_mode=pixel_mode)
+
+    @property
+    def samples_series(self) -> bool:
+        """Whether this profile samples primary series (pixel `primary_series: sampled`)."""
+        pixel = self.profile.pixel
+        return pixel is not None and pixel.primary_series == "sampled"
+
+    def sampled_slice(self, data: bytes) -> SampledSlice | None:
+        """The series of a slice whose pixels this profile samples by series (pixel
+        `primary_series: sampled`), or None for any other instance (and for input that
+        does not parse: `deidentify` says why). Reads the header only."""
+        pixel = self.profile.pixel
+        if pixel is None or not self.samples_series:
+            return None
+        try:
+            # Large values (Pixel Data) are left unread: only their presence matters here.
+            ds = dcmread(BytesIO(data), defer_size=4096, force=True)
+            from anonymizer.pixels import sampled_slice
+
+            if not sampled_slice(ds, pixel):
+                return None
+            series_uid = str(ds.get("SeriesInstanceUID", "") or "").strip()
+            study_uid = str(ds.get("StudyInstanceUID", "") or "").strip()
+            if not series_uid or not study_uid:
+                return None
+            return SampledSlice(
+                series_key=self.pseudonyms.uid(series_uid),
+                study_uid=self._output_uid(0x0020000D, study_uid),
+                instance_number=_int(ds, "InstanceNumber"),
+            )
+        except _FATAL:
+            raise
+        except BaseException:  # noqa: B036 - odd input: `deidentify` quarantines it
+            return None
+
+    def reexamine(self, archived: bytes) -> tuple[bytes, tuple[str, ...]]:
+        """An instance this profile already de-identified and archived undecoded, whose
+        series turned out to carry text: its pixels examined in full (masked, verified).
+        Returns the new file and the pixel actions. The original's identifying values are
+        gone with its header, so what is masked is all text the policy masks, not only
+        those values (the national profile masks every word off the allow-list anyway)."""
+        pixel = self.profile.pixel
+        if pixel is None:
+            raise QuarantineError(QuarantineReason.PIXEL_POLICY, "the profile examines no pixels")
+        from anonymizer.pixels import PixelMode, clean_pixels
+
+        ds = _parse(archived)
+        try:
+            actions = clean_pixels(_parse(archived), ds, pixel, (), mode=PixelMode.EXAMINE)
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            return write_part10(ds), actions
+        except QuarantineError:
+            raise
+        except _FATAL:
+            raise
+        except BaseException as exc:  # noqa: B036 - native decoders panic outside Exception
+            raise QuarantineError(
+                QuarantineReason.PIXEL_DECODE_FAILED,
+                f"the pixel step failed ({type(exc).__name__})",
+            ) from exc
+
+    def _output_uid(self, tag: int, original: str) -> str | None:
+        """The value the output will carry for a UID attribute, when it is the original's
+        pseudonym or the original kept; None when the profile does something else."""
+        rule = self.compiled.exact.get(tag)
+        if rule is not None and rule.op == Op.UID:
+            return self.pseudonyms.uid(original)
+        if rule is not None and rule.op == Op.KEEP:
+            return original
+        return None
 
     def explain(
         self, data: bytes, *, pixel_trace: PixelTrace | None = None
@@ -123,6 +212,7 @@ class Deidentifier:
         data: bytes,
         explain: Callable[[int, str, Rule | None, object, object], None] | None,
         pixel_trace: PixelTrace | None = None,
+        pixel_mode: str = "auto",
     ) -> Outcome:
         ds = _parse(data)
         try:
@@ -139,9 +229,11 @@ class Deidentifier:
 
                 # The untouched copy is needed only for images whose pixels are examined
                 # (rules and masks read the original header); most CT/MR are not.
-                if examination_needed(ds, self.profile.pixel):
+                if pixel_mode != "auto" or examination_needed(ds, self.profile.pixel):
                     original = _parse(data)
-            return self._deidentify(ds, data, transfer_syntax, original, explain, pixel_trace)
+            return self._deidentify(
+                ds, data, transfer_syntax, original, explain, pixel_trace, pixel_mode
+            )
         except QuarantineError:
             raise
         except _FATAL:
@@ -160,6 +252,7 @@ class Deidentifier:
         original: Dataset | None,
         explain: Callable[[int, str, Rule | None, object, object], None] | None,
         pixel_trace: PixelTrace | None = None,
+        pixel_mode: str = "auto",
     ) -> Outcome:
         profile = self.profile
         found = IdentifyingValues()
@@ -193,13 +286,18 @@ class Deidentifier:
         ds.file_meta = new_file_meta(ds, transfer_syntax)
         pixel_actions: tuple[str, ...] = ()
         if profile.pixel is not None:
-            from anonymizer.pixels import clean_pixels
+            from anonymizer.pixels import PixelMode, clean_pixels
 
             # After the header scrub, before the self-check; it may change the pixels and
             # the transfer syntax of `ds` (never of `original`).
             try:
                 pixel_actions = clean_pixels(
-                    original, ds, profile.pixel, found.all_values(), trace=pixel_trace
+                    original,
+                    ds,
+                    profile.pixel,
+                    found.all_values(),
+                    trace=pixel_trace,
+                    mode=PixelMode(pixel_mode),
                 )
             except QuarantineError:
                 raise

@@ -16,7 +16,9 @@ plus an optional share of 640x480 US frames with burned-in made-up text), then m
   deid      `amana anonymize` (and its engine on one core) against dicognito and deid on
             the corpus's CT files (tag-only);
   ocr       seconds per US frame: text detection and the whole pixel clean against
-            whole-frame tesseract; `amana anonymize --jobs 1` on the corpus's US files.
+            whole-frame tesseract; `amana anonymize --jobs 1` on the corpus's US files;
+  sampling  one 500-slice primary CT series without text through the worker pipeline:
+            decodes and CPU with sampling against no sampling (benchmarks/sampling_bench.py).
 
 Prints instances/s and MB/s for each run with the ratio to storescp (1 association),
 files/s with the ratio to the faster peer, s/frame for OCR. Exit status 1 when a part failed
@@ -43,7 +45,7 @@ from typing import Any  # noqa: E402
 from benchmarks.report import Result, machine, print_machine, print_table, write_json  # noqa: E402
 from tests.support.corpus import Corpus, build_corpus  # noqa: E402
 
-PARTS = ("baseline", "receiver", "e2e", "deid", "ocr")
+PARTS = ("baseline", "receiver", "e2e", "deid", "ocr", "sampling")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -247,6 +249,10 @@ def run_part(
         if not corpus.us:
             print(f"  no US share in the corpus: {args.ocr_frames} US frames made for this part")
         return run_ocr_part(corpus, work, args.ocr_frames)
+    if part == "sampling":
+        from benchmarks.sampling_bench import run_sampling_part
+
+        return run_sampling_part(work / "sampling", rounds=args.rounds)
     raise ValueError(part)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-TABLE_NOTES = ("quarantined",)
+TABLE_NOTES = ("quarantined", "decodes")
 
 
 @dataclass

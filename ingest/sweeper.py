@@ -11,8 +11,17 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from archive import audit
-from archive.catalog.models import Instance, Series, Study, StudyStatus
+from archive.catalog.models import (
+    Instance,
+    Job,
+    JobStatus,
+    Series,
+    SeriesSampling,
+    Study,
+    StudyStatus,
+)
 from archive.work.jobs import jobs_to_resend, mark_resent, received_before, utcnow
+from archive.work.sampling import start_due_samples
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +38,26 @@ def sweep_once(
     RECEIVED job at once instead of waiting `stale_after` for each."""
     resent = _resend_received(sessions, resend) if after_outage else 0
     with sessions.begin() as session:
-        job_ids = jobs_to_resend(session, stale_after=stale_after)
+        job_ids = list(jobs_to_resend(session, stale_after=stale_after))
         mark_resent(session, job_ids)
+        # Sampled series that stopped growing, as studies do: their samples go out.
+        job_ids += start_due_samples(session, stable_after=study_stable_after)
     if job_ids:
         resend(job_ids)
     now = utcnow()
+    # Slices of a sampled series still held or on their way: their study is not complete.
+    waiting = (
+        select(SeriesSampling.id)
+        .join(Job, Job.series_key == SeriesSampling.series_key)
+        .where(SeriesSampling.study_uid == Study.study_uid)
+        .where(Job.status.in_([JobStatus.HELD, JobStatus.RECEIVED, JobStatus.RUNNING]))
+    )
     with sessions.begin() as session:
         closed = session.execute(
             update(Study)
             .where(Study.status == StudyStatus.RECEIVING)
             .where(Study.last_instance_at < now - study_stable_after)
+            .where(~waiting.exists())
             .values(status=StudyStatus.COMPLETE, completed_at=now)
             .returning(Study.id, Study.study_uid)
         ).all()

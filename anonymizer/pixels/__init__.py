@@ -27,12 +27,14 @@ from anonymizer.errors import QuarantineError
 
 from .policy import OcrSettings, PixelPolicy, bind_rules_dir
 from .rules import RuleSet, load_pixel_rules, rules_for
+from .sampling import PixelMode
 
 if TYPE_CHECKING:  # numpy and the OCR types load with the first cleaned image
     from .trace import PixelTrace
 
 __all__ = [
     "OcrSettings",
+    "PixelMode",
     "PixelPolicy",
     "RuleSet",
     "bind_rules_dir",
@@ -58,6 +60,7 @@ def clean_pixels(
     identifying_values: Collection[str],
     *,
     trace: PixelTrace | None = None,
+    mode: PixelMode = PixelMode.AUTO,
 ) -> tuple[str, ...]:
     """Apply `policy` to `output` (header-scrubbed; `original` is left untouched) and
     return the actions taken, e.g. ("not_examined",) or ("examined:modality",
@@ -66,10 +69,19 @@ def clean_pixels(
     `original` is None when the caller already found with `examination_needed` that the
     image is not examined: only overlays and icons are then handled, and the engine does
     not have to keep a second parsed copy of every instance. `trace` records what was
-    seen and decided, for a steward's preview (trace.py)."""
+    seen and decided, for a steward's preview (trace.py). `mode` is what the image's
+    series asks beyond its header (sampling.py): a screen or the full examination."""
     from .clean import run
 
-    return tuple(run(original, output, policy, identifying_values, trace=trace).actions)
+    return tuple(run(original, output, policy, identifying_values, trace=trace, mode=mode).actions)
+
+
+def sampled_slice(original: Dataset, policy: PixelPolicy) -> bool:
+    """Whether this slice's series is sampled rather than left unexamined (sampling.py).
+    Cheap: the header only."""
+    from .sampling import sampled_slice as _sampled
+
+    return _sampled(original, policy, rules_for(policy))
 
 
 def prepare_pixels(policy: PixelPolicy) -> None:

@@ -19,6 +19,14 @@ from .allowlist import allowlist_for
 from .cine import sample_indices
 from .policy import OcrSettings, PixelPolicy
 from .rules import RuleSet, rule_rects, rules_for
+from .sampling import (
+    SCREENED_CLEAN,
+    SCREENED_NO_INK,
+    SCREENED_TEXT,
+    SERIES_SAMPLE,
+    SERIES_TEXT,
+    PixelMode,
+)
 from .selection import embedded_overlay, examination_reason
 from .trace import PixelTrace, RereadFinding, WordFate
 
@@ -44,6 +52,7 @@ def run(
     identifying_values: Collection[str],
     *,
     trace: PixelTrace | None = None,
+    mode: PixelMode = PixelMode.AUTO,
 ) -> PixelResult:
     """`trace`, when given, records what was seen and decided (steward previews)."""
     result = PixelResult()
@@ -55,12 +64,21 @@ def run(
         return result
     rules = rules_for(policy)
     reason = examination_reason(original, policy, rules)
+    # A mode adds examination to what the header decided, never takes it away.
+    screening = reason is None and mode is PixelMode.SCREEN
+    if reason is None and mode is not PixelMode.AUTO:
+        reason = SERIES_SAMPLE if screening else SERIES_TEXT
     if reason is None:
         result.actions.insert(0, "not_examined")
         return result
     result.actions.insert(0, f"examined:{reason}")
 
     frames = codec.decode(output, policy.max_decoded_mb * 2**20)
+    if screening and not _ink_present(frames, policy.ocr):
+        # Nothing text-like even at verification's lower thresholds: OCR, which reads
+        # only ink, would have nothing to read. The pixels stay as received.
+        result.actions += [SCREENED_CLEAN, SCREENED_NO_INK, "pixels_unchanged"]
+        return result
     if trace is not None:
         trace.examined = True
         trace.before = _copy(frames)
@@ -97,6 +115,9 @@ def run(
             read_alone = set(read) - set(sampled)
             masks = _merge(masks, ocr_masks)
 
+    if screening:
+        found = bool(masks) and any(m.any() for m in masks)
+        result.actions.append(SCREENED_TEXT if found else SCREENED_CLEAN)
     if masks and any(m.any() for m in masks):
         fill = mask.fill_value(frames.array, frames.photometric, frames.palette)
         mask.apply(frames.array, masks, fill)
@@ -132,6 +153,20 @@ def _remove_side_channels(
     if policy.remove_icon_images and "IconImageSequence" in output:
         del output.IconImageSequence
         actions.append("icon_removed")
+
+
+def _ink_present(frames: codec.Frames, settings: OcrSettings) -> bool:
+    """The cheap text-presence test of a screened slice: text-like ink (ink.py) in any
+    frame OCR would sample, looked for at verification's lower thresholds."""
+    for index in sample_indices(frames.count, settings.sample_frames):
+        ink = ocr.find_ink(
+            display_frame(frames, index),
+            min_contrast=settings.verify_min_contrast,
+            min_chroma=settings.verify_min_chroma,
+        )
+        if ink.candidates.any():
+            return True
+    return False
 
 
 def _rule_masks(

@@ -109,8 +109,20 @@ def _palette(ds: Dataset, bits_stored: int) -> np.ndarray | None:
     return np.clip(rgb * (255.0 / peak), 0, 255).astype(np.uint8)
 
 
+# Decodes started in this process: what sampling saves is counted here, where the cost is
+# paid (the sampling benchmark and tests read it; nothing else depends on it).
+_decodes = 0
+
+
+def decodes_started() -> int:
+    """How many times `decode` was called in this process so far."""
+    return _decodes
+
+
 def decode(ds: Dataset, max_bytes: int) -> Frames:
     """Every frame of `ds`, decoded; PIXEL_DECODE_FAILED when no decoder can read it."""
+    global _decodes
+    _decodes += 1
     if "PixelData" not in ds:
         raise QuarantineError(
             QuarantineReason.PIXEL_DECODE_FAILED, "image to examine has no usable Pixel Data"

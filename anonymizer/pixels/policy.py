@@ -153,6 +153,12 @@ class PixelPolicy(BaseModel):
     not_examined_sop_classes: list[str] = Field(
         default_factory=lambda: list(DEFAULT_NOT_EXAMINED_SOP_CLASSES)
     )
+    # Primary CT/MR/PT/NM slices (selection.py: not examined from their header). With
+    # "sampled", the archive pipeline holds a series' slices until it stops growing, decodes
+    # and screens its first, middle and last slice, and examines every slice of a series
+    # where that found text (sampling.py, docs/pixels.md "Sampling primary series").
+    # "unexamined" leaves them undecoded; files anonymized one by one are always so.
+    primary_series: Literal["unexamined", "sampled"] = "unexamined"
 
     # -- device rules -------------------------------------------------------------------
     # Rule files under profiles/pixel/ (names without .yaml), applied in order.

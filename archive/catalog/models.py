@@ -33,6 +33,9 @@ class Base(DeclarativeBase):
 class JobStatus(enum.StrEnum):
     RECEIVED = "RECEIVED"
     RUNNING = "RUNNING"
+    # A slice of a sampled series, spooled and waiting for its series' decision
+    # (archive/work/sampling.py); the sweeper releases it, it is never re-sent as such.
+    HELD = "HELD"
     DONE = "DONE"
     QUARANTINED = "QUARANTINED"
 
@@ -78,8 +81,42 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     instance_id: Mapped[int | None] = mapped_column(ForeignKey("instances.id"))
     duplicate: Mapped[bool] = mapped_column(default=False)
+    # Set on slices of a sampled series (archive/work/sampling.py): the series' key (the
+    # keyed pseudonym of its UID), the slice's Instance Number, and what the pixel step
+    # must do (anonymizer.pixels.PixelMode: screen, examine; auto once the series was
+    # found clean). NULL pixel_mode: not looked at yet.
+    series_key: Mapped[str | None] = mapped_column(String(64))
+    instance_number: Mapped[int | None] = mapped_column(Integer)
+    pixel_mode: Mapped[str | None] = mapped_column(String(16))
 
-    __table_args__ = (Index("ix_jobs_status_received", "status", "received_at"),)
+    __table_args__ = (
+        Index("ix_jobs_status_received", "status", "received_at"),
+        Index("ix_jobs_series_key_status", "series_key", "status"),
+    )
+
+
+class SamplingState(enum.StrEnum):
+    HOLDING = "HOLDING"  # slices arrive and are held until the series stops growing
+    SAMPLING = "SAMPLING"  # its first, middle and last slice are being screened
+    CLEAN = "CLEAN"  # the samples showed no text: slices are archived undecoded
+    TEXT = "TEXT"  # a sample (or a late slice) showed text: every slice is examined
+
+
+class SeriesSampling(Base):
+    """One sampled series (anonymizer/pixels/sampling.py): where its decision stands."""
+
+    __tablename__ = "series_sampling"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    series_key: Mapped[str] = mapped_column(String(64), unique=True)
+    # The study's UID as the catalog shows it: its study is not complete while slices of
+    # this series wait.
+    study_uid: Mapped[str | None] = mapped_column(String(64), index=True)
+    state: Mapped[SamplingState] = mapped_column(enum_column(SamplingState, "sampling_state"))
+    last_held_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_series_sampling_state_held", "state", "last_held_at"),)
 
 
 class Patient(Base):

@@ -273,7 +273,7 @@ def remove_source(session: Session, ae_title: str) -> None:
         select(func.count())
         .select_from(Job)
         .where(Job.source_id == source.id)
-        .where(Job.status.in_([JobStatus.RECEIVED, JobStatus.RUNNING]))
+        .where(Job.status.in_([JobStatus.RECEIVED, JobStatus.RUNNING, JobStatus.HELD]))
     )
     if pending:
         # Removed, its waiting instances would fall back to the default profile and region.

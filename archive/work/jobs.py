@@ -65,6 +65,8 @@ class Claim:
     claimed_at: datetime
     # The registered source of the job, whose profile and region the instance gets.
     source_id: int | None = None
+    # What its series asks of the pixel step (archive/work/sampling.py); None: not yet known.
+    pixel_mode: str | None = None
 
 
 def claim_many(session: Session, job_ids: Sequence[int], *, stale_after: timedelta) -> list[Claim]:
@@ -81,12 +83,17 @@ def claim_many(session: Session, job_ids: Sequence[int], *, stale_after: timedel
         .where(Job.id.in_(job_ids))
         .where(_claimable(now, stale_after))
         .values(status=JobStatus.RUNNING, claimed_at=now, attempts=Job.attempts + 1)
-        .returning(Job.id, Job.attempts, Job.spool_name, Job.source_id)
+        .returning(Job.id, Job.attempts, Job.spool_name, Job.source_id, Job.pixel_mode)
         .execution_options(synchronize_session=False)
     ).all()
     found = {
         int(row[0]): Claim(
-            int(row[0]), int(row[1]), str(row[2]), now, None if row[3] is None else int(row[3])
+            int(row[0]),
+            int(row[1]),
+            str(row[2]),
+            now,
+            None if row[3] is None else int(row[3]),
+            row[4],
         )
         for row in rows
     }
@@ -120,7 +127,7 @@ def start_attempt(session: Session, held: Claim) -> Claim | None:
     ).first()
     if row is None:
         return None
-    return Claim(held.job_id, int(row[0]), held.spool_name, now, held.source_id)
+    return Claim(held.job_id, int(row[0]), held.spool_name, now, held.source_id, held.pixel_mode)
 
 
 def jobs_to_resend(session: Session, *, stale_after: timedelta, limit: int = 1000) -> Sequence[int]:

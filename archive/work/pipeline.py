@@ -29,7 +29,7 @@ from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from anonymizer.engine import Deidentifier
+from anonymizer.engine import Deidentifier, SampledSlice
 from anonymizer.errors import QuarantineError, QuarantineReason
 from anonymizer.outcome import Outcome
 from anonymizer.paths import archive_relpath
@@ -38,8 +38,10 @@ from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineSt
 from archive.catalog.write import NewInstance, archived_instance_ids, record_instances
 from archive.fsio import durable_move, durable_write
 from archive.governance.watcher import ProfileRegistry
+from archive.work import sampling
 from archive.work.attribution import UNATTRIBUTED, SourceTerms, engine_for, source_terms
 from archive.work.jobs import Claim, claim_many, defer_attempts, start_attempt, utcnow
+from archive.work.reexamine import reexamine_archived
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ class JobResult(StrEnum):
     DUPLICATE = "duplicate"
     QUARANTINED = "quarantined"
     SKIPPED = "skipped"
+    # A slice of a sampled series, spooled and waiting for its series' decision.
+    HELD = "held"
 
 
 @dataclass
@@ -119,7 +123,7 @@ def _claim(ctx: WorkerContext, ids: Sequence[int]) -> tuple[list[Claim], list[Cl
 def _run_together(
     ctx: WorkerContext, claims: Sequence[Claim], terms: Mapping[int, SourceTerms]
 ) -> dict[int, JobResult]:
-    results: dict[int, JobResult] = {}
+    claims, results = _place_sampled(ctx, claims, terms)
     pending: list[_Ready] = []
     for claim in claims:
         prepared = _prepare(ctx, claim, terms)
@@ -150,6 +154,8 @@ def _prepare(
 ) -> _Ready | JobResult:
     """De-identify one claimed job's instance under its source's profile, or quarantine the
     job."""
+    if claim.pixel_mode == sampling.REEXAMINE:
+        return _reexamine(ctx, claim, terms)
     spool_path = ctx.spool_dir / "incoming" / claim.spool_name
     held_path = ctx.quarantine_dir / claim.spool_name
     if not spool_path.exists() and held_path.exists():
@@ -179,7 +185,11 @@ def _prepare(
     engine = engine_for(ctx.deidentifier, ctx.profiles, source.profile_name)
     if isinstance(engine, QuarantineError):
         return _quarantine(ctx, claim.job_id, claim.spool_name, engine)
-    outcome = _deidentify(engine, spool_path.read_bytes())
+    data = spool_path.read_bytes()
+    mode = _pixel_mode(ctx, claim, engine, data)
+    if isinstance(mode, JobResult):
+        return mode
+    outcome = _deidentify(engine, data, mode)
     if isinstance(outcome, QuarantineError):
         return _quarantine(ctx, claim.job_id, claim.spool_name, outcome)
     if source.region is not None:
@@ -188,9 +198,93 @@ def _prepare(
     return _Ready(claim.job_id, spool_path, outcome)
 
 
-def _deidentify(engine: Deidentifier, data: bytes) -> Outcome | QuarantineError:
+def _reexamine(ctx: WorkerContext, claim: Claim, terms: Mapping[int, SourceTerms]) -> JobResult:
+    """An archived slice of a series that showed text later: its archived file is the input
+    (archive/work/reexamine.py), under its source's profile."""
+    source = UNATTRIBUTED if claim.source_id is None else terms.get(claim.source_id)
+    engine = engine_for(ctx.deidentifier, ctx.profiles, (source or UNATTRIBUTED).profile_name)
+    if isinstance(engine, QuarantineError):
+        engine = ctx.deidentifier  # the default profile's pixel policy examines as well
+    give_up = None
+    if claim.attempt > MAX_ATTEMPTS:
+        give_up = QuarantineError(
+            QuarantineReason.WORKER_LOST,
+            f"re-examination never finished in {MAX_ATTEMPTS} attempts (worker lost)",
+        )
+    done = reexamine_archived(
+        ctx.sessions, claim, engine, ctx.archive_dir, ctx.quarantine_dir, give_up=give_up
+    )
+    return JobResult(done)
+
+
+def _place_sampled(
+    ctx: WorkerContext, claims: Sequence[Claim], terms: Mapping[int, SourceTerms]
+) -> tuple[list[Claim], dict[int, JobResult]]:
+    """The batch's slices of sampled series held or given their mode in one transaction
+    (archive/work/sampling.py); returns the claims to run now, each knowing its mode, and
+    the results of those held (or taken over meanwhile). A header only is read here:
+    anything odd about a job is left for `_prepare` to find and report."""
+    found: list[tuple[Claim, SampledSlice]] = []
+    modes: dict[int, str] = {}
+    for claim in claims:
+        if claim.pixel_mode is not None or claim.attempt > MAX_ATTEMPTS:
+            continue
+        spool_path = ctx.spool_dir / "incoming" / claim.spool_name
+        source = UNATTRIBUTED if claim.source_id is None else terms.get(claim.source_id)
+        engine = engine_for(ctx.deidentifier, ctx.profiles, (source or UNATTRIBUTED).profile_name)
+        if isinstance(engine, QuarantineError) or not spool_path.exists():
+            continue
+        if not engine.samples_series:
+            modes[claim.job_id] = "auto"
+            continue
+        sampled = engine.sampled_slice(spool_path.read_bytes())
+        if sampled is None:
+            modes[claim.job_id] = "auto"
+        else:
+            found.append((claim, sampled))
+    results: dict[int, JobResult] = {}
+    if found:
+        with ctx.sessions.begin() as session:
+            placed = sampling.place(session, found)
+        for job_id, where in placed.items():
+            if where == "held":
+                results[job_id] = JobResult.HELD
+            elif where == "lost":
+                results[job_id] = JobResult.SKIPPED
+            else:
+                modes[job_id] = where.value
+    run = [
+        dataclasses.replace(claim, pixel_mode=modes.get(claim.job_id, claim.pixel_mode))
+        for claim in claims
+        if claim.job_id not in results
+    ]
+    return run, results
+
+
+def _pixel_mode(
+    ctx: WorkerContext, claim: Claim, engine: Deidentifier, data: bytes
+) -> str | JobResult:
+    """What the instance's series asks of the pixel step (archive/work/sampling.py), or
+    HELD when it waits for its series' decision (SKIPPED: the job is no longer ours)."""
+    if claim.pixel_mode is not None:
+        return claim.pixel_mode
+    sampled = engine.sampled_slice(data)
+    if sampled is None:
+        return "auto"
+    with ctx.sessions.begin() as session:
+        placed = sampling.place(session, [(claim, sampled)])[claim.job_id]
+    if placed == "held":
+        return JobResult.HELD
+    if placed == "lost":
+        return JobResult.SKIPPED
+    return placed
+
+
+def _deidentify(engine: Deidentifier, data: bytes, mode: str = "auto") -> Outcome | QuarantineError:
     try:
-        return engine.deidentify(data)
+        if mode == "auto":
+            return engine.deidentify(data)
+        return engine.deidentify(data, pixel_mode=mode)
     except QuarantineError as exc:
         return exc
     except (KeyboardInterrupt, SystemExit):
@@ -261,6 +355,7 @@ def _commit(
             [(r.job_id, instance_ids[r.sop_uid], r.job_id not in new_jobs) for r in batch],
             now=now,
         )
+        sampling.settle(session, [(r.job_id, r.outcome.facts.pixel_actions) for r in batch])
         # Last before the commit: the audit append holds the chain's head lock until then.
         for record in _archived_events(new):
             audit.append(session, record)
@@ -376,5 +471,6 @@ def _finish_quarantine(
             entry.status = QuarantineStatus.HELD
             entry.created_at = now
         audit.append(session, audit.job_quarantined(job_id, error.reason.value))
+        sampling.settle_quarantined(session, job_id)
     log.info("job %s quarantined: %s", job_id, error.reason.value)
     return JobResult.QUARANTINED

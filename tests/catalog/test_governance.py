@@ -20,10 +20,11 @@ from archive.catalog.models import Instance, QuarantineEntry
 from archive.catalog.models_governance import AuditEvent
 from archive.governance.versions import ActiveProfileWatcher, active_profile, refresh_deidentifier
 from archive.work.jobs import create_job
-from archive.work.pipeline import JobResult, WorkerContext, process_job
+from archive.work.pipeline import JobResult, WorkerContext
 from ingest.spool import Spool
 from tests.catalog.conftest import mint
 from tests.paths import REPO_ROOT
+from tests.support.pipeline_helpers import process_to_end
 
 PROFILES = REPO_ROOT / "profiles"
 NATIONAL = (PROFILES / "ma-national.yaml").read_text(encoding="utf-8")
@@ -229,7 +230,7 @@ def test_worker_follows_the_activated_version(
         job_id = create_job(
             session, spool_name=name, size_bytes=size, calling_ae="PACS1", source_kind="dicom"
         )
-    result = process_job(ctx, job_id)
+    result = process_to_end(ctx, [job_id])[job_id]
     with sessions() as session:
         held = [(q.reason, q.message) for q in session.scalars(select(QuarantineEntry))]
     assert result is JobResult.ARCHIVED, held

@@ -21,10 +21,11 @@ from archive import audit
 from archive.api import create_app
 from archive.catalog.models import Job, JobStatus
 from archive.work.jobs import create_job
-from archive.work.pipeline import WorkerContext, process_job
+from archive.work.pipeline import WorkerContext
 from ingest.spool import Spool
 from tests.catalog.conftest import mint
 from tests.paths import PROFILES_DIR, REPO_ROOT
+from tests.support.pipeline_helpers import process_to_end
 
 pytestmark = pytest.mark.ocr
 
@@ -168,7 +169,7 @@ def test_no_injected_identifier_anywhere_in_the_database(
             job_id = create_job(
                 session, spool_name=name, size_bytes=size, calling_ae="CHU_TEST", source_kind="t"
             )
-        result = process_job(ctx, job_id)
+        result = process_to_end(ctx, [job_id])[job_id]
         with sessions.begin() as session:
             job = session.get_one(Job, job_id)
             if job.status is JobStatus.QUARANTINED:

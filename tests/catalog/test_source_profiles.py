@@ -26,10 +26,11 @@ from archive.governance.builtins import SYSTEM_ACTOR, register_builtin_profiles
 from archive.governance.sources import add_source, edit_source, set_enabled
 from archive.governance.watcher import ProfileRegistry
 from archive.work.jobs import create_job
-from archive.work.pipeline import JobResult, WorkerContext, process_jobs
+from archive.work.pipeline import JobResult, WorkerContext
 from ingest.spool import Spool
 from tests.catalog.conftest import mint
 from tests.paths import REPO_ROOT
+from tests.support.pipeline_helpers import process_to_end
 
 PROFILES = REPO_ROOT / "profiles"
 NATIONAL = (PROFILES / "ma-national.yaml").read_text(encoding="utf-8")
@@ -290,7 +291,7 @@ def test_activating_another_name_changes_what_its_sources_get(
     basic = load_profile("dicom-basic", PROFILES).version
     national = load_profile("ma-national", PROFILES).version
     first = _job(ctx, sessions, source_id)
-    assert process_jobs(ctx, [first]) == {first: JobResult.ARCHIVED}
+    assert process_to_end(ctx, [first]) == {first: JobResult.ARCHIVED}
     with sessions() as session:
         study = session.scalars(select(Study)).one()
     assert (study.profile_name, study.profile_version, study.region) == (
@@ -303,7 +304,7 @@ def test_activating_another_name_changes_what_its_sources_get(
     assert revised != basic
     second = _job(ctx, sessions, source_id)
     unattributed = _job(ctx, sessions, None)
-    assert process_jobs(ctx, [second, unattributed]) == {
+    assert process_to_end(ctx, [second, unattributed]) == {
         second: JobResult.ARCHIVED,
         unattributed: JobResult.ARCHIVED,
     }

@@ -17,10 +17,11 @@ from archive.catalog.db import make_engine, make_sessionmaker
 from archive.catalog.migrate import upgrade
 from archive.catalog.models import Instance, Job, JobStatus, QuarantineEntry
 from archive.work.jobs import create_job
-from archive.work.pipeline import WorkerContext, process_job
+from archive.work.pipeline import WorkerContext
 from ingest.spool import Spool
 from tests.paths import REPO_ROOT
 from tests.robustness.corpus import BAD_INPUTS, CHARSET_FILES
+from tests.support.pipeline_helpers import process_to_end
 
 INJECTED = [b"Malveillant", b"BAD-INPUT-001"]
 
@@ -52,7 +53,7 @@ def _run(ctx: WorkerContext, data: bytes, tmp_path: Path) -> tuple[Job, Quaranti
         job_id = create_job(
             session, spool_name=name, size_bytes=size, calling_ae=None, source_kind="test"
         )
-    process_job(ctx, job_id)
+    process_to_end(ctx, [job_id])
     with ctx.sessions() as session:
         job = session.get_one(Job, job_id)
         entry = session.scalars(

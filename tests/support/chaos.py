@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             AMANA_KEY_FILE=str(work / "key"),
             AMANA_STALE_AFTER_S="20",
             AMANA_SWEEP_INTERVAL_S="2",
+            # Sampled CT series are decided once they stop growing (as studies complete).
+            AMANA_STUDY_STABLE_AFTER_S="5",
             AMANA_SPOOL_MIN_FREE_MB="64",
             AMANA_ACCEPT_LOOPBACK="true",
         )
@@ -253,7 +255,8 @@ def wait_for_settlement(
             open_jobs = session.scalar(
                 select(func.count())
                 .select_from(Job)
-                .where(Job.status.in_([JobStatus.RECEIVED, JobStatus.RUNNING]))
+                # HELD: slices of a series waiting for its sampling decision.
+                .where(Job.status.in_([JobStatus.RECEIVED, JobStatus.RUNNING, JobStatus.HELD]))
             )
             sop_uids = list(session.scalars(select(Instance.sop_uid)))
             quarantined = session.scalar(
