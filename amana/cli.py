@@ -140,6 +140,10 @@ def receive(
 ) -> None:
     """The DICOM receiver (C-ECHO, C-STORE) with the sweeper; AMANA_RECEIVER_PROCESSES
     processes share the port."""
+    if sibling:
+        from amana.listeners import watch_lifeline
+
+        watch_lifeline()  # from the start: a sibling whose parent is gone must not start
     from amana.receiver import run_receiver
     from amana.tls import TlsConfigError
 

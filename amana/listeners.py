@@ -128,11 +128,24 @@ class SiblingListeners:
                 sibling.process.wait()
 
 
-def watch_lifeline(on_parent_gone: Callable[[], None]) -> None:
-    """In a sibling: call `on_parent_gone` (from a daemon thread) once the receiver that
-    started it is gone, i.e. once stdin, the pipe it holds the write end of, ends."""
+class _Lifeline:
+    """A sibling's watch on the receiver that started it. Until `on_parent_gone` says what
+    to do, the sibling is still starting (it serves nothing) and simply exits."""
 
-    def _watch() -> None:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watching = False
+        self._gone = False
+        self._action: Callable[[], None] | None = None
+
+    def watch(self) -> None:
+        with self._lock:
+            if self._watching:
+                return
+            self._watching = True
+        threading.Thread(target=self._watch, name="amana-lifeline", daemon=True).start()
+
+    def _watch(self) -> None:
         while True:
             try:
                 if not os.read(LIFELINE_FD, 512):
@@ -141,6 +154,31 @@ def watch_lifeline(on_parent_gone: Callable[[], None]) -> None:
                 continue
             except OSError:
                 break
-        on_parent_gone()
+        with self._lock:
+            self._gone = True
+            action = self._action
+        if action is None:
+            os._exit(0)
+        action()
 
-    threading.Thread(target=_watch, name="amana-lifeline", daemon=True).start()
+    def on_parent_gone(self, action: Callable[[], None]) -> None:
+        with self._lock:
+            self._action = action
+            gone = self._gone
+        if gone:
+            action()
+
+
+_LIFELINE = _Lifeline()
+
+
+def watch_lifeline() -> None:
+    """In a sibling, as early as possible: exit once the receiver that started it is gone,
+    i.e. once stdin, the pipe it holds the write end of, ends."""
+    _LIFELINE.watch()
+
+
+def on_parent_gone(action: Callable[[], None]) -> None:
+    """Once the sibling serves: call `action` (from a daemon thread) instead of exiting."""
+    _LIFELINE.watch()
+    _LIFELINE.on_parent_gone(action)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from amana.broker import after_outages
 from amana.celery_app import make_celery
-from amana.listeners import SiblingListeners, bind_listener, open_port, watch_lifeline
+from amana.listeners import SiblingListeners, bind_listener, on_parent_gone, open_port
 from amana.publisher import Publisher
 from amana.sessions import anchored
 from amana.settings import Settings
@@ -43,7 +43,7 @@ def run_receiver(settings: Settings, *, sweeper: bool = True, sibling: bool = Fa
     owned: socket.socket | None = None
     stopping = Stopping()
     if sibling:
-        watch_lifeline(lambda: _parent_gone(stopping))
+        on_parent_gone(lambda: _parent_gone(stopping))
     else:
         # First, so that a busy port stops the receiver before anything else starts.
         owned = open_port(settings.dicom_host, settings.dicom_port, settings.receiver_processes)
@@ -150,8 +150,9 @@ def _audit_activity(sessions: sessionmaker[Session], *, started: bool) -> None:
 
 
 def _parent_gone(stopping: Stopping) -> None:
-    # Called from the lifeline thread: stops accepting before anything else.
-    stopping.request("receiver that owns the port is gone")
+    # Called from the lifeline thread: stops accepting before anything else, and bounds
+    # the sibling's life even if its main thread never gets to the stop.
+    stopping.request("receiver that owns the port is gone", SIBLING_STOP_DEADLINE_S)
 
 
 def finish_associations(server: Any, drain_s: float) -> None:

@@ -34,6 +34,7 @@ class Stopping:
         self.reason: str | None = None
         self._listeners: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._watchdog_started = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -54,12 +55,18 @@ class Stopping:
         if stopped:
             _stop_listening(listener)
 
-    def request(self, reason: str) -> None:
-        """Ask for a stop from any thread; stops accepting at once."""
+    def request(self, reason: str, deadline_s: float | None = None) -> None:
+        """Ask for a stop from any thread; stops accepting at once and, given `deadline_s`,
+        ends the process that long after the first such request whatever happens next."""
         with self._lock:
             if self.reason is None:
                 self.reason = reason
             listeners = list(self._listeners)
+            start_watchdog = deadline_s is not None and not self._watchdog_started
+            self._watchdog_started = self._watchdog_started or start_watchdog
+        if start_watchdog:
+            assert deadline_s is not None
+            exit_after(deadline_s, reason)
         for listener in listeners:
             _stop_listening(listener)
         # An OSError: the wake-up byte of an earlier request is still unread.
@@ -81,8 +88,7 @@ class Stopping:
         """The stop has started: stop accepting now, and end the process after `deadline_s`
         whatever happens next. Returns the reason."""
         reason = self.reason or "stop"
-        self.request(reason)
-        exit_after(deadline_s, reason)
+        self.request(reason, deadline_s)
         return reason
 
 

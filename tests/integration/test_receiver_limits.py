@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from archive.fsio import free_bytes
 from ingest.receive_files import SPACE_CHECK_BYTES, ReceiveFiles
 from ingest.spool import Spool
 from tests.raw_scu import send_dataset_files
-from tests.support.harness import Amana, echoscu
+from tests.support.harness import Amana, echoscu, wait_until
 from tests.support.study_factory import make_study
 
 MIB = 1024 * 1024
@@ -36,6 +37,16 @@ def _big_instance(directory: Path, megabytes: int) -> Path:
     return path
 
 
+def _tmp_bytes(tmp: Path) -> int:
+    total = 0
+    for path in tmp.iterdir():
+        try:
+            total += path.stat().st_size
+        except FileNotFoundError:  # renamed or deleted meanwhile
+            continue
+    return total
+
+
 class TmpPeak(threading.Thread):
     """The largest total size spool/tmp reached while it ran."""
 
@@ -47,13 +58,7 @@ class TmpPeak(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(0.002):
-            total = 0
-            for path in self.tmp.iterdir():
-                try:
-                    total += path.stat().st_size
-                except FileNotFoundError:
-                    continue
-            self.peak = max(self.peak, total)
+            self.peak = max(self.peak, _tmp_bytes(self.tmp))
 
     def stop(self) -> int:
         self.stopped.set()
@@ -170,3 +175,31 @@ def test_partial_instances_left_by_a_killed_receiver_are_removed_at_start(
     _names, events = _catalog(home)
     purges = [detail for object_type, detail in events if object_type == "spool"]
     assert purges == [{"removed": 3, "reason": "unacknowledged"}]
+
+
+def test_partial_instance_of_a_lost_connection_is_removed(tmp_path: Path) -> None:
+    """Rule: when a PACS's connection ends in the middle of an instance (storescu killed),
+    the receiver deletes the partial data set at once: no original stays outside a job."""
+    big = _big_instance(tmp_path / "pacs", 60)
+    amana = Amana(tmp_path / "home", AMANA_RECEIVER_PROCESSES="1")
+    amana.cli("db", "upgrade")
+    amana.start("receive", "--no-sweeper")
+    tmp = amana.home / "spool" / "tmp"
+    command = ["storescu", "--max-send-pdu", "16384", "-aet", "TESTPACS", "-aec", "AMANA"]
+    sender = subprocess.Popen(
+        [*command, "127.0.0.1", str(amana.dicom_port), str(big)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: _tmp_bytes(tmp) > MIB, timeout=60)
+        sender.kill()
+        sender.wait()
+        wait_until(lambda: list(tmp.iterdir()) == [], timeout=30)
+        assert echoscu(amana.dicom_port)
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+            sender.wait()
+        amana.stop()
+    assert list((amana.home / "spool" / "incoming").iterdir()) == []

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +21,7 @@ from amana.publisher import BATCH_MAX, Publisher
 from amana.settings import Settings
 from archive.catalog.db import make_engine
 from archive.catalog.models import Job
-from tests.support.harness import REPO, Amana, storescu, wait_until
+from tests.support.harness import REPO, Amana, echoscu, storescu, wait_until
 from tests.support.study_factory import make_study
 
 
@@ -128,6 +129,100 @@ def test_siblings_are_restarted_and_never_outlive_the_receiver(
     try:
         study = make_study(tmp_path / "after", layout=[("CT_small.dcm", "ct")])
         assert storescu(amana.dicom_port, study.files).returncode == 0
+    finally:
+        amana.stop()
+
+
+class Traffic:
+    """PACS senders: dcmtk storescu runs in a loop on parallel associations until stopped."""
+
+    def __init__(self, port: int, files: list[Path], senders: int) -> None:
+        self.port = port
+        self.files = files
+        self.stopped = threading.Event()
+        self.threads = [threading.Thread(target=self._send, daemon=True) for _ in range(senders)]
+
+    def _send(self) -> None:
+        while not self.stopped.is_set():
+            subprocess.run(
+                ["storescu", "-aet", "TESTPACS", "-aec", "AMANA", "-to", "10", "-ta", "10"]
+                + ["-td", "10", "127.0.0.1", str(self.port), *map(str, self.files)],
+                capture_output=True,
+                timeout=120,
+            )
+
+    def __enter__(self) -> Traffic:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stopped.set()
+        for thread in self.threads:
+            thread.join()
+
+
+def _spooled_count(home: Path) -> int:
+    return sum(1 for _ in (home / "spool" / "incoming").iterdir())
+
+
+def _serving(amana: Amana) -> int:
+    """Receiver processes that have logged they serve the port, over the whole test."""
+    return amana.log_text().count("receiver listening on")
+
+
+def _kill_owner_under_traffic(amana: Amana, serving_before: int) -> list[int]:
+    """Kill -9 the receiver that owns the port once it and its sibling serve and take new
+    instances; return the sibling it leaves behind."""
+    assert amana.proc is not None
+    parent = amana.proc.pid
+    wait_until(lambda: _serving(amana) >= serving_before + 2, timeout=180)
+    siblings = _siblings(parent)
+    assert len(siblings) == 1
+    spooled = _spooled_count(amana.home)
+    wait_until(lambda: _spooled_count(amana.home) > spooled + 8, timeout=60)
+    amana.proc.send_signal(signal.SIGKILL)
+    amana.proc.wait(10)
+    amana.proc = None
+    return siblings
+
+
+def _restart_and_echo(amana: Amana) -> None:
+    """Start the receiver and wait until it serves (the port is bound before the receiver
+    is ready, and start-up takes long on a loaded machine); then it must answer C-ECHO."""
+    serving_before = _serving(amana)
+    amana.start("receive", "--no-sweeper")
+    proc = amana.proc
+    assert proc is not None
+    wait_until(lambda: _serving(amana) > serving_before or proc.poll() is not None, 180)
+    assert proc.poll() is None, "the restarted receiver exited (port still held?)"
+    assert echoscu(amana.dicom_port), "the restarted receiver does not answer"
+
+
+def _all_gone(pids: list[int]) -> bool:
+    return not any(_alive(pid) for pid in pids)
+
+
+# Twenty receiver start-ups: about a minute each on a loaded two-core machine.
+@pytest.mark.timeout(3000)
+def test_killed_receiver_under_traffic_never_leaves_the_port_held(tmp_path: Path) -> None:
+    """Rules: 20 times over, the receiver that owns the port is killed outright (kill -9)
+    while PACS send to it and its siblings: a receiver started right away binds the port and
+    answers C-ECHO, and none of the dead receiver's siblings survives."""
+    amana = Amana(tmp_path / "home", AMANA_RECEIVER_PROCESSES="2")
+    amana.cli("db", "upgrade")
+    files = make_study(tmp_path / "pacs", layout=[("CT_small.dcm", "ct")] * 8).files
+    orphans: list[int] = []
+    try:
+        with Traffic(amana.dicom_port, files, senders=3):
+            for _round in range(20):
+                serving_before = _serving(amana)
+                # Started at once: the last generation's sibling may still be finishing.
+                _restart_and_echo(amana)
+                wait_until(lambda orphans=orphans: _all_gone(orphans), timeout=30)
+                orphans = _kill_owner_under_traffic(amana, serving_before)
+        _restart_and_echo(amana)
+        wait_until(lambda: _all_gone(orphans), timeout=30)
     finally:
         amana.stop()
 
