@@ -150,7 +150,7 @@ def installed_for(spool: Spool) -> ReceiveFiles:
     """The receive files of this process, installed once and shared by all its servers.
 
     pynetdicom's hook is process-wide: a second install (the TLS server beside the plain
-    one) would take over the files the first server's guard looks up, and a refused data
+    one) would take over the files the first server's handler looks up, and a refused data
     set would go unnoticed there.
     """
     global _installed
