@@ -20,7 +20,6 @@ from rich.table import Table
 
 from amana.errors import AmanaError
 from amana.sessions import anchored
-from amana.settings import Settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -50,10 +49,11 @@ def cli_actor() -> str:
 def catalog_session(job_sink: JobSink | None = None) -> Iterator[Session]:
     """A session on the configured catalog; with `job_sink`, job ids the command enqueues
     reach it once their transaction commits."""
+    from amana.startup import load
     from archive.catalog.db import make_engine, make_sessionmaker
     from archive.work.publish import attach_job_sink
 
-    settings = Settings()
+    settings = load()  # a bad AMANA_* value: one line naming it, no traceback
     engine = make_engine(settings.db_url)
     try:
         sessions = anchored(make_sessionmaker(engine), settings)
