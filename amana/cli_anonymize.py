@@ -17,7 +17,7 @@ from rich.table import Table
 from amana.errors import QuarantineError
 from amana.keys import ensure_key, load_key
 from amana.preview_files import PreviewWriteError, input_names, prepare_folder, write_private
-from amana.settings import Settings
+from amana.startup import load as load_settings
 from anonymizer.engine import Deidentifier, Profile, ProfileError, load_profile
 from anonymizer.outcome import Outcome, PseudonymKey
 from anonymizer.paths import archive_relpath
@@ -161,7 +161,7 @@ def anonymize(
     1 when any input was quarantined (listed with its reason), 2 on a usage error (missing
     key, bad profile).
     """
-    settings = Settings()
+    settings = load_settings()
     key_path = settings.key_path
     if not key_path.exists() and not create_key:
         console.print(

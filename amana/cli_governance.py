@@ -14,7 +14,7 @@ import typer
 
 from amana.cli_common import audited_command, cli_record, fail, print_rows, query_record
 from amana.errors import RejectError
-from amana.settings import Settings
+from amana.startup import load as load_settings
 
 if TYPE_CHECKING:
 
@@ -68,7 +68,7 @@ def propose(
     from archive import audit
     from archive.governance.versions import propose as propose_version
 
-    settings = Settings()
+    settings = load_settings()
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -133,7 +133,7 @@ def activate(
     from archive.governance.versions import activate as activate_version
 
     done, _principal = _steward_step(version, token, "activate", activate_version)
-    settings = Settings()
+    settings = load_settings()
     typer.echo(
         f"{done} is now active; workers use it within {settings.profile_refresh_s:g} s"
         " for the sources that name it"

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from amana.settings import Settings
+from amana.startup import load as load_settings
 from anonymizer.engine import Deidentifier, ProfileError, load_profile
 from anonymizer.explain import explain_cells, pixel_plan_rows, rule_label
 from anonymizer.floor_check import FloorViolationError
@@ -26,7 +26,7 @@ errors = Console(stderr=True)
 
 
 def _load(name: str) -> object:
-    settings = Settings()
+    settings = load_settings()
     try:
         return load_profile(name, settings.profiles_dir)
     except ProfileError as exc:
@@ -37,7 +37,7 @@ def _load(name: str) -> object:
 @profile_app.command("list")
 def list_profiles() -> None:
     """Every profile in the profiles folder, with its version (digest of its content)."""
-    settings = Settings()
+    settings = load_settings()
     table = Table()
     for column in ("name", "version", "extends", "options", "default"):
         table.add_column(column)
@@ -102,7 +102,7 @@ def show(
 def lint(file: Annotated[Path, typer.Argument(help="profile YAML file")]) -> None:
     """Validate a profile; on error print `file:line: reason` and exit 1. A profile below the
     floor (profiles/floor.yaml) gets one line per offending rule."""
-    settings = Settings()
+    settings = load_settings()
     try:
         profile = load_profile(str(file), settings.profiles_dir)
     except FloorViolationError as exc:
@@ -201,7 +201,7 @@ def explain(
     """
     from anonymizer.profile_model import Profile
 
-    settings = Settings()
+    settings = load_settings()
     chosen = _load(profile or settings.profile)
     assert isinstance(chosen, Profile)
     engine = Deidentifier(chosen, key_from_bytes(secrets.token_bytes(32)))
@@ -264,7 +264,7 @@ def import_profile(
         draft_name = re.sub(r"[^a-z0-9]+", "-", source.name.lower()).strip("-") or "imported"
     target = out if out is not None else Path(f"{draft_name}.yaml")
     try:
-        floor = floor_from(Settings().profiles_dir)
+        floor = floor_from(load_settings().profiles_dir)
         builder = import_source(kind, source, draft_name, floor)
     except (ProfileError, ValueError) as exc:
         errors.print(f"[red]{escape(str(exc))}[/red]")

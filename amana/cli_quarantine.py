@@ -17,7 +17,7 @@ from amana.cli_common import (
     print_rows,
     query_record,
 )
-from amana.settings import Settings
+from amana.startup import load as load_settings
 
 if TYPE_CHECKING:
     from archive.audit import AuditRecord
@@ -69,7 +69,7 @@ def quarantine_retry(entry_id: RowIdArg) -> None:
     from archive.work import quarantine as quarantine_ops
     from archive.work.publish import enqueue_after_commit
 
-    settings = Settings()
+    settings = load_settings()
     publisher = Publisher(make_celery(settings), linger_s=0)
     try:
         with audited_command(_record("retry", entry_id), job_sink=publisher.submit) as work:
@@ -96,7 +96,7 @@ def quarantine_release(
     """Hand a held original out of Amana (back to its hospital, or for manual review)."""
     from archive.work import quarantine as quarantine_ops
 
-    settings = Settings()
+    settings = load_settings()
     with audited_command(_record("release", entry_id)) as work:
         out = quarantine_ops.release(
             work.session, entry_id, quarantine_dir=settings.quarantine_path, dest_dir=to
@@ -114,7 +114,7 @@ def quarantine_purge(
 
     if not yes:
         raise typer.BadParameter("purging deletes the original: confirm with --yes")
-    settings = Settings()
+    settings = load_settings()
     with audited_command(_record("purge", entry_id)) as work:
         quarantine_ops.purge(work.session, entry_id, quarantine_dir=settings.quarantine_path)
     console.print(f"entry {entry_id}: original purged")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from amana.cli_common import FormatOpt, audited_command, cli_record, print_listing
-from amana.settings import Settings
+from amana.startup import load as load_settings
 
 if TYPE_CHECKING:
     from archive.audit import Action, AuditRecord
@@ -96,7 +96,7 @@ def sources_add(
             profile_name=profile,
             site=site,
             region=region,
-            profiles_dir=Settings().profiles_dir,
+            profiles_dir=load_settings().profiles_dir,
             cert_sha256=fingerprint,
             cert_cn=cert_cn,
         )
@@ -133,7 +133,7 @@ def sources_edit(
         src, changes = edit_source(
             work.session,
             ae_title,
-            Settings().profiles_dir,
+            load_settings().profiles_dir,
             profile_name=profile,
             region=region,
             address=address,
