@@ -39,6 +39,12 @@ def tessdata_dir(settings: OcrSettings) -> Path | None:
     return None
 
 
+# Every page Amana shows tesseract is dark text on white paper (ocr.py, reread.py), so
+# tesseract's second try of each doubtful line inverted (light on dark) never helps: it
+# cost a fifth of its time on our ultrasound pages (measured, tesseract 5.5, ara+fra+eng).
+PAGE_VARIABLES = {"tessedit_do_invert": "0"}
+
+
 class _Engine:
     """One loaded tesserocr API per (tessdata, languages): loading the models costs more
     than reading a page, so a worker keeps them."""
@@ -58,6 +64,8 @@ class _Engine:
                 api = tesserocr.PyTessBaseAPI(
                     path=str(folder) + "/", lang=languages, psm=tesserocr.PSM.SPARSE_TEXT
                 )
+                for name, value in PAGE_VARIABLES.items():
+                    api.SetVariable(name, value)
                 cls._apis[key] = (api, threading.Lock())
             return cls._apis[key]
 
@@ -148,6 +156,7 @@ def _cli_tsv(image: Image.Image, settings: OcrSettings) -> str:
         "11",  # sparse text: annotations are scattered words, not paragraphs
         "-l",
         "+".join(settings.languages),
+        *(arg for name, value in PAGE_VARIABLES.items() for arg in ("-c", f"{name}={value}")),
         "tsv",
     ]
     if settings.tessdata:
