@@ -248,7 +248,7 @@ def measure(rounds: int) -> list[Row]:
                     Row(
                         f"{CINE_FRAMES}-frame cine, {label} ({syntax})",
                         seconds,
-                        f"{seconds / one_frame:.1f}x one frame; {len(readings)} OCR readings; "
+                        f"{seconds / one_frame:.1f}x one frame; OCR readings: {len(readings)}; "
                         + _short(outcome.facts.pixel_actions),
                     )
                 )
