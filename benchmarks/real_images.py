@@ -9,7 +9,9 @@ quarantined, identifying words masked, leaking box indices (never the words), te
 words kept, seconds; then the totals: word recall (identifying words masked / identifying
 words; a quarantined file counts as masked, it never leaves), files with a readable
 identity after cleaning, archived/quarantined counts, technical words surviving, seconds
-per file and per frame (engine only, one core).
+per file and per frame (engine only, one core); then the speed of the pixel step in CPU
+seconds (benchmarks/pixel_speed.py: one 640x480 frame, 90-frame cines, whole-frame
+tesseract baseline of the same run).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 if __package__ in (None, ""):  # run as `python benchmarks/real_images.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.pixel_speed import print_speed  # noqa: E402
 from tests.paths import REPO_ROOT  # noqa: E402
 from tests.pixels.real.evaluate import Evaluator, FileResult  # noqa: E402
 from tests.pixels.real.frames import DATA_DIR, load_truth  # noqa: E402
@@ -62,6 +65,11 @@ def _row(result: FileResult) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--only", default="", help="comma-separated substrings of file paths")
+    parser.add_argument(
+        "--no-speed",
+        action="store_true",
+        help="skip the speed part (one frame, 90-frame cines, whole-frame tesseract)",
+    )
     parser.add_argument(
         "--control",
         action="store_true",
@@ -113,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             seen += len(read)
             total += len(picture.identifying)
         print(f"OCR check sensitivity: reads {seen}/{total} identifying words on the inputs")
+    if not args.no_speed:
+        print()
+        print_speed(rounds=3)
     return 0 if masked == words and crashed == 0 else 1
 
 

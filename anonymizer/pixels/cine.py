@@ -92,15 +92,23 @@ def frame_masks(
     text areas differ from the frames read before it."""
     sampled = sample_indices(count, samples)
     readings: list[_Reading] = []
+    read_frames: list[int] = []
     for index in sampled:
         image = image_of(index)
+        # A sampled frame equal, pixel for pixel, to one read before (a still loop) would
+        # be read the same: its reading is that frame's.
+        same = next((r for r in readings if np.array_equal(r.image, image)), None)
+        if same is not None:
+            readings.append(_Reading(index, image, same.strokes, same.bands, same.mask))
+            continue
         ink = find(image)
         readings.append(_Reading.of(index, image, ink, read(ink)))
+        read_frames.append(index)
     union = np.logical_or.reduce([r.mask for r in readings])
     # Text read on any sampled frame is masked on every frame (a banner that blinks).
     readings = [_Reading(r.index, r.image, r.strokes, r.bands, union) for r in readings]
     if count == 1:
-        return FrameMasks([union], sampled)
+        return FrameMasks([union], read_frames)
     live = live_area(count, image_of)
     static = ~live
     unmasked_live = live & ~union
@@ -108,7 +116,6 @@ def frame_masks(
         _extreme_count(r.image, unmasked_live, min_chroma) for r in readings
     )
     masks: list[np.ndarray] = [union] * count
-    read_frames = list(sampled)
     for index in range(count):
         if index in sampled:
             continue

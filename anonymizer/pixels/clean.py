@@ -6,6 +6,7 @@ Kept apart from the package's __init__ so that loading a profile (which validate
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
@@ -279,8 +280,15 @@ def _verify(
     indices |= also
     forbid = str(original.get("Modality", "")).upper() in {m.upper() for m in policy.forbid_text_in}
     allow = allowlist_for(policy)
+    # A frame equal, pixel for pixel, to one already verified reads the same (a still
+    # loop, a frozen frame): reading it again cannot find anything new.
+    verified: set[bytes] = set()
     for index in sorted(indices):
         image = display_frame(frames, index)
+        digest = hashlib.blake2b(image.tobytes(), digest_size=16).digest()
+        if digest in verified:
+            continue
+        verified.add(digest)
         text = ocr.read_frame(
             image,
             settings,

@@ -258,7 +258,17 @@ def fill_value(
 
 def apply(array: np.ndarray, masks: list[np.ndarray], value: int | float) -> None:
     """Fill `masks[i]` in frame i (one mask for all frames when a single one is given)."""
+    if len(masks) == 1:
+        # One mask for every frame of a cine: fill all frames at once, on the rows the
+        # mask touches only (frame by frame, boolean indexing cost 2 ms a 640x480 frame).
+        rows = np.flatnonzero(masks[0].any(axis=1))
+        if rows.size:
+            top, bottom = int(rows[0]), int(rows[-1]) + 1
+            where = masks[0][top:bottom]
+            where = where[np.newaxis, :, :, np.newaxis] if array.ndim == 4 else where[np.newaxis]
+            np.copyto(array[:, top:bottom], np.asarray(value, dtype=array.dtype), where=where)
+        return
     for index in range(array.shape[0]):
-        mask = masks[index] if len(masks) > 1 else masks[0]
+        mask = masks[index]
         if mask.any():
             array[index][mask] = value

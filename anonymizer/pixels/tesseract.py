@@ -39,6 +39,15 @@ def tessdata_dir(settings: OcrSettings) -> Path | None:
     return None
 
 
+# Every page Amana shows tesseract is dark text on white paper (ocr.py, reread.py), so
+# tesseract's second try of each doubtful line inverted (light on dark) never helps: it
+# cost a fifth of its time on our ultrasound pages (measured, tesseract 5.5, ara+fra+eng).
+PAGE_VARIABLES = {"tessedit_do_invert": "0"}
+# Annotations are names, IDs, dates, codes and units, not dictionary words: the word lists
+# only steer tesseract towards words that are not there (and cost time to search).
+LOAD_VARIABLES = {"load_system_dawg": "0", "load_freq_dawg": "0"}
+
+
 class _Engine:
     """One loaded tesserocr API per (tessdata, languages): loading the models costs more
     than reading a page, so a worker keeps them."""
@@ -56,8 +65,13 @@ class _Engine:
         with cls._lock:
             if key not in cls._apis:
                 api = tesserocr.PyTessBaseAPI(
-                    path=str(folder) + "/", lang=languages, psm=tesserocr.PSM.SPARSE_TEXT
+                    path=str(folder) + "/",
+                    lang=languages,
+                    psm=tesserocr.PSM.SPARSE_TEXT,
+                    variables=LOAD_VARIABLES,
                 )
+                for name, value in PAGE_VARIABLES.items():
+                    api.SetVariable(name, value)
                 cls._apis[key] = (api, threading.Lock())
             return cls._apis[key]
 
@@ -148,6 +162,11 @@ def _cli_tsv(image: Image.Image, settings: OcrSettings) -> str:
         "11",  # sparse text: annotations are scattered words, not paragraphs
         "-l",
         "+".join(settings.languages),
+        *(
+            arg
+            for name, value in (PAGE_VARIABLES | LOAD_VARIABLES).items()
+            for arg in ("-c", f"{name}={value}")
+        ),
         "tsv",
     ]
     if settings.tessdata:

@@ -52,3 +52,25 @@ def test_cine_is_masked_in_every_frame_with_ocr_on_a_few() -> None:
     for index, truth in enumerate(truths):
         leaked = int(np.count_nonzero(pixels[index][truth]))
         assert leaked == 0, f"frame {index}: {leaked} text pixels left unmasked"
+
+
+def test_a_still_loop_is_read_once_and_masked_in_every_frame() -> None:
+    """Rule: frames equal pixel for pixel read the same, so a loop of identical frames is
+    read by OCR once (the sampled frames equal to it reuse its reading) and every frame
+    is still masked (a single mask for all frames is applied to each of them)."""
+    image, truth = imaging.draw(
+        True, seed=3, texts=[imaging.Text(8, 6, imaging.NAME, 14, (255, 255, 255))]
+    )
+    original = imaging.dataset([image] * 12, sop_class="1.2.840.10008.5.1.4.1.1.3.1")
+    output = copy.deepcopy(original)
+
+    result = run(original, output, POLICY, IDENTIFYING)
+
+    assert "verified" in result.actions
+    assert result.ocr_frames == [0]
+    pixels = output.pixel_array
+    assert truth.any()
+    for index in range(12):
+        assert not pixels[index][truth].any(), f"frame {index}: text pixels left unmasked"
+        # Outside the masks the frames are left as they were.
+        assert np.array_equal(pixels[index][~result.masks[0]], image[~result.masks[0]])
