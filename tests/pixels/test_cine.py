@@ -10,6 +10,7 @@ import pytest
 from anonymizer.pixels import OcrSettings, PixelPolicy
 from anonymizer.pixels.cine import sample_indices
 from anonymizer.pixels.clean import run
+from anonymizer.pixels.trace import PixelTrace
 
 from . import imaging
 from .imaging import IDENTIFYING
@@ -64,7 +65,8 @@ def test_a_still_loop_is_read_once_and_masked_in_every_frame() -> None:
     original = imaging.dataset([image] * 12, sop_class="1.2.840.10008.5.1.4.1.1.3.1")
     output = copy.deepcopy(original)
 
-    result = run(original, output, POLICY, IDENTIFYING)
+    trace = PixelTrace()
+    result = run(original, output, POLICY, IDENTIFYING, trace=trace)
 
     assert "verified" in result.actions
     assert result.ocr_frames == [0]
@@ -73,4 +75,6 @@ def test_a_still_loop_is_read_once_and_masked_in_every_frame() -> None:
     for index in range(12):
         assert not pixels[index][truth].any(), f"frame {index}: text pixels left unmasked"
         # Outside the masks the frames are left as they were.
-        assert np.array_equal(pixels[index][~result.masks[0]], image[~result.masks[0]])
+        mask = trace.mask_of(index)
+        assert mask is not None
+        assert np.array_equal(pixels[index][~mask], image[~mask])
