@@ -98,6 +98,66 @@ def services(*started: Service) -> Iterator[None]:
             service.stop()
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# Roles of Amana's processes, from their command line (pool processes fork from theirs).
+_ROLES = ("receive", "worker", "api", "run")
+
+
+def _role(pid: str, comm: str) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return comm
+    words = [a.decode(errors="replace") for a in argv if a]
+    if "amana.cli" in words:
+        after = words[words.index("amana.cli") + 1 :]
+        for word in after:
+            if word in _ROLES:
+                return word
+    if "benchmarks.bare_scp" in words:
+        return "pynetdicom"
+    return comm
+
+
+def cpu_by_role(*started: Service) -> dict[str, float]:
+    """CPU seconds (user + system) so far of every live process in the services' sessions,
+    with the children each has reaped, summed by role ("receive", "worker", "api", "run",
+    or the command's name). Differences of two readings give a run's CPU: a process that
+    ended between them is counted in its parent's reaped-children time."""
+    sessions = {service.proc.pid for service in started}
+    totals: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        # fields[0] is field 3 of proc(5): session is 6, utime..cstime are 14..17
+        if int(fields[3]) not in sessions:
+            continue
+        ticks = sum(int(f) for f in fields[11:15])
+        role = _role(entry.name, comm)
+        totals[role] = totals.get(role, 0.0) + ticks / _TICK
+    return totals
+
+
+def cpu_ms_per_instance(
+    before: dict[str, float], after: dict[str, float], instances: int
+) -> dict[str, float]:
+    """Milliseconds of CPU per instance by role between two readings, and their total."""
+    roles = sorted(set(before) | set(after))
+    per = {
+        role: round((after.get(role, 0.0) - before.get(role, 0.0)) * 1000 / instances, 2)
+        for role in roles
+    }
+    per = {role: ms for role, ms in per.items() if ms > 0}
+    per["total"] = round(sum(per.values()), 2)
+    return per
+
+
 def amana(env: dict[str, str], log: Path, *args: str) -> Service:
     return Service([sys.executable, "-m", "amana.cli", *args], env, log)
 
