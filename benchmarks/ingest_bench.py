@@ -39,6 +39,7 @@ from benchmarks.processes import (
     database_url,
     finished_jobs,
     plural,
+    receiver_sockets,
     send,
     services,
     wait_finished,
@@ -121,7 +122,7 @@ def receiver_only(
     receiver = amana(env, work / f"recv-{parallel}.log", "receive", "--no-sweeper")
     try:
         with services(receiver):
-            wait_listening(port, 90, receiver)
+            wait_listening(port, 90, receiver, sockets=receiver_sockets(env))
             before = cpu_by_role(receiver)
             seconds = send(port, files, parallel=parallel)
             cpu = cpu_ms_per_instance(before, cpu_by_role(receiver), len(files))
@@ -163,7 +164,7 @@ def end_to_end(
 
     try:
         with services(*started):
-            wait_listening(port, 120, *started)
+            wait_listening(port, 120, *started, sockets=receiver_sockets(env))
             send(port, [warmup])
             wait_finished(counter, 1, started, max(stall_s, 180.0))  # includes start-up
             before = cpu_by_role(*started)
@@ -198,7 +199,7 @@ def backlog_drain(
     port = int(env["AMANA_DICOM_PORT"])
     receiver = amana(env, log_dir / "receive.log", "receive", "--no-sweeper")
     with services(receiver):
-        wait_listening(port, 120, receiver)
+        wait_listening(port, 120, receiver, sockets=receiver_sockets(env))
         send(port, files, parallel=parallel)
     counter = JobCounter(database_url(env))
     worker = amana(env, log_dir / "worker.log", "worker", "--concurrency", str(workers))

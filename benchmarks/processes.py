@@ -218,19 +218,52 @@ class JobCounter:
         self.engine.dispose()
 
 
-def wait_listening(port: int, timeout: float, *watched: Service) -> None:
+def listening_sockets(port: int) -> int:
+    """Sockets in LISTEN state on `port` (IPv4 and IPv6), from /proc/net: with SO_REUSEPORT
+    each receiver process has its own."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+def receiver_sockets(env: dict[str, str]) -> int:
+    """How many listening sockets an Amana receiver started with `env` opens."""
+    if env.get("AMANA_RECEIVER_PROCESSES"):
+        return int(env["AMANA_RECEIVER_PROCESSES"])
+    from amana.settings import Settings
+
+    return int(getattr(Settings(), "receiver_processes", 1))
+
+
+def wait_listening(port: int, timeout: float, *watched: Service, sockets: int = 1) -> None:
+    """Until `sockets` processes listen on `port`. A receiver's sibling processes start
+    after the first one listens: sending before they are up would put their start-up on
+    the clock and in the CPU figures, and leave the first process every association."""
     deadline = time.monotonic() + timeout
     while True:
         for service in watched:
             service.check_alive()
         try:
             wait_port("127.0.0.1", port, 1.0)
-            return
         except TimeoutError as exc:
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"nothing listening on port {port} after {timeout:.0f} s"
                 ) from exc
+            continue
+        if sockets <= 1 or listening_sockets(port) >= sockets:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fewer than {sockets} processes listen on port {port}")
+        time.sleep(0.1)
 
 
 def finished_jobs(counts: dict[str, int]) -> int:
