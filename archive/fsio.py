@@ -23,14 +23,19 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def durable_move(src: Path, dest: Path, *, mode: int | None = None) -> None:
-    """Flush `src`, rename it to `dest` (same filesystem) and flush the directory entry."""
+def durable_move(
+    src: Path, dest: Path, *, mode: int | None = None, flush_dir: bool = True
+) -> None:
+    """Flush `src`, rename it to `dest` (same filesystem) and flush the directory entry.
+    `flush_dir=False`: the caller flushes `dest.parent` itself (once for several moves)
+    before it relies on the rename."""
     fsync_file(src)
     if mode is not None:
         os.chmod(src, mode)
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.replace(src, dest)
-    fsync_dir(dest.parent)
+    if flush_dir:
+        fsync_dir(dest.parent)
 
 
 def durable_write(dest: Path, data: bytes, *, mode: int = 0o640) -> None:

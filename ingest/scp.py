@@ -40,9 +40,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from anonymizer.errors import AmanaError, RetryableError
 from archive import audit
 from archive.governance.sources import SourceGate
-from archive.work.jobs import create_job
-from archive.work.publish import enqueue_after_commit
+from archive.work.jobs import NewJob
 from ingest.dimse_status import DIMSE_SUCCESS, dimse_status
+from ingest.group_commit import JobGroupCommit
 from ingest.spool import Spool
 from ingest.validate import check_header
 
@@ -140,6 +140,9 @@ class StoreHandler:
         self.validate = validate
         self.spool = spool
         self.sessions = sessions
+        # Job rows of instances received at the same time share one commit and one flush
+        # of the spool directory (ingest/group_commit.py).
+        self.jobs = JobGroupCommit(sessions, before_commit=spool.flush_incoming)
         self._received: dict[int, list[int]] = {}
         self._lock = threading.Lock()
         # Shared with the association policy by `start_receiver`.
@@ -179,24 +182,18 @@ class StoreHandler:
     def _persist(self, event: Any) -> int:
         if self.validate:
             check_header(event.dataset_path, str(event.context.transfer_syntax))
-        name, size = self.spool.adopt(event.dataset_path)
+        name, size = self.spool.adopt(event.dataset_path, flush_dir=False)
         calling_ae = str(event.assoc.requestor.ae_title).strip() or None
+        job = NewJob(name, size, calling_ae, "dicom", self.attribution.get(event.assoc))
         try:
-            with self.sessions.begin() as session:
-                job_id = create_job(
-                    session,
-                    spool_name=name,
-                    size_bytes=size,
-                    calling_ae=calling_ae,
-                    source_kind="dicom",
-                    source_id=self.attribution.get(event.assoc),
-                )
-                enqueue_after_commit(session, [job_id])
-                return job_id
+            return self.jobs.commit(job)
         except SQLAlchemyError as exc:
             # No job row means no Success: drop the copy, the sender keeps the original.
             self.spool.discard(name)
             raise RetryableError("catalog unavailable", code="db_unavailable") from exc
+        except OSError as exc:  # the spool directory could not be flushed
+            self.spool.discard(name)
+            raise RetryableError("could not persist to the spool", code="spool_write") from exc
 
 
 def _handle_echo(_event: Any) -> int:
