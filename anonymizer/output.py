@@ -99,11 +99,12 @@ def _split_pixels(data: bytes, ds: Dataset) -> list[bytes]:
         if elem is None or not isinstance(elem.value, bytes) or len(elem.value) < 1024:
             continue
         value = elem.value
+        # startswith at an offset compares in place; a slice would first copy the pixels.
         for tail in (0, 8, 1):  # nothing, sequence delimiter, odd padding
             start = len(data) - len(value) - tail
-            if start > 0 and data[start : start + len(value)] == value:
+            if start > 0 and data.startswith(value, start):
                 return [data[:start], data[start + len(value) :]]
         index = data.rfind(value[:256])
-        if index > 0 and data[index : index + len(value)] == value:
+        if index > 0 and data.startswith(value, index):
             return [data[:index], data[index + len(value) :]]
     return [data]

@@ -27,6 +27,7 @@ from anonymizer.textnorm import UNSPACED, normalize, strip_accents
 _ENCODINGS = ("utf-8", "latin-1", "cp1256", "iso8859_6")
 # A run of digits with the separators people put in telephone numbers.
 _PHONE_RUN = re.compile(rb"\+?\d[\d \-.()/]{4,}\d")
+_PLAIN_UID = re.compile(r"[0-9.]+")
 _TEXT_VRS = frozenset(
     {"LO", "SH", "ST", "LT", "UT", "UC", "PN", "CS", "AE", "UR", "DA", "DT", "UI"}
 )
@@ -66,10 +67,21 @@ class _Needles:
     unbounded: frozenset[bytes]  # scripts written without spaces: found anywhere
 
 
-@lru_cache(maxsize=1024)
 def _needles(
     texts: tuple[str, ...], uids: tuple[str, ...], encodings: tuple[str, ...] = ()
 ) -> _Needles:
+    text_forms, unbounded = _text_needles(texts, encodings)
+    uid_forms = {uid.encode("ascii", "replace") for uid in uids}
+    return _Needles(text_forms, tuple(sorted(uid_forms)), unbounded)
+
+
+# Keyed on the text values alone: they are the patient's and stay the same over a study,
+# while the UIDs (the instance's own among them) differ with every instance and would make
+# every lookup a miss.
+@lru_cache(maxsize=1024)
+def _text_needles(
+    texts: tuple[str, ...], encodings: tuple[str, ...]
+) -> tuple[tuple[bytes, ...], frozenset[bytes]]:
     text_forms: set[bytes] = set()
     unbounded: set[bytes] = set()
     for value in texts:
@@ -77,8 +89,7 @@ def _needles(
         text_forms |= forms
         if UNSPACED.search(value):
             unbounded |= forms
-    uid_forms = {uid.encode("ascii", "replace") for uid in uids}
-    return _Needles(tuple(sorted(text_forms)), tuple(sorted(uid_forms)), frozenset(unbounded))
+    return tuple(sorted(text_forms)), frozenset(unbounded)
 
 
 def _is_word_byte(byte: int) -> bool:
@@ -177,13 +188,48 @@ def scan_dataset(ds: Dataset, found: IdentifyingValues, non_ascii_only: bool = F
     as they are; decoding cannot change them); not for ISO 2022, whose escapes are ASCII.
     """
     texts, uids = meaningful_values(found)
-    pattern = _text_regex(texts + uids)
-    if pattern is None:
+    if not texts and not uids:
         return None
-    return _scan(ds, pattern, non_ascii_only)
+    # The regex is compiled for the text values only (cached: a study's patient is the same
+    # for each of its instances, and compiling cost milliseconds per instance); UIDs, new
+    # with every instance, are looked for by substring with the same word boundaries. A
+    # malformed UID (letters: case matters to the regex) stays in the regex.
+    plain = tuple(uid for uid in uids if _PLAIN_UID.fullmatch(uid))
+    odd = tuple(uid for uid in uids if not _PLAIN_UID.fullmatch(uid))
+    return _scan(ds, _Matcher(_text_regex(texts + odd), plain), non_ascii_only)
 
 
-def _scan(ds: Dataset, pattern: re.Pattern[str], non_ascii_only: bool) -> str | None:
+def _is_word_char(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+@dataclass(frozen=True)
+class _Matcher:
+    """Text values by a regex, UIDs as standalone substrings (no word character on either
+    side, as the regex's look-arounds ask of a text value)."""
+
+    pattern: re.Pattern[str] | None
+    uids: tuple[str, ...]
+
+    def search(self, text: str) -> bool:
+        if self.pattern is not None and self.pattern.search(text):
+            return True
+        return any(self._standalone(text, uid) for uid in self.uids if uid in text)
+
+    @staticmethod
+    def _standalone(text: str, uid: str) -> bool:
+        start = text.find(uid)
+        while start >= 0:
+            end = start + len(uid)
+            if not (start > 0 and _is_word_char(text[start - 1])) and not (
+                end < len(text) and _is_word_char(text[end])
+            ):
+                return True
+            start = text.find(uid, start + 1)
+        return False
+
+
+def _scan(ds: Dataset, pattern: _Matcher, non_ascii_only: bool) -> str | None:
     for tag, raw in ds._dict.items():
         held = raw.value
         if non_ascii_only and isinstance(held, bytes | str) and held.isascii():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -22,31 +23,47 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def durable_move(src: Path, dest: Path, *, mode: int | None = None) -> None:
-    """Flush `src`, rename it to `dest` (same filesystem) and flush the directory entry."""
+def durable_move(
+    src: Path, dest: Path, *, mode: int | None = None, flush_dir: bool = True
+) -> None:
+    """Flush `src`, rename it to `dest` (same filesystem) and flush the directory entry.
+    `flush_dir=False`: the caller flushes `dest.parent` itself (once for several moves)
+    before it relies on the rename."""
     fsync_file(src)
     if mode is not None:
         os.chmod(src, mode)
     dest.parent.mkdir(parents=True, exist_ok=True)
     os.replace(src, dest)
-    fsync_dir(dest.parent)
+    if flush_dir:
+        fsync_dir(dest.parent)
 
 
 def durable_write(dest: Path, data: bytes, *, mode: int = 0o640) -> None:
     """Write `data` at `dest` through a temporary sibling so readers never see a partial file."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, dest)
-    fsync_dir(dest.parent)
+    durable_write_many([(dest, data)], mode=mode)
+
+
+def durable_write_many(files: Iterable[tuple[Path, bytes]], *, mode: int = 0o640) -> None:
+    """`durable_write` for several files, each directory flushed once after all of its
+    renames (a batch of one series' instances pays one directory fsync, not one each).
+    When this returns, every file is durable at its path."""
+    directories: dict[Path, None] = {}
+    for dest, data in files:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, dest)
+        directories[dest.parent] = None
+    for directory in directories:
+        fsync_dir(directory)
 
 
 def free_bytes(directory: Path) -> int:

@@ -19,6 +19,7 @@ import argparse
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,9 +34,12 @@ from benchmarks.processes import (
     amana_env,
     associations,
     cli,
+    cpu_by_role,
+    cpu_ms_per_instance,
     database_url,
     finished_jobs,
     plural,
+    receiver_sockets,
     send,
     services,
     wait_finished,
@@ -46,6 +50,10 @@ from tests.support.corpus import Corpus, build_corpus, make_ct
 from tests.support.services import free_port
 
 BASELINE = "storescp (1 association)"
+# The two baselines every Amana ingest row is divided by, with as many associations.
+STORESCP = "storescp"
+PYNETDICOM = "pynetdicom"
+Cpu = dict[str, float]
 
 
 # --- processes -----------------------------------------------------------------------
@@ -54,8 +62,9 @@ BASELINE = "storescp (1 association)"
 # --- the three kinds of run ----------------------------------------------------------
 
 
-def baseline(files: list[Path], work: Path, parallel: int) -> float:
-    """storescu -> storescp writing each instance to disk as received."""
+def baseline(files: list[Path], work: Path, parallel: int) -> tuple[float, Cpu]:
+    """storescu -> storescp writing each instance to disk as received; (seconds, CPU ms
+    per instance)."""
     out = work / f"storescp-{parallel}"
     out.mkdir(parents=True)
     port = free_port()
@@ -67,18 +76,44 @@ def baseline(files: list[Path], work: Path, parallel: int) -> float:
     try:
         with services(scp):
             wait_listening(port, 30, scp)
+            before = cpu_by_role(scp)
             seconds = send(port, files, parallel=parallel)
+            cpu = cpu_ms_per_instance(before, cpu_by_role(scp), len(files))
         stored = sum(1 for _ in out.iterdir())
         if stored != len(files):
             raise RuntimeError(f"storescp stored {stored} of {len(files)} instances")
-        return seconds
+        return seconds, cpu
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def bare_pynetdicom(files: list[Path], work: Path, parallel: int) -> tuple[float, Cpu]:
+    """storescu -> a bare pynetdicom SCP (benchmarks/bare_scp.py: Amana's presentation
+    contexts, each dataset written to a file as it arrives, renamed, no fsync)."""
+    out = work / f"pynetdicom-{parallel}"
+    port = free_port()
+    scp = Service(
+        [sys.executable, "-m", "benchmarks.bare_scp", str(port), str(out)],
+        ENV,
+        work / f"pynetdicom-{parallel}.log",
+    )
+    try:
+        with services(scp):
+            wait_listening(port, 60, scp)
+            before = cpu_by_role(scp)
+            seconds = send(port, files, parallel=parallel)
+            cpu = cpu_ms_per_instance(before, cpu_by_role(scp), len(files))
+        stored = sum(1 for f in out.iterdir() if f.suffix == ".dcm")
+        if stored != len(files):
+            raise RuntimeError(f"the pynetdicom SCP stored {stored} of {len(files)} instances")
+        return seconds, cpu
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
 
 def receiver_only(
     files: list[Path], work: Path, parallel: int, receiver_processes: int | None = None
-) -> float:
+) -> tuple[float, Cpu]:
     """storescu -> `amana receive` (no sweeper): spool + committed job row per instance."""
     home = work / f"recv-{parallel}"
     env = amana_env(home, receiver_processes)
@@ -87,8 +122,10 @@ def receiver_only(
     receiver = amana(env, work / f"recv-{parallel}.log", "receive", "--no-sweeper")
     try:
         with services(receiver):
-            wait_listening(port, 90, receiver)
+            wait_listening(port, 90, receiver, sockets=receiver_sockets(env))
+            before = cpu_by_role(receiver)
             seconds = send(port, files, parallel=parallel)
+            cpu = cpu_ms_per_instance(before, cpu_by_role(receiver), len(files))
         counter = JobCounter(database_url(env))
         try:
             jobs = sum(counter.counts().values())
@@ -96,7 +133,7 @@ def receiver_only(
             counter.close()
         if jobs != len(files):
             raise RuntimeError(f"the receiver recorded {jobs} jobs for {len(files)} instances")
-        return seconds
+        return seconds, cpu
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -110,10 +147,11 @@ def end_to_end(
     warmup: Path,
     log_dir: Path,
     stall_s: float = 600.0,
-) -> tuple[float, float, dict[str, int]]:
+) -> tuple[float, float, dict[str, int], Cpu]:
     """(seconds until every job is DONE or QUARANTINED, seconds until storescu got every
-    answer, jobs by status). One warm-up instance goes through first, off the clock, so
-    that the clock starts with the receiver, the queue and the workers ready."""
+    answer, jobs by status, CPU ms per instance by process role). One warm-up instance goes
+    through first, off the clock, so that the clock and the CPU reading start with the
+    receiver, the queue and the workers ready."""
     from amana.keys import ensure_key
 
     ensure_key(Path(env["AMANA_KEY_FILE"]))
@@ -126,17 +164,19 @@ def end_to_end(
 
     try:
         with services(*started):
-            wait_listening(port, 120, *started)
+            wait_listening(port, 120, *started, sockets=receiver_sockets(env))
             send(port, [warmup])
             wait_finished(counter, 1, started, max(stall_s, 180.0))  # includes start-up
+            before = cpu_by_role(*started)
             t0 = time.monotonic()
             send_seconds = send(port, files, parallel=parallel)
             counts = wait_finished(counter, len(files) + 1, started, stall_s)
             seconds = time.monotonic() - t0
+            cpu = cpu_ms_per_instance(before, cpu_by_role(*started), len(files))
     finally:
         counter.close()
     counts = {k: v for k, v in counts.items() if v}
-    return seconds, send_seconds, counts
+    return seconds, send_seconds, counts, cpu
 
 
 def backlog_drain(
@@ -147,7 +187,7 @@ def backlog_drain(
     *,
     log_dir: Path,
     stall_s: float = 600.0,
-) -> tuple[float, dict[str, int]]:
+) -> tuple[float, dict[str, int], Cpu]:
     """A backlog already received (receiver alone, no worker running), then drained by
     `workers` worker processes: seconds for the whole backlog at the rate measured between
     the first and the last finished job, so worker start-up is off the clock and the
@@ -159,7 +199,7 @@ def backlog_drain(
     port = int(env["AMANA_DICOM_PORT"])
     receiver = amana(env, log_dir / "receive.log", "receive", "--no-sweeper")
     with services(receiver):
-        wait_listening(port, 120, receiver)
+        wait_listening(port, 120, receiver, sockets=receiver_sockets(env))
         send(port, files, parallel=parallel)
     counter = JobCounter(database_url(env))
     worker = amana(env, log_dir / "worker.log", "worker", "--concurrency", str(workers))
@@ -168,33 +208,44 @@ def backlog_drain(
             first_done = finished_jobs(
                 wait_finished(counter, 1, [worker], max(stall_s, 180.0))  # includes start-up
             )
+            before = cpu_by_role(worker)
             first = time.monotonic()
             counts = wait_finished(counter, len(files), [worker], stall_s)
             seconds = time.monotonic() - first
+            cpu = cpu_ms_per_instance(before, cpu_by_role(worker), max(1, len(files) - first_done))
     finally:
         counter.close()
-    return seconds * len(files) / max(1, len(files) - first_done), {
-        k: v for k, v in counts.items() if v
-    }
+    return (
+        seconds * len(files) / max(1, len(files) - first_done),
+        {k: v for k, v in counts.items() if v},
+        cpu,
+    )
 
 
 # --- parts, as `python -m benchmarks` calls them ---------------------------------------
 
 
 def run_baseline(corpus: Corpus, work: Path, parallel: int) -> list[Result]:
+    """storescp and the bare pynetdicom SCP, each with 1 and `parallel` associations."""
     results = []
-    for n in associations(parallel):
-        seconds = baseline(corpus.files, work, n)
-        results.append(
-            Result(
-                "baseline",
-                f"dcmtk storescu -> storescp, {plural(n, 'association')}",
-                len(corpus.files),
-                seconds,
-                corpus.megabytes,
+    runs: list[tuple[str, Callable[[list[Path], Path, int], tuple[float, Cpu]]]] = [
+        ("dcmtk storescu -> storescp", baseline),
+        ("storescu -> bare pynetdicom SCP", bare_pynetdicom),
+    ]
+    for label, run in runs:
+        for n in associations(parallel):
+            seconds, cpu = run(corpus.files, work, n)
+            results.append(
+                Result(
+                    "baseline",
+                    f"{label}, {plural(n, 'association')}",
+                    len(corpus.files),
+                    seconds,
+                    corpus.megabytes,
+                    notes={"associations": n, "cpu_ms": cpu},
+                )
             )
-        )
-        print(results[-1].line(), flush=True)
+            print(results[-1].line(), flush=True)
     return results
 
 
@@ -209,7 +260,7 @@ def run_receiver(
 ) -> list[Result]:
     results = []
     for n in associations(parallel):
-        seconds = receiver_only(corpus.files, work, n, receiver_processes)
+        seconds, cpu = receiver_only(corpus.files, work, n, receiver_processes)
         results.append(
             Result(
                 "receiver",
@@ -217,6 +268,7 @@ def run_receiver(
                 len(corpus.files),
                 seconds,
                 corpus.megabytes,
+                notes={"associations": n, "cpu_ms": cpu},
             )
         )
         print(results[-1].line(), flush=True)
@@ -273,10 +325,14 @@ def run_e2e(
         logs.mkdir(parents=True, exist_ok=True)
 
         def run() -> tuple[float, dict[str, int], dict[str, object]]:
-            seconds, send_seconds, counts = end_to_end(
+            seconds, send_seconds, counts, cpu = end_to_end(
                 corpus.files, env, commands, n, warmup=warmup, log_dir=logs, stall_s=stall_s
             )
-            return seconds, counts, {"send_s": round(send_seconds, 2)}
+            return (
+                seconds,
+                counts,
+                {"send_s": round(send_seconds, 2), "associations": n, "cpu_ms": cpu},
+            )
 
         attempt(f"{label}, {plural(n, 'association')}", run)
 
@@ -324,15 +380,14 @@ def run_e2e(
                     def drain(
                         env: dict[str, str] = env, workers: int = workers, logs: Path = logs
                     ) -> tuple[float, dict[str, int], dict[str, object]]:
-                        seconds, counts = backlog_drain(
+                        seconds, counts, cpu = backlog_drain(
                             corpus.files, env, workers, parallel, log_dir=logs, stall_s=stall_s
                         )
-                        return seconds, counts, {}
+                        return seconds, counts, {"cpu_ms": cpu}
 
                     try:
                         attempt(
-                            "PostgreSQL + Redis, backlog drained by "
-                            + plural(workers, "worker"),
+                            "PostgreSQL + Redis, backlog drained by " + plural(workers, "worker"),
                             drain,
                         )
                     finally:
@@ -343,15 +398,27 @@ def run_e2e(
 
 
 def apply_baseline_ratio(results: list[Result]) -> None:
-    """instances/s of every ingest run / instances/s of storescp with 1 association."""
-    ones = [r for r in results if r.part == "baseline" and r.run.endswith(", 1 association")]
-    base = ones[0] if ones else None
-    if base is None:
-        return
+    """Every ingest run's instances/s as a fraction of each baseline's with as many
+    associations (storescp, bare pynetdicom); runs without associations (a backlog drained)
+    against the baselines with 1."""
+    bases: dict[tuple[str, int], Result] = {}
     for r in results:
-        if r.part in ("baseline", "receiver", "e2e"):
-            r.ratio = r.rate / base.rate
-            r.ratio_to = BASELINE
+        if r.part == "baseline":
+            kind = PYNETDICOM if "pynetdicom" in r.run else STORESCP
+            bases.setdefault((kind, int(r.notes.get("associations", 1))), r)
+    one = bases.get((STORESCP, 1))
+    for r in results:
+        if r.part not in ("baseline", "receiver", "e2e"):
+            continue
+        n = int(r.notes.get("associations", 1))
+        if one is not None:  # the figure earlier reports gave
+            r.ratio, r.ratio_to = r.rate / one.rate, BASELINE
+        if r.part == "baseline":
+            continue
+        for kind in (PYNETDICOM, STORESCP):
+            base = bases.get((kind, n))
+            if base is not None:
+                r.ratios[f"{kind}/{n}"] = r.rate / base.rate
 
 
 def main() -> int:

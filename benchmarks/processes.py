@@ -13,7 +13,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from benchmarks.report import REPO
-from tests.support.services import free_port, wait_port
+from tests.support.services import free_port
 
 ENV = dict(os.environ, TCP_NODELAY="1")
 PDU = "131072"
@@ -98,6 +98,66 @@ def services(*started: Service) -> Iterator[None]:
             service.stop()
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# Roles of Amana's processes, from their command line (pool processes fork from theirs).
+_ROLES = ("receive", "worker", "api", "run")
+
+
+def _role(pid: str, comm: str) -> str:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return comm
+    words = [a.decode(errors="replace") for a in argv if a]
+    if "amana.cli" in words:
+        after = words[words.index("amana.cli") + 1 :]
+        for word in after:
+            if word in _ROLES:
+                return word
+    if "benchmarks.bare_scp" in words:
+        return "pynetdicom"
+    return comm
+
+
+def cpu_by_role(*started: Service) -> dict[str, float]:
+    """CPU seconds (user + system) so far of every live process in the services' sessions,
+    with the children each has reaped, summed by role ("receive", "worker", "api", "run",
+    or the command's name). Differences of two readings give a run's CPU: a process that
+    ended between them is counted in its parent's reaped-children time."""
+    sessions = {service.proc.pid for service in started}
+    totals: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        # fields[0] is field 3 of proc(5): session is 6, utime..cstime are 14..17
+        if int(fields[3]) not in sessions:
+            continue
+        ticks = sum(int(f) for f in fields[11:15])
+        role = _role(entry.name, comm)
+        totals[role] = totals.get(role, 0.0) + ticks / _TICK
+    return totals
+
+
+def cpu_ms_per_instance(
+    before: dict[str, float], after: dict[str, float], instances: int
+) -> dict[str, float]:
+    """Milliseconds of CPU per instance by role between two readings, and their total."""
+    roles = sorted(set(before) | set(after))
+    per = {
+        role: round((after.get(role, 0.0) - before.get(role, 0.0)) * 1000 / instances, 2)
+        for role in roles
+    }
+    per = {role: ms for role, ms in per.items() if ms > 0}
+    per["total"] = round(sum(per.values()), 2)
+    return per
+
+
 def amana(env: dict[str, str], log: Path, *args: str) -> Service:
     return Service([sys.executable, "-m", "amana.cli", *args], env, log)
 
@@ -158,19 +218,46 @@ class JobCounter:
         self.engine.dispose()
 
 
-def wait_listening(port: int, timeout: float, *watched: Service) -> None:
+def listening_sockets(port: int) -> int:
+    """Sockets in LISTEN state on `port` (IPv4 and IPv6), from /proc/net: with SO_REUSEPORT
+    each receiver process has its own."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+def receiver_sockets(env: dict[str, str]) -> int:
+    """How many listening sockets an Amana receiver started with `env` opens."""
+    if env.get("AMANA_RECEIVER_PROCESSES"):
+        return int(env["AMANA_RECEIVER_PROCESSES"])
+    from amana.settings import Settings
+
+    return int(getattr(Settings(), "receiver_processes", 1))
+
+
+def wait_listening(port: int, timeout: float, *watched: Service, sockets: int = 1) -> None:
+    """Until `sockets` processes listen on `port`. A receiver's sibling processes start
+    after the first one listens: sending before they are up would put their start-up on
+    the clock and in the CPU figures, and leave the first process every association.
+    Read from /proc/net, never by connecting: every probe connection is an association
+    the SCP holds open until it times out, and enough of them exhaust its limit."""
     deadline = time.monotonic() + timeout
     while True:
         for service in watched:
             service.check_alive()
-        try:
-            wait_port("127.0.0.1", port, 1.0)
+        if listening_sockets(port) >= max(1, sockets):
             return
-        except TimeoutError as exc:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"nothing listening on port {port} after {timeout:.0f} s"
-                ) from exc
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fewer than {sockets} processes listen on port {port}")
+        time.sleep(0.1)
 
 
 def finished_jobs(counts: dict[str, int]) -> int:

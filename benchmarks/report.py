@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-TABLE_NOTES = ("quarantined", "decodes")
+TABLE_NOTES = ("quarantined", "decodes", "cpu_ms")
 
 
 @dataclass
@@ -30,6 +30,8 @@ class Result:
     ratio: float | None = None
     ratio_to: str = ""
     notes: dict[str, Any] = field(default_factory=dict)
+    # Ingest runs: the rate as a fraction of each baseline's with as many associations.
+    ratios: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -61,7 +63,15 @@ class Result:
 
 
 def _fmt(value: object) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} {_fmt(v)}" for k, v in value.items()) + "}"
     return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def _ratio_text(r: Result) -> str:
+    if r.ratios:
+        return ", ".join(f"{v:.2f}x {k}" for k, v in r.ratios.items())
+    return f"{r.ratio:.2f}x {r.ratio_to}" if r.ratio is not None else "-"
 
 
 def _first_line(command: list[str]) -> str:
@@ -159,7 +169,7 @@ def print_table(results: list[Result]) -> None:
         print("\nno results")
         return
     width = max(len(r.run) for r in results)
-    print(f"\n{'part':9} {'run':{width}} {'rate':>10} {'unit':7} {'MB/s':>7}  {'ratio':38} notes")
+    print(f"\n{'part':9} {'run':{width}} {'rate':>10} {'unit':7} {'MB/s':>7}  {'ratio':44} notes")
     last_part = None
     for r in results:
         if last_part is not None and r.part != last_part:
@@ -167,9 +177,9 @@ def print_table(results: list[Result]) -> None:
         last_part = r.part
         rate = f"{r.rate:10.3f}" if r.unit == "s/frame" else f"{r.rate:10.1f}"
         mb = f"{r.mb_per_s:7.1f}" if r.mb_per_s is not None else f"{'-':>7}"
-        ratio = f"{r.ratio:.2f}x {r.ratio_to}" if r.ratio is not None else "-"
-        notes = ", ".join(f"{k} {v}" for k, v in r.notes.items() if k in TABLE_NOTES)
-        print(f"{r.part:9} {r.run:{width}} {rate} {r.unit:7} {mb}  {ratio:38} {notes}".rstrip())
+        ratio = _ratio_text(r)
+        notes = ", ".join(f"{k} {_fmt(v)}" for k, v in r.notes.items() if k in TABLE_NOTES)
+        print(f"{r.part:9} {r.run:{width}} {rate} {r.unit:7} {mb}  {ratio:44} {notes}".rstrip())
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

@@ -43,8 +43,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from anonymizer.errors import AmanaError, RejectError, RetryableError
 from archive import audit
 from archive.governance.sources import SourceGate
-from archive.work.jobs import create_job
-from archive.work.publish import enqueue_after_commit
+from archive.work.jobs import NewJob
 from ingest.association_log import (
     AssociationTally,
     Outcome,
@@ -53,6 +52,7 @@ from ingest.association_log import (
     peer,
 )
 from ingest.dimse_status import DIMSE_SUCCESS, dimse_status
+from ingest.group_commit import JobGroupCommit
 from ingest.receive_files import installed_for
 from ingest.spool import Spool
 from ingest.tls import DeferredHandshakeMixin, peer_tls
@@ -163,6 +163,9 @@ class StoreHandler:
         self.validate = validate
         self.spool = spool
         self.sessions = sessions
+        # Job rows of instances received at the same time share one commit and one flush
+        # of the spool directory (ingest/group_commit.py).
+        self.jobs = JobGroupCommit(sessions, before_commit=spool.flush_incoming)
         self._received: dict[int, list[int]] = {}
         self._lock = threading.Lock()
         # Shared with the association policy by `start_receiver`.
@@ -218,24 +221,18 @@ class StoreHandler:
             raise refusal
         if self.validate:
             check_header(event.dataset_path, str(event.context.transfer_syntax))
-        name, size = self.spool.adopt(event.dataset_path)
+        name, size = self.spool.adopt(event.dataset_path, flush_dir=False)
         calling_ae = str(event.assoc.requestor.ae_title).strip() or None
+        job = NewJob(name, size, calling_ae, "dicom", self.attribution.get(event.assoc))
         try:
-            with self.sessions.begin() as session:
-                job_id = create_job(
-                    session,
-                    spool_name=name,
-                    size_bytes=size,
-                    calling_ae=calling_ae,
-                    source_kind="dicom",
-                    source_id=self.attribution.get(event.assoc),
-                )
-                enqueue_after_commit(session, [job_id])
-                return job_id
+            return self.jobs.commit(job)
         except SQLAlchemyError as exc:
             # No job row means no Success: drop the copy, the sender keeps the original.
             self.spool.discard(name)
             raise RetryableError("catalog unavailable", code="db_unavailable") from exc
+        except OSError as exc:  # the spool directory could not be flushed
+            self.spool.discard(name)
+            raise RetryableError("could not persist to the spool", code="spool_write") from exc
 
 
 def _handle_echo(_event: Any) -> int:
@@ -245,7 +242,9 @@ def _handle_echo(_event: Any) -> int:
 def build_ae(ae_title: str) -> AE:
     ae = AE(ae_title=ae_title)
     ae.require_called_aet = True
-    ae.maximum_pdu_size = 0  # unlimited: fewer, larger P-DATA fragments
+    # Large, so P-DATA comes in few fragments; bounded, so a peer cannot make one PDU hold
+    # a whole oversized instance in memory before the size limit counts it (receive_files).
+    ae.maximum_pdu_size = 4 * 1024 * 1024
     for cx in AllStoragePresentationContexts:
         assert cx.abstract_syntax is not None
         ae.add_supported_context(cx.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES)

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 from anonymizer.errors import RejectError, RetryableError
-from archive.fsio import durable_move, free_bytes
+from archive.fsio import durable_move, free_bytes, fsync_dir
 
 # What the receiver writes into tmp/ while a dataset arrives (ingest/receive_files.py, and
 # pynetdicom's own temporary files before it). Folder imports write *.part there instead.
@@ -54,8 +54,10 @@ class Spool:
             removed += 1
         return removed
 
-    def adopt(self, received: Path) -> tuple[str, int]:
-        """Move a fully received file (on the spool's filesystem) into the spool durably."""
+    def adopt(self, received: Path, *, flush_dir: bool = True) -> tuple[str, int]:
+        """Move a fully received file (on the spool's filesystem) into the spool durably.
+        `flush_dir=False`: the file is flushed and renamed, and the rename is durable only
+        once `flush_incoming` has run (the receiver's group commit runs it once a group)."""
         self.check_space()
         name = f"{uuid.uuid4().hex}.dcm"
         dest = self.incoming / name
@@ -63,10 +65,13 @@ class Spool:
             size = received.stat().st_size
             if self.max_file_bytes is not None and size > self.max_file_bytes:
                 raise RejectError("instance exceeds the maximum accepted size", code="too_large")
-            durable_move(received, dest, mode=0o600)
+            durable_move(received, dest, mode=0o600, flush_dir=flush_dir)
         except OSError as exc:
             raise RetryableError("could not persist to the spool", code="spool_write") from exc
         return name, size
+
+    def flush_incoming(self) -> None:
+        fsync_dir(self.incoming)
 
     def copy_in(self, source: Path) -> tuple[str, int]:
         """Copy a file from elsewhere (a backlog folder) into the spool durably."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import ColumnElement, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from archive.catalog.models import Job, JobStatus
@@ -45,6 +46,44 @@ def create_job(
         .returning(Job.id)
     ).scalar_one()
     return int(job_id)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A received instance waiting for its job row."""
+
+    spool_name: str
+    size_bytes: int
+    calling_ae: str | None
+    source_kind: str
+    source_id: int | None = None
+
+
+def create_jobs(session: Session, new: Sequence[NewJob]) -> list[int]:
+    """RECEIVED jobs for `new`, in one statement; their ids in the order given."""
+    if not new:
+        return []
+    now = utcnow()
+    rows = [
+        {
+            "spool_name": job.spool_name,
+            "size_bytes": job.size_bytes,
+            "calling_ae": job.calling_ae,
+            "source_kind": job.source_kind,
+            "source_id": job.source_id,
+            "status": JobStatus.RECEIVED,
+            "attempts": 0,
+            "received_at": now,
+            "enqueued_at": now,
+        }
+        for job in new
+    ]
+    # Core on the table, not the ORM's bulk path: this is the C-STORE path.
+    table = cast(Table, Job.__table__)
+    result = session.execute(
+        insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+    )
+    return [int(job_id) for job_id in result.scalars()]
 
 
 def _claimable(now: datetime, stale_after: timedelta) -> ColumnElement[bool]:

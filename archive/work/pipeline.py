@@ -36,7 +36,7 @@ from anonymizer.paths import archive_relpath
 from archive import audit
 from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
 from archive.catalog.write import NewInstance, archived_instance_ids, record_instances
-from archive.fsio import durable_move, durable_write
+from archive.fsio import durable_move, durable_write_many
 from archive.governance.watcher import ProfileRegistry
 from archive.work import sampling
 from archive.work.attribution import UNATTRIBUTED, SourceTerms, engine_for, source_terms
@@ -348,7 +348,7 @@ def _commit(
         known = archived_instance_ids(session, (ready.sop_uid for ready in batch))
         new = _first_of_each_instance(batch, known)
         new_jobs = {ready.job_id for ready in new}
-        items = [_write(ctx, ready, written) for ready in new]
+        items = _write_all(ctx, new, written)
         instance_ids = known | record_instances(session, items, now=now)
         _mark_done(
             session,
@@ -372,21 +372,25 @@ def _first_of_each_instance(batch: Sequence[_Ready], known: dict[str, int]) -> l
     return list(first.values())
 
 
-def _write(ctx: WorkerContext, ready: _Ready, written: dict[str, NewInstance]) -> NewInstance:
-    item = written.get(ready.sop_uid)
-    if item is not None:
-        return item
-    relpath = archive_relpath(ready.outcome.facts)
-    data = ready.outcome.data
-    durable_write(ctx.archive_dir / relpath, data)
-    item = NewInstance(
-        facts=ready.outcome.facts,
-        archive_path=relpath.as_posix(),
-        sha256=hashlib.sha256(data).hexdigest(),
-        size_bytes=len(data),
+def _write_all(
+    ctx: WorkerContext, new: Sequence[_Ready], written: dict[str, NewInstance]
+) -> list[NewInstance]:
+    """The archive files of the batch's new instances, durable before the commit that
+    records them; one directory flush per series folder of the batch."""
+    todo = [ready for ready in new if ready.sop_uid not in written]
+    paths = {ready.sop_uid: archive_relpath(ready.outcome.facts) for ready in todo}
+    durable_write_many(
+        (ctx.archive_dir / paths[ready.sop_uid], ready.outcome.data) for ready in todo
     )
-    written[ready.sop_uid] = item
-    return item
+    for ready in todo:
+        data = ready.outcome.data
+        written[ready.sop_uid] = NewInstance(
+            facts=ready.outcome.facts,
+            archive_path=paths[ready.sop_uid].as_posix(),
+            sha256=hashlib.sha256(data).hexdigest(),
+            size_bytes=len(data),
+        )
+    return [written[ready.sop_uid] for ready in new]
 
 
 def _archived_events(new: Sequence[_Ready]) -> list[audit.AuditRecord]:
