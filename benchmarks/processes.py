@@ -186,6 +186,11 @@ def amana_env(home: Path, receiver_processes: int | None = None, **extra: str) -
         AMANA_SPOOL_MIN_FREE_MB="256",
         AMANA_ACCEPT_LOOPBACK="true",
         AMANA_LOG_LEVEL="WARNING",
+        # ma-national holds primary CT/MR slices until their series has stopped growing for
+        # this long, then samples it (docs/pixels.md): with the default 60 s window the
+        # end-to-end rows would time the wait, not the work. 2 s still runs the whole path.
+        AMANA_STUDY_STABLE_AFTER_S="2",
+        AMANA_SWEEP_INTERVAL_S="1",
     )
     if receiver_processes is not None:
         env["AMANA_RECEIVER_PROCESSES"] = str(receiver_processes)
