@@ -146,6 +146,8 @@ def check_ports(settings: Settings, *, dicom: bool, api: bool) -> None:
     wanted = []
     if dicom:
         wanted.append(("dicom_port", settings.dicom_host, settings.dicom_port))
+        if settings.dicom_tls_port:  # 0 (any free port) cannot be busy
+            wanted.append(("dicom_tls_port", settings.dicom_host, settings.dicom_tls_port))
     if api:
         wanted.append(("api_port", settings.api_host, settings.api_port))
     for field, host, port in wanted:
