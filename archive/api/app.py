@@ -103,6 +103,9 @@ def create_app(
             "admin (sources, tokens). Every request is recorded in the audit trail."
         ),
         responses=ERROR_ANSWERS,
+        # Served by archive.console from vendored copies, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     sent = None
     if publish is not None:

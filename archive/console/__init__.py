@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from archive.console.api_docs import install_api_docs
 from archive.console.pages import router
 from archive.console.web import PREFIX, BadCsrf, Console, ConsoleForbidden, NotSignedIn
 
@@ -21,6 +22,7 @@ def install_console(app: FastAPI) -> None:
     app.include_router(router)
     folder = resources.files("archive.console") / "static"
     app.mount(f"{PREFIX}/static", StaticFiles(directory=str(folder)), name="console-static")
+    install_api_docs(app)
 
     @app.exception_handler(NotSignedIn)
     async def sign_in_first(_request: Request, _exc: NotSignedIn) -> Response:

@@ -136,7 +136,8 @@ def test_console_in_chromium(
     """Rule: an auditor signs in, searches studies and answers "who sent how many studies,
     under which profile version, and what was quarantined and why" from the Reports page; a
     steward opens a quarantined instance and sends it back through the pipeline; the Arabic
-    pages are right to left; no page asks anything of a host other than 127.0.0.1."""
+    pages are right to left; /docs and /redoc render; no page asks anything of a host
+    other than 127.0.0.1."""
     seeded: Seeded = seed(sessions, tmp_path / "quarantine")
     auditor = mint(sessions, "auditor")
     steward = mint(sessions, "steward")
@@ -207,9 +208,25 @@ def test_console_in_chromium(
     browser.get(f"{server}/console/quarantine")  # the choice is remembered
     assert browser.find_element(By.TAG_NAME, "html").get_attribute("dir") == "rtl"
 
+    # The API's own documentation, rendered from the vendored viewers.
+    browser.get(f"{server}/docs")
+    WebDriverWait(browser, WAIT_S).until(
+        expected_conditions.text_to_be_present_in_element(
+            (By.CSS_SELECTOR, ".swagger-ui .info .title"), "Amana"
+        )
+    )
+    _shot(browser, "10-api-docs")
+    browser.get(f"{server}/redoc")
+    WebDriverWait(browser, WAIT_S).until(
+        expected_conditions.text_to_be_present_in_element((By.CSS_SELECTOR, "h1"), "Amana")
+    )
+
     urls = _requested_urls(browser)
-    assert any(u.endswith("/console/static/console.css") for u in urls)
-    # chrome:// and data: are the browser's own; anything on the network must be ours.
-    network = [u for u in urls if urlsplit(u).scheme not in ("chrome", "data", "about")]
+    for asset in ("console.css", "docs/swagger-ui-bundle.js", "docs/redoc.standalone.js"):
+        assert any(u.endswith(f"/console/static/{asset}") for u in urls), asset
+    # chrome:, data:, about: and blob: (ReDoc's worker, made in the page) never leave the
+    # browser; anything on the network must be ours.
+    in_browser = ("chrome", "data", "about", "blob")
+    network = [u for u in urls if urlsplit(u).scheme not in in_browser]
     assert [u for u in network if urlsplit(u).hostname != "127.0.0.1"] == []
     assert {urlsplit(u).scheme for u in network} == {"http"}
