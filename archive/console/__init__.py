@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from archive.console.api_docs import install_api_docs
 from archive.console.pages import router
+from archive.console.profiles import router as profiles_router
 from archive.console.web import PREFIX, BadCsrf, Console, ConsoleForbidden, NotSignedIn
 
 STATIC_PREFIX = f"{PREFIX}/static/"
@@ -20,6 +21,7 @@ def install_console(app: FastAPI) -> None:
     console = Console()
     app.state.console = console
     app.include_router(router)
+    app.include_router(profiles_router)
     folder = resources.files("archive.console") / "static"
     app.mount(f"{PREFIX}/static", StaticFiles(directory=str(folder)), name="console-static")
     install_api_docs(app)

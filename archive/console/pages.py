@@ -27,6 +27,7 @@ from archive.api.deps import (
     filters_for_audit,
     unit,
 )
+from archive.api.params import RowId
 from archive.catalog import reports, search
 from archive.catalog.csv_rows import to_csv
 from archive.catalog.statistics import job_counts
@@ -379,7 +380,7 @@ def quarantine_entry(
     ctx: AuditDep,
     console: ConsoleDep,
     who: QuarantinePage,
-    entry_id: int,
+    entry_id: RowId,
     done: Annotated[str | None, Query(max_length=16)] = None,
 ) -> Response:
     ctx.set(audit.EventId.QUERY, audit.Action.READ, object_type="quarantine")
@@ -403,7 +404,7 @@ def quarantine_retry(
     ctx: AuditDep,
     state: StateDep,
     who: QuarantineAction,
-    entry_id: int,
+    entry_id: RowId,
     csrf: Annotated[str, Form(max_length=100)],
     confirm: Annotated[str | None, Form(max_length=8)] = None,
 ) -> Response:
@@ -438,7 +439,7 @@ def quarantine_purge(
     ctx: AuditDep,
     state: StateDep,
     who: QuarantineAction,
-    entry_id: int,
+    entry_id: RowId,
     csrf: Annotated[str, Form(max_length=100)],
     confirm: Annotated[str | None, Form(max_length=8)] = None,
 ) -> Response:

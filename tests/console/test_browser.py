@@ -31,8 +31,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from archive.api import create_app
 from archive.catalog.models import QuarantineEntry, QuarantineStatus
-from archive.catalog.models_governance import AuditEvent
-from tests.catalog.conftest import mint
+from archive.catalog.models_governance import AuditEvent, ProfileVersion, ProfileVersionStatus
+from tests.catalog.conftest import mint, revised_national_profile
 from tests.console.conftest import Seeded, seed
 from tests.paths import PROFILES_DIR, REPO_ROOT
 
@@ -135,7 +135,8 @@ def test_console_in_chromium(
 ) -> None:
     """Rule: an auditor signs in, searches studies and answers "who sent how many studies,
     under which profile version, and what was quarantined and why" from the Reports page; a
-    steward opens a quarantined instance and sends it back through the pipeline; the Arabic
+    steward opens a quarantined instance and sends it back through the pipeline; a steward
+    proposes a profile version that only another steward may approve and activate; the Arabic
     pages are right to left; /docs and /redoc render; no page asks anything of a host
     other than 127.0.0.1."""
     seeded: Seeded = seed(sessions, tmp_path / "quarantine")
@@ -199,12 +200,50 @@ def test_console_in_chromium(
         actors = set(session.scalars(select(AuditEvent.actor)))
     assert {auditor.partition(".")[0], steward.partition(".")[0]} <= actors
 
+    # Four eyes: the proposer cannot approve; a second steward approves and activates.
+    (tmp_path / "revised").mkdir()
+    revised = revised_national_profile(tmp_path / "revised")
+    browser.get(f"{server}/console/profiles")
+    browser.find_element(By.ID, "profile-file").send_keys(str(revised))
+    browser.find_element(By.ID, "propose").click()
+    refusal = WebDriverWait(browser, WAIT_S).until(
+        expected_conditions.presence_of_element_located((By.ID, "my-refusal"))
+    )
+    assert refusal.text == "proposer cannot approve"
+    assert browser.find_element(By.ID, "four-eyes").text == "second approval missing"
+    assert browser.find_elements(By.CSS_SELECTOR, "#diff tbody tr code")  # the changes shown
+    proposal_url = browser.current_url
+    _shot(browser, "09-profile-proposed")
+    browser.find_element(By.ID, "sign-out").click()
+    WebDriverWait(browser, WAIT_S).until(expected_conditions.url_contains("/console/login"))
+    second = mint(sessions, "steward")
+    _sign_in(browser, server, second)
+    browser.get(proposal_url)
+    browser.find_element(By.ID, "confirm-approve").click()
+    browser.find_element(By.ID, "approve").click()
+    WebDriverWait(browser, WAIT_S).until(
+        expected_conditions.presence_of_element_located((By.ID, "activate"))
+    )
+    browser.find_element(By.ID, "confirm-activate").click()
+    browser.find_element(By.ID, "activate").click()
+    WebDriverWait(browser, WAIT_S).until(
+        expected_conditions.text_to_be_present_in_element((By.ID, "version-status"), "ACTIVE")
+    )
+    _shot(browser, "10-profile-activated")
+    with sessions() as session:
+        version_id = int(proposal_url.rstrip("/").rsplit("/", 1)[1])
+        pv = session.get_one(ProfileVersion, version_id)
+        assert pv.status is ProfileVersionStatus.ACTIVE
+        assert pv.proposed_by == steward.partition(".")[0]
+        assert [a.approved_by for a in pv.approvals] == [second.partition(".")[0]]
+
+    browser.get(f"{server}/console/quarantine/{entry}")
     browser.find_element(By.ID, "lang-ar").click()
     WebDriverWait(browser, WAIT_S).until(expected_conditions.url_contains("lang=ar"))
     html = browser.find_element(By.TAG_NAME, "html")
     assert (html.get_attribute("dir"), html.get_attribute("lang")) == ("rtl", "ar")
     assert browser.find_element(By.TAG_NAME, "h1").text.startswith("الحجر")
-    _shot(browser, "09-arabic")
+    _shot(browser, "11-arabic")
     browser.get(f"{server}/console/quarantine")  # the choice is remembered
     assert browser.find_element(By.TAG_NAME, "html").get_attribute("dir") == "rtl"
 
@@ -215,7 +254,7 @@ def test_console_in_chromium(
             (By.CSS_SELECTOR, ".swagger-ui .info .title"), "Amana"
         )
     )
-    _shot(browser, "10-api-docs")
+    _shot(browser, "12-api-docs")
     browser.get(f"{server}/redoc")
     WebDriverWait(browser, WAIT_S).until(
         expected_conditions.text_to_be_present_in_element((By.CSS_SELECTOR, "h1"), "Amana")
