@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from archive.console.admin import router as admin_router
 from archive.console.api_docs import install_api_docs
 from archive.console.pages import router
 from archive.console.profiles import router as profiles_router
@@ -22,6 +23,7 @@ def install_console(app: FastAPI) -> None:
     app.state.console = console
     app.include_router(router)
     app.include_router(profiles_router)
+    app.include_router(admin_router)
     folder = resources.files("archive.console") / "static"
     app.mount(f"{PREFIX}/static", StaticFiles(directory=str(folder)), name="console-static")
     install_api_docs(app)

@@ -181,6 +181,9 @@ def test_console_in_chromium(
     browser.get(f"{server}/console/audit?verify=1")
     assert "intact" in browser.find_element(By.ID, "verdict").text.lower()
     _shot(browser, "06-audit")
+    browser.get(f"{server}/console/sources")
+    assert {row[0] for row in _cells(browser, "source-list")} == {"CHU_FES", "CHU_RABAT"}
+    _shot(browser, "06b-sources")
     browser.find_element(By.ID, "sign-out").click()
     WebDriverWait(browser, WAIT_S).until(expected_conditions.url_contains("/console/login"))
 

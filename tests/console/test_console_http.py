@@ -56,7 +56,7 @@ def sign_in(client: TestClient, token: str) -> str:
         follow_redirects=False,
     )
     assert answer.status_code == 303, answer.text
-    page = client.get("/console/quarantine")
+    page = client.get("/console/")  # every role's first page carries the sign-out form
     found = CSRF.search(page.text)
     assert found is not None
     return found.group(1)
@@ -182,6 +182,9 @@ def test_every_page_view_is_recorded(
         "/console/audit?verify=1",
         "/console/reports?period=week&received_from=2026-11-23&received_to=2026-11-29",
         "/console/reports.csv?period=month",
+        "/console/profiles",
+        "/console/sources",
+        "/console/users",
         "/console/static/console.css",
     ]
     for path in pages:
@@ -198,6 +201,20 @@ def test_every_page_view_is_recorded(
         "/console/reports?period=week&received_from=2026-11-23&received_to=2026-11-29"
     )
     assert "CHU_RABAT (CHU Rabat)" in report.text and "2026-W48" in report.text
+
+
+def test_admin_sees_sources_and_users_not_the_catalog(
+    sessions: sessionmaker[Session], seeded: Seeded, client: TestClient
+) -> None:
+    """Rule: separation of duties holds in the console: an admin lists sources and users
+    but opens no catalog page."""
+    sign_in(client, mint(sessions, "admin"))
+    menu = client.get("/console/")
+    assert 'href="/console/sources"' in menu.text and 'href="/console/studies"' not in menu.text
+    assert "CHU_RABAT" in client.get("/console/sources").text
+    assert client.get("/console/users").status_code == 200
+    for path in ("/console/studies", "/console/reports", "/console/quarantine"):
+        assert client.get(path).status_code == 403, path
 
 
 def _msgids(text: str) -> set[str]:
