@@ -7,6 +7,7 @@ reports, statistics, archive.work.quarantine, archive.audit) and records the sam
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -98,7 +99,7 @@ def login(
     """A token for a session cookie. A wrong token is a 401, recorded and counted by the
     API's failed-authentication limit like a wrong bearer token."""
     expected = request.cookies.get(LOGIN_CSRF_COOKIE)
-    if not expected or expected != csrf:
+    if not expected or not hmac.compare_digest(expected.encode(), csrf.encode()):
         fresh = login_csrf()
         response = console.render(
             request, "login.html", status_code=403, csrf=fresh, error="expired"

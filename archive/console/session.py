@@ -40,7 +40,8 @@ class ConsoleSession:
         return f"{self.issued}:{self.token}:{_mac(self.token, 'session', self.issued)}"
 
     def csrf_ok(self, presented: str | None) -> bool:
-        return presented is not None and hmac.compare_digest(self.csrf, presented)
+        # Bytes: a non-ASCII str would make compare_digest raise instead of refuse.
+        return presented is not None and hmac.compare_digest(self.csrf.encode(), presented.encode())
 
 
 def new_session(token: str, now: datetime) -> ConsoleSession:
@@ -56,7 +57,7 @@ def read_session(cookie: str | None, now: datetime) -> ConsoleSession | None:
     if not issued_text.isdigit() or not token or not mac:
         return None
     issued = int(issued_text)
-    if not hmac.compare_digest(_mac(token, "session", issued), mac):
+    if not hmac.compare_digest(_mac(token, "session", issued).encode(), mac.encode()):
         return None
     age = now.timestamp() - issued
     if age < 0 or age >= SESSION_LIFETIME.total_seconds():

@@ -99,6 +99,7 @@ def test_session_expires_and_resists_tampering() -> None:
     issued, _, rest = made.cookie_value().partition(":")
     assert read_session(f"{int(issued) + 3600}:{rest}", now) is None
     assert read_session("garbage", now) is None
+    assert read_session(made.cookie_value()[:-2] + "é", now) is None
 
 
 def test_wrong_token_refused_and_recorded(
@@ -127,7 +128,7 @@ def test_forms_without_csrf_change_nothing(
     refused and the entry stays HELD; with it, the retry happens."""
     sign_in(client, mint(sessions, "steward"))
     entry = seeded.entries[0]
-    for forged in ("", "0" * 40):
+    for forged in ("", "0" * 40, "é" * 40):
         answer = client.post(
             f"/console/quarantine/{entry}/retry", data={"csrf": forged, "confirm": "yes"}
         )
