@@ -52,7 +52,7 @@ STUDY_LIST_KEYS = [
 
 # Filters whose values are formatted (dates, statuses) are always recorded; free-text ones
 # only when they matched rows, i.e. when they are values the catalog itself holds.
-_ALWAYS_RECORDED = ("date_from", "date_to", "status")
+_ALWAYS_RECORDED = ("date_from", "date_to", "status", "received_from", "received_to", "period")
 
 
 def _catalog_read(command: str, object_id: str, fmt: str) -> AuditRecord:
@@ -84,6 +84,9 @@ def catalog_studies(
     region: Annotated[str | None, typer.Option()] = None,
     profile_version: Annotated[str | None, typer.Option()] = None,
     status: Annotated[str | None, typer.Option(help="RECEIVING or COMPLETE")] = None,
+    source: Annotated[str | None, typer.Option(help="the sending source's AE title")] = None,
+    received_from: Annotated[str | None, typer.Option(help="UTC day YYYY-MM-DD")] = None,
+    received_to: Annotated[str | None, typer.Option(help="UTC day YYYY-MM-DD, inclusive")] = None,
     limit: Annotated[int, typer.Option(min=1, max=MAX_DB_INT)] = 100000,
     offset: Annotated[int, typer.Option(min=0, max=MAX_DB_INT)] = 0,
     full: Annotated[bool, typer.Option(help="every catalog column, not the short list")] = False,
@@ -98,7 +101,17 @@ def catalog_studies(
     )
 
     with audited_command(_catalog_read("catalog studies", "studies", fmt)) as work:
-        flt = StudyFilter(date_from, date_to, modality, region, profile_version, status)
+        flt = StudyFilter(
+            date_from,
+            date_to,
+            modality,
+            region,
+            profile_version,
+            status,
+            source,
+            received_from,
+            received_to,
+        )
         rows = search_studies(work.session, flt, limit=limit, offset=offset)
         matched = count_studies(work.session, flt) > 0
         work.note(
@@ -143,6 +156,35 @@ def catalog_stats(
         print_rows(statistics_rows(stats), "csv", STATISTICS_COLUMNS)
     else:
         typer.echo(json.dumps(stats, indent=2, default=str))
+
+
+@catalog_app.command("report")
+def catalog_report(
+    fmt: Annotated[str, typer.Option("--format", help="json or csv")] = "json",
+    received_from: Annotated[str | None, typer.Option(help="UTC day YYYY-MM-DD")] = None,
+    received_to: Annotated[str | None, typer.Option(help="UTC day YYYY-MM-DD, inclusive")] = None,
+    source: Annotated[str | None, typer.Option(help="the sending source's AE title")] = None,
+    period: Annotated[str, typer.Option(help="day, week (ISO) or month")] = "day",
+) -> None:
+    """Studies and instances per source, period and profile version; quarantines per
+    source, period and reason (the console's Reports page, GET /reports)."""
+    from archive.catalog.reports import REPORT_COLUMNS, ReportFilter, report, report_rows
+    from archive.catalog.search import UNMATCHED
+
+    with audited_command(_catalog_read("catalog report", "reports", fmt)) as work:
+        flt = ReportFilter(received_from, received_to, source, period)  # type: ignore[arg-type]
+        result = report(work.session, flt)
+        given = {
+            "received_from": received_from,
+            "received_to": received_to,
+            "period": period,
+            "source": source if (result["by_source"] or source is None) else UNMATCHED,
+        }
+        work.note(filters={k: v for k, v in given.items() if v is not None})
+    if fmt == "csv":
+        print_rows(report_rows(result), "csv", REPORT_COLUMNS)
+    else:
+        typer.echo(json.dumps(result, indent=2, default=str))
 
 
 # --- audit ----------------------------------------------------------------------------------

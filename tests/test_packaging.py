@@ -147,3 +147,23 @@ def test_wheel_anonymizes_from_any_folder(installed: Installed, tmp_path: Path) 
     assert ds.PatientIdentityRemoved == "YES"
     assert "ma-national" in str(ds.DeidentificationMethod)
     assert not any(elsewhere.iterdir())  # nothing was looked for or left in the cwd
+
+
+def test_wheel_carries_the_console(installed: Installed) -> None:
+    """Rule: the installed wheel holds every template, stylesheet, vendored viewer (with its
+    licence) and message catalog of the web console, and the console starts from it."""
+    console = REPO_ROOT / "archive" / "console"
+    shipped = installed.site_packages / "archive" / "console"
+    for folder in ("templates", "static", "locales"):
+        for source in (console / folder).rglob("*"):
+            if source.is_file():
+                relative = source.relative_to(console)
+                assert (shipped / relative).read_bytes() == source.read_bytes(), relative
+    python = installed.amana.parent / "python"
+    done = subprocess.run(
+        [str(python), "-c", "from archive.console.web import Console; "
+         "print(sorted(Console().languages))"],
+        capture_output=True, text=True, timeout=120, cwd=installed.site_packages.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['ar', 'en', 'fr']"

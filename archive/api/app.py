@@ -35,6 +35,8 @@ from archive.work.publish import JobSink, attach_job_sink
 log = logging.getLogger(__name__)
 
 UNAUDITED_PATHS = frozenset({"/health"})
+# The console's stylesheet: the same file for everyone, and a page view is already recorded.
+UNAUDITED_PREFIXES = ("/console/static/",)
 # How often the summaries of failed authentications of past minutes are written.
 SUMMARY_FLUSH_S = 15.0
 
@@ -101,6 +103,9 @@ def create_app(
             "admin (sources, tokens). Every request is recorded in the audit trail."
         ),
         responses=ERROR_ANSWERS,
+        # Served by archive.console from vendored copies, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     sent = None
     if publish is not None:
@@ -118,6 +123,9 @@ def create_app(
     app.state.broker_state = broker_state
     for router in ROUTERS:
         app.include_router(router)
+    from archive.console import install_console  # the console's pages use this package
+
+    install_console(app)
 
     async def write_audit(request: Request, ctx: AuditContext, status: int) -> bool:
         try:
@@ -131,7 +139,8 @@ def create_app(
     async def audit_unrecorded_requests(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        if request.url.path in UNAUDITED_PATHS:
+        path = request.url.path
+        if path in UNAUDITED_PATHS or path.startswith(UNAUDITED_PREFIXES):
             return await call_next(request)
         client = client_address(request) or "-"
         wait = limiter.retry_after(client)

@@ -92,6 +92,9 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_status_received", "status", "received_at"),
         Index("ix_jobs_series_key_status", "series_key", "status"),
+        # Reports and study search by source and day (archive/catalog/reports.py).
+        Index("ix_jobs_instance_id", "instance_id"),
+        Index("ix_jobs_source_received", "source_id", "received_at"),
     )
 
 

@@ -25,6 +25,8 @@ from archive.catalog.models import (
     Study,
     StudyStatus,
 )
+from archive.catalog.models_governance import Source
+from archive.catalog.reports import ReportFilter, received_where
 
 DATE = re.compile(r"^\d{8}$")
 
@@ -41,12 +43,19 @@ class StudyFilter:
     region: str | None = None
     profile_version: str | None = None
     status: str | None = None
+    # Where and when the study arrived: the registered source's AE title and the UTC days
+    # (YYYY-MM-DD, inclusive) its instances were received (archive/catalog/reports.py).
+    source: str | None = None
+    received_from: str | None = None
+    received_to: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("date_from", "date_to"):
             value = getattr(self, name)
             if value is not None and not DATE.match(value):
                 raise RejectError(f"{name} must be YYYYMMDD", code="bad_filter")
+        # Checked the way the reports check them: a bad date is refused, never ignored.
+        ReportFilter(self.received_from, self.received_to)
         if self.status is not None and self.status not in StudyStatus.__members__:
             raise RejectError("status must be RECEIVING or COMPLETE", code="bad_filter")
 
@@ -83,6 +92,18 @@ def _conditions(flt: StudyFilter) -> list[ColumnElement[bool]]:
         )
     if flt.status:
         where.append(Study.status == StudyStatus(flt.status))
+    if flt.source or flt.received_from or flt.received_to:
+        arrival = ReportFilter(flt.received_from, flt.received_to, flt.source)
+        where.append(
+            exists(
+                select(Job.id)
+                .join(Instance, Instance.id == Job.instance_id)
+                .join(Series, Series.id == Instance.series_id)
+                .outerjoin(Source, Source.id == Job.source_id)
+                .where(Series.study_id == Study.id)
+                .where(and_(True, *received_where(arrival)))
+            )
+        )
     return where
 
 

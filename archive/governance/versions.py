@@ -56,6 +56,7 @@ __all__ = [
     "activate",
     "active_profile",
     "active_version_row",
+    "baseline_of",
     "approve",
     "dry_run",
     "four_eyes_refusal",
@@ -173,7 +174,7 @@ def propose(
     except RejectError:
         _note(work, None, {"result": "invalid"})
         raise
-    baseline, against = _baseline(session, profile.name, profiles_dir)
+    baseline, against = baseline_of(session, profile.name, profiles_dir)
     diff = profile_diff(baseline, profile)
     existing = session.scalars(
         select(ProfileVersion).where(
@@ -200,7 +201,10 @@ def propose(
     return Proposal(existing, created, diff, against)
 
 
-def _baseline(session: Session, name: str, profiles_dir: Path) -> tuple[Profile | None, str | None]:
+def baseline_of(
+    session: Session, name: str, profiles_dir: Path
+) -> tuple[Profile | None, str | None]:
+    """What a proposal of `name` is compared with: the active version, else the file on disk."""
     row = active_version_row(session, name)
     if row is not None:
         try:

@@ -2,11 +2,22 @@
 
 from fastapi import APIRouter
 
-from archive.api.routers import audit, catalog, health, profiles, quarantine, sources, tokens, users
+from archive.api.routers import (
+    audit,
+    catalog,
+    health,
+    profiles,
+    quarantine,
+    reports,
+    sources,
+    tokens,
+    users,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     catalog.router,
+    reports.router,
     quarantine.router,
     audit.router,
     profiles.router,

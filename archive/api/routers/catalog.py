@@ -31,6 +31,7 @@ router = APIRouter(tags=["catalog"])
 UID = re.compile(r"^[0-9.]{1,64}$")
 Format = Literal["json", "csv"]
 Date = Annotated[str | None, Query(pattern=r"^\d{8}$", description="YYYYMMDD")]
+Day = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD, UTC")]
 
 
 @router.get("/studies", response_model=StudyPage, responses=CSV_ANSWER)
@@ -45,17 +46,42 @@ def studies(
     region: Annotated[str | None, Query(max_length=64)] = None,
     profile_version: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[Literal["RECEIVING", "COMPLETE"] | None, Query()] = None,
+    source: Annotated[str | None, Query(max_length=16, description="AE title")] = None,
+    received_from: Day = None,
+    received_to: Day = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Offset = 0,
     format: Annotated[Format, Query()] = "json",
 ) -> StudyPage | Response:
-    """Studies by shifted study date, modality, region, profile version and status."""
-    flt = search.StudyFilter(date_from, date_to, modality, region, profile_version, status)
+    """Studies by shifted study date, modality, region, profile version, status, source and
+    day of receipt."""
+    flt = search.StudyFilter(
+        date_from,
+        date_to,
+        modality,
+        region,
+        profile_version,
+        status,
+        source,
+        received_from,
+        received_to,
+    )
     total = search.count_studies(session, flt)
     filters = filters_for_audit(
         total > 0,
-        {"date_from": date_from, "date_to": date_to, "status": status},
-        {"modality": modality, "region": region, "profile_version": profile_version},
+        {
+            "date_from": date_from,
+            "date_to": date_to,
+            "status": status,
+            "received_from": received_from,
+            "received_to": received_to,
+        },
+        {
+            "modality": modality,
+            "region": region,
+            "profile_version": profile_version,
+            "source": source,
+        },
     )
     if format == "csv":
         ctx.set(

@@ -1,0 +1,80 @@
+"""A catalog with two registered hospitals, an unregistered sender, quarantined instances,
+and the people who use the console (made-up, pseudonymous values only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from archive.catalog.models import Job, QuarantineEntry
+from archive.governance.sources import add_source
+from tests.catalog.conftest import add_instance, hold
+
+# Wednesday noon of a fixed ISO week, so that day, week and month buckets are known.
+MONDAY = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class Seeded:
+    """What was put in, counted independently of the code under test."""
+
+    studies: dict[str, set[str]] = field(default_factory=dict)  # source label -> study UIDs
+    instances: dict[str, int] = field(default_factory=dict)
+    quarantined: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> reason -> n
+    entries: list[int] = field(default_factory=list)
+
+
+def _attribute(
+    sessions: sessionmaker[Session], job_id: int, source_id: int | None, when: datetime
+) -> None:
+    with sessions.begin() as session:
+        job = session.get_one(Job, job_id)
+        job.source_id = source_id
+        job.received_at = when
+
+
+def seed(sessions: sessionmaker[Session], quarantine_dir: Path) -> Seeded:
+    with sessions.begin() as session:
+        rabat = add_source(session, ae_title="CHU_RABAT", address="10.1.0.0/16", site="CHU Rabat")
+        fes = add_source(session, ae_title="CHU_FES", address="10.2.0.0/16", site="CHU Fes")
+        rabat_id, fes_id = rabat.id, fes.id
+    out = Seeded()
+    # study uid, source id, label, instances, days after Monday for each instance
+    plan = [
+        ("2.25.101", rabat_id, "CHU_RABAT (CHU Rabat)", "v1", [0, 0, 1]),  # one study, two days
+        ("2.25.102", rabat_id, "CHU_RABAT (CHU Rabat)", "v2", [2]),
+        ("2.25.201", fes_id, "CHU_FES (CHU Fes)", "v1", [1, 1]),
+        ("2.25.301", None, "(unregistered) PACS1", "v1", [3]),
+    ]
+    for study, source_id, label, version, days in plan:
+        for n, day in enumerate(days):
+            when = MONDAY + timedelta(days=day)
+            job = add_instance(
+                sessions,
+                study=study,
+                series=f"{study}.1",
+                sop=f"{study}.1.{n}",
+                version=version,
+                when=when,
+            )
+            _attribute(sessions, job, source_id, when)
+            out.studies.setdefault(label, set()).add(study)
+            out.instances[label] = out.instances.get(label, 0) + 1
+    for name, source_id, label, reason in [
+        ("q-rabat-1", rabat_id, "CHU_RABAT (CHU Rabat)", "residual_phi"),
+        ("q-rabat-2", rabat_id, "CHU_RABAT (CHU Rabat)", "burned_in_text"),
+        ("q-fes-1", fes_id, "CHU_FES (CHU Fes)", "residual_phi"),
+    ]:
+        entry_id = hold(sessions, quarantine_dir, name)
+        with sessions.begin() as session:
+            entry = session.get_one(QuarantineEntry, entry_id)
+            entry.reason = reason
+            job_id = entry.job_id
+        _attribute(sessions, job_id, source_id, MONDAY + timedelta(days=1))
+        by_reason = out.quarantined.setdefault(label, {})
+        by_reason[reason] = by_reason.get(reason, 0) + 1
+        out.entries.append(entry_id)
+    return out
