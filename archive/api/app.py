@@ -61,6 +61,7 @@ def create_app(
     trusted_proxies: Sequence[str] = (),
     auth_failures_per_minute: int = 10,
     broker_state: Callable[[], str] | None = None,
+    dataset_secret: bytes | None = None,
 ) -> FastAPI:
     """`quarantine_dir` and `spool_dir` enable the stewards' retry and purge; `publish` is
     attached to `sessions` as their job sink, so a retried job is sent once its transaction
@@ -114,6 +115,7 @@ def create_app(
         spool_dir=spool_dir,
         sent=sent,
         trusted_proxies=parse_networks(trusted_proxies),
+        dataset_secret=dataset_secret,
     )
     app.state.broker_state = broker_state
     for router in ROUTERS:

@@ -2,7 +2,17 @@
 
 from fastapi import APIRouter
 
-from archive.api.routers import audit, catalog, health, profiles, quarantine, sources, tokens, users
+from archive.api.routers import (
+    audit,
+    catalog,
+    datasets,
+    health,
+    profiles,
+    quarantine,
+    sources,
+    tokens,
+    users,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
@@ -13,6 +23,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     sources.router,
     tokens.router,
     users.router,
+    datasets.router,
 )
 
 __all__ = ["ROUTERS"]
