@@ -73,7 +73,10 @@ def build_card(
             }
             if dim == "region":
                 row["population_share"] = round(reference.get(value, 0.0), 4)
-            why = _flag(row, min_share, min_patients)
+            # A value the query left out (another modality) is no finding; a region is.
+            why = (
+                _flag(row, min_share, min_patients) if value in counts or dim == "region" else None
+            )
             if why:
                 flags.append({"dimension": dim, "value": value, "reason": why})
             rows.append(row)

@@ -135,9 +135,12 @@ def export_dataset(
         manifest.append(entry)
     _write_manifest(manifest, target)
     splits = Counter(split for _, split in {(r["patient"], r["split"]) for r in rows})
+    # The card shows marginal counts (one dimension at a time) of the exported patients at
+    # the archive's own granularity, so they compare with the archive and the population;
+    # the combinations k-anonymity guards are those of the manifest.
     card = build_card(
         name,
-        protection.records,
+        rows,
         archive_rows,
         reference,
         extra={
