@@ -99,7 +99,8 @@ def create_app(
         description=(
             "Pseudonymous catalog and audit trail of the national archive. Bearer tokens: "
             "auditor (catalog, quarantine, audit: read), steward (profiles, quarantine), "
-            "admin (sources, tokens). Every request is recorded in the audit trail."
+            "admin (sources, tokens), researcher (datasets), certifier (sealed datasets). "
+            "Every request is recorded in the audit trail."
         ),
         responses=ERROR_ANSWERS,
     )
