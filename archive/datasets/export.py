@@ -1,8 +1,9 @@
 """Write a dataset to a folder: its instances from the archive store, a manifest (Parquet and
 CSV), the card (JSON, HTML, charts) and a SHA256SUMS file.
 
-Resumable: an instance already in place with the catalog's SHA-256 is not copied again, and
-files are written under a temporary name and renamed, so an interrupted export leaves only
+Each file's headers are brought to the manifest's generalization level (headers.py).
+Resumable: a file already in place with the same bytes is not written again, and files are
+written under a temporary name and renamed, so an interrupted export leaves only
 whole files. Nothing identifying goes in: pseudonyms, new UIDs and generalized categories.
 """
 
@@ -12,7 +13,6 @@ import csv
 import hashlib
 import json
 import os
-import shutil
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ from typing import Any
 
 from anonymizer.errors import RejectError
 from archive.datasets.card import build_card, draw, render_html
+from archive.datasets.headers import generalize_file
 from archive.datasets.privacy import protect
 
 MANIFEST_COLUMNS = (
@@ -42,6 +43,7 @@ MANIFEST_COLUMNS = (
     "key_id",
     "size_bytes",
     "sha256",
+    "archive_sha256",
     "path",
 )
 
@@ -78,18 +80,19 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _copy(source: Path, target: Path, sha256: str) -> bool:
-    """Copy unless a whole, matching copy is already there. True when it copied."""
-    if target.exists() and sha256_of(target) == sha256:
-        return False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".part")
-    shutil.copyfile(source, tmp)
-    if sha256_of(tmp) != sha256:
-        tmp.unlink()
+def _place(source: Path, target: Path, archive_sha256: str, row: Mapping[str, str]) -> str:
+    """The archived file, checked against the catalog, its headers generalized to `row`,
+    written to `target` unless the same bytes are already there. Returns their SHA-256."""
+    data = source.read_bytes()
+    if hashlib.sha256(data).hexdigest() != archive_sha256:
         raise RejectError("an archived file does not match its catalog checksum", code="corrupt")
-    os.replace(tmp, target)
-    return True
+    out = generalize_file(data, row)
+    digest = hashlib.sha256(out).hexdigest()
+    if target.exists() and sha256_of(target) == digest:
+        return ""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(target, out)
+    return digest
 
 
 def export_dataset(
@@ -124,13 +127,20 @@ def export_dataset(
                 f"{row['sop_uid']}.dcm",
             )
         )
-        if _copy(archive_dir / str(row["archive_path"]), target / relpath, str(row["sha256"])):
+        written = _place(
+            archive_dir / str(row["archive_path"]), target / relpath, str(row["sha256"]), protected
+        )
+        if written:
             copied += 1
         if progress is not None:
             progress(1)
         entry = {c: row.get(c) for c in MANIFEST_COLUMNS}
         for field in ("age_band", "study_month", "manufacturer"):
             entry[field] = protected[field]
+        # The exported file's digest: its headers were generalized, so it is not the
+        # archive's (kept as archive_sha256 for tracing back).
+        entry["sha256"] = written or sha256_of(target / relpath)
+        entry["archive_sha256"] = row["sha256"]
         entry["path"] = relpath
         manifest.append(entry)
     _write_manifest(manifest, target)

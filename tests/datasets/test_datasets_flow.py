@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 from collections import defaultdict
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pydicom
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -48,6 +50,25 @@ def _manifest(folder: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def _headers_match(ds: pydicom.Dataset, row: dict[str, str]) -> None:
+    """A file says no more than its manifest row: dates at the row's level, no exact age
+    behind a widened band, no manufacturer once suppressed."""
+    month = row["study_month"]
+    for keyword in ("StudyDate", "SeriesDate"):
+        value = str(ds.get(keyword, ""))
+        if month == "*":
+            assert value == ""
+        elif len(month) == 4:
+            assert value == f"{month}0101"
+        else:
+            assert value[:6] == month
+    low, high = row["age_band"].split("-")
+    if int(high) - int(low) > 9:
+        assert "PatientAge" not in ds
+    if row["manufacturer"] == "*":
+        assert not ds.Manufacturer and not ds.ManufacturerModelName
+
+
 def _check_export(folder: Path, threshold: int) -> list[dict[str, str]]:
     """What every export must hold: k >= threshold over its quasi-identifiers (recomputed
     from the manifest), checksums that match the files, the same rows in Parquet and CSV,
@@ -59,7 +80,9 @@ def _check_export(folder: Path, threshold: int) -> list[dict[str, str]]:
     assert card["k_anonymity"] >= threshold
     assert card["k_anonymity"] == k_anonymity(rows, QUASI_IDENTIFIERS)
     for row in rows:
-        assert hashlib.sha256((folder / row["path"]).read_bytes()).hexdigest() == row["sha256"]
+        data = (folder / row["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == row["sha256"]
+        _headers_match(pydicom.dcmread(io.BytesIO(data)), row)
     sums = (folder / "SHA256SUMS").read_text().splitlines()
     listed = {line.split("  ", 1)[1]: line.split("  ", 1)[0] for line in sums}
     on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {

@@ -38,7 +38,15 @@ MODALITIES = {
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 
-def _part10(sop_class: str, sop_uid: str, study_uid: str, series_uid: str, modality: str) -> bytes:
+def _part10(
+    sop_class: str,
+    sop_uid: str,
+    study_uid: str,
+    series_uid: str,
+    modality: str,
+    study_date: str,
+    age: int,
+) -> bytes:
     from io import BytesIO
 
     meta = FileMetaDataset()
@@ -53,6 +61,12 @@ def _part10(sop_class: str, sop_uid: str, study_uid: str, series_uid: str, modal
     ds.SeriesInstanceUID = series_uid
     ds.Modality = modality
     ds.PatientIdentityRemoved = "YES"
+    # What the archive keeps after the profile: shifted dates, the age, the equipment.
+    ds.StudyDate = study_date
+    ds.SeriesDate = study_date
+    ds.PatientAge = f"{age:03d}Y"
+    ds.Manufacturer = "ACME MEDICAL"
+    ds.ManufacturerModelName = "Scanner 9"
     buffer = BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
@@ -79,7 +93,7 @@ def build_archive(
         study_uid, series_uid = generate_uid(), generate_uid()
         for number in (1, 2):
             sop_uid = generate_uid()
-            data = _part10(sop_class, sop_uid, study_uid, series_uid, modality)
+            data = _part10(sop_class, sop_uid, study_uid, series_uid, modality, study_date, age)
             relpath = f"{study_uid}/{series_uid}/{sop_uid}.dcm"
             path = archive_dir / relpath
             path.parent.mkdir(parents=True, exist_ok=True)
