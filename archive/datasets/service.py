@@ -19,8 +19,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from anonymizer.errors import RejectError
+from archive.catalog.models import Instance, Patient, Series, Study
 from archive.datasets.models import Dataset, DatasetItem, SealedPatient
-from archive.datasets.query import Where, describe, select_rows
+from archive.datasets.query import Where, age_years, describe, select_rows
 from archive.datasets.splits import DEFAULT_PROPORTIONS, assign_splits, check_proportions
 from archive.governance.auth import ForbiddenError, Permission, Principal
 
@@ -152,9 +153,6 @@ def check_export(session: Session, dataset: Dataset, principal: Principal) -> bo
 
 def dataset_rows(session: Session, dataset: Dataset) -> list[dict[str, Any]]:
     """The frozen instances, described as at creation, each with its split."""
-    from archive.catalog.models import Instance, Patient, Series, Study
-    from archive.datasets.query import age_years
-
     stmt = (
         select(DatasetItem.split, Instance, Series, Study, Patient)
         .join(Instance, DatasetItem.instance_id == Instance.id)
