@@ -39,7 +39,23 @@ class DatasetIn(BaseModel):
     parent: str | None = Field(default=None, max_length=64)
 
 
-@router.get("/datasets")
+class DatasetOut(BaseModel):
+    """A frozen dataset: its query, split proportions, counts, seal."""
+
+    name: str
+    parent_id: int | None
+    query: dict[str, Any]
+    proportions: dict[str, float]
+    patients: int
+    studies: int
+    instances: int
+    sealed_at: str | None
+    created_by: str
+    created_at: str | None
+    holds_sealed_patients: bool | None = None
+
+
+@router.get("/datasets", response_model=list[DatasetOut])
 def datasets(
     request: Request, session: SessionDep, ctx: AuditDep, _who: DatasetReader
 ) -> list[dict[str, Any]]:
@@ -51,7 +67,7 @@ def datasets(
     return rows
 
 
-@router.get("/datasets/{name}")
+@router.get("/datasets/{name}", response_model=DatasetOut)
 def dataset(
     name: str, request: Request, session: SessionDep, ctx: AuditDep, _who: DatasetReader
 ) -> dict[str, Any]:
@@ -61,7 +77,7 @@ def dataset(
         return summary(found, holds_sealed(session, found))
 
 
-@router.post("/datasets", status_code=201)
+@router.post("/datasets", status_code=201, response_model=DatasetOut)
 def new_dataset(
     body: DatasetIn,
     request: Request,
