@@ -14,6 +14,7 @@ from amana import cli_governance, startup
 from amana.cli_anonymize import anonymize
 from amana.cli_catalog import audit_app, catalog_app
 from amana.cli_common import console
+from amana.cli_datasets import dataset_app
 from amana.cli_profile import profile_app
 from amana.cli_quarantine import quarantine_app
 from amana.cli_sources import sources_app
@@ -38,6 +39,7 @@ app.add_typer(sources_app, name="sources")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(db_app, name="db")
 app.add_typer(profile_app, name="profile")
+app.add_typer(dataset_app, name="dataset")
 for _command in (
     cli_governance.propose,
     cli_governance.approve,
@@ -53,6 +55,14 @@ def _settings() -> Settings:
     startup.check_values(settings)
     configure_logging(settings.log_level)
     return settings
+
+
+def _dataset_secret(settings: Settings) -> bytes | None:
+    """The API creates datasets only where the pseudonymization key is (the split key is
+    derived from it); elsewhere it lists them."""
+    from amana.keys import load_key
+
+    return load_key(settings.key_path).secret if settings.key_path.exists() else None
 
 
 def _tls_failed(exc: Exception) -> typer.Exit:
@@ -221,6 +231,7 @@ def api() -> None:
         # The API probes the broker itself: it uses the receivers' AMANA_BROKER_URL, and a
         # probe needs no shared file or catalog table (it may run on another machine).
         broker_state=CachedProbe(lambda: probe(celery)),
+        dataset_secret=_dataset_secret(settings),
     )
     audit.record(sessions, audit.application_activity("api", started=True))
     try:

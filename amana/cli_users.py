@@ -40,7 +40,7 @@ def _user_record(action: Action, command: str, name: str, **fields: Any) -> Audi
 @user_app.command("add")
 def user_add(
     name: str,
-    role: Annotated[str, typer.Option(help="auditor, steward or admin")],
+    role: Annotated[str, typer.Option(help="auditor, steward, admin, researcher or certifier")],
 ) -> None:
     """Add a user with one role; then `amana token create --user NAME`."""
     from archive import audit

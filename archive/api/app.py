@@ -63,6 +63,7 @@ def create_app(
     trusted_proxies: Sequence[str] = (),
     auth_failures_per_minute: int = 10,
     broker_state: Callable[[], str] | None = None,
+    dataset_secret: bytes | None = None,
 ) -> FastAPI:
     """`quarantine_dir` and `spool_dir` enable the stewards' retry and purge; `publish` is
     attached to `sessions` as their job sink, so a retried job is sent once its transaction
@@ -100,7 +101,8 @@ def create_app(
         description=(
             "Pseudonymous catalog and audit trail of the national archive. Bearer tokens: "
             "auditor (catalog, quarantine, audit: read), steward (profiles, quarantine), "
-            "admin (sources, tokens). Every request is recorded in the audit trail."
+            "admin (sources, tokens), researcher (datasets), certifier (sealed datasets). "
+            "Every request is recorded in the audit trail."
         ),
         responses=ERROR_ANSWERS,
         # Served by archive.console from vendored copies, not from a CDN.
@@ -119,6 +121,7 @@ def create_app(
         spool_dir=spool_dir,
         sent=sent,
         trusted_proxies=parse_networks(trusted_proxies),
+        dataset_secret=dataset_secret,
     )
     app.state.broker_state = broker_state
     for router in ROUTERS:

@@ -70,6 +70,9 @@ class ApiState:
     sent: SentJobs | None = None
     # Peers whose X-Forwarded-For is believed (archive/api/clients.py); none by default.
     trusted_proxies: tuple[Network, ...] = ()
+    # The pseudonymization secret, from which dataset splits are keyed (archive/datasets);
+    # without it the API lists datasets but does not create them.
+    dataset_secret: bytes | None = None
 
 
 def _state(request: Request) -> ApiState:
@@ -244,6 +247,8 @@ SourceWriter = Annotated[Principal, Depends(_requires(Permission.SOURCES_WRITE))
 TokenAdmin = Annotated[Principal, Depends(_requires(Permission.TOKENS_WRITE))]
 UserReader = Annotated[Principal, Depends(_requires(Permission.USERS_READ))]
 UserAdmin = Annotated[Principal, Depends(_requires(Permission.USERS_WRITE))]
+DatasetReader = Annotated[Principal, Depends(_requires(Permission.DATASETS_READ))]
+DatasetWriter = Annotated[Principal, Depends(_requires(Permission.DATASETS_WRITE))]
 
 
 @contextmanager

@@ -33,6 +33,10 @@ class Role(enum.StrEnum):
     AUDITOR = "auditor"
     STEWARD = "steward"
     ADMIN = "admin"
+    # Datasets for AI (archive/datasets): researchers make and export cohorts; certifiers
+    # seal held-out sets and are the only ones who export them.
+    RESEARCHER = "researcher"
+    CERTIFIER = "certifier"
 
 
 class ProfileVersionStatus(enum.StrEnum):

@@ -37,6 +37,11 @@ class Permission(StrEnum):
     USERS_READ = "users:read"
     USERS_WRITE = "users:write"
     TOKENS_WRITE = "tokens:write"
+    DATASETS_READ = "datasets:read"
+    DATASETS_WRITE = "datasets:write"
+    DATASETS_EXPORT = "datasets:export"
+    DATASETS_SEAL = "datasets:seal"
+    DATASETS_EXPORT_SEALED = "datasets:export-sealed"
 
 
 # Separation of duties: no role both changes the rules and reads the record of their use.
@@ -69,6 +74,19 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.USERS_READ,
             Permission.USERS_WRITE,
             Permission.TOKENS_WRITE,
+        }
+    ),
+    Role.RESEARCHER: frozenset(
+        {Permission.DATASETS_READ, Permission.DATASETS_WRITE, Permission.DATASETS_EXPORT}
+    ),
+    # The certification body also makes the cohorts it then seals; exporting a sealed set is
+    # its alone, and it exports nothing else, so held-out data has one way out.
+    Role.CERTIFIER: frozenset(
+        {
+            Permission.DATASETS_READ,
+            Permission.DATASETS_WRITE,
+            Permission.DATASETS_SEAL,
+            Permission.DATASETS_EXPORT_SEALED,
         }
     ),
 }

@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from archive.api.routers import (
     audit,
     catalog,
+    datasets,
     health,
     profiles,
     quarantine,
@@ -24,6 +25,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     sources.router,
     tokens.router,
     users.router,
+    datasets.router,
 )
 
 __all__ = ["ROUTERS"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 import archive.catalog.models_governance  # noqa: F401  (registers the governance tables)
+import archive.datasets.models  # noqa: F401  (registers the dataset tables)
 from archive.catalog.db import make_engine
 from archive.catalog.models import Base
 
