@@ -7,16 +7,24 @@
 Starts its own PostgreSQL and Redis (so it can stop and wipe them), `amana receive` and
 `amana worker` as separate processes, and sends the corpus with dcmtk's storescu in
 batches, re-sending whatever was not acknowledged (as a PACS does). While it sends, it
-SIGKILLs the worker twice, restarts Redis with its data wiped, stops PostgreSQL for 30 s
-and SIGKILLs the receiver once. It ends by printing sent, acknowledged, archived,
-quarantined, lost and duplicated, and exits non-zero unless lost = duplicated = 0.
+SIGKILLs the worker twice, restarts Redis with its data wiped, stops Redis for 25 s (and
+starts it again on the same port, empty), fills the spool's filesystem below the free-space
+threshold for 20 s, stops PostgreSQL for 30 s and SIGKILLs the receiver five times. It ends
+by printing sent, re-sent, acknowledged, archived, quarantined, lost and duplicated, each
+fault's time and recovery, and exits non-zero unless lost = duplicated = 0.
+
+The spool lives on a tmpfs of its own when the run may mount one (root), so "disk nearly
+full" is a real filesystem nearly full; otherwise the receiver is restarted with
+AMANA_SPOOL_MIN_FREE_MB just above the spool's free space for the fault's duration.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,35 +44,62 @@ OK_RE = re.compile(r"Received Store Response \(Success\)")
 
 
 class Component:
-    """One Amana process, restartable, killed as a whole process group."""
+    """One Amana process, restartable, killed as a whole process group.
+
+    Supervised as compose's `restart: unless-stopped` does: a process that ends by itself
+    (the worker exits when PostgreSQL is down while it starts) is started again."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
         self.name, self.args, self.env, self.log = name, args, env, log
         self.proc: subprocess.Popen[bytes] | None = None
+        self.wanted = False
+        self.restarts = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._supervise, daemon=True).start()
 
     def start(self) -> None:
-        out = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "amana.cli", *self.args],
-            env=self.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            start_new_session=True,
-        )
+        with self._lock:
+            out = self.log.open("ab")
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "amana.cli", *self.args],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                start_new_session=True,
+            )
+            self.wanted = True
+
+    def _supervise(self) -> None:
+        while True:
+            time.sleep(1)
+            with self._lock:
+                ended = self.wanted and self.proc is not None and self.proc.poll() is not None
+            if ended:
+                self.restarts += 1
+                print(f"{self.name} ended by itself; restarted", flush=True)
+                time.sleep(2)
+                self.start()
 
     def kill(self) -> None:
-        if self.proc is not None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        with self._lock:
+            self.wanted = False
+            if self.proc is not None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+        with self._lock:
+            self.wanted = False
+            proc = self.proc
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
             try:
-                self.proc.wait(30)
+                proc.wait(30)
             except subprocess.TimeoutExpired:
-                self.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 @dataclass
@@ -74,14 +109,27 @@ class Sender:
     batch: int = 50
     acked: set[Path] = field(default_factory=set)
     attempts: int = 0
+    # Spread the first sending of the corpus over this long, as a PACS's rate would, so the
+    # faults land while it sends (storescu alone sends a batch in about a second).
+    send_s: float = 0.0
+    offered: int = 0
+    failed_batches: int = 0
 
     def run(self, deadline: float) -> None:
         pending = list(self.files)
         env = dict(os.environ, TCP_NODELAY="1")
+        began, first_sends = time.monotonic(), 0
         while pending and time.monotonic() < deadline:
             batch, pending = pending[: self.batch], pending[self.batch :]
+            if first_sends < len(self.files):
+                due = began + self.send_s * first_sends / len(self.files)
+                time.sleep(max(0.0, due - time.monotonic()))
+                first_sends += len(batch)
             self.attempts += 1
-            result = subprocess.run(
+            self.offered += len(batch)
+            # Read as it goes, so that progress (and the faults keyed on it) moves within an
+            # association, and a kill lands in the middle of one.
+            proc = subprocess.Popen(
                 [
                     "storescu",
                     "-v",
@@ -94,18 +142,22 @@ class Sender:
                     *map(str, batch),
                 ],
                 env=env,
-                capture_output=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
                 text=True,
-                timeout=600,
             )
+            assert proc.stdout is not None
             current: Path | None = None
-            for line in (result.stdout + result.stderr).splitlines():
+            for line in proc.stdout:
                 if m := SENT_RE.search(line):
                     current = Path(m.group(1).strip())
                 elif OK_RE.search(line) and current is not None:
                     self.acked.add(current)
                     current = None
+            returncode = proc.wait(600)
             missing = [f for f in batch if f not in self.acked]
+            if missing or returncode != 0:
+                self.failed_batches += 1
             if missing:
                 pending.extend(missing)  # a PACS retries what was not acknowledged
                 time.sleep(1)
@@ -113,6 +165,88 @@ class Sender:
     @property
     def progress(self) -> float:
         return len(self.acked) / max(1, len(self.files))
+
+    @property
+    def resent(self) -> int:
+        return self.offered - len(self.acked)
+
+
+class SpoolDisk:
+    """The spool's filesystem: a small tmpfs of its own when this run may mount one."""
+
+    def __init__(self, mountpoint: Path, size_mb: int) -> None:
+        self.mountpoint = mountpoint
+        mountpoint.mkdir(parents=True, exist_ok=True)
+        self.mounted = (
+            size_mb > 0
+            and os.geteuid() == 0
+            and subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(mountpoint)],
+                capture_output=True,
+            ).returncode
+            == 0
+        )
+        # Beside the spool on the same filesystem, never inside the tree Amana manages.
+        self.spool = mountpoint / "spool"
+        self.ballast = mountpoint / "ballast"
+
+    def free(self) -> int:
+        return shutil.disk_usage(self.mountpoint).free
+
+    def fill_below(self, min_free: int, until: float) -> None:
+        """Hold the free space just under `min_free` until `until`: the worker drains the
+        spool meanwhile, so the ballast grows to keep the disk nearly full."""
+        chunk = b"\0" * (1024 * 1024)
+        with self.ballast.open("ab") as out:
+            while time.monotonic() < until:
+                try:
+                    while self.free() > min_free - 4 * len(chunk):
+                        out.write(chunk)
+                        out.flush()
+                except OSError:
+                    pass
+                time.sleep(0.2)
+
+    def empty(self) -> None:
+        self.ballast.unlink(missing_ok=True)
+
+    def unmount(self) -> None:
+        if self.mounted:
+            subprocess.run(["umount", "-l", str(self.mountpoint)], capture_output=True)
+
+
+class Recovery:
+    """How long after a fault ends until both acknowledgements and archiving move again."""
+
+    def __init__(self, sender: Sender, archive: Path, note: Callable[[str], None]) -> None:
+        self.sender, self.archive, self.note = sender, archive, note
+        self.threads: list[threading.Thread] = []
+
+    def watch(self, fault: str, deadline: float) -> None:
+        thread = threading.Thread(target=self._watch, args=(fault, deadline), daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def _archived(self) -> int:
+        return sum(1 for _ in self.archive.rglob("*.dcm")) if self.archive.exists() else 0
+
+    def _watch(self, fault: str, deadline: float) -> None:
+        t0, acked0, archived0 = time.monotonic(), len(self.sender.acked), self._archived()
+        acked_at = archived_at = None
+        while time.monotonic() < deadline and (acked_at is None or archived_at is None):
+            now = time.monotonic()
+            if acked_at is None and (
+                len(self.sender.acked) > acked0 or len(self.sender.acked) == len(self.sender.files)
+            ):
+                acked_at = now
+            if archived_at is None and self._archived() > archived0:
+                archived_at = now
+            time.sleep(0.5)
+        parts = [
+            f"acknowledging again after {acked_at - t0:.1f} s" if acked_at else "no ack seen",
+            f"archiving again after {archived_at - t0:.1f} s" if archived_at else "no archive seen",
+        ]
+        self.note(f"recovered from {fault}: {', '.join(parts)}")
 
 
 def expected_sop_uids(files: list[Path], key_file: Path, profile: str) -> dict[Path, str]:
@@ -134,6 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instances", type=int, default=2000)
     parser.add_argument("--studies", type=int, default=20)
     parser.add_argument("--pg-outage-s", type=float, default=30.0)
+    parser.add_argument("--broker-outage-s", type=float, default=25.0)
+    parser.add_argument("--receiver-kills", type=int, default=5)
+    parser.add_argument("--disk-full-s", type=float, default=20.0, help="0: no disk-full fault")
+    parser.add_argument("--spool-tmpfs-mb", type=int, default=1024)
+    parser.add_argument("--send-s", type=float, default=240.0, help="pace of the first sending")
+    parser.add_argument("--batch", type=int, default=50, help="instances per association")
     parser.add_argument("--timeout-s", type=float, default=1800.0)
     args = parser.parse_args(argv)
 
@@ -142,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     files = make_corpus(work / "corpus", instances=args.instances, studies=args.studies)
     pg, redis = ThrowawayPostgres(), ThrowawayRedis()
     components: list[Component] = []
+    disk = SpoolDisk(work / "spooldisk", args.spool_tmpfs_mb if args.disk_full_s > 0 else 0)
+    min_free_mb = 64
     # Whatever happens, the servers and the Amana processes of this run end with it.
     try:
         pg.start()
@@ -149,6 +291,10 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ)
         env.update(
             AMANA_HOME=str(work / "home"),
+            AMANA_SPOOL_DIR=str(disk.spool),
+            # Beside the spool: quarantining renames out of the spool, which fails across
+            # filesystems (archive/fsio.py durable_move; see docs/reliability.md).
+            AMANA_QUARANTINE_DIR=str(disk.mountpoint / "quarantine"),
             AMANA_DATABASE_URL=f"{pg.url}/postgres",
             AMANA_BROKER_URL=redis.url,
             AMANA_DICOM_PORT=str(free_port()),
@@ -158,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             AMANA_SWEEP_INTERVAL_S="2",
             # Sampled CT series are decided once they stop growing (as studies complete).
             AMANA_STUDY_STABLE_AFTER_S="5",
-            AMANA_SPOOL_MIN_FREE_MB="64",
+            AMANA_SPOOL_MIN_FREE_MB=str(min_free_mb),
             AMANA_ACCEPT_LOOPBACK="true",
         )
         from amana.keys import ensure_key
@@ -180,8 +326,9 @@ def main(argv: list[str] | None = None) -> int:
         wait_port("127.0.0.1", port, 60)
 
         deadline = time.monotonic() + args.timeout_s
-        sender = Sender(files, port)
-        sending = threading.Thread(target=sender.run, args=(deadline,))
+        sender = Sender(files, port, batch=args.batch, send_s=args.send_s)
+        # A daemon: an interrupted run must not keep re-sending to a receiver that is gone.
+        sending = threading.Thread(target=sender.run, args=(deadline,), daemon=True)
         started = time.monotonic()
         sending.start()
         events: list[str] = []
@@ -190,51 +337,116 @@ def main(argv: list[str] | None = None) -> int:
             events.append(f"{time.monotonic() - started:7.1f}s {text}")
             print(events[-1], flush=True)
 
-        when(lambda: sender.progress, 0.10, deadline)
-        worker.kill()
-        note("SIGKILL worker")
-        time.sleep(2)
-        worker.start()
-        when(lambda: sender.progress, 0.25, deadline)
-        redis.stop()
-        redis.start()
-        note("Redis restarted with its data wiped")
-        when(lambda: sender.progress, 0.40, deadline)
-        worker.kill()
-        note("SIGKILL worker")
-        time.sleep(2)
-        worker.start()
-        when(lambda: sender.progress, 0.55, deadline)
-        pg.stop()
-        note(f"PostgreSQL stopped for {args.pg_outage_s:.0f} s")
-        time.sleep(args.pg_outage_s)
-        pg.start()
-        note("PostgreSQL started")
-        when(lambda: sender.progress, 0.70, deadline)
-        receiver.kill()
-        note("SIGKILL receiver")
-        time.sleep(2)
-        receiver.start()
+        recovery = Recovery(sender, work / "home" / "archive", note)
+
+        def kill_worker() -> None:
+            worker.kill()
+            note("SIGKILL worker")
+            time.sleep(2)
+            worker.start()
+            recovery.watch("worker kill", deadline)
+
+        def kill_receiver(n: int) -> Callable[[], None]:
+            def fault() -> None:
+                receiver.kill()
+                note(f"SIGKILL receiver ({n} of {args.receiver_kills})")
+                time.sleep(2)
+                receiver.start()
+                recovery.watch(f"receiver kill {n}", deadline)
+
+            return fault
+
+        def wipe_redis() -> None:
+            redis.stop()
+            redis.start()
+            note("Redis restarted with its data wiped")
+            recovery.watch("Redis wipe", deadline)
+
+        def broker_outage() -> None:
+            redis.stop()
+            note(f"Redis stopped for {args.broker_outage_s:.0f} s")
+            time.sleep(args.broker_outage_s)
+            redis.start()  # same port, nothing kept: the worst case
+            note("Redis started again, empty")
+            recovery.watch("broker outage", deadline)
+
+        def pg_outage() -> None:
+            pg.stop()
+            note(f"PostgreSQL stopped for {args.pg_outage_s:.0f} s")
+            time.sleep(args.pg_outage_s)
+            pg.start()
+            note("PostgreSQL started")
+            recovery.watch("PostgreSQL outage", deadline)
+
+        def disk_full() -> None:
+            until = time.monotonic() + args.disk_full_s
+            if disk.mounted:
+                note(f"spool tmpfs filled below {min_free_mb} MB free for {args.disk_full_s:.0f} s")
+                disk.fill_below(min_free_mb * 1024 * 1024, until)
+                disk.empty()
+            else:
+                receiver.stop()
+                receiver.env = dict(env, AMANA_SPOOL_MIN_FREE_MB=str(disk.free() // 2**20 + 1024))
+                receiver.start()
+                note(
+                    "receiver restarted with its free-space threshold above the spool's "
+                    f"free space for {args.disk_full_s:.0f} s"
+                )
+                time.sleep(max(0.0, until - time.monotonic()))
+                receiver.stop()
+                receiver.env = env
+                receiver.start()
+            note("spool space back")
+            recovery.watch("disk nearly full", deadline)
+
+        faults: list[tuple[float, Callable[[], None]]] = [
+            (0.08, kill_worker),
+            (0.20, wipe_redis),
+            (0.40, kill_worker),
+            (0.55, pg_outage),
+        ]
+        if args.broker_outage_s > 0:
+            faults.append((0.28, broker_outage))
+        if args.disk_full_s > 0:
+            faults.append((0.47, disk_full))
+        for n in range(args.receiver_kills):
+            # Spread over the sending, between the other faults.
+            faults.append((0.14 + 0.72 * n / max(1, args.receiver_kills), kill_receiver(n + 1)))
+        for threshold, fault in sorted(faults, key=lambda f: f[0]):
+            when(lambda: sender.progress, threshold, deadline)
+            fault()
         sending.join()
-        note(f"sender finished: {len(sender.acked)} acknowledged in {sender.attempts} batches")
+        note(
+            f"sender finished: {len(sender.acked)} acknowledged, {sender.resent} re-sent, "
+            f"in {sender.attempts} batches ({sender.failed_batches} not wholly acknowledged)"
+        )
 
         expected = expected_sop_uids(sorted(sender.acked), work / "key", "ma-national")
         report = wait_for_settlement(env, set(expected.values()), work, deadline)
+        note("settled")
     finally:
         for component in components:
             component.stop()
         pg.destroy()
         redis.destroy()
+        disk.unmount()
 
     archived = report["archived"]
     lost = len(sender.acked) - archived - report["quarantined"]
     print()
+    spool_disk = f"tmpfs {args.spool_tmpfs_mb} MB" if disk.mounted else "shared"
+    print(f"spool disk    {spool_disk}")
     print(f"sent          {len(files)}")
+    print(f"re-sent       {sender.resent}")
     print(f"acknowledged  {len(sender.acked)}")
     print(f"archived      {archived}")
     print(f"quarantined   {report['quarantined']}")
     print(f"lost          {lost}")
     print(f"duplicated    {report['duplicated']}")
+    print("events")
+    for event in events:
+        print(f"  {event}")
+    print(f"restarted     worker {worker.restarts}, receiver {receiver.restarts} (ended by itself)")
     print(f"elapsed       {time.monotonic() - started:.0f} s")
     ok = lost == 0 and report["duplicated"] == 0 and len(sender.acked) == len(files)
     return 0 if ok else 1
