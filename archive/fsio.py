@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,16 +28,36 @@ def fsync_file(path: Path) -> None:
 def durable_move(
     src: Path, dest: Path, *, mode: int | None = None, flush_dir: bool = True
 ) -> None:
-    """Flush `src`, rename it to `dest` (same filesystem) and flush the directory entry.
-    `flush_dir=False`: the caller flushes `dest.parent` itself (once for several moves)
-    before it relies on the rename."""
+    """Flush `src`, rename it to `dest` and flush the directory entry. `flush_dir=False`:
+    the caller flushes `dest.parent` itself (once for several moves) before it relies on
+    the rename. Across filesystems (a spool on its own disk, the quarantine on another)
+    the file is copied durably first and `src` removed only then."""
     fsync_file(src)
     if mode is not None:
         os.chmod(src, mode)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(src, dest)
+    try:
+        os.replace(src, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        _copy_across(src, dest)
+        return
     if flush_dir:
         fsync_dir(dest.parent)
+
+
+def _copy_across(src: Path, dest: Path) -> None:
+    # The copy is durable at `dest` before `src` goes: a crash in between leaves both,
+    # never neither (the job still names `src`, and a re-run moves it again).
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    shutil.copyfile(src, tmp)
+    shutil.copymode(src, tmp)
+    fsync_file(tmp)
+    os.replace(tmp, dest)
+    fsync_dir(dest.parent)
+    os.unlink(src)
+    fsync_dir(src.parent)
 
 
 def durable_write(dest: Path, data: bytes, *, mode: int = 0o640) -> None:
