@@ -21,6 +21,7 @@ from archive import audit
 from archive.api.deps import (
     MAX_EXPORT_ROWS,
     TOKEN_ID,
+    AuditContext,
     AuditDep,
     SessionDep,
     StateDep,
@@ -398,6 +399,24 @@ def quarantine_entry(
     )
 
 
+def _begin_quarantine_step(
+    who: Who, ctx: AuditContext, csrf: str, confirm: str | None, step: str, action: audit.Action
+) -> None:
+    """What every steward step on a quarantined instance starts with: the form's CSRF
+    token, the step's audit event (recorded as refused if what follows refuses), and the
+    confirmation box."""
+    require_csrf(who[1], csrf)
+    ctx.set(
+        audit.EventId.SECURITY_ALERT,
+        action,
+        event_type=audit.EventType.USE_OF_RESTRICTED_FUNCTION,
+        object_type="quarantine",
+        step=step,
+    )
+    if confirm != "yes":
+        raise RejectError(f"confirm the {step}", code="bad_request")
+
+
 @router.post("/quarantine/{entry_id}/retry")
 def quarantine_retry(
     request: Request,
@@ -410,16 +429,7 @@ def quarantine_retry(
     confirm: Annotated[str | None, Form(max_length=8)] = None,
 ) -> Response:
     """Send a held original through the pipeline again (the API's retry)."""
-    require_csrf(who[1], csrf)
-    ctx.set(
-        audit.EventId.SECURITY_ALERT,
-        audit.Action.UPDATE,
-        event_type=audit.EventType.USE_OF_RESTRICTED_FUNCTION,
-        object_type="quarantine",
-        step="retry",
-    )
-    if confirm != "yes":
-        raise RejectError("confirm the retry", code="bad_request")
+    _begin_quarantine_step(who, ctx, csrf, confirm, "retry", audit.Action.UPDATE)
     if state.quarantine_dir is None or state.spool_dir is None:
         raise RetryableError("quarantine actions are not configured on this API")
     with unit(request, ctx, session) as work:
@@ -445,16 +455,7 @@ def quarantine_purge(
     confirm: Annotated[str | None, Form(max_length=8)] = None,
 ) -> Response:
     """Delete a held original for good (the API's purge)."""
-    require_csrf(who[1], csrf)
-    ctx.set(
-        audit.EventId.SECURITY_ALERT,
-        audit.Action.DELETE,
-        event_type=audit.EventType.USE_OF_RESTRICTED_FUNCTION,
-        object_type="quarantine",
-        step="purge",
-    )
-    if confirm != "yes":
-        raise RejectError("confirm the purge", code="bad_request")
+    _begin_quarantine_step(who, ctx, csrf, confirm, "purge", audit.Action.DELETE)
     if state.quarantine_dir is None:
         raise RetryableError("quarantine actions are not configured on this API")
     with unit(request, ctx, session) as work:
