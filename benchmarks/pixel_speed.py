@@ -10,9 +10,10 @@ time says little), median of `--rounds`:
   re-encoding, writing);
 - 90-frame cines made of that frame (one run each, as a multiple of the one frame): the
   frame repeated (native and RLE), repeated with its clock redrawn on frames 10-19 and
-  60-69 (bands that change between the frames OCR samples), and with the image area shifted a few
-  pixels from frame to frame (a live image; its colour Doppler then moves over areas that
-  are still on the other frames);
+  60-69 (bands that change between the frames OCR samples; the new times are drawn inside
+  the clock's mask, so they need no reading of their own), and with the image area shifted
+  a few pixels from frame to frame (a live image; its colour Doppler then moves over areas
+  that are still on the other frames, and under the masks of what OCR read in it);
 - the baseline of the same run: `tesseract` (the command, ara+fra+eng, psm 11) on the
   whole frame, its child-process CPU, and the same through the loaded in-process binding.
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from .ink import Ink, dilate, grey_of, text_bands
+from .ink import Ink, Region, changed_region, dilate, grey_of, region_area, text_bands
 
 # Display values (0-255) two frames may differ by and still show the same pixel: lossy
 # compression redraws static areas a little differently from frame to frame.
@@ -33,6 +33,9 @@ GLYPH_WINDOW = (15, 31)
 # sampled frame: text drawn over the image, without finding its ink (the costly part).
 EXTREME_GREY = 235
 EXTRA_EXTREME_PIXELS = 25
+# Pixels of an unchanging speck enclosed by the live image that count as live image: less
+# than one small glyph (a 15x31 window holds a word's letter with room around it).
+LIVE_SPECK_PIXELS = 120
 # Read frames a frame is compared with, nearest first: a loop whose text changes on every
 # frame would otherwise be compared with every frame read before it.
 COMPARED_READINGS = 4
@@ -70,6 +73,19 @@ class _Reading:
             bands[rows, columns] = True
         return cls(index, image, strokes, dilate(bands, 9, 9), mask)
 
+    def beside(self, reference: _Reading, region: Region) -> _Reading:
+        """This reading of `region` alone, completed outside it by `reference`'s (whose
+        frame shows the same pixels there)."""
+        inside = np.zeros(self.strokes.shape, dtype=bool)
+        inside[region] = True
+        return _Reading(
+            self.index,
+            self.image,
+            np.where(inside, self.strokes, reference.strokes),
+            np.where(inside, self.bands, reference.bands),
+            self.mask | reference.mask,
+        )
+
 
 @dataclass(frozen=True)
 class FrameMasks:
@@ -86,13 +102,37 @@ def frame_masks(
     read: Callable[[Ink], np.ndarray],
     samples: int,
     min_chroma: int,
+    find_region: Callable[[np.ndarray, Region], Ink] | None = None,
 ) -> FrameMasks:
     """Masks for all `count` frames: `find` gives a frame's ink (cheap), `read` the mask
     its OCR'd text gives (the cost). OCR reads the sampled frames and each frame whose
-    text areas differ from the frames read before it."""
+    text areas differ from the frames read before it.
+
+    `find_region`, when given, finds the ink of one part of a frame (as the whole frame's
+    reading would there): a frame that differs from a frame already read only in a part
+    (a live image between still borders and bands) is read in that part alone, the
+    reading of the other frame holding for the rest, pixel for pixel the same."""
     sampled = sample_indices(count, samples)
     readings: list[_Reading] = []
     read_frames: list[int] = []
+
+    def reading_of(index: int, image: np.ndarray, extra: np.ndarray | None) -> _Reading:
+        best: tuple[int, _Reading, Region] | None = None
+        if find_region is not None:
+            for other in readings:
+                region = changed_region(image, other.image)
+                if region is not None and (best is None or region_area(region) < best[0]):
+                    best = (region_area(region), other, region)
+        if best is not None and best[0] < image.shape[0] * image.shape[1]:
+            assert find_region is not None
+            _, reference, region = best
+            ink = find_region(image, region)
+            mask = read(ink) if extra is None else extra | read(ink)
+            return _Reading.of(index, image, ink, mask).beside(reference, region)
+        ink = find(image)
+        mask = read(ink) if extra is None else extra | read(ink)
+        return _Reading.of(index, image, ink, mask)
+
     for index in sampled:
         image = image_of(index)
         # A sampled frame equal, pixel for pixel, to one read before (a still loop) would
@@ -101,8 +141,7 @@ def frame_masks(
         if same is not None:
             readings.append(_Reading(index, image, same.strokes, same.bands, same.mask))
             continue
-        ink = find(image)
-        readings.append(_Reading.of(index, image, ink, read(ink)))
+        readings.append(reading_of(index, image, None))
         read_frames.append(index)
     union = np.logical_or.reduce([r.mask for r in readings])
     # Text read on any sampled frame is masked on every frame (a banner that blinks).
@@ -127,8 +166,7 @@ def frame_masks(
         ):
             match = None
         if match is None:
-            ink = find(image)
-            match = _Reading.of(index, image, ink, union | read(ink))
+            match = reading_of(index, image, union)
             readings.append(match)
             read_frames.append(index)
         masks[index] = match.mask
@@ -168,7 +206,11 @@ def differences(image: np.ndarray, reading: _Reading, static: np.ndarray) -> np.
     if difference.ndim == 3:
         r, g, b = difference[..., 0], difference[..., 1], difference[..., 2]
         difference = np.maximum(np.maximum(r, g), b)
-    differing = (difference > SAME_PIXEL_TOLERANCE) & (static | reading.strokes)
+    # Pixels the reading's mask covers are filled on this frame whatever they show (a
+    # frame is given at least the mask of the frame it matches): only a difference the
+    # mask leaves visible can be text left unread. This is what lets a live image under
+    # masked strokes (colour Doppler that OCR read as words) match from frame to frame.
+    differing = (difference > SAME_PIXEL_TOLERANCE) & (static | reading.strokes) & ~reading.mask
     if int(np.count_nonzero(differing)) <= DIFFERING_PIXELS:
         return None
     window = GLYPH_WINDOW[0] * GLYPH_WINDOW[1]
@@ -206,4 +248,14 @@ def live_area(count: int, image_of: Callable[[int], np.ndarray]) -> np.ndarray:
     # fraction of their surroundings. Text read there is compared by its strokes anyway.
     # The margin takes in the speckle along the edge of the moving image.
     core = ndi.uniform_filter(changing, size=15) >= 0.5
-    return dilate(core, 9, 9)
+    live = dilate(core, 9, 9)
+    # Specks of the live image that happen not to change (a colour Doppler pixel that
+    # stays saturated), enclosed by it and smaller than one glyph: part of the image,
+    # not still text (a still word is larger and is compared as static).
+    holes, count = ndi.label(ndi.binary_fill_holes(live) & ~live)
+    if count:
+        sizes = np.bincount(holes.ravel(), minlength=count + 1)
+        small = sizes <= LIVE_SPECK_PIXELS
+        small[0] = False
+        live |= small[holes]
+    return live  # type: ignore[no-any-return]

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from pydicom.dataset import Dataset
 
 from anonymizer.errors import QuarantineError, QuarantineReason
 
-from . import cine, codec, mask, ocr, overlays, reread, verify
+from . import cine, codec, ink, mask, ocr, overlays, reread, verify
 from .allowlist import allowlist_for
 from .cine import sample_indices
 from .policy import OcrSettings, PixelPolicy
@@ -160,12 +160,12 @@ def _ink_present(frames: codec.Frames, settings: OcrSettings) -> bool:
     """The cheap text-presence test of a screened slice: text-like ink (ink.py) in any
     frame OCR would sample, looked for at verification's lower thresholds."""
     for index in sample_indices(frames.count, settings.sample_frames):
-        ink = ocr.find_ink(
+        found = ocr.find_ink(
             display_frame(frames, index),
             min_contrast=settings.verify_min_contrast,
             min_chroma=settings.verify_min_chroma,
         )
-        if ink.candidates.any():
+        if found.candidates.any():
             return True
     return False
 
@@ -222,12 +222,21 @@ def _ocr_masks(
     # What each reading decided, in reading order (the order of `found.read`).
     decided: list[list[tuple[ocr.Word, WordFate]]] = []
 
-    def read(ink: ocr.Ink) -> np.ndarray:
-        text = ocr.read_ink(ink, settings)
+    def read(found: ocr.Ink) -> np.ndarray:
+        text = ocr.read_ink(found, settings)
         if trace is not None:
             masked, kept = mask.decide(text.words, secrets.secrets, secrets.allow, secrets.mode)
             decided.append([(w, "masked") for w in masked] + [(w, "kept") for w in kept])
         return _text_mask(text, shape, settings, secrets)
+
+    def find_region(image: np.ndarray, region: ink.Region) -> ocr.Ink:
+        part = ocr.find_ink(
+            image[region],
+            min_contrast=settings.min_contrast,
+            min_chroma=settings.min_chroma,
+            light_floor=ink.frame_light_floor(image),
+        )
+        return ink.embed(part, region, shape)
 
     found = cine.frame_masks(
         frames.count,
@@ -236,6 +245,7 @@ def _ocr_masks(
         read,
         settings.sample_frames,
         settings.min_chroma,
+        find_region,
     )
     if trace is not None:
         for index, words in zip(found.read, decided, strict=True):
@@ -281,25 +291,33 @@ def _verify(
     forbid = str(original.get("Modality", "")).upper() in {m.upper() for m in policy.forbid_text_in}
     allow = allowlist_for(policy)
     # A frame equal, pixel for pixel, to one already verified reads the same (a still
-    # loop, a frozen frame): reading it again cannot find anything new.
+    # loop, a frozen frame): reading it again cannot find anything new. A frame equal to
+    # one verified except in a part (a live image between still bands) is read in that
+    # part alone, grown by the reach of the ink filters: the rest is the same pixels.
     verified: set[bytes] = set()
+    seen: list[np.ndarray] = []
+    pages: list[ocr.Page | None] = []
+    checked: list[tuple[int, ink.Region | None]] = []
     for index in sorted(indices):
         image = display_frame(frames, index)
         digest = hashlib.blake2b(image.tobytes(), digest_size=16).digest()
         if digest in verified:
             continue
         verified.add(digest)
-        text = ocr.read_frame(
-            image,
-            settings,
-            min_contrast=settings.verify_min_contrast,
-            min_chroma=settings.verify_min_chroma,
-        )
-        # A second reading shares no preprocessing with detection (reread.py). Any word
-        # it finds off the allow-list counts; the first reading, close to detection's,
-        # reads speckle as Arabic letters too often to be held to that.
-        independent = reread.read_independently(image, settings)
-        words = text.words + independent
+        region = _smallest_change(image, seen)
+        seen.append(image)
+        pages.extend(_verify_pages(image, region, settings))
+        checked.append((index, region))
+    # Every page of every frame goes to tesseract in one call (a call has a fixed cost);
+    # each word is returned to its frame and reading.
+    read = ocr.read_pages(pages, settings)
+    for number, (index, region) in enumerate(checked):
+        words = _placed(read[2 * number], region)
+        # Any word the independent reading finds off the allow-list counts; the first
+        # reading, close to detection's, reads speckle as Arabic letters too often to be
+        # held to that.
+        independent = _placed(read[2 * number + 1], region)
+        words = words + independent
         if verify.residual_matches(words, identifying_values):
             _note(trace, index, _identifying(words, identifying_values), "identifying")
             raise QuarantineError(
@@ -322,6 +340,45 @@ def _verify(
                 f"text not on the allow-list still read in frame {index + 1} after "
                 f"masking, at (x, y, width, height) {verify.positions(left)}",
             )
+
+
+def _smallest_change(image: np.ndarray, seen: list[np.ndarray]) -> ink.Region | None:
+    """The smallest part of `image` outside which it equals a frame already verified, or
+    None to read it whole."""
+    best: ink.Region | None = None
+    for other in seen:
+        region = ink.changed_region(image, other)
+        if region is not None and (best is None or ink.region_area(region) < ink.region_area(best)):
+            best = region
+    if best is None or ink.region_area(best) >= image.shape[0] * image.shape[1]:
+        return None
+    return best
+
+
+def _verify_pages(
+    image: np.ndarray, region: ink.Region | None, settings: OcrSettings
+) -> list[ocr.Page | None]:
+    """The pages of verification's two readings of `image` (or of its `region`): one
+    like detection with lower thresholds, and one sharing none of detection's
+    preprocessing (reread.py)."""
+    floor = None if region is None else ink.frame_light_floor(image)
+    part = image if region is None else image[region]
+    found = ocr.find_ink(
+        part,
+        min_contrast=settings.verify_min_contrast,
+        min_chroma=settings.verify_min_chroma,
+        light_floor=floor,
+    )
+    first = ocr.ocr_page(found.layers, found.plain, settings.upscale)
+    return [first, reread.independent_page(part)]
+
+
+def _placed(words: list[ocr.Word], region: ink.Region | None) -> list[ocr.Word]:
+    """Words read in `region` of a frame, in the frame's coordinates."""
+    if region is None:
+        return words
+    dy, dx = region[0].start, region[1].start
+    return [replace(w, x=w.x + dx, y=w.y + dy) for w in words]
 
 
 def _identifying(words: list[ocr.Word], values: Collection[str]) -> list[ocr.Word]:

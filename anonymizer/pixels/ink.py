@@ -51,7 +51,11 @@ def flat_pixels(grey: np.ndarray) -> np.ndarray:
 
 
 def ink_layers(
-    image: np.ndarray, min_contrast: int, min_chroma: int, plain: np.ndarray
+    image: np.ndarray,
+    min_contrast: int,
+    min_chroma: int,
+    plain: np.ndarray,
+    light_floor: int | None = None,
 ) -> list[np.ndarray]:
     """Ink strength (0-255) per pixel, one layer per polarity: [light ink, dark ink], and
     the raw local contrast of every pixel (used to draw flat-coloured text, see below).
@@ -92,7 +96,7 @@ def ink_layers(
     floor = np.full(grey.shape, 150, dtype=np.int16)
     busy = ~plain
     if busy.any():
-        floor[busy] = max(150, min(240, int(np.percentile(grey[busy], 99.5))))
+        floor[busy] = busy_light_floor(grey, plain) if light_floor is None else light_floor
     light_ink = ((bright >= min_contrast) & (grey >= floor)) | (
         (bright >= faint_contrast) & at_floor
     )
@@ -106,6 +110,22 @@ def ink_layers(
         np.clip(np.where(dark_ink, dark, 0), 0, 255).astype(np.uint8),
         np.clip(contrast, 0, 255).astype(np.uint8),
     ]
+
+
+def busy_light_floor(grey: np.ndarray, plain: np.ndarray) -> int:
+    """How bright light ink must be over the busy areas of a frame (`grey` its strongest
+    channel): brighter than almost all of the image content."""
+    busy = ~plain
+    if not busy.any():
+        return 150
+    return max(150, min(240, int(np.percentile(grey[busy], 99.5))))
+
+
+def frame_light_floor(image: np.ndarray) -> int:
+    """`busy_light_floor` of a whole display frame: a part of the frame read alone is held
+    to the frame's own floor, so it finds the ink the whole frame's reading would."""
+    grey = grey_of(image)
+    return busy_light_floor(grey, plain_zone(flat_pixels(grey)))
 
 
 # Over image content, text drawn in one flat colour shows as a spike in the local
@@ -236,12 +256,15 @@ class Ink:
         return np.logical_or.reduce([c for _, c in self.layers])  # type: ignore[no-any-return]
 
 
-def find_ink(image: np.ndarray, *, min_contrast: int, min_chroma: int) -> Ink:
-    """Text-like ink of a frame: cheap (no OCR), also used to decide which frames to read."""
+def find_ink(
+    image: np.ndarray, *, min_contrast: int, min_chroma: int, light_floor: int | None = None
+) -> Ink:
+    """Text-like ink of a frame: cheap (no OCR), also used to decide which frames to read.
+    `light_floor`, when given, replaces the image's own `busy_light_floor` (a crop)."""
     grey = grey_of(image)
     flat = flat_pixels(grey)
     plain = plain_zone(flat)
-    light, dark, contrast = ink_layers(image, min_contrast, min_chroma, plain)
+    light, dark, contrast = ink_layers(image, min_contrast, min_chroma, plain, light_floor)
     light_c, dark_c = resolve_polarity(
         grey, text_candidates(light, plain), text_candidates(dark, plain), min_contrast
     )
@@ -251,3 +274,52 @@ def find_ink(image: np.ndarray, *, min_contrast: int, min_chroma: int) -> Ink:
     drawn_c = text_candidates(np.where(dilate(drawn_core, 3, 3), 255, 0), plain)
     drawn_c &= ~light_c & ~dark_c
     return Ink([(light, light_c), (dark, dark_c), (contrast, drawn_c)], plain, flat)
+
+
+Region = tuple[slice, slice]
+# What a pixel's ink depends on around it: the widest window of the ink filters (the
+# plain-zone test, 41 px) with some room. A part of a frame read alone is grown by this
+# much, so its ink inside the part is what the whole frame's reading would find there.
+REGION_PAD = 48
+
+
+def changed_region(image: np.ndarray, reference: np.ndarray) -> Region | None:
+    """The part of `image` that differs from `reference` at all (exact comparison: faint
+    text differs by little), grown by REGION_PAD; None when the two are equal. Outside
+    it the two frames are the same pixels, so a reading of `reference` there holds for
+    `image` too."""
+    differing = image != reference
+    if differing.ndim == 3:
+        differing = differing.any(axis=2)
+    rows = np.flatnonzero(differing.any(axis=1))
+    if rows.size == 0:
+        return None
+    columns = np.flatnonzero(differing.any(axis=0))
+    height, width = differing.shape
+    return (
+        slice(max(0, int(rows[0]) - REGION_PAD), min(height, int(rows[-1]) + REGION_PAD + 1)),
+        slice(
+            max(0, int(columns[0]) - REGION_PAD), min(width, int(columns[-1]) + REGION_PAD + 1)
+        ),
+    )
+
+
+def region_area(region: Region) -> int:
+    return (region[0].stop - region[0].start) * (region[1].stop - region[1].start)
+
+
+def embed(ink: Ink, region: Region, shape: tuple[int, int]) -> Ink:
+    """`ink` found in `region` of a frame, placed in a frame of `shape`: no ink outside
+    the region, and its surroundings count as flat there (a line of unread ink at the
+    region's edge is then masked, not spared)."""
+
+    def placed(layer: np.ndarray, outside: bool = False) -> np.ndarray:
+        full = np.full(shape, outside, dtype=layer.dtype)
+        full[region] = layer
+        return full
+
+    return Ink(
+        [(placed(strength), placed(found)) for strength, found in ink.layers],
+        placed(ink.plain),
+        placed(ink.flat, outside=True),
+    )

@@ -8,7 +8,7 @@ there are mapped back to frame coordinates.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -31,6 +31,7 @@ __all__ = [
     "parse_tsv",
     "read_frame",
     "read_ink",
+    "read_pages",
     "run_tesseract",
     "to_uint8",
 ]
@@ -251,6 +252,38 @@ def read_ink(ink: Ink, settings: OcrSettings) -> FrameText:
 
 
 def read_frame(
-    image: np.ndarray, settings: OcrSettings, *, min_contrast: int, min_chroma: int
+    image: np.ndarray,
+    settings: OcrSettings,
+    *,
+    min_contrast: int,
+    min_chroma: int,
+    light_floor: int | None = None,
 ) -> FrameText:
-    return read_ink(find_ink(image, min_contrast=min_contrast, min_chroma=min_chroma), settings)
+    found = find_ink(
+        image, min_contrast=min_contrast, min_chroma=min_chroma, light_floor=light_floor
+    )
+    return read_ink(found, settings)
+
+
+Page = tuple[Image.Image, list[Placement]]
+
+
+def read_pages(pages: Sequence[Page | None], settings: OcrSettings) -> list[list[Word]]:
+    """The words of several pages, read by one tesseract call: the pages are stacked, each
+    word goes back to the page (and band) it was read on. A call has a fixed cost (page
+    layout, language state), paid once here."""
+    present = [p for p in pages if p is not None]
+    if not present:
+        return [[] for _ in pages]
+    width = max(page.width for page, _ in present)
+    height = sum(page.height for page, _ in present)
+    stacked = Image.new("L", (width, height), 255)
+    top = 0
+    shifted: list[list[Placement]] = []
+    for page, placements in present:
+        stacked.paste(page.convert("L"), (0, top))
+        shifted.append([replace(p, page_y=p.page_y + top) for p in placements])
+        top += page.height
+    tsv = run_tesseract(stacked, settings)
+    read = iter([parse_tsv(tsv, placements) for placements in shifted])
+    return [[] if p is None else next(read) for p in pages]

@@ -119,10 +119,20 @@ def _line_crops(
 
 def read_independently(image: np.ndarray, settings: OcrSettings) -> list[Word]:
     """Words read in `image` (a display frame) by the independent preprocessing."""
+    laid_out = independent_page(image)
+    if laid_out is None:
+        return []
+    page, placements = laid_out
+    return parse_tsv(run_tesseract(page, settings), placements)
+
+
+def independent_page(image: np.ndarray) -> tuple[Image.Image, list[Placement]] | None:
+    """The page the independent reading shows tesseract, and where its lines came from;
+    None when `image` has no glyph-like line at all."""
     flat = flat_pixels(luminance(image))
     crops = [crop for layer in _layers(image) for crop in _line_crops(layer, flat)]
     if not crops:
-        return []
+        return None
     width = max(c[0].width for c in crops) + 2 * _GAP
     height = sum(c[0].height + _GAP for c in crops) + _GAP
     page = Image.new("L", (width, height), 255)
@@ -134,4 +144,4 @@ def read_independently(image: np.ndarray, settings: OcrSettings) -> list[Word]:
             Placement(x0, y0, _GAP, cursor, crop.width, crop.height, scale, busy=busy)
         )
         cursor += crop.height + _GAP
-    return parse_tsv(run_tesseract(page, settings), placements)
+    return page, placements
