@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -81,13 +82,19 @@ def _part10(
 
 
 def build_archive(
-    sessions: sessionmaker[Session], archive_dir: Path, *, patients: int, seed: int
+    sessions: sessionmaker[Session],
+    archive_dir: Path,
+    *,
+    patients: int,
+    seed: int,
+    regions: Sequence[str] | None = None,
 ) -> int:
     """Catalog `patients` patients (one study each, two instances) and write their files.
-    Regions are drawn half uniformly, half by population, so that small regions exist but
-    are not empty. Returns the number of instances."""
+    Regions (all, or those named: a denser archive) are drawn half uniformly, half by
+    population, so that small regions exist but are not empty. Returns the number of
+    instances."""
     rng = random.Random(seed)
-    regions = list(REGIONS)
+    regions = list(regions or REGIONS)
     weights = [REGIONS[r] for r in regions]
     items: list[NewInstance] = []
     for _ in range(patients):
