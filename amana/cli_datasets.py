@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import Progress
 
-from amana.cli_common import FormatOpt, audited_command, cli_record, print_rows
+from amana.cli_common import (
+    FormatOpt,
+    audited_command,
+    catalog_session,
+    cli_record,
+    print_rows,
+)
 from amana.settings import Settings
 
 if TYPE_CHECKING:
@@ -152,6 +158,21 @@ def seal(name: NameArg, token: TokenOpt) -> None:
     typer.echo(f"sealed {count} patient(s) of {name}")
 
 
+def _record_failure(work: Work, cause: BaseException | None) -> None:
+    """An export that failed on the way (the DICOMweb server gone, a disk full) is an
+    attempt all the same: recorded as a serious failure in a transaction of its own, since
+    the unit of work rolled back. Refusals are recorded by the unit itself."""
+    from anonymizer.errors import RetryableError
+    from archive.audit.chain import AuditUnavailable, append
+    from archive.audit.codes import Outcome
+
+    if not isinstance(cause, RetryableError) or isinstance(cause, AuditUnavailable):
+        return
+    with catalog_session() as session:
+        append(session, work.final(Outcome.SERIOUS_FAILURE, failed=cause.code))
+        session.commit()
+
+
 @dataset_app.command("export")
 def export(
     name: NameArg,
@@ -196,21 +217,28 @@ def export(
         object_type="dataset",
         object_id=name,
     )
-    with audited_command(record) as work, Progress(transient=True) as bar:
-        principal = _caller(work, token, None)
-        task = bar.add_task(f"export {name}", total=None)
-        run = run_export(
-            work,
-            name,
-            principal,
-            archive_dir=settings.archive_path,
-            profiles_dir=settings.profiles_dir,
-            folder=folder,
-            instances_to=to if dicomweb else None,
-            k_at_least=k,
-            on_start=lambda total: bar.update(task, total=total),
-            progress=lambda n: bar.advance(task, n),
-        )
+    began: list[Work] = []
+    try:
+        with audited_command(record) as work, Progress(transient=True) as bar:
+            began.append(work)
+            principal = _caller(work, token, None)
+            task = bar.add_task(f"export {name}", total=None)
+            run = run_export(
+                work,
+                name,
+                principal,
+                archive_dir=settings.archive_path,
+                profiles_dir=settings.profiles_dir,
+                folder=folder,
+                instances_to=to if dicomweb else None,
+                k_at_least=k,
+                on_start=lambda total: bar.update(task, total=total),
+                progress=lambda n: bar.advance(task, n),
+            )
+    except typer.Exit as stop:
+        if began:
+            _record_failure(began[0], stop.__cause__)
+        raise
     result = run.result
     typer.echo(
         f"exported {result.instances} instance(s) ({result.copied} copied) of {name}: "
