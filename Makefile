@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # fonts with Arabic glyphs for the pixel tests; PostgreSQL and Redis binaries so the tests
 # can start throwaway servers where none runs.
 APT_RUN := tesseract-ocr tesseract-ocr-ara tesseract-ocr-fra tesseract-ocr-eng dcmtk
-APT_TEST := $(APT_RUN) fonts-dejavu-core postgresql redis-server chromium chromium-driver
+APT_TEST := $(APT_RUN) fonts-dejavu-core postgresql redis-server chromium chromium-driver orthanc orthanc-dicomweb
 
 .PHONY: run test deps-run deps-test venv lint typecheck pytest clean
 

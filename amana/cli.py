@@ -232,6 +232,8 @@ def api() -> None:
         # probe needs no shared file or catalog table (it may run on another machine).
         broker_state=CachedProbe(lambda: probe(celery)),
         dataset_secret=_dataset_secret(settings),
+        archive_dir=settings.archive_path,
+        export_dir=settings.export_path,
     )
     audit.record(sessions, audit.application_activity("api", started=True))
     try:

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import Progress
 
-from amana.cli_common import FormatOpt, audited_command, cli_record, print_rows
+from amana.cli_common import (
+    FormatOpt,
+    audited_command,
+    catalog_session,
+    cli_record,
+    print_rows,
+)
 from amana.settings import Settings
 
 if TYPE_CHECKING:
@@ -66,7 +72,8 @@ def create(
             "--where",
             help="KEY=VALUE, repeatable: modality, body_part, sop_class, region, source, sex, "
             "age_min, age_max, study_date_from, study_date_to (shifted, YYYYMMDD), "
-            "received_from, received_to (ISO), profile_version",
+            "received_from, received_to (ISO), profile_version, manufacturer, model "
+            "(unknown: series cataloged before these were recorded)",
         ),
     ] = None,
     split: Annotated[
@@ -151,25 +158,58 @@ def seal(name: NameArg, token: TokenOpt) -> None:
     typer.echo(f"sealed {count} patient(s) of {name}")
 
 
+def _record_failure(work: Work, cause: BaseException | None) -> None:
+    """An export that failed on the way (the DICOMweb server gone, a disk full) is an
+    attempt all the same: recorded as a serious failure in a transaction of its own, since
+    the unit of work rolled back. Refusals are recorded by the unit itself."""
+    from anonymizer.errors import RetryableError
+    from archive.audit.chain import AuditUnavailable, append
+    from archive.audit.codes import Outcome
+
+    if not isinstance(cause, RetryableError) or isinstance(cause, AuditUnavailable):
+        return
+    with catalog_session() as session:
+        append(session, work.final(Outcome.SERIOUS_FAILURE, failed=cause.code))
+        session.commit()
+
+
 @dataset_app.command("export")
 def export(
     name: NameArg,
     token: TokenOpt,
-    to: Annotated[Path, typer.Option("--to", help="the folder to write (resumable)")],
-    k: Annotated[int, typer.Option("--k", min=2, help="k-anonymity threshold")] = 5,
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="the folder to write (resumable), or dicomweb+http(s)://host/path to send "
+            "the instances to a DICOMweb server (STOW-RS)",
+        ),
+    ],
+    card_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--card-dir",
+            help="with a DICOMweb target: the folder for the manifest, card and checksums",
+        ),
+    ] = None,
+    k: Annotated[
+        int | None,
+        typer.Option(
+            "--k", min=2, help="raise the k-anonymity threshold above the profiles' (never lower)"
+        ),
+    ] = None,
 ) -> None:
-    """Write the dataset's instances, manifest, card and checksums to a folder."""
+    """Write the dataset's instances, manifest, card and checksums. The k and l thresholds
+    are those of the profiles that produced the data (`datasets:` section), the strictest."""
     from archive import audit
-    from archive.datasets.card import load_reference
-    from archive.datasets.export import export_dataset
-    from archive.datasets.service import (
-        archive_rows,
-        check_export,
-        dataset_rows,
-        get_dataset,
-    )
+    from archive.datasets.dicomweb import is_dicomweb
+    from archive.datasets.runner import run_export
 
     settings = Settings()
+    dicomweb = is_dicomweb(to)
+    if dicomweb and card_dir is None:
+        raise typer.BadParameter("a DICOMweb target needs --card-dir for the manifest and card")
+    folder = card_dir if dicomweb and card_dir is not None else Path(to)
     record = cli_record(
         audit.EventId.EXPORT,
         audit.Action.READ,
@@ -177,36 +217,32 @@ def export(
         object_type="dataset",
         object_id=name,
     )
-    with audited_command(record) as work:
-        principal = _caller(work, token, None)
-        dataset = get_dataset(work.session, name)
-        sealed = check_export(work.session, dataset, principal)
-        rows = dataset_rows(work.session, dataset)
-        whole = archive_rows(work.session)
-        with Progress(transient=True) as bar:
-            task = bar.add_task(f"export {name}", total=len(rows))
-            result = export_dataset(
+    began: list[Work] = []
+    try:
+        with audited_command(record) as work, Progress(transient=True) as bar:
+            began.append(work)
+            principal = _caller(work, token, None)
+            task = bar.add_task(f"export {name}", total=None)
+            run = run_export(
+                work,
                 name,
-                rows,
-                whole,
-                load_reference(),
+                principal,
                 archive_dir=settings.archive_path,
-                target=to,
-                k_threshold=k,
+                profiles_dir=settings.profiles_dir,
+                folder=folder,
+                instances_to=to if dicomweb else None,
+                k_at_least=k,
+                on_start=lambda total: bar.update(task, total=total),
                 progress=lambda n: bar.advance(task, n),
             )
-        work.note(
-            sealed=sealed,
-            instances=result.instances,
-            copied=result.copied,
-            patients=dataset.patients,
-            k=result.k,
-            k_threshold=k,
-            generalization=list(result.generalization),
-            suppressed_patients=result.suppressed_patients,
-        )
+    except typer.Exit as stop:
+        if began:
+            _record_failure(began[0], stop.__cause__)
+        raise
+    result = run.result
     typer.echo(
         f"exported {result.instances} instance(s) ({result.copied} copied) of {name}: "
-        f"k={result.k}, l={result.l_diversity}, "
+        f"k={result.k} (threshold {run.k}), l={result.l_diversity} "
+        f"(threshold {run.thresholds.l_diversity}), "
         f"{result.suppressed_patients} patient(s) suppressed for k-anonymity"
     )

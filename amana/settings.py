@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     archive_dir: Path | None = None
     spool_dir: Path | None = None
     quarantine_dir: Path | None = None
+    # Where `POST /datasets/{name}/export` writes (default: under home): an HTTP caller names
+    # a folder inside it, never a path of its own choosing.
+    export_dir: Path | None = None
     dicom_host: str = "0.0.0.0"
     dicom_port: int = 11112
     # DICOM over TLS (PS3.15 Annex B; 2762 by convention), served beside the plain port by
@@ -119,6 +122,8 @@ class Settings(BaseSettings):
             self.spool_dir = home / "spool"
         if self.quarantine_dir is None:
             self.quarantine_dir = home / "quarantine"
+        if self.export_dir is None:
+            self.export_dir = home / "exports"
         if self.audit_anchor_file is None:
             self.audit_anchor_file = home / "audit-anchor.log"
         if self.database_url is None:
@@ -132,6 +137,11 @@ class Settings(BaseSettings):
     def archive_path(self) -> Path:
         assert self.archive_dir is not None
         return self.archive_dir
+
+    @property
+    def export_path(self) -> Path:
+        assert self.export_dir is not None
+        return self.export_dir
 
     @property
     def spool_path(self) -> Path:

@@ -454,6 +454,9 @@ def _facts(
         series_number=_int(ds, "SeriesNumber"),
         instance_number=_int(ds, "InstanceNumber"),
         body_part=_text(ds, "BodyPartExamined"),
+        # Read from the de-identified dataset: whatever the profile left of them.
+        manufacturer=_text(ds, "Manufacturer"),
+        model=_text(ds, "ManufacturerModelName"),
         patient_sex=_text(ds, "PatientSex"),
         patient_age=_text(ds, "PatientAge"),
         patient_birth_year_band=birth_band,

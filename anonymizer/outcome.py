@@ -37,6 +37,8 @@ class InstanceFacts:
     series_number: int | None = None
     instance_number: int | None = None
     body_part: str | None = None
+    manufacturer: str | None = None
+    model: str | None = None
     patient_sex: str | None = None
     patient_age: str | None = None
     patient_birth_year_band: str | None = None

@@ -15,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 from pydicom.datadict import DicomDictionary, RepeatersDictionary, tag_for_keyword
 
-from anonymizer.profile_model import TAG_PATTERN, Profile
+from anonymizer.profile_model import TAG_PATTERN, DatasetPrivacy, Profile
 
 try:  # the C loader is much faster on the 4,800-line basic profile
     _Loader: Any = yaml.CSafeLoader
@@ -183,7 +183,7 @@ def _merge(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
                 keep.update({address(r): r for r in value["keep"]})
                 private["keep"] = list(keep.values())
             merged["private"] = private
-        elif key in ("pseudonyms", "generalize") and key in parent:
+        elif key in ("pseudonyms", "generalize", "datasets") and key in parent:
             merged[key] = {**parent[key], **value}
         else:
             merged[key] = value
@@ -272,6 +272,16 @@ def _canonical(profile: Profile, only: set[str] | None = None) -> dict[str, Any]
     return dumped
 
 
+def _digested(profile: Profile) -> dict[str, Any]:
+    """What the version digest covers. Dataset thresholds at their defaults are left out, so
+    the versions of profiles written before the `datasets` section stay what the catalog
+    recorded; any other value changes the version like every rule does."""
+    content = _canonical(profile)
+    if content.get("datasets") == DatasetPrivacy().model_dump(mode="json"):
+        del content["datasets"]
+    return content
+
+
 def _load_regions(path: Path) -> dict[str, str]:
     """The region table at `path`, already confined to the profiles folder."""
     data, lines = _read_document(path)
@@ -311,7 +321,7 @@ def _load_cached(
     from anonymizer.floor_check import enforce_floor  # it reads files with this module
 
     enforce_floor(profile, files)
-    content = json.dumps(_canonical(profile), sort_keys=True, ensure_ascii=False)
+    content = json.dumps(_digested(profile), sort_keys=True, ensure_ascii=False)
     digest = hashlib.sha256(content.encode("utf-8")).hexdigest()[:16]
     update: dict[str, Any] = {"version": digest, "source_file": str(file)}
     if profile.pixel is not None:

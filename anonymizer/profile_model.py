@@ -184,6 +184,22 @@ class Generalization(_Strict):
     )
 
 
+class DatasetPrivacy(_Strict):
+    """Re-identification thresholds for dataset exports (archive/datasets) of data this
+    profile produced. An export of several profiles' data takes the strictest of each."""
+
+    k_anonymity: int = Field(
+        default=5, ge=2, le=1000, description="least number of patients sharing a combination"
+    )
+    l_diversity: int = Field(
+        default=2,
+        ge=1,
+        le=50,
+        description="least number of distinct (sex, age band) values among patients sharing "
+        "every other quasi-identifier; 1: no requirement",
+    )
+
+
 class Standard(_Strict):
     document: str
     table: str
@@ -202,6 +218,7 @@ class Profile(_Strict):
     options: tuple[Option, ...] = ()
     pseudonyms: Pseudonyms = Field(default_factory=Pseudonyms)
     generalize: Generalization = Field(default_factory=Generalization)
+    datasets: DatasetPrivacy = Field(default_factory=DatasetPrivacy)
     private: PrivatePolicy = Field(default_factory=PrivatePolicy)
     table: tuple[AttributeRule, ...] = Field(
         default=(), description="rows of PS3.15 Table E.1-1 (generated, do not edit)"

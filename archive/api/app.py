@@ -64,6 +64,8 @@ def create_app(
     auth_failures_per_minute: int = 10,
     broker_state: Callable[[], str] | None = None,
     dataset_secret: bytes | None = None,
+    archive_dir: Path | None = None,
+    export_dir: Path | None = None,
 ) -> FastAPI:
     """`quarantine_dir` and `spool_dir` enable the stewards' retry and purge; `publish` is
     attached to `sessions` as their job sink, so a retried job is sent once its transaction
@@ -122,6 +124,8 @@ def create_app(
         sent=sent,
         trusted_proxies=parse_networks(trusted_proxies),
         dataset_secret=dataset_secret,
+        archive_dir=archive_dir,
+        export_dir=export_dir,
     )
     app.state.broker_state = broker_state
     for router in ROUTERS:

@@ -73,6 +73,10 @@ class ApiState:
     # The pseudonymization secret, from which dataset splits are keyed (archive/datasets);
     # without it the API lists datasets but does not create them.
     dataset_secret: bytes | None = None
+    # Dataset exports over HTTP read the archive store and write under the export root only;
+    # without both the API refuses exports (503).
+    archive_dir: Path | None = None
+    export_dir: Path | None = None
 
 
 def _state(request: Request) -> ApiState:
@@ -249,6 +253,7 @@ UserReader = Annotated[Principal, Depends(_requires(Permission.USERS_READ))]
 UserAdmin = Annotated[Principal, Depends(_requires(Permission.USERS_WRITE))]
 DatasetReader = Annotated[Principal, Depends(_requires(Permission.DATASETS_READ))]
 DatasetWriter = Annotated[Principal, Depends(_requires(Permission.DATASETS_WRITE))]
+DatasetSealer = Annotated[Principal, Depends(_requires(Permission.DATASETS_SEAL))]
 
 
 @contextmanager

@@ -170,6 +170,11 @@ class Series(Base):
     series_number: Mapped[int | None] = mapped_column(Integer)
     description: Mapped[str | None] = mapped_column(Text)
     body_part: Mapped[str | None] = mapped_column(String(64))
+    # The equipment as the de-identified file names it (General Equipment Module, kept by
+    # retain_device_identity): technical attributes for cohorts and fairness by machine.
+    # NULL on series cataloged before migration 0009.
+    manufacturer: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(64))
 
     study: Mapped[Study] = relationship(back_populates="series")
     instances: Mapped[list[Instance]] = relationship(back_populates="series")

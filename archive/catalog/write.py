@@ -184,7 +184,14 @@ def _series_values(facts: InstanceFacts, study_id: int) -> dict[str, Any]:
         "series_number": facts.series_number,
         "description": facts.series_description,
         "body_part": facts.body_part,
+        "manufacturer": _clip(facts.manufacturer),
+        "model": _clip(facts.model),
     }
+
+
+def _clip(value: str | None) -> str | None:
+    """LO is 64 characters, but a file may break the rule: the catalog keeps what fits."""
+    return value[:64] if value else None
 
 
 def _instance_values(item: NewInstance, series_id: int, now: datetime) -> dict[str, Any]:

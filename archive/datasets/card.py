@@ -4,6 +4,12 @@ threshold flagged, drawn as bar charts (PNG and SVG) and embedded in an HTML pag
 
 Counts are of patients (a patient counted once per value), so a long CT series does not
 weigh more than a chest X-ray. Values are pseudonymous categories; nothing identifies.
+
+Small cells are not disclosed: a count from 1 to `small_cell - 1` (the export's k) is shown
+as "<k", and its share (which times the total would give the count back) is left out; when a
+dimension has exactly one such cell, the next smallest is hidden too, so the total minus the
+others does not give it away. The same holds for the archive's shares. Zero is shown: it says
+that no patient has the value, not who has it.
 """
 
 from __future__ import annotations
@@ -51,17 +57,19 @@ def build_card(
     *,
     min_share: float = 0.02,
     min_patients: int = 5,
+    small_cell: int = 5,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The card's data (JSON-ready). A stratum is flagged when it holds fewer than
     `min_patients` patients, or less than `min_share` of the dataset, or (regions) less
-    than half its share of the population."""
+    than half its share of the population. Counts under `small_cell` are masked."""
     dims: dict[str, Any] = {}
     flags: list[dict[str, Any]] = []
     for dim in DIMENSIONS:
         counts = distribution(records, dim)
         mine = shares(counts)
-        whole = shares(distribution(archive_records, dim))
+        archive_counts = distribution(archive_records, dim)
+        whole = shares(archive_counts)
         values = sorted(set(counts) | set(whole) | (set(reference) if dim == "region" else set()))
         rows = []
         for value in values:
@@ -80,15 +88,45 @@ def build_card(
             if why:
                 flags.append({"dimension": dim, "value": value, "reason": why})
             rows.append(row)
+        hidden = masked_cells(counts, small_cell)
+        hidden_archive = masked_cells(archive_counts, small_cell)
+        for row in rows:
+            if row["value"] in hidden:
+                row["patients"] = f"<{small_cell}"
+                row["share"] = None
+                row["suppressed"] = True
+            if row["value"] in hidden_archive:
+                row["archive_share"] = None
         dims[dim] = rows
     return {
         "dataset": name,
         "patients": len({r["patient"] for r in records}),
-        "thresholds": {"min_share": min_share, "min_patients": min_patients},
+        "thresholds": {
+            "min_share": min_share,
+            "min_patients": min_patients,
+            "small_cell": small_cell,
+        },
         "distributions": dims,
         "flags": flags,
         **(extra or {}),
     }
+
+
+def masked_cells(counts: Mapping[str, int], small_cell: int) -> set[str]:
+    """The values whose counts a card must not show: 1 to small_cell - 1 (primary), and
+    when that is a single cell, the next smallest non-zero one (secondary), since the
+    dimension's total would otherwise give the hidden count back."""
+    nonzero = {value: n for value, n in counts.items() if n > 0}
+    hidden = {value for value, n in nonzero.items() if n < small_cell}
+    if len(hidden) == 1:
+        rest = sorted((n, value) for value, n in nonzero.items() if value not in hidden)
+        if rest:
+            hidden.add(rest[0][1])
+    return hidden
+
+
+def mask_count(n: int, small_cell: int) -> int | str:
+    return f"<{small_cell}" if 0 < n < small_cell else n
 
 
 def _flag(row: Mapping[str, Any], min_share: float, min_patients: int) -> str | None:
@@ -119,9 +157,15 @@ def draw(card: Mapping[str, Any], folder: Path) -> list[Path]:
             series.append(("population", "population_share"))
         fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(labels) + 2), 3.2))
         width = 0.8 / len(series)
+        small = card.get("thresholds", {}).get("small_cell", 5)
         for i, (label, field) in enumerate(series):
             xs = [j + i * width for j in range(len(labels))]
-            ax.bar(xs, [r.get(field, 0.0) for r in rows], width=width, label=label)
+            # A masked share gets no bar (its height would tell the count), only its mark.
+            heights = [r.get(field) or 0.0 for r in rows]
+            ax.bar(xs, heights, width=width, label=label)
+            for x, r in zip(xs, rows, strict=True):
+                if field in r and r[field] is None:
+                    ax.text(x, 0, f"<{small}", ha="center", va="bottom", fontsize=6, rotation=90)
         ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(labels))])
         ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=7)
         ax.set_ylabel("share of patients")
@@ -154,6 +198,7 @@ def render_html(card: Mapping[str, Any], charts: Path) -> str:
         "k_anonymity",
         "l_diversity",
         "k_threshold",
+        "l_threshold",
         "suppressed_patients",
     )
     for key in keys:
@@ -182,8 +227,15 @@ def render_html(card: Mapping[str, Any], charts: Path) -> str:
         ]
         parts.append("<table><tr>" + "".join(f"<th>{esc(c)}</th>" for c in cols) + "</tr>")
         for row in rows:
-            cells = "".join(f"<td>{esc(str(row.get(c, '')))}</td>" for c in cols)
+            cells = "".join(f"<td>{esc(_cell(row, c))}</td>" for c in cols)
             parts.append(f"<tr>{cells}</tr>")
         parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _cell(row: Mapping[str, Any], column: str) -> str:
+    if column not in row:
+        return ""
+    value = row[column]
+    return "suppressed" if value is None else str(value)

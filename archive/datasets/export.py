@@ -1,4 +1,5 @@
-"""Write a dataset to a folder: its instances from the archive store, a manifest (Parquet and
+"""Write a dataset out: its instances from the archive store to a sink (a folder, or a
+DICOMweb server: archive/datasets/dicomweb.py), and to a folder a manifest (Parquet and
 CSV), the card (JSON, HTML, charts) and a SHA256SUMS file.
 
 Each file's headers are brought to the manifest's generalization level (headers.py).
@@ -17,10 +18,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from anonymizer.errors import RejectError
-from archive.datasets.card import build_card, draw, render_html
+from archive.datasets.card import build_card, draw, mask_count, render_html
 from archive.datasets.headers import generalize_file
 from archive.datasets.privacy import protect
 
@@ -39,6 +40,7 @@ MANIFEST_COLUMNS = (
     "age_band",
     "study_month",
     "manufacturer",
+    "model",
     "profile_version",
     "key_id",
     "size_bytes",
@@ -49,9 +51,11 @@ MANIFEST_COLUMNS = (
 
 
 class ReidentificationRisk(RejectError):
-    def __init__(self, k: int, threshold: int) -> None:
+    def __init__(self, k: int, threshold: int, l_div: int = 0, l_threshold: int = 1) -> None:
         super().__init__(
-            f"k-anonymity {k} is below {threshold} even after generalization: export refused",
+            f"k-anonymity {k} (threshold {threshold}), l-diversity {l_div} (threshold "
+            f"{l_threshold}) cannot be met without leaving out too many patients: "
+            "export refused",
             code="k_anonymity",
         )
 
@@ -80,19 +84,41 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _place(source: Path, target: Path, archive_sha256: str, row: Mapping[str, str]) -> str:
-    """The archived file, checked against the catalog, its headers generalized to `row`,
-    written to `target` unless the same bytes are already there. Returns their SHA-256."""
+class InstanceSink(Protocol):
+    """Where an export's instances go. `put` returns True when it wrote (False: the same
+    instance with the same bytes was already there, so a resumed export skips it)."""
+
+    def put(self, relpath: str, data: bytes, digest: str, row: Mapping[str, Any]) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class FolderSink:
+    """Files under `root`, written under a temporary name and renamed."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def put(self, relpath: str, data: bytes, digest: str, row: Mapping[str, Any]) -> bool:
+        target = self.root / relpath
+        if target.exists() and sha256_of(target) == digest:
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(target, data)
+        return True
+
+    def close(self) -> None:
+        return None
+
+
+def _prepared(source: Path, archive_sha256: str, row: Mapping[str, str]) -> tuple[bytes, str]:
+    """The archived file, checked against the catalog, its headers generalized to `row`;
+    with the SHA-256 of those bytes."""
     data = source.read_bytes()
     if hashlib.sha256(data).hexdigest() != archive_sha256:
         raise RejectError("an archived file does not match its catalog checksum", code="corrupt")
     out = generalize_file(data, row)
-    digest = hashlib.sha256(out).hexdigest()
-    if target.exists() and sha256_of(target) == digest:
-        return ""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(target, out)
-    return digest
+    return out, hashlib.sha256(out).hexdigest()
 
 
 def export_dataset(
@@ -103,17 +129,25 @@ def export_dataset(
     *,
     archive_dir: Path,
     target: Path,
+    sink: InstanceSink | None = None,
     k_threshold: int = 5,
+    l_threshold: int = 1,
+    thresholds_from: Mapping[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ExportResult:
-    """Check k-anonymity first (generalizing or refusing), then copy and write."""
+    """Check k-anonymity and l-diversity first (generalizing, leaving out, or refusing),
+    then copy and write. The instances go to `sink` (default: `target`/files); the manifest,
+    card and checksums to `target`. `thresholds_from` (profile -> its version and
+    thresholds) goes on the card."""
     protection = protect(
         [{**{k: str(v) for k, v in r.items()}, "patient": str(r["patient"])} for r in rows],
         k_threshold,
+        l_threshold=l_threshold,
     )
     if protection.refused:
-        raise ReidentificationRisk(protection.k, k_threshold)
+        raise ReidentificationRisk(protection.k, k_threshold, protection.l_diversity, l_threshold)
     target.mkdir(parents=True, exist_ok=True)
+    sink = sink if sink is not None else FolderSink(target)
     manifest: list[dict[str, Any]] = []
     copied = 0
     rows = [rows[i] for i in protection.kept]
@@ -127,22 +161,23 @@ def export_dataset(
                 f"{row['sop_uid']}.dcm",
             )
         )
-        written = _place(
-            archive_dir / str(row["archive_path"]), target / relpath, str(row["sha256"]), protected
+        data, digest = _prepared(
+            archive_dir / str(row["archive_path"]), str(row["sha256"]), protected
         )
-        if written:
+        if sink.put(relpath, data, digest, protected):
             copied += 1
         if progress is not None:
             progress(1)
         entry = {c: row.get(c) for c in MANIFEST_COLUMNS}
-        for field in ("age_band", "study_month", "manufacturer"):
+        for field in ("age_band", "study_month", "manufacturer", "model"):
             entry[field] = protected[field]
         # The exported file's digest: its headers were generalized, so it is not the
         # archive's (kept as archive_sha256 for tracing back).
-        entry["sha256"] = written or sha256_of(target / relpath)
+        entry["sha256"] = digest
         entry["archive_sha256"] = row["sha256"]
         entry["path"] = relpath
         manifest.append(entry)
+    sink.close()
     _write_manifest(manifest, target)
     splits = Counter(split for _, split in {(r["patient"], r["split"]) for r in rows})
     # The card shows marginal counts (one dimension at a time) of the exported patients at
@@ -153,13 +188,16 @@ def export_dataset(
         rows,
         archive_rows,
         reference,
+        small_cell=k_threshold,
         extra={
             "studies": len({r["study_uid"] for r in rows}),
             "instances": len(rows),
-            "splits": dict(sorted(splits.items())),
+            "splits": {s: mask_count(n, k_threshold) for s, n in sorted(splits.items())},
             "k_anonymity": protection.k,
             "k_threshold": k_threshold,
             "l_diversity": protection.l_diversity,
+            "l_threshold": l_threshold,
+            "thresholds_from": dict(thresholds_from or {}),
             "generalization": list(protection.steps),
             "suppressed_patients": protection.suppressed_patients,
         },

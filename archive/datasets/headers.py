@@ -3,7 +3,8 @@ recipient who reads the DICOM headers learns no more than the k-anonymity check 
 
 Dates (every DA and DT, nested ones included) keep their year only (YYYY0101) when the study
 month was generalized to a year, and are emptied when it was suppressed; Patient's Age goes
-when the age band was widened; Manufacturer and model are emptied when suppressed. The
+when the age band was widened; the model name is emptied when the model was suppressed, and
+both manufacturer and model when the manufacturer was. The
 archive's own copy is never touched.
 """
 
@@ -46,12 +47,18 @@ def generalize_file(data: bytes, row: Mapping[str, str]) -> bytes:
     if row["age_band"] == SUPPRESSED or _band_width(row["age_band"]) > 10:
         ds.pop("PatientAge", None)
     if row["manufacturer"] == SUPPRESSED:
-        for keyword in MANUFACTURER_KEYWORDS:
-            if keyword in ds:
-                ds.data_element(keyword).value = ""  # type: ignore[union-attr]
+        _empty(ds, MANUFACTURER_KEYWORDS)
+    elif row.get("model") == SUPPRESSED:
+        _empty(ds, ("ManufacturerModelName",))
     out = BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
+
+
+def _empty(ds: Dataset, keywords: tuple[str, ...]) -> None:
+    for keyword in keywords:
+        if keyword in ds:
+            ds.data_element(keyword).value = ""  # type: ignore[union-attr]
 
 
 def _band_width(band: str) -> int:

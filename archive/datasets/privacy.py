@@ -1,15 +1,19 @@
 """Re-identification risk of an export: k-anonymity and l-diversity over its quasi-identifiers.
 
 The quasi-identifiers are those a manifest carries: age band, sex, region, shifted study
-month, modality and manufacturer. k counts distinct patients (not rows) per combination, so
+month, modality, manufacturer and model (a rare machine in a small region narrows a patient
+down as well as an age does). k counts distinct patients (not rows) per combination, so
 a patient with many instances does not hide himself behind his own slices. l counts the
 distinct (sex, age band) values among the patients that share every other quasi-identifier.
 
 When k is below the threshold the export is generalized one step at a time (study month ->
-year -> none; 10-year -> 20-year age bands; manufacturer -> none; 40-year age bands). If
+year -> none; 10-year -> 20-year age bands; model -> none; manufacturer -> none; 40-year age
+bands). If
 combinations with fewer than k patients remain, their patients are left out of the export (local
 suppression, as ARX and sdcMicro do) provided they are at most `max_suppressed` of the
-patients; otherwise the export is refused. The card says how many were left out.
+patients; otherwise the export is refused. Groups whose patients show fewer (sex, age band)
+values than the l threshold are left out the same way (knowing someone is in such a group
+would tell his sex and age). The card says how many were left out.
 """
 
 from __future__ import annotations
@@ -18,7 +22,15 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-QUASI_IDENTIFIERS = ("age_band", "sex", "region", "study_month", "modality", "manufacturer")
+QUASI_IDENTIFIERS = (
+    "age_band",
+    "sex",
+    "region",
+    "study_month",
+    "modality",
+    "manufacturer",
+    "model",
+)
 SENSITIVE = ("sex", "age_band")
 SUPPRESSED = "*"
 
@@ -68,6 +80,7 @@ GENERALIZATIONS: tuple[Step, ...] = (
     ("study month -> year", _year),
     ("age band -> 20 years", lambda r: {"age_band": widen_age_band(r["age_band"])}),
     ("study date suppressed", lambda r: {"study_month": SUPPRESSED}),
+    ("model suppressed", lambda r: {"model": SUPPRESSED}),
     ("manufacturer suppressed", lambda r: {"manufacturer": SUPPRESSED}),
     ("age band -> 40 years", lambda r: {"age_band": widen_age_band(r["age_band"], 40)}),
 )
@@ -96,11 +109,32 @@ def _small_class_patients(records: Sequence[Record], threshold: int) -> set[str]
     return {p for members in groups.values() if len(members) < threshold for p in members}
 
 
+def _low_diversity_patients(records: Sequence[Record], threshold: int) -> set[str]:
+    """The patients of groups (all quasi-identifiers but sex and age band) whose patients
+    show fewer than `threshold` distinct (sex, age band) values: knowing a patient is in the
+    group would tell his sex and age."""
+    if threshold <= 1:
+        return set()
+    others = [f for f in QUASI_IDENTIFIERS if f not in SENSITIVE]
+    values: dict[tuple[str, ...], set[tuple[str, ...]]] = defaultdict(set)
+    members: dict[tuple[str, ...], set[str]] = defaultdict(set)
+    for record in records:
+        key = tuple(record[f] for f in others)
+        values[key].add(tuple(record[f] for f in SENSITIVE))
+        members[key].add(record["patient"])
+    return {p for key, v in values.items() if len(v) < threshold for p in members[key]}
+
+
 def protect(
-    records: Sequence[Record], threshold: int, *, max_suppressed: float = 0.05
+    records: Sequence[Record],
+    threshold: int,
+    *,
+    l_threshold: int = 1,
+    max_suppressed: float = 0.05,
 ) -> Protection:
-    """The records generalized (then locally suppressed) until k >= threshold; refused (no
-    records) if that would leave out more than `max_suppressed` of the patients."""
+    """The records generalized (then locally suppressed) until k >= threshold and
+    l >= l_threshold; refused (no records) if that would leave out more than
+    `max_suppressed` of the patients."""
     current = [dict(r) for r in records]
     kept = list(range(len(current)))
     steps: list[str] = []
@@ -111,20 +145,33 @@ def protect(
         current = [{**r, **step(r)} for r in current]
         steps.append(name)
         k = k_anonymity(current)
+    patients = len({r["patient"] for r in current})
     suppressed: set[str] = set()
-    if k < threshold:
-        patients = len({r["patient"] for r in current})
-        # A patient left out also leaves the other combinations his instances were in, which
-        # may fall under k in turn: repeat until none is small.
-        while small := _small_class_patients(current, threshold):
-            suppressed |= small
-            if len(suppressed) > max_suppressed * patients:
-                return Protection([], [], k, l_diversity(current), tuple(steps), len(suppressed))
-            pairs = [
-                (i, r) for i, r in zip(kept, current, strict=True) if r["patient"] not in small
-            ]
-            kept = [i for i, _ in pairs]
-            current = [r for _, r in pairs]
-        steps.append("small combinations suppressed")
-        k = k_anonymity(current)
-    return Protection(current, kept, k, l_diversity(current), tuple(steps), len(suppressed))
+    reasons: set[str] = set()
+    # A patient left out also leaves the other combinations his instances were in, which
+    # may fall under k (or l) in turn: repeat until none is small.
+    while True:
+        small = _small_class_patients(current, threshold)
+        uniform = _low_diversity_patients(current, l_threshold) - small
+        if not small and not uniform:
+            break
+        if small:
+            reasons.add("small combinations suppressed")
+        if uniform:
+            reasons.add("low-diversity groups suppressed")
+        suppressed |= small | uniform
+        if len(suppressed) > max_suppressed * patients:
+            return Protection(
+                [], [], k_anonymity(current), l_diversity(current), tuple(steps), len(suppressed)
+            )
+        pairs = [
+            (i, r)
+            for i, r in zip(kept, current, strict=True)
+            if r["patient"] not in small and r["patient"] not in uniform
+        ]
+        kept = [i for i, _ in pairs]
+        current = [r for _, r in pairs]
+    steps.extend(sorted(reasons, reverse=True))
+    return Protection(
+        current, kept, k_anonymity(current), l_diversity(current), tuple(steps), len(suppressed)
+    )

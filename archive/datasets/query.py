@@ -1,8 +1,7 @@
 """A cohort query over the catalog, and the rows it selects (one per archived instance).
 
-Manufacturer and model are not in the catalog yet (the anonymizer does not record them), so
-they are not a filter here and every row says "unknown"; the quasi-identifier stays in the
-k-anonymity computation so that adding the column later tightens, never loosens, the check.
+Manufacturer and model come from the series (migration 0009): series cataloged before it
+have none and say "unknown", which a filter on `manufacturer=unknown` selects.
 """
 
 from __future__ import annotations
@@ -20,6 +19,8 @@ from archive.catalog.models import Instance, Job, Patient, Series, Study
 from archive.catalog.models_governance import Source
 from archive.datasets.privacy import age_band
 
+UNKNOWN = "unknown"
+
 
 @dataclass(frozen=True)
 class Where:
@@ -36,6 +37,8 @@ class Where:
     received_from: datetime | None = None  # when the job that brought the instance arrived
     received_to: datetime | None = None
     profile_version: str | None = None
+    manufacturer: str | None = None  # as the de-identified file says; "unknown": not recorded
+    model: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         out = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -83,6 +86,11 @@ def _statement(where: Where) -> Select[Instance, Series, Study, Patient]:
     ]
     for column, value in equal:
         if value is not None:
+            stmt = stmt.where(column == value)
+    for column, value in ((Series.manufacturer, where.manufacturer), (Series.model, where.model)):
+        if value == UNKNOWN:
+            stmt = stmt.where(column.is_(None))
+        elif value is not None:
             stmt = stmt.where(column == value)
     if where.study_date_from:
         stmt = stmt.where(Study.study_date >= where.study_date_from)
@@ -137,7 +145,9 @@ def describe(
         "sex": patient.sex or "unknown",
         "age_band": age_band(years),
         "study_month": study.study_date[:6] if study.study_date else "unknown",
-        "manufacturer": "unknown",
+        "manufacturer": series.manufacturer or UNKNOWN,
+        "model": series.model or UNKNOWN,
+        "profile_name": instance.profile_name,
         "profile_version": instance.profile_version,
         "key_id": instance.key_id,
         "size_bytes": instance.size_bytes,

@@ -17,6 +17,8 @@ CASES = [
     ["region=Oriental", "body_part=CHEST"],
     ["sop_class=1.2.840.10008.5.1.4.1.1.4", "study_date_from=20240301", "study_date_to=20240630"],
     ["profile_version=v1", "age_max=25"],
+    ["manufacturer=Nadir Imaging", "sex=M"],
+    ["model=NX-1", "modality=CT"],
 ]
 
 
@@ -32,6 +34,8 @@ def _facts(session: Session) -> list[dict[str, Any]]:
             "sop_uid": i.sop_uid,
             "modality": se.modality,
             "body_part": se.body_part,
+            "manufacturer": se.manufacturer,
+            "model": se.model,
             "sop_class": i.sop_class_uid,
             "region": st.region,
             "sex": p.sex,

@@ -62,11 +62,15 @@ def test_another_key_gives_other_splits() -> None:
     assert sum(one[p] != other[p] for p in patients) > len(patients) // 10
 
 
+EQUIPMENT = (("ACME", "S9"), ("ACME", "S7"), ("Nadir", "NX"), ("unknown", "unknown"))
+
+
 def _records(seed: int, n: int) -> list[dict[str, str]]:
     rng = random.Random(seed)
     out = []
     for patient, (region, sex, band) in _patients(seed, n).items():
         month = f"{rng.choice((2023, 2024))}{rng.randint(1, 12):02d}"
+        maker, model = rng.choice(EQUIPMENT)
         for _ in range(rng.randint(1, 3)):
             out.append(
                 {
@@ -76,7 +80,8 @@ def _records(seed: int, n: int) -> list[dict[str, str]]:
                     "age_band": band,
                     "study_month": month,
                     "modality": rng.choice(("CT", "MR", "CR")),
-                    "manufacturer": "unknown",
+                    "manufacturer": maker,
+                    "model": model,
                 }
             )
     return out
@@ -94,18 +99,27 @@ def _brute_k(records: list[dict[str, str]]) -> int:
 
 
 @settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 2**32), n=st.integers(50, 3000), threshold=st.integers(2, 10))
-def test_protected_records_reach_k_or_are_refused(seed: int, n: int, threshold: int) -> None:
-    """Rule: an export's quasi-identifiers have k >= threshold (k counted in patients), or
-    the export is refused; generalization keeps every row in order, and suppression leaves
-    out whole patients, at most 5% of them."""
+@given(
+    seed=st.integers(0, 2**32),
+    n=st.integers(50, 3000),
+    threshold=st.integers(2, 10),
+    l_threshold=st.integers(1, 3),
+)
+def test_protected_records_reach_k_or_are_refused(
+    seed: int, n: int, threshold: int, l_threshold: int
+) -> None:
+    """Rule: an export's quasi-identifiers (manufacturer and model among them) have
+    k >= threshold (k counted in patients) and l-diversity >= the profile's l, or the export
+    is refused; generalization keeps every row in order, and suppression leaves out whole
+    patients, at most 5% of them."""
     records = _records(seed, n)
     assert k_anonymity(records) == _brute_k(records)
-    result = protect(records, threshold)
+    result = protect(records, threshold, l_threshold=l_threshold)
     if result.refused:
-        assert result.k < threshold
+        assert result.k < threshold or result.l_diversity < l_threshold
         return
     assert _brute_k(result.records) == result.k >= threshold
+    assert result.l_diversity >= l_threshold
     assert result.kept == sorted(result.kept)
     assert [r["patient"] for r in result.records] == [records[i]["patient"] for i in result.kept]
     left_out = {r["patient"] for r in records} - {r["patient"] for r in result.records}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,6 +37,14 @@ MODALITIES = {
     "MR": ("1.2.840.10008.5.1.4.1.1.4", 2),
 }
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+# Made-up equipment (manufacturer, model, weight): one rare model, so that cohorts and
+# k-anonymity meet a small machine population as they do in a real archive.
+EQUIPMENT = (
+    ("ACME MEDICAL", "Scanner 9", 6),
+    ("ACME MEDICAL", "Scanner 7", 3),
+    ("Nadir Imaging", "NX-300", 4),
+    ("Nadir Imaging", "NX-1", 1),
+)
 
 
 def _part10(
@@ -46,6 +55,7 @@ def _part10(
     modality: str,
     study_date: str,
     age: int,
+    equipment: tuple[str, str] = ("ACME MEDICAL", "Scanner 9"),
 ) -> bytes:
     from io import BytesIO
 
@@ -65,21 +75,26 @@ def _part10(
     ds.StudyDate = study_date
     ds.SeriesDate = study_date
     ds.PatientAge = f"{age:03d}Y"
-    ds.Manufacturer = "ACME MEDICAL"
-    ds.ManufacturerModelName = "Scanner 9"
+    ds.Manufacturer, ds.ManufacturerModelName = equipment
     buffer = BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
 
 
 def build_archive(
-    sessions: sessionmaker[Session], archive_dir: Path, *, patients: int, seed: int
+    sessions: sessionmaker[Session],
+    archive_dir: Path,
+    *,
+    patients: int,
+    seed: int,
+    regions: Sequence[str] | None = None,
 ) -> int:
     """Catalog `patients` patients (one study each, two instances) and write their files.
-    Regions are drawn half uniformly, half by population, so that small regions exist but
-    are not empty. Returns the number of instances."""
+    Regions (all, or those named: a denser archive) are drawn half uniformly, half by
+    population, so that small regions exist but are not empty. Returns the number of
+    instances."""
     rng = random.Random(seed)
-    regions = list(REGIONS)
+    regions = list(regions or REGIONS)
     weights = [REGIONS[r] for r in regions]
     items: list[NewInstance] = []
     for _ in range(patients):
@@ -90,10 +105,13 @@ def build_archive(
         sex = rng.choice("FM")
         age = rng.randint(20, 89)
         study_date = f"{rng.choice((2023, 2024))}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
+        maker, model, _ = rng.choices(EQUIPMENT, [w for *_, w in EQUIPMENT])[0]
         study_uid, series_uid = generate_uid(), generate_uid()
         for number in (1, 2):
             sop_uid = generate_uid()
-            data = _part10(sop_class, sop_uid, study_uid, series_uid, modality, study_date, age)
+            data = _part10(
+                sop_class, sop_uid, study_uid, series_uid, modality, study_date, age, (maker, model)
+            )
             relpath = f"{study_uid}/{series_uid}/{sop_uid}.dcm"
             path = archive_dir / relpath
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,6 +133,8 @@ def build_archive(
                 patient_sex=sex,
                 patient_age=f"{age:03d}Y",
                 region=region,
+                manufacturer=maker,
+                model=model,
             )
             items.append(NewInstance(facts, relpath, hashlib.sha256(data).hexdigest(), len(data)))
     now = datetime.now(UTC)

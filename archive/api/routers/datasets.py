@@ -1,12 +1,24 @@
-"""Datasets for AI teams and certification bodies: list, read, create. Sealing and exporting
-write folders on the archive host and are commands (`amana dataset seal|export`)."""
+"""Datasets for AI teams and certification bodies: list, read, create, seal, export.
+
+An export over HTTP writes into a folder under the configured export root (AMANA_EXPORT_DIR)
+that the caller names by a relative path, or streams the export as a tar archive; it never
+writes where a caller's path would lead, and it does not send to DICOMweb servers (a caller
+could make the archive host reach any address: that is the command line's `--to
+dicomweb+https://...`, run by an operator)."""
 
 from __future__ import annotations
 
+import re
+import secrets
+import shutil
+import tarfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from anonymizer.errors import RejectError, RetryableError
@@ -14,6 +26,7 @@ from archive import audit
 from archive.api.deps import (
     AuditDep,
     DatasetReader,
+    DatasetSealer,
     DatasetWriter,
     SessionDep,
     StateDep,
@@ -25,6 +38,7 @@ from archive.datasets.service import (
     get_dataset,
     holds_sealed,
     list_datasets,
+    seal_dataset,
     summary,
 )
 from archive.datasets.splits import DEFAULT_PROPORTIONS
@@ -107,3 +121,173 @@ def new_dataset(
         )
         work.note(patients=created.patients, instances=created.instances)
         return summary(created)
+
+
+class SealOut(BaseModel):
+    dataset: str
+    sealed_patients: int
+
+
+@router.post("/datasets/{name}/seal", response_model=SealOut)
+def seal(
+    name: str, request: Request, session: SessionDep, ctx: AuditDep, who: DatasetSealer
+) -> dict[str, Any]:
+    """Hold the dataset's patients out for certification (certifier): no training dataset
+    created afterwards holds them, and only a certifier exports them."""
+    ctx.set(
+        audit.EventId.SECURITY_ALERT,
+        audit.Action.UPDATE,
+        event_type=audit.EventType.USE_OF_RESTRICTED_FUNCTION,
+        object_type="dataset",
+        object_id=name,
+    )
+    with unit(request, ctx, session) as work:
+        count = seal_dataset(session, name, sealed_by=who.user, now=datetime.now(UTC))
+        work.note(sealed_patients=count)
+    return {"dataset": name, "sealed_patients": count}
+
+
+# Relative, made of plain names: no leading slash, no "..", no backslash or control byte.
+FOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(/[A-Za-z0-9][A-Za-z0-9._-]{0,63}){0,7}$")
+STREAMS = ".streams"
+
+
+class ExportIn(BaseModel):
+    folder: str | None = Field(
+        default=None,
+        max_length=520,
+        description="a folder inside the server's export root (created); absent: the export "
+        "is streamed back as a tar archive",
+    )
+    k: int | None = Field(
+        default=None, ge=2, le=1000, description="raise the profiles' k threshold (never lower)"
+    )
+
+
+class ExportOut(BaseModel):
+    dataset: str
+    folder: str
+    sealed: bool
+    instances: int
+    copied: int
+    k: int
+    k_threshold: int
+    l_diversity: int
+    l_threshold: int
+    generalization: list[str]
+    suppressed_patients: int
+
+
+def export_folder(root: Path, folder: str) -> Path:
+    """`folder` inside `root`, symlinks followed; refused when it leads anywhere else."""
+    if not FOLDER.match(folder) or folder.startswith(STREAMS):
+        raise RejectError(
+            "folder: a relative path of plain names (letters, digits, . _ -) inside the "
+            "export root",
+            code="bad_target",
+        )
+    base = root.resolve()
+    resolved = (base / folder).resolve()
+    if not resolved.is_relative_to(base) or resolved == base:
+        raise RejectError("folder leads outside the export root", code="bad_target")
+    return resolved
+
+
+def _tar_stream(folder: Path, name: str) -> Iterator[bytes]:
+    """The folder as an uncompressed tar (DICOM pixels rarely compress), then removed."""
+
+    class Chunks:
+        def __init__(self) -> None:
+            self.parts: list[bytes] = []
+
+        def write(self, data: bytes) -> int:
+            self.parts.append(bytes(data))
+            return len(data)
+
+        def take(self) -> bytes:
+            out = b"".join(self.parts)
+            self.parts = []
+            return out
+
+    out = Chunks()
+    try:
+        with tarfile.open(fileobj=out, mode="w|") as tar:  # type: ignore[call-overload]
+            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                tar.add(path, arcname=f"{name}/{path.relative_to(folder).as_posix()}")
+                yield out.take()
+        yield out.take()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@router.post(
+    "/datasets/{name}/export",
+    response_model=ExportOut,
+    responses={
+        200: {
+            "description": "the export's figures (JSON), or the export itself as a tar "
+            "archive when no folder is named",
+            "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+def export(
+    name: str,
+    body: ExportIn,
+    request: Request,
+    session: SessionDep,
+    ctx: AuditDep,
+    state: StateDep,
+    who: DatasetReader,
+) -> Any:
+    """Export a dataset (researcher; certifier for a set holding sealed patients) into a
+    folder under the export root, or streamed as a tar archive when no folder is named:
+    instances, manifest (Parquet, CSV), card (JSON, HTML, charts), SHA256SUMS. The k and l
+    thresholds are the profiles'. Every attempt, refused ones included, is an audited
+    Export event."""
+    from archive.datasets.runner import run_export
+
+    ctx.set(audit.EventId.EXPORT, audit.Action.READ, object_type="dataset", object_id=name)
+    with unit(request, ctx, session) as work:
+        if state.archive_dir is None or state.export_dir is None:
+            raise RetryableError("this API was started without an archive or export folder")
+        if body.folder is not None:
+            folder = export_folder(state.export_dir, body.folder)
+            work.note(folder=body.folder)
+        else:
+            folder = state.export_dir / STREAMS / secrets.token_hex(8)
+            work.note(streamed=True)
+        try:
+            run = run_export(
+                work,
+                name,
+                who,
+                archive_dir=state.archive_dir,
+                profiles_dir=state.profiles_dir,
+                folder=folder,
+                k_at_least=body.k,
+            )
+        except BaseException:
+            if body.folder is None:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
+    if body.folder is None:
+        return StreamingResponse(
+            _tar_stream(folder, name),
+            media_type="application/x-tar",
+            headers={"Content-Disposition": f'attachment; filename="{name}.tar"'},
+        )
+    result = run.result
+    return {
+        "dataset": name,
+        "folder": body.folder,
+        "sealed": run.sealed,
+        "instances": result.instances,
+        "copied": result.copied,
+        "k": result.k,
+        "k_threshold": run.k,
+        "l_diversity": result.l_diversity,
+        "l_threshold": run.thresholds.l_diversity,
+        "generalization": list(result.generalization),
+        "suppressed_patients": result.suppressed_patients,
+    }
