@@ -235,6 +235,7 @@ def _ocr_masks(
             min_contrast=settings.min_contrast,
             min_chroma=settings.min_chroma,
             light_floor=ink.frame_light_floor(image),
+            panels=ink.dark_panels(image)[region],
         )
         return ink.embed(part, region, shape)
 
@@ -362,12 +363,14 @@ def _verify_pages(
     like detection with lower thresholds, and one sharing none of detection's
     preprocessing (reread.py)."""
     floor = None if region is None else ink.frame_light_floor(image)
+    panels = None if region is None else ink.dark_panels(image)[region]
     part = image if region is None else image[region]
     found = ocr.find_ink(
         part,
         min_contrast=settings.verify_min_contrast,
         min_chroma=settings.verify_min_chroma,
         light_floor=floor,
+        panels=panels,
     )
     first = ocr.ocr_page(found.layers, found.plain, settings.upscale)
     return [first, reread.independent_page(part)]

@@ -56,9 +56,12 @@ def ink_layers(
     min_chroma: int,
     plain: np.ndarray,
     light_floor: int | None = None,
+    panels: np.ndarray | None = None,
 ) -> list[np.ndarray]:
-    """Ink strength (0-255) per pixel, one layer per polarity: [light ink, dark ink], and
-    the raw local contrast of every pixel (used to draw flat-coloured text, see below).
+    """Ink strength (0-255) per pixel, one layer per polarity: [light ink, dark ink], the
+    raw local contrast of every pixel (used to draw flat-coloured text, see below), and
+    the light ink of dark `panels` held to the plain floor instead of the frame's (a
+    superset of the light layer, empty without `panels`).
 
     Local contrast alone also fires on ultrasound speckle and tissue texture, so a pixel
     counts as ink when it stands out and is either drawn at an extreme (bright on dark,
@@ -100,6 +103,11 @@ def ink_layers(
     light_ink = ((bright >= min_contrast) & (grey >= floor)) | (
         (bright >= faint_contrast) & at_floor
     )
+    # Only ever more ink: a second layer, so the bands of the first are read as before.
+    panel_ink = np.zeros_like(light_ink)
+    if panels is not None:
+        lowered = busy & panels & (floor > PLAIN_LIGHT_FLOOR)
+        panel_ink = lowered & (bright >= min_contrast) & (grey >= PLAIN_LIGHT_FLOOR)
     dark_ink = ((dark >= min_contrast) & (grey <= 105)) | ((dark >= faint_contrast) & at_ceiling)
     light = np.where(light_ink, bright, 0)
     coloured = chroma >= min_chroma
@@ -109,6 +117,7 @@ def ink_layers(
         np.clip(light, 0, 255).astype(np.uint8),
         np.clip(np.where(dark_ink, dark, 0), 0, 255).astype(np.uint8),
         np.clip(contrast, 0, 255).astype(np.uint8),
+        np.clip(np.where(panel_ink, np.maximum(light, bright), light), 0, 255).astype(np.uint8),
     ]
 
 
@@ -126,6 +135,31 @@ def frame_light_floor(image: np.ndarray) -> int:
     to the frame's own floor, so it finds the ink the whole frame's reading would."""
     grey = grey_of(image)
     return busy_light_floor(grey, plain_zone(flat_pixels(grey)))
+
+
+# One floor for a whole frame is set by its brightest content: on a scanned film of
+# twelve CT panels, the white skulls (214 of 255) put it above the blurred, lossy text
+# printed beside them (peaking at 203-205), which then shows as broken strokes and is not
+# read. Around that text the film is mostly black: in such dark neighbourhoods light ink
+# only needs the floor of plain areas. The window is wider than a block of text (so the
+# text's own strokes cannot make it "bright"), narrower than a panel.
+PANEL_WINDOW = 129
+PANEL_DARK_LEVEL = 40
+PANEL_DARK_SHARE = 0.75
+PLAIN_LIGHT_FLOOR = 150
+# A line found that way must look like text on black: not taller than a line of annotation
+# (SC1's are 14-22 px), wider than tall, on a background (its box's median) near black.
+PANEL_LINE_MAX_PX = 32
+PANEL_TEXT_BACKGROUND = 16
+
+
+def dark_panels(image: np.ndarray) -> np.ndarray:
+    """Pixels whose neighbourhood (PANEL_WINDOW square) is mostly near black: there light
+    ink is held to PLAIN_LIGHT_FLOOR, not to the frame's busy floor. Computed on a whole
+    frame; a part of it read alone is given its slice, so it finds the same ink."""
+    dark = (grey_of(image) <= PANEL_DARK_LEVEL).astype(np.float32)
+    share = ndi.uniform_filter(dark, size=PANEL_WINDOW)
+    return share >= PANEL_DARK_SHARE  # type: ignore[no-any-return]
 
 
 # Over image content, text drawn in one flat colour shows as a spike in the local
@@ -257,14 +291,26 @@ class Ink:
 
 
 def find_ink(
-    image: np.ndarray, *, min_contrast: int, min_chroma: int, light_floor: int | None = None
+    image: np.ndarray,
+    *,
+    min_contrast: int,
+    min_chroma: int,
+    light_floor: int | None = None,
+    panels: np.ndarray | None = None,
 ) -> Ink:
     """Text-like ink of a frame: cheap (no OCR), also used to decide which frames to read.
-    `light_floor`, when given, replaces the image's own `busy_light_floor` (a crop)."""
+    `light_floor` and `panels`, when given, replace the image's own `busy_light_floor` and
+    `dark_panels` (a part of a frame read alone gets the whole frame's)."""
     grey = grey_of(image)
     flat = flat_pixels(grey)
     plain = plain_zone(flat)
-    light, dark, contrast = ink_layers(image, min_contrast, min_chroma, plain, light_floor)
+    if light_floor is None:
+        light_floor = busy_light_floor(grey, plain)
+    if panels is None and light_floor > PLAIN_LIGHT_FLOOR:
+        panels = dark_panels(image)
+    light, dark, contrast, panel_light = ink_layers(
+        image, min_contrast, min_chroma, plain, light_floor, panels
+    )
     light_c, dark_c = resolve_polarity(
         grey, text_candidates(light, plain), text_candidates(dark, plain), min_contrast
     )
@@ -273,7 +319,57 @@ def find_ink(
     drawn_core = drawn_colour_ink(grey, ~plain)
     drawn_c = text_candidates(np.where(dilate(drawn_core, 3, 3), 255, 0), plain)
     drawn_c &= ~light_c & ~dark_c
-    return Ink([(light, light_c), (dark, dark_c), (contrast, drawn_c)], plain, flat)
+    layers = [(light, light_c), (dark, dark_c), (contrast, drawn_c)]
+    panel = _panel_candidates(grey, panel_light, light, light_c, plain, min_contrast)
+    if panel is not None:
+        layers.append((panel_light, panel[0]))
+        plain = plain | panel[1]
+    return Ink(layers, plain, flat)
+
+
+def _panel_candidates(
+    grey: np.ndarray,
+    panel_light: np.ndarray,
+    light: np.ndarray,
+    light_c: np.ndarray,
+    plain: np.ndarray,
+    min_contrast: int,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The text lines of the panel layer that hold ink the light layer lacks (its own
+    lines are read there already), and the boxes of those written on near black: a
+    horizontal band at most PANEL_LINE_MAX_PX tall whose padded box is mostly at
+    PANEL_TEXT_BACKGROUND or below. Those boxes then count as plain area (text on a black
+    panel: its words trusted, its unread lines masked). Bone edges and air in a skull, also
+    bright on dark, fail that test (their boxes hold grey tissue) and are read as lines
+    over the image: masked when read confidently, as there. None when nothing is new."""
+    if not (panel_light > light).any():
+        return None
+    found, _ = resolve_polarity(
+        grey, text_candidates(panel_light, plain), np.zeros_like(light_c), min_contrast
+    )
+    new = found & ~light_c
+    if not new.any():
+        return None
+    rows, columns = grey.shape
+    kept = np.zeros_like(found)
+    boxes = np.zeros_like(found)
+    for band in text_bands(found):
+        if not new[band].any():
+            continue
+        kept[band] |= found[band]
+        height = band[0].stop - band[0].start
+        width = band[1].stop - band[1].start
+        box = (
+            slice(max(0, band[0].start - 6), min(rows, band[0].stop + 6)),
+            slice(max(0, band[1].start - 6), min(columns, band[1].stop + 6)),
+        )
+        if (
+            height <= PANEL_LINE_MAX_PX
+            and width >= height
+            and np.median(grey[box]) <= PANEL_TEXT_BACKGROUND
+        ):
+            boxes[box] = True
+    return (kept, boxes) if kept.any() else None
 
 
 Region = tuple[slice, slice]

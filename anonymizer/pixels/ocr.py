@@ -131,7 +131,7 @@ def ocr_page(
             height, width = y1 - y0, x1 - x0
             # Flat-coloured text (the third layer) is drawn, not read from noise: its words
             # are trusted like those on plain areas.
-            busy = number < DRAWN_LAYER and bool(
+            busy = number != DRAWN_LAYER and bool(
                 candidates[band][~plain[band]].sum() * 2 > candidates[band].sum()
             )
             vertical = height >= VERTICAL_MIN_PX and height > VERTICAL_RATIO * width
