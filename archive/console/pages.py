@@ -38,8 +38,9 @@ from archive.console.session import (
     SESSION_COOKIE,
     SESSION_LIFETIME,
     ConsoleSession,
+    close_session,
     login_csrf,
-    new_session,
+    open_session,
 )
 from archive.console.web import PREFIX, ConsoleDep, SignedIn, now, page, require_csrf
 from archive.governance.auth import AuthError, Permission, Principal, authenticate
@@ -129,12 +130,11 @@ def login(
         object_id="sign-in",
     )
     with unit(request, ctx, session):
-        pass
-    console_session = new_session(token, now())
+        console_session = open_session(session, principal.token_id, now())
     signed_in = RedirectResponse(f"{PREFIX}/", status_code=303)
     signed_in.set_cookie(
         SESSION_COOKIE,
-        console_session.cookie_value(),
+        console_session.sid,
         max_age=int(SESSION_LIFETIME.total_seconds()),
         **_cookie_flags(request),
     )
@@ -159,7 +159,7 @@ def logout(
         object_id="sign-out",
     )
     with unit(request, ctx, session):
-        pass
+        close_session(session, who[1])
     response = RedirectResponse(f"{PREFIX}/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path=PREFIX)
     return response
