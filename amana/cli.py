@@ -232,6 +232,8 @@ def api() -> None:
         # probe needs no shared file or catalog table (it may run on another machine).
         broker_state=CachedProbe(lambda: probe(celery)),
         dataset_secret=_dataset_secret(settings),
+        release_dir=settings.release_path,
+        default_profile=settings.profile,
     )
     audit.record(sessions, audit.application_activity("api", started=True))
     try:

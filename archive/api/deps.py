@@ -73,6 +73,11 @@ class ApiState:
     # The pseudonymization secret, from which dataset splits are keyed (archive/datasets);
     # without it the API lists datasets but does not create them.
     dataset_secret: bytes | None = None
+    # Where the console's "release" hands held originals out (AMANA_RELEASE_DIR); without
+    # it, releasing stays with `amana quarantine release --to`.
+    release_dir: Path | None = None
+    # The profile of unattributed jobs and of sources naming none (AMANA_PROFILE).
+    default_profile: str = "ma-national"
 
 
 def _state(request: Request) -> ApiState:

@@ -78,3 +78,33 @@ def seed(sessions: sessionmaker[Session], quarantine_dir: Path) -> Seeded:
         by_reason[reason] = by_reason.get(reason, 0) + 1
         out.entries.append(entry_id)
     return out
+
+
+# A made-up identity drawn in the pixels (the header names someone else).
+DRAWN_NAME = ("Ouazzani", "Zineb")
+
+
+def burned_in_original(
+    quarantine_dir: Path, sessions: sessionmaker[Session], entry_id: int
+) -> bytes:
+    """Replace entry `entry_id`'s placeholder original with an ultrasound image carrying a
+    burned-in made-up name (what a steward previews before releasing)."""
+    from pydicom.filebase import DicomBytesIO
+
+    from tests.pixels import imaging
+
+    image, _ = imaging.draw(
+        True,
+        seed=5,
+        texts=[
+            imaging.Text(10, 8, " ".join(DRAWN_NAME), 18, (255, 255, 255)),
+            imaging.Text(10, 34, "ID 5520417", 16, (255, 255, 255)),
+        ],
+    )
+    buffer = DicomBytesIO()
+    imaging.dataset([image]).save_as(buffer, enforce_file_format=True)
+    data = buffer.getvalue()
+    with sessions() as session:
+        stored = session.get_one(QuarantineEntry, entry_id).stored_name
+    (quarantine_dir / stored).write_bytes(data)
+    return data
