@@ -33,8 +33,9 @@ from archive.api import create_app
 from archive.catalog.models import QuarantineEntry, QuarantineStatus
 from archive.catalog.models_governance import AuditEvent, ProfileVersion, ProfileVersionStatus
 from tests.catalog.conftest import mint, revised_national_profile
-from tests.console.conftest import Seeded, seed
+from tests.console.conftest import Seeded, burned_in_original, seed
 from tests.paths import PROFILES_DIR, REPO_ROOT
+from tests.pixels.imaging import COLUMNS, ROWS
 
 ARTIFACTS = Path(os.environ.get("AMANA_TEST_ARTIFACTS", REPO_ROOT / "var" / "test-artifacts"))
 WAIT_S = 30  # a ceiling for a loaded machine, not a measured duration
@@ -54,6 +55,7 @@ def server(sessions: sessionmaker[Session], tmp_path: Path) -> Iterator[str]:
         profiles_dir=PROFILES_DIR,
         quarantine_dir=tmp_path / "quarantine",
         spool_dir=tmp_path / "spool",
+        release_dir=tmp_path / "released",
     )
     port = _free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
@@ -130,12 +132,14 @@ def _cells(driver: WebDriver, table_id: str) -> list[list[str]]:
     return [[td.text for td in row.find_elements(By.TAG_NAME, "td")] for row in rows]
 
 
+@pytest.mark.ocr  # the quarantine preview runs the pixel step
 def test_console_in_chromium(
     sessions: sessionmaker[Session], tmp_path: Path, server: str, browser: WebDriver
 ) -> None:
     """Rule: an auditor signs in, searches studies and answers "who sent how many studies,
     under which profile version, and what was quarantined and why" from the Reports page; a
-    steward opens a quarantined instance and sends it back through the pipeline; a steward
+    steward opens a quarantined instance and sends it back through the pipeline, opens
+    another beside its masked regions and releases it (confirmed); a steward
     proposes a profile version that only another steward may approve and activate; the Arabic
     pages are right to left; /docs and /redoc render; no page asks anything of a host
     other than 127.0.0.1."""
@@ -198,8 +202,34 @@ def test_console_in_chromium(
         expected_conditions.presence_of_element_located((By.ID, "done"))
     )
     _shot(browser, "08-quarantine-retried")
+    # Another entry: the original beside its masked regions, then released.
+    held = seeded.entries[1]
+    burned_in_original(tmp_path / "quarantine", sessions, held)
+    browser.get(f"{server}/console/quarantine/{held}")
+    browser.find_element(By.ID, "show-preview").click()
+    frame = WebDriverWait(browser, WAIT_S).until(
+        expected_conditions.presence_of_element_located((By.ID, "preview-frame-1"))
+    )
+    shown = browser.execute_script(
+        "return [arguments[0].complete, arguments[0].naturalWidth, arguments[0].naturalHeight]",
+        frame,
+    )
+    assert shown[0] and shown[1] > 2 * COLUMNS and shown[2] > ROWS, shown  # two panels
+    assert browser.find_element(By.ID, "preview-outcome").text == "archived"
+    _shot(browser, "08b-quarantine-before-after")
+    browser.find_element(By.ID, "back-to-entry").click()
+    browser.find_element(By.ID, "release").click()  # unticked: the browser asks first
+    assert browser.find_elements(By.CSS_SELECTOR, "#confirm-release:invalid")
+    browser.find_element(By.ID, "confirm-release").click()
+    browser.find_element(By.ID, "release").click()
+    WebDriverWait(browser, WAIT_S).until(
+        expected_conditions.text_to_be_present_in_element((By.ID, "entry-status"), "RELEASED")
+    )
+    _shot(browser, "08c-quarantine-released")
+    assert (tmp_path / "released" / f"quarantine-{held}.dcm").is_file()
     with sessions() as session:
         assert session.get_one(QuarantineEntry, entry).status is QuarantineStatus.RETRIED
+        assert session.get_one(QuarantineEntry, held).status is QuarantineStatus.RELEASED
         actors = set(session.scalars(select(AuditEvent.actor)))
     assert {auditor.partition(".")[0], steward.partition(".")[0]} <= actors
 
