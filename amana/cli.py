@@ -233,6 +233,7 @@ def api() -> None:
         broker_state=CachedProbe(lambda: probe(celery)),
         dataset_secret=_dataset_secret(settings),
         release_dir=settings.release_path,
+        archive_dir=settings.archive_path,
         default_profile=settings.profile,
     )
     audit.record(sessions, audit.application_activity("api", started=True))

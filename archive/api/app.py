@@ -65,6 +65,7 @@ def create_app(
     broker_state: Callable[[], str] | None = None,
     dataset_secret: bytes | None = None,
     release_dir: Path | None = None,
+    archive_dir: Path | None = None,
     default_profile: str = "ma-national",
 ) -> FastAPI:
     """`quarantine_dir` and `spool_dir` enable the stewards' retry and purge; `publish` is
@@ -72,7 +73,8 @@ def create_app(
     commits (without it, the sweeper sends it). `trusted_proxies` and
     `auth_failures_per_minute`: see archive/api/clients.py; `broker_state` answers /health's
     `broker`. `release_dir` enables the release of held originals over HTTP;
-    `default_profile` is the workers' AMANA_PROFILE (for the stewards' previews)."""
+    `archive_dir` gives the console its
+    thumbnails; `default_profile` is the workers' AMANA_PROFILE (for the stewards' previews)."""
     limiter = AuthFailureLimiter(auth_failures_per_minute)
 
     async def flush_summaries(*, everything: bool = False) -> None:
@@ -126,6 +128,7 @@ def create_app(
         trusted_proxies=parse_networks(trusted_proxies),
         dataset_secret=dataset_secret,
         release_dir=release_dir,
+        archive_dir=archive_dir,
         default_profile=default_profile,
     )
     app.state.broker_state = broker_state

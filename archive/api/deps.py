@@ -76,6 +76,8 @@ class ApiState:
     # Where the console's "release" hands held originals out (AMANA_RELEASE_DIR); without
     # it, releasing stays with `amana quarantine release --to`.
     release_dir: Path | None = None
+    # The de-identified files (AMANA_ARCHIVE_DIR), for the console's thumbnails.
+    archive_dir: Path | None = None
     # The profile of unattributed jobs and of sources naming none (AMANA_PROFILE).
     default_profile: str = "ma-national"
 

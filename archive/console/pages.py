@@ -31,7 +31,7 @@ from archive.api.deps import (
     unit,
 )
 from archive.api.params import RowId
-from archive.catalog import reports, search
+from archive.catalog import reports, search, thumbnails
 from archive.catalog.csv_rows import to_csv
 from archive.catalog.statistics import job_counts
 from archive.console.session import (
@@ -336,6 +336,36 @@ def study(
         detail = search.study_detail(session, study_uid)
         work.note(object_id=study_uid)
     return console.render(request, "study.html", principal=who[0], session=who[1], study=detail)
+
+
+@router.get("/studies/{study_uid}/series/{series_uid}/thumbnail.png")
+def series_thumbnail(
+    request: Request,
+    session: SessionDep,
+    ctx: AuditDep,
+    state: StateDep,
+    _who: CatalogPage,
+    study_uid: str,
+    series_uid: str,
+) -> Response:
+    """A series' picture from its de-identified archived file. The browser may keep it (it
+    is the archive's own pixels, and the study page that links it is recorded)."""
+    ctx.set(audit.EventId.INSTANCES_ACCESSED, audit.Action.READ, object_type="series")
+    if state.archive_dir is None:
+        raise RejectError("no archive on this API", code="not_found")
+    with unit(request, ctx, session) as work:
+        if not (STUDY_UID.match(study_uid) and STUDY_UID.match(series_uid)):
+            raise RejectError("no such series", code="not_found")
+        work.note(object_id=series_uid, view="thumbnail")
+        png = thumbnails.series_thumbnail(session, study_uid, series_uid, state.archive_dir)
+    return Response(
+        png,
+        media_type="image/png",
+        headers={
+            "Cache-Control": "private, max-age=86400",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 # --- quarantine -----------------------------------------------------------------------------

@@ -108,3 +108,23 @@ def burned_in_original(
         stored = session.get_one(QuarantineEntry, entry_id).stored_name
     (quarantine_dir / stored).write_bytes(data)
     return data
+
+
+def write_archived(archive_dir: Path, relpath: str, bright_right: bool) -> None:
+    """An archived CT-like image: one half black, the other white."""
+    import numpy as np
+    from pydicom.filebase import DicomBytesIO
+
+    from tests.pixels import imaging
+
+    pixels = np.zeros((256, 320), np.uint8)
+    if bright_right:
+        pixels[:, 160:] = 255
+    else:
+        pixels[:, :160] = 255
+    ds = imaging.dataset([pixels], modality="CT", sop_class="1.2.840.10008.5.1.4.1.1.2")
+    buffer = DicomBytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    path = archive_dir / relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buffer.getvalue())

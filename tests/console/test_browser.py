@@ -33,7 +33,7 @@ from archive.api import create_app
 from archive.catalog.models import QuarantineEntry, QuarantineStatus
 from archive.catalog.models_governance import AuditEvent, ProfileVersion, ProfileVersionStatus
 from tests.catalog.conftest import mint, revised_national_profile
-from tests.console.conftest import Seeded, burned_in_original, seed
+from tests.console.conftest import Seeded, burned_in_original, seed, write_archived
 from tests.paths import PROFILES_DIR, REPO_ROOT
 from tests.pixels.imaging import COLUMNS, ROWS
 
@@ -56,6 +56,7 @@ def server(sessions: sessionmaker[Session], tmp_path: Path) -> Iterator[str]:
         quarantine_dir=tmp_path / "quarantine",
         spool_dir=tmp_path / "spool",
         release_dir=tmp_path / "released",
+        archive_dir=tmp_path / "archive",
     )
     port = _free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
@@ -136,7 +137,8 @@ def _cells(driver: WebDriver, table_id: str) -> list[list[str]]:
 def test_console_in_chromium(
     sessions: sessionmaker[Session], tmp_path: Path, server: str, browser: WebDriver
 ) -> None:
-    """Rule: an auditor signs in, searches studies and answers "who sent how many studies,
+    """Rule: an auditor signs in, searches studies, sees a study's
+    thumbnail from the archive, and answers "who sent how many studies,
     under which profile version, and what was quarantined and why" from the Reports page; a
     steward opens a quarantined instance and sends it back through the pipeline, opens
     another beside its masked regions and releases it (confirmed); a steward
@@ -163,8 +165,16 @@ def test_console_in_chromium(
     found = {row[0] for row in _cells(browser, "studies")}
     assert found == seeded.studies["CHU_RABAT (CHU Rabat)"]
     _shot(browser, "03-studies")
+    write_archived(tmp_path / "archive", "2.25.101/2.25.101.1/2.25.101.1.1.dcm", True)
     browser.find_element(By.LINK_TEXT, "2.25.101").click()
     WebDriverWait(browser, WAIT_S).until(expected_conditions.url_contains("/studies/2.25.101"))
+    thumb = WebDriverWait(browser, WAIT_S).until(
+        expected_conditions.presence_of_element_located((By.ID, "thumb-1"))
+    )
+    WebDriverWait(browser, WAIT_S).until(
+        lambda d: d.execute_script("return arguments[0].complete", thumb)
+    )
+    assert browser.execute_script("return arguments[0].naturalWidth", thumb) > 0
     _shot(browser, "04-study")
 
     browser.get(
