@@ -84,11 +84,9 @@ def seed(sessions: sessionmaker[Session], quarantine_dir: Path) -> Seeded:
 DRAWN_NAME = ("Ouazzani", "Zineb")
 
 
-def burned_in_original(
-    quarantine_dir: Path, sessions: sessionmaker[Session], entry_id: int
-) -> bytes:
-    """Replace entry `entry_id`'s placeholder original with an ultrasound image carrying a
-    burned-in made-up name (what a steward previews before releasing)."""
+def burned_in_bytes() -> bytes:
+    """An ultrasound image with a burned-in made-up name and ID (the header names
+    another made-up person)."""
     from pydicom.filebase import DicomBytesIO
 
     from tests.pixels import imaging
@@ -103,7 +101,15 @@ def burned_in_original(
     )
     buffer = DicomBytesIO()
     imaging.dataset([image]).save_as(buffer, enforce_file_format=True)
-    data = buffer.getvalue()
+    return buffer.getvalue()
+
+
+def burned_in_original(
+    quarantine_dir: Path, sessions: sessionmaker[Session], entry_id: int
+) -> bytes:
+    """Replace entry `entry_id`'s placeholder original with `burned_in_bytes()` (what a
+    steward previews before releasing)."""
+    data = burned_in_bytes()
     with sessions() as session:
         stored = session.get_one(QuarantineEntry, entry_id).stored_name
     (quarantine_dir / stored).write_bytes(data)
