@@ -31,7 +31,7 @@ from archive.api.deps import (
     unit,
 )
 from archive.api.params import RowId
-from archive.catalog import reports, search, thumbnails
+from archive.catalog import reports, search, service_state, thumbnails
 from archive.catalog.csv_rows import to_csv
 from archive.catalog.statistics import job_counts
 from archive.console.session import (
@@ -178,7 +178,9 @@ def overview(
     who: SignedIn,
 ) -> Response:
     """Per source: last arrival, instances and studies today and over 7 days, quarantines
-    by reason; the backlog and the broker. Users without catalog access get the menu."""
+    by reason, backlog, refused associations; the receivers', workers' and broker's state
+    (what /health reports, and the components' last start or stop). Users without catalog
+    access get the menu."""
     principal, console_session = who
     if not principal.can(Permission.CATALOG_READ):
         ctx.set(audit.EventId.QUERY, audit.Action.READ, object_type="console", object_id="menu")
@@ -198,6 +200,8 @@ def overview(
         sources = reports.source_activity(session, today.isoformat())
         backlog = job_counts(session)
         hours = reports.hourly_instances(session, now(), hours=12)
+        refused = service_state.refusals(session, (today - timedelta(days=6)).isoformat())
+        components = service_state.components(session)
     broker = request.app.state.broker_state
     return console.render(
         request,
@@ -209,6 +213,8 @@ def overview(
         backlog=backlog,
         broker=broker() if broker is not None else None,
         hours=hours,
+        refused=refused,
+        components=components,
         peak=max([count for _, count in hours] + [1]),
     )
 
