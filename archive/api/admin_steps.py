@@ -152,9 +152,19 @@ def change_role(
         return _user_row(session, name)
 
 
-def disable(request: Request, ctx: AuditContext, session: Session, name: str) -> dict[str, object]:
+def _confirm(confirmed: bool) -> None:
+    """The console's confirmation box, checked after the step's event is declared so that
+    an unconfirmed attempt is recorded as refused."""
+    if not confirmed:
+        raise RejectError("confirm first", code="bad_request")
+
+
+def disable(
+    request: Request, ctx: AuditContext, session: Session, name: str, *, confirmed: bool = True
+) -> dict[str, object]:
     """Every token of the user is refused from its next request on."""
     _user_change(ctx, audit.Action.UPDATE, name)
+    _confirm(confirmed)
     with unit(request, ctx, session) as work:
         disable_user(session, name)
         work.note(disabled=True)
@@ -188,9 +198,12 @@ def mint_token(
         return minted
 
 
-def revoke_token(request: Request, ctx: AuditContext, session: Session, token_id: str) -> None:
+def revoke_token(
+    request: Request, ctx: AuditContext, session: Session, token_id: str, *, confirmed: bool = True
+) -> None:
     """Its next request is refused (and every console session standing for it ends)."""
     _token_change(ctx, audit.Action.DELETE)
+    _confirm(confirmed)
     with unit(request, ctx, session) as work:
         if not TOKEN_ID.match(token_id):
             raise RejectError("no such token", code="not_found")
