@@ -29,11 +29,23 @@ from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from archive import audit
 from archive.api import create_app
 from archive.catalog.models import QuarantineEntry, QuarantineStatus
-from archive.catalog.models_governance import AuditEvent, ProfileVersion, ProfileVersionStatus
+from archive.catalog.models_governance import (
+    AuditEvent,
+    ProfileVersion,
+    ProfileVersionStatus,
+    Source,
+)
 from tests.catalog.conftest import mint, revised_national_profile
-from tests.console.conftest import Seeded, burned_in_original, seed, write_archived
+from tests.console.conftest import (
+    Seeded,
+    burned_in_bytes,
+    burned_in_original,
+    seed,
+    write_archived,
+)
 from tests.paths import PROFILES_DIR, REPO_ROOT
 from tests.pixels.imaging import COLUMNS, ROWS
 
@@ -142,12 +154,18 @@ def test_console_in_chromium(
     under which profile version, and what was quarantined and why" from the Reports page; a
     steward opens a quarantined instance and sends it back through the pipeline, opens
     another beside its masked regions and releases it (confirmed); a steward
-    proposes a profile version that only another steward may approve and activate; the Arabic
+    proposes a profile version that lints clean, tries it on a sample (before-values
+    masked), and only another steward may approve and activate it; an admin registers a
+    hospital and disables it; the Arabic
     pages are right to left; /docs and /redoc render; no page asks anything of a host
     other than 127.0.0.1."""
     seeded: Seeded = seed(sessions, tmp_path / "quarantine")
     auditor = mint(sessions, "auditor")
     steward = mint(sessions, "steward")
+
+    # What the receivers record anyway: a start, and an unregistered PACS refused.
+    audit.record(sessions, audit.application_activity("receiver", started=True))
+    audit.record(sessions, audit.association_refused("PACS_X", "10.9.9.9", "unregistered"))
 
     browser.get(f"{server}/console/login")
     _shot(browser, "01-sign-in")
@@ -155,6 +173,7 @@ def test_console_in_chromium(
     assert browser.find_element(By.TAG_NAME, "h1").text == "Overview"
     sources = {row[0] for row in _cells(browser, "sources")}
     assert {"CHU_RABAT (CHU Rabat)", "CHU_FES (CHU Fes)"} <= sources
+    assert [row[:2] for row in _cells(browser, "refusals")] == [["PACS_X", "1"]]
     _shot(browser, "02-overview")
 
     browser.get(f"{server}/console/studies")
@@ -256,7 +275,19 @@ def test_console_in_chromium(
     assert browser.find_element(By.ID, "four-eyes").text == "second approval missing"
     assert browser.find_elements(By.CSS_SELECTOR, "#diff tbody tr code")  # the changes shown
     proposal_url = browser.current_url
+    assert browser.find_element(By.ID, "lint").tag_name == "p"  # lints clean
     _shot(browser, "09-profile-proposed")
+    sample = tmp_path / "sample.dcm"
+    sample.write_bytes(burned_in_bytes())
+    browser.find_element(By.ID, "samples").send_keys(str(sample))
+    browser.find_element(By.ID, "dry-run").click()
+    tried = WebDriverWait(browser, WAIT_S).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "#sample-1 .outcome"))
+    )
+    assert tried.text == "archived"
+    assert "Testpatient" not in browser.page_source
+    _shot(browser, "09b-profile-dry-run")
+    browser.get(proposal_url)
     browser.find_element(By.ID, "sign-out").click()
     WebDriverWait(browser, WAIT_S).until(expected_conditions.url_contains("/console/login"))
     second = mint(sessions, "steward")
@@ -279,6 +310,28 @@ def test_console_in_chromium(
         assert pv.status is ProfileVersionStatus.ACTIVE
         assert pv.proposed_by == steward.partition(".")[0]
         assert [a.approved_by for a in pv.approvals] == [second.partition(".")[0]]
+
+    # An admin registers a hospital and disables it.
+    browser.find_element(By.ID, "sign-out").click()
+    WebDriverWait(browser, WAIT_S).until(expected_conditions.url_contains("/console/login"))
+    _sign_in(browser, server, mint(sessions, "admin"))
+    browser.get(f"{server}/console/sources")
+    for field, value in (("new-ae-title", "CHU_OUJDA"), ("new-address", "10.7.0.0/16")):
+        browser.find_element(By.ID, field).send_keys(value)
+    browser.find_element(By.ID, "add-source").click()
+    WebDriverWait(browser, WAIT_S).until(
+        expected_conditions.presence_of_element_located((By.ID, "disable-CHU_OUJDA"))
+    ).click()
+    WebDriverWait(browser, WAIT_S).until(
+        expected_conditions.presence_of_element_located((By.ID, "enable-CHU_OUJDA"))
+    )
+    _shot(browser, "13-admin-sources")
+    with sessions() as session:
+        oujda = session.scalars(select(Source).where(Source.ae_title == "CHU_OUJDA")).one()
+        assert oujda.enabled is False
+    browser.find_element(By.ID, "sign-out").click()
+    WebDriverWait(browser, WAIT_S).until(expected_conditions.url_contains("/console/login"))
+    _sign_in(browser, server, second)
 
     browser.get(f"{server}/console/quarantine/{entry}")
     browser.find_element(By.ID, "lang-ar").click()
