@@ -4,6 +4,7 @@ the governance call and its record in one transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request, UploadFile
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session
 from anonymizer.errors import RejectError
 from archive import audit
 from archive.api.deps import ApiState, AuditContext, unit
+from archive.catalog.models_governance import ProfileVersion
 from archive.governance import versions as governance
 from archive.governance.auth import Principal
 from archive.governance.versions import Proposal
@@ -27,6 +29,30 @@ def configuration_change(ctx: AuditContext, action: audit.Action) -> None:
         event_type=audit.EventType.SECURITY_CONFIGURATION,
         object_type="profile_version",
     )
+
+
+Step = Callable[..., ProfileVersion]
+
+
+def advance(
+    step: Step,
+    request: Request,
+    ctx: AuditContext,
+    session: Session,
+    who: Principal,
+    ref: str | int,
+    *,
+    confirmed: bool = True,
+) -> dict[str, Any]:
+    """Approve or activate a version (`step`: governance.approve or .activate, which apply
+    the four-eyes rule); returns its row."""
+    configuration_change(ctx, audit.Action.UPDATE)
+    if not confirmed:
+        raise RejectError("confirm first", code="bad_request")
+    with unit(request, ctx, session) as work:
+        pv = step(session, ref, who, work=work)
+        work.note(object_id=pv.version)
+        return governance.version_row(pv)
 
 
 def propose(

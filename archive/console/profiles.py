@@ -3,7 +3,6 @@ and the four-eyes rule shown before anyone clicks (archive.governance.versions d
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
@@ -14,7 +13,6 @@ from archive import audit
 from archive.api import profile_steps as steps
 from archive.api.deps import AuditContext, AuditDep, SessionDep, StateDep, unit
 from archive.api.params import RowId
-from archive.catalog.models_governance import ProfileVersion
 from archive.console.session import ConsoleSession
 from archive.console.web import PREFIX, ConsoleDep, page, require_csrf
 from archive.governance import versions as governance
@@ -27,7 +25,6 @@ Who = tuple[Principal, ConsoleSession]
 ProfileRead = Annotated[Who, Depends(page(Permission.PROFILES_READ))]
 ProfileWrite = Annotated[Who, Depends(page(Permission.PROFILES_WRITE))]
 Csrf = Annotated[str, Form(max_length=100)]
-Step = Callable[..., ProfileVersion]
 
 
 @router.get("/profiles")
@@ -155,7 +152,7 @@ def dry_run(
 
 
 def _step(
-    step: Step,
+    step: steps.Step,
     request: Request,
     session: SessionDep,
     ctx: AuditContext,
@@ -165,12 +162,7 @@ def _step(
     confirm: str | None,
 ) -> Response:
     require_csrf(who[1], csrf)
-    steps.configuration_change(ctx, audit.Action.UPDATE)
-    if confirm != "yes":
-        raise RejectError("confirm first", code="bad_request")
-    with unit(request, ctx, session) as work:
-        pv = step(session, version_id, who[0], work=work)
-        work.note(object_id=pv.version)
+    steps.advance(step, request, ctx, session, who[0], version_id, confirmed=confirm == "yes")
     return RedirectResponse(f"{PREFIX}/profiles/{version_id}", status_code=303)
 
 

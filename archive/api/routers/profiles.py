@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
-from sqlalchemy.orm import Session
 
 from archive import audit
 from archive.api import profile_steps as steps
 from archive.api.deps import (
-    AuditContext,
     AuditDep,
     ProfileReader,
     ProfileWriter,
@@ -21,10 +18,7 @@ from archive.api.deps import (
     unit,
 )
 from archive.api.schemas import DryRunOut, ProfileVersionDetail, ProfileVersionOut, ProposalOut
-from archive.audit.unit import Work
-from archive.catalog.models_governance import ProfileVersion
 from archive.governance import versions as governance
-from archive.governance.auth import Principal
 
 router = APIRouter(tags=["profiles"])
 
@@ -111,27 +105,13 @@ def dry_run(
     return DryRunOut.model_validate(steps.dry_run(request, ctx, session, state, ref, samples))
 
 
-Step = Callable[..., ProfileVersion]
-
-
-def _profile_step(
-    step: Step, request: Request, session: Session, ctx: AuditContext, who: Principal, ref: str
-) -> ProfileVersionOut:
-    steps.configuration_change(ctx, audit.Action.UPDATE)
-    work: Work
-    with unit(request, ctx, session) as work:
-        pv = step(session, ref, who, work=work)
-        work.note(object_id=pv.version)
-        row = governance.version_row(pv)
-    return ProfileVersionOut.model_validate(row)
-
-
 @router.post("/profiles/{ref}/approve", response_model=ProfileVersionOut)
 def approve_profile(
     request: Request, session: SessionDep, ctx: AuditDep, who: ProfileWriter, ref: str
 ) -> ProfileVersionOut:
     """Approve a proposed version (a steward other than its proposer)."""
-    return _profile_step(governance.approve, request, session, ctx, who, ref)
+    row = steps.advance(governance.approve, request, ctx, session, who, ref)
+    return ProfileVersionOut.model_validate(row)
 
 
 @router.post("/profiles/{ref}/activate", response_model=ProfileVersionOut)
@@ -140,4 +120,5 @@ def activate_profile(
 ) -> ProfileVersionOut:
     """Make an approved version the active one of its profile name (the previous one is
     retired); workers use it within AMANA_PROFILE_REFRESH_S for every source of that name."""
-    return _profile_step(governance.activate, request, session, ctx, who, ref)
+    row = steps.advance(governance.activate, request, ctx, session, who, ref)
+    return ProfileVersionOut.model_validate(row)
