@@ -234,6 +234,8 @@ def api() -> None:
         dataset_secret=_dataset_secret(settings),
         archive_dir=settings.archive_path,
         export_dir=settings.export_path,
+        release_dir=settings.release_path,
+        default_profile=settings.profile,
     )
     audit.record(sessions, audit.application_activity("api", started=True))
     try:

@@ -113,15 +113,13 @@ def lint(file: Annotated[Path, typer.Argument(help="profile YAML file")]) -> Non
     except ProfileError as exc:
         errors.print(str(exc))
         raise typer.Exit(1) from exc
-    if profile.pixel is not None:
-        from anonymizer.pixels import lint_pixel_policy
+    from archive.governance.profile_text import lint_problems
 
-        # Missing rule files or OCR languages would only show when the first image arrives.
-        problems = lint_pixel_policy(profile.pixel)
-        for problem in problems:
-            errors.print(f"{file}: pixel: {problem}")
-        if problems:
-            raise typer.Exit(1)
+    problems = lint_problems(profile)
+    for problem in problems:
+        errors.print(f"{file}: {problem}")
+    if problems:
+        raise typer.Exit(1)
     console.print(f"{file}: OK ({profile.name} version {profile.version})")
 
 

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # Where `POST /datasets/{name}/export` writes (default: under home): an HTTP caller names
     # a folder inside it, never a path of its own choosing.
     export_dir: Path | None = None
+    # Where the console's "release" hands held originals out of Amana (files of mode 0600
+    # in a folder of mode 0700), to go back to their hospital or be handled by hand.
+    release_dir: Path | None = None
     dicom_host: str = "0.0.0.0"
     dicom_port: int = 11112
     # DICOM over TLS (PS3.15 Annex B; 2762 by convention), served beside the plain port by
@@ -124,6 +127,8 @@ class Settings(BaseSettings):
             self.quarantine_dir = home / "quarantine"
         if self.export_dir is None:
             self.export_dir = home / "exports"
+        if self.release_dir is None:
+            self.release_dir = home / "released"
         if self.audit_anchor_file is None:
             self.audit_anchor_file = home / "audit-anchor.log"
         if self.database_url is None:
@@ -152,6 +157,11 @@ class Settings(BaseSettings):
     def quarantine_path(self) -> Path:
         assert self.quarantine_dir is not None
         return self.quarantine_dir
+
+    @property
+    def release_path(self) -> Path:
+        assert self.release_dir is not None
+        return self.release_dir
 
     @property
     def audit_anchor_path(self) -> Path:

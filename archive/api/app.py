@@ -66,12 +66,16 @@ def create_app(
     dataset_secret: bytes | None = None,
     archive_dir: Path | None = None,
     export_dir: Path | None = None,
+    release_dir: Path | None = None,
+    default_profile: str = "ma-national",
 ) -> FastAPI:
     """`quarantine_dir` and `spool_dir` enable the stewards' retry and purge; `publish` is
     attached to `sessions` as their job sink, so a retried job is sent once its transaction
     commits (without it, the sweeper sends it). `trusted_proxies` and
     `auth_failures_per_minute`: see archive/api/clients.py; `broker_state` answers /health's
-    `broker`."""
+    `broker`. `release_dir` enables the release of held originals over HTTP;
+    `archive_dir` gives the console its
+    thumbnails; `default_profile` is the workers' AMANA_PROFILE (for the stewards' previews)."""
     limiter = AuthFailureLimiter(auth_failures_per_minute)
 
     async def flush_summaries(*, everything: bool = False) -> None:
@@ -126,6 +130,8 @@ def create_app(
         dataset_secret=dataset_secret,
         archive_dir=archive_dir,
         export_dir=export_dir,
+        release_dir=release_dir,
+        default_profile=default_profile,
     )
     app.state.broker_state = broker_state
     for router in ROUTERS:

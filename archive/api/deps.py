@@ -73,10 +73,16 @@ class ApiState:
     # The pseudonymization secret, from which dataset splits are keyed (archive/datasets);
     # without it the API lists datasets but does not create them.
     dataset_secret: bytes | None = None
-    # Dataset exports over HTTP read the archive store and write under the export root only;
-    # without both the API refuses exports (503).
+    # The de-identified files (AMANA_ARCHIVE_DIR): dataset exports over HTTP read them (and
+    # write under the export root only; without both the API refuses exports, 503), and the
+    # console draws its thumbnails from them.
     archive_dir: Path | None = None
     export_dir: Path | None = None
+    # Where the console's "release" hands held originals out (AMANA_RELEASE_DIR); without
+    # it, releasing stays with `amana quarantine release --to`.
+    release_dir: Path | None = None
+    # The profile of unattributed jobs and of sources naming none (AMANA_PROFILE).
+    default_profile: str = "ma-national"
 
 
 def _state(request: Request) -> ApiState:

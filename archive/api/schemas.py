@@ -252,6 +252,12 @@ class PurgeOut(BaseModel):
     status: Literal["PURGED"]
 
 
+class ReleaseOut(BaseModel):
+    entry_id: int
+    status: Literal["RELEASED"]
+    released_as: str = Field(description="the file's name in the release folder")
+
+
 # --- audit ----------------------------------------------------------------------------------
 
 

@@ -103,6 +103,21 @@ class ApiToken(Base):
     user: Mapped[User] = relationship(back_populates="tokens", lazy="joined")
 
 
+class ConsoleSessionRow(Base):
+    """A signed-in console session. The browser holds a random session id; the catalog
+    keeps only its SHA-256, so neither a copy of the database nor a copied cookie holds a
+    token. The session lives no longer than `expires_at`, ends when its row is deleted
+    (sign-out), and stops with its token (revoked, expired, its user disabled)."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    sid_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    token_id: Mapped[str] = mapped_column(ForeignKey("api_tokens.token_id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class ProfileVersion(Base):
     """One uploaded profile text, identified by the digest the loader computes."""
 

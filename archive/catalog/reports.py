@@ -207,7 +207,8 @@ def _hour(session: Session, column: Any) -> Any:
 
 
 def source_activity(session: Session, today: str) -> list[dict[str, Any]]:
-    """Per source: its last arrival, what arrived today (UTC) and what waits."""
+    """Per source: its last arrival, what arrived today (UTC) and its backlog (received,
+    running or held, not yet archived or quarantined)."""
     day = _day(session, Job.received_at)
     rows = session.execute(
         select(
@@ -216,7 +217,10 @@ def source_activity(session: Session, today: str) -> list[dict[str, Any]]:
             Job.calling_ae,
             func.max(Job.received_at),
             func.count().filter(day == today),
-            func.count().filter(Job.status.in_([JobStatus.RECEIVED, JobStatus.RUNNING])),
+            # The backlog as the overview's total counts it (the sampled slices held too).
+            func.count().filter(
+                Job.status.in_([JobStatus.RECEIVED, JobStatus.RUNNING, JobStatus.HELD])
+            ),
         )
         .outerjoin(Source, Source.id == Job.source_id)
         .group_by(Source.ae_title, Source.site, Job.calling_ae)

@@ -6,6 +6,7 @@ reports, statistics, archive.work.quarantine, archive.audit) and records the sam
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hmac
 import re
@@ -16,12 +17,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
-from anonymizer.errors import RejectError, RetryableError
+from anonymizer.errors import RejectError
 from archive import audit
+from archive.api import quarantine_steps as steps
 from archive.api.deps import (
     MAX_EXPORT_ROWS,
     TOKEN_ID,
-    AuditContext,
     AuditDep,
     SessionDep,
     StateDep,
@@ -30,7 +31,7 @@ from archive.api.deps import (
     unit,
 )
 from archive.api.params import RowId
-from archive.catalog import reports, search
+from archive.catalog import reports, search, service_state, thumbnails
 from archive.catalog.csv_rows import to_csv
 from archive.catalog.statistics import job_counts
 from archive.console.session import (
@@ -38,13 +39,13 @@ from archive.console.session import (
     SESSION_COOKIE,
     SESSION_LIFETIME,
     ConsoleSession,
+    close_session,
     login_csrf,
-    new_session,
+    open_session,
 )
 from archive.console.web import PREFIX, ConsoleDep, SignedIn, now, page, require_csrf
 from archive.governance.auth import AuthError, Permission, Principal, authenticate
 from archive.work import quarantine as quarantine_ops
-from archive.work.publish import enqueue_after_commit
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -129,12 +130,11 @@ def login(
         object_id="sign-in",
     )
     with unit(request, ctx, session):
-        pass
-    console_session = new_session(token, now())
+        console_session = open_session(session, principal.token_id, now())
     signed_in = RedirectResponse(f"{PREFIX}/", status_code=303)
     signed_in.set_cookie(
         SESSION_COOKIE,
-        console_session.cookie_value(),
+        console_session.sid,
         max_age=int(SESSION_LIFETIME.total_seconds()),
         **_cookie_flags(request),
     )
@@ -159,7 +159,7 @@ def logout(
         object_id="sign-out",
     )
     with unit(request, ctx, session):
-        pass
+        close_session(session, who[1])
     response = RedirectResponse(f"{PREFIX}/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path=PREFIX)
     return response
@@ -178,7 +178,9 @@ def overview(
     who: SignedIn,
 ) -> Response:
     """Per source: last arrival, instances and studies today and over 7 days, quarantines
-    by reason; the backlog and the broker. Users without catalog access get the menu."""
+    by reason, backlog, refused associations; the receivers', workers' and broker's state
+    (what /health reports, and the components' last start or stop). Users without catalog
+    access get the menu."""
     principal, console_session = who
     if not principal.can(Permission.CATALOG_READ):
         ctx.set(audit.EventId.QUERY, audit.Action.READ, object_type="console", object_id="menu")
@@ -198,6 +200,8 @@ def overview(
         sources = reports.source_activity(session, today.isoformat())
         backlog = job_counts(session)
         hours = reports.hourly_instances(session, now(), hours=12)
+        refused = service_state.refusals(session, (today - timedelta(days=6)).isoformat())
+        components = service_state.components(session)
     broker = request.app.state.broker_state
     return console.render(
         request,
@@ -209,6 +213,8 @@ def overview(
         backlog=backlog,
         broker=broker() if broker is not None else None,
         hours=hours,
+        refused=refused,
+        components=components,
         peak=max([count for _, count in hours] + [1]),
     )
 
@@ -338,6 +344,36 @@ def study(
     return console.render(request, "study.html", principal=who[0], session=who[1], study=detail)
 
 
+@router.get("/studies/{study_uid}/series/{series_uid}/thumbnail.png")
+def series_thumbnail(
+    request: Request,
+    session: SessionDep,
+    ctx: AuditDep,
+    state: StateDep,
+    _who: CatalogPage,
+    study_uid: str,
+    series_uid: str,
+) -> Response:
+    """A series' picture from its de-identified archived file. The browser may keep it (it
+    is the archive's own pixels, and the study page that links it is recorded)."""
+    ctx.set(audit.EventId.INSTANCES_ACCESSED, audit.Action.READ, object_type="series")
+    if state.archive_dir is None:
+        raise RejectError("no archive on this API", code="not_found")
+    with unit(request, ctx, session) as work:
+        if not (STUDY_UID.match(study_uid) and STUDY_UID.match(series_uid)):
+            raise RejectError("no such series", code="not_found")
+        work.note(object_id=series_uid, view="thumbnail")
+        png = thumbnails.series_thumbnail(session, study_uid, series_uid, state.archive_dir)
+    return Response(
+        png,
+        media_type="image/png",
+        headers={
+            "Cache-Control": "private, max-age=86400",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
 # --- quarantine -----------------------------------------------------------------------------
 
 
@@ -399,22 +435,11 @@ def quarantine_entry(
     )
 
 
-def _begin_quarantine_step(
-    who: Who, ctx: AuditContext, csrf: str, confirm: str | None, step: str, action: audit.Action
-) -> None:
-    """What every steward step on a quarantined instance starts with: the form's CSRF
-    token, the step's audit event (recorded as refused if what follows refuses), and the
-    confirmation box."""
+def _confirmed(who: Who, csrf: str, confirm: str | None) -> bool:
+    """A steward's form: its CSRF token first (a forged form records nothing), then whether
+    the confirmation box was ticked (the step records a refusal when it was not)."""
     require_csrf(who[1], csrf)
-    ctx.set(
-        audit.EventId.SECURITY_ALERT,
-        action,
-        event_type=audit.EventType.USE_OF_RESTRICTED_FUNCTION,
-        object_type="quarantine",
-        step=step,
-    )
-    if confirm != "yes":
-        raise RejectError(f"confirm the {step}", code="bad_request")
+    return confirm == "yes"
 
 
 @router.post("/quarantine/{entry_id}/retry")
@@ -429,18 +454,26 @@ def quarantine_retry(
     confirm: Annotated[str | None, Form(max_length=8)] = None,
 ) -> Response:
     """Send a held original through the pipeline again (the API's retry)."""
-    _begin_quarantine_step(who, ctx, csrf, confirm, "retry", audit.Action.UPDATE)
-    if state.quarantine_dir is None or state.spool_dir is None:
-        raise RetryableError("quarantine actions are not configured on this API")
-    with unit(request, ctx, session) as work:
-        job_id = quarantine_ops.retry(
-            session, entry_id, quarantine_dir=state.quarantine_dir, spool_dir=state.spool_dir
-        )
-        enqueue_after_commit(session, [job_id])
-        work.note(object_id=str(entry_id), job_id=job_id)
-    if state.sent is not None:
-        state.sent.take(job_id)
+    confirmed = _confirmed(who, csrf, confirm)
+    steps.retry(request, ctx, session, state, entry_id, confirmed=confirmed)
     return RedirectResponse(f"{PREFIX}/quarantine/{entry_id}?done=retry", status_code=303)
+
+
+@router.post("/quarantine/{entry_id}/release")
+def quarantine_release(
+    request: Request,
+    session: SessionDep,
+    ctx: AuditDep,
+    state: StateDep,
+    who: QuarantineAction,
+    entry_id: RowId,
+    csrf: Annotated[str, Form(max_length=100)],
+    confirm: Annotated[str | None, Form(max_length=8)] = None,
+) -> Response:
+    """Hand a held original out of Amana into the release folder (the API's release)."""
+    confirmed = _confirmed(who, csrf, confirm)
+    steps.release(request, ctx, session, state, entry_id, confirmed=confirmed)
+    return RedirectResponse(f"{PREFIX}/quarantine/{entry_id}?done=release", status_code=303)
 
 
 @router.post("/quarantine/{entry_id}/purge")
@@ -455,13 +488,38 @@ def quarantine_purge(
     confirm: Annotated[str | None, Form(max_length=8)] = None,
 ) -> Response:
     """Delete a held original for good (the API's purge)."""
-    _begin_quarantine_step(who, ctx, csrf, confirm, "purge", audit.Action.DELETE)
-    if state.quarantine_dir is None:
-        raise RetryableError("quarantine actions are not configured on this API")
-    with unit(request, ctx, session) as work:
-        quarantine_ops.purge(session, entry_id, quarantine_dir=state.quarantine_dir)
-        work.note(object_id=str(entry_id))
+    confirmed = _confirmed(who, csrf, confirm)
+    steps.purge(request, ctx, session, state, entry_id, confirmed=confirmed)
     return RedirectResponse(f"{PREFIX}/quarantine/{entry_id}?done=purge", status_code=303)
+
+
+@router.get("/quarantine/{entry_id}/preview")
+def quarantine_preview(
+    request: Request,
+    session: SessionDep,
+    ctx: AuditDep,
+    console: ConsoleDep,
+    state: StateDep,
+    who: QuarantineAction,
+    entry_id: RowId,
+) -> Response:
+    """The original beside what the profile's pixel step makes of it, for stewards only:
+    embedded in the page (no image URL of its own to be cached or shared), sent with
+    no-store like every page, and recorded as an access to the instance."""
+    pictured, version = steps.preview(request, ctx, session, state, entry_id)
+    frames = [
+        (frame.frame, base64.b64encode(frame.png).decode("ascii")) for frame in pictured.frames
+    ]
+    return console.render(
+        request,
+        "quarantine_preview.html",
+        principal=who[0],
+        session=who[1],
+        entry_id=entry_id,
+        outcome=pictured.outcome,
+        version=version,
+        frames=frames,
+    )
 
 
 # --- audit ----------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ and the four-eyes rule shown before anyone clicks (archive.governance.versions d
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
@@ -11,13 +10,14 @@ from fastapi.responses import RedirectResponse, Response
 
 from anonymizer.errors import RejectError
 from archive import audit
+from archive.api import profile_steps as steps
 from archive.api.deps import AuditContext, AuditDep, SessionDep, StateDep, unit
 from archive.api.params import RowId
-from archive.catalog.models_governance import ProfileVersion
 from archive.console.session import ConsoleSession
 from archive.console.web import PREFIX, ConsoleDep, page, require_csrf
 from archive.governance import versions as governance
 from archive.governance.auth import Permission, Principal
+from archive.governance.profile_text import lint_problems
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
@@ -25,7 +25,6 @@ Who = tuple[Principal, ConsoleSession]
 ProfileRead = Annotated[Who, Depends(page(Permission.PROFILES_READ))]
 ProfileWrite = Annotated[Who, Depends(page(Permission.PROFILES_WRITE))]
 Csrf = Annotated[str, Form(max_length=100)]
-Step = Callable[..., ProfileVersion]
 
 
 @router.get("/profiles")
@@ -37,6 +36,25 @@ def versions(
         rows = governance.list_versions(session)
     return console.render(
         request, "profiles.html", principal=who[0], session=who[1], rows=rows, error=None
+    )
+
+
+def _refused_proposal(
+    request: Request, session: SessionDep, console: ConsoleDep, who: Who, error: str
+) -> Response:
+    """The list again with the loader's refusal (file, line, reason: the lint result), so
+    the steward fixes the file without a terminal. Read outside the audited unit: the
+    refusal itself is the request's record."""
+    session.rollback()
+    rows = governance.list_versions(session)
+    return console.render(
+        request,
+        "profiles.html",
+        status_code=422,
+        principal=who[0],
+        session=who[1],
+        rows=rows,
+        error=error,
     )
 
 
@@ -71,6 +89,7 @@ def version(
             else None
         )
         activation_refusal = governance.four_eyes_refusal(session, pv)
+        lint = lint_problems(profile)
     return console.render(
         request,
         "profile.html",
@@ -81,15 +100,7 @@ def version(
         diff=diff,
         my_refusal=my_refusal,
         activation_refusal=activation_refusal,
-    )
-
-
-def _change(ctx: AuditContext, action: audit.Action) -> None:
-    ctx.set(
-        audit.EventId.SECURITY_ALERT,
-        action,
-        event_type=audit.EventType.SECURITY_CONFIGURATION,
-        object_type="profile_version",
+        lint=lint,
     )
 
 
@@ -98,26 +109,50 @@ def propose(
     request: Request,
     session: SessionDep,
     ctx: AuditDep,
+    console: ConsoleDep,
     state: StateDep,
     who: ProfileWrite,
     csrf: Csrf,
     profile: Annotated[UploadFile, File()],
 ) -> Response:
     require_csrf(who[1], csrf)
-    _change(ctx, audit.Action.CREATE)
-    with unit(request, ctx, session) as work:
-        data = profile.file.read(governance.MAX_PROFILE_BYTES + 1)
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise RejectError("profile must be UTF-8 text", code="invalid_profile") from exc
-        proposal = governance.propose(session, text, who[0], state.profiles_dir, work=work)
-        version_id = proposal.version.id
-    return RedirectResponse(f"{PREFIX}/profiles/{version_id}", status_code=303)
+    try:
+        proposal = steps.propose(request, ctx, session, state, who[0], profile)
+    except RejectError as refusal:
+        if refusal.code != "invalid_profile":
+            raise
+        return _refused_proposal(request, session, console, who, str(refusal))
+    return RedirectResponse(f"{PREFIX}/profiles/{proposal.version.id}", status_code=303)
+
+
+@router.post("/profiles/{version_id}/dry-run")
+def dry_run(
+    request: Request,
+    session: SessionDep,
+    ctx: AuditDep,
+    console: ConsoleDep,
+    state: StateDep,
+    who: ProfileWrite,
+    version_id: RowId,
+    csrf: Csrf,
+    samples: Annotated[list[UploadFile], File()],
+) -> Response:
+    """The API's dry run on uploaded samples, shown as a page: per sample the outcome, the
+    explain table with masked before-values, and the masked picture (never the original)."""
+    require_csrf(who[1], csrf)
+    answer = steps.dry_run(request, ctx, session, state, version_id, samples)
+    return console.render(
+        request,
+        "profile_dry_run.html",
+        principal=who[0],
+        session=who[1],
+        version_id=version_id,
+        answer=answer,
+    )
 
 
 def _step(
-    step: Step,
+    step: steps.Step,
     request: Request,
     session: SessionDep,
     ctx: AuditContext,
@@ -127,12 +162,7 @@ def _step(
     confirm: str | None,
 ) -> Response:
     require_csrf(who[1], csrf)
-    _change(ctx, audit.Action.UPDATE)
-    if confirm != "yes":
-        raise RejectError("confirm first", code="bad_request")
-    with unit(request, ctx, session) as work:
-        pv = step(session, version_id, who[0], work=work)
-        work.note(object_id=pv.version)
+    steps.advance(step, request, ctx, session, who[0], version_id, confirmed=confirm == "yes")
     return RedirectResponse(f"{PREFIX}/profiles/{version_id}", status_code=303)
 
 

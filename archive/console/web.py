@@ -17,10 +17,16 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from anonymizer.errors import RejectError
-from archive.api.deps import TOKEN_ID, AuditDep, SessionDep
+from archive.api.deps import AuditDep, SessionDep
 from archive.console.i18n import LANG_COOKIE, LANGUAGES, Language, load_languages, negotiate
-from archive.console.session import SESSION_COOKIE, ConsoleSession, read_session
-from archive.governance.auth import AuthError, ForbiddenError, Permission, Principal, authenticate
+from archive.console.session import SESSION_COOKIE, ConsoleSession, find_session
+from archive.governance.auth import (
+    AuthError,
+    ForbiddenError,
+    Permission,
+    Principal,
+    principal_of_token_id,
+)
 
 PREFIX = "/console"
 
@@ -120,13 +126,12 @@ def now() -> datetime:
 def _signed_in(
     request: Request, ctx: AuditDep, session: SessionDep
 ) -> tuple[Principal, ConsoleSession]:
-    console_session = read_session(request.cookies.get(SESSION_COOKIE), now())
+    console_session = find_session(session, request.cookies.get(SESSION_COOKIE), now())
     if console_session is None:
         raise NotSignedIn()
-    token_id = console_session.token.partition(".")[0]
-    ctx.presented_token_id = token_id if TOKEN_ID.match(token_id) else "malformed"
+    ctx.presented_token_id = console_session.token_id
     try:
-        principal = authenticate(session, console_session.token)
+        principal = principal_of_token_id(session, console_session.token_id)
     except AuthError as exc:
         # Revoked, expired or disabled since sign-in: back to the form.
         raise NotSignedIn() from exc

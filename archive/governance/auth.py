@@ -217,6 +217,20 @@ def authenticate(session: Session, token: str | None) -> Principal:
     expected = row.secret_sha256 if row is not None else _sha256("")
     if not hmac.compare_digest(expected, _sha256(secret)) or row is None:
         raise AuthError("unknown or wrong token")
+    return _usable(row)
+
+
+def principal_of_token_id(session: Session, token_id: str) -> Principal:
+    """The holder of `token_id`, checked as `authenticate` checks a presented token (revoked,
+    expired, disabled user refused): for a console session, which stands for a token it
+    never shows again."""
+    row = session.scalars(select(ApiToken).where(ApiToken.token_id == token_id)).first()
+    if row is None:
+        raise AuthError("unknown token")
+    return _usable(row)
+
+
+def _usable(row: ApiToken) -> Principal:
     if row.revoked_at is not None:
         raise AuthError("token revoked")
     now = utcnow()

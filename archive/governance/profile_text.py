@@ -107,6 +107,17 @@ def load_profile_text(yaml_text: str, profiles_dir: Path) -> Profile:
     return profile
 
 
+def lint_problems(profile: Profile) -> list[str]:
+    """What `amana profile lint` reports beyond the loader's errors: pixel rule files or an
+    allow-list missing or malformed, OCR languages not installed (which would otherwise show
+    only when the first image arrives). Empty when there is nothing to fix."""
+    if profile.pixel is None:
+        return []
+    from anonymizer.pixels import lint_pixel_policy
+
+    return [f"pixel: {problem}" for problem in lint_pixel_policy(profile.pixel)]
+
+
 # --- diff -----------------------------------------------------------------------------------
 
 

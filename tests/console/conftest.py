@@ -78,3 +78,59 @@ def seed(sessions: sessionmaker[Session], quarantine_dir: Path) -> Seeded:
         by_reason[reason] = by_reason.get(reason, 0) + 1
         out.entries.append(entry_id)
     return out
+
+
+# A made-up identity drawn in the pixels (the header names someone else).
+DRAWN_NAME = ("Ouazzani", "Zineb")
+
+
+def burned_in_bytes() -> bytes:
+    """An ultrasound image with a burned-in made-up name and ID (the header names
+    another made-up person)."""
+    from pydicom.filebase import DicomBytesIO
+
+    from tests.pixels import imaging
+
+    image, _ = imaging.draw(
+        True,
+        seed=5,
+        texts=[
+            imaging.Text(10, 8, " ".join(DRAWN_NAME), 18, (255, 255, 255)),
+            imaging.Text(10, 34, "ID 5520417", 16, (255, 255, 255)),
+        ],
+    )
+    buffer = DicomBytesIO()
+    imaging.dataset([image]).save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def burned_in_original(
+    quarantine_dir: Path, sessions: sessionmaker[Session], entry_id: int
+) -> bytes:
+    """Replace entry `entry_id`'s placeholder original with `burned_in_bytes()` (what a
+    steward previews before releasing)."""
+    data = burned_in_bytes()
+    with sessions() as session:
+        stored = session.get_one(QuarantineEntry, entry_id).stored_name
+    (quarantine_dir / stored).write_bytes(data)
+    return data
+
+
+def write_archived(archive_dir: Path, relpath: str, bright_right: bool) -> None:
+    """An archived CT-like image: one half black, the other white."""
+    import numpy as np
+    from pydicom.filebase import DicomBytesIO
+
+    from tests.pixels import imaging
+
+    pixels = np.zeros((256, 320), np.uint8)
+    if bright_right:
+        pixels[:, 160:] = 255
+    else:
+        pixels[:, :160] = 255
+    ds = imaging.dataset([pixels], modality="CT", sop_class="1.2.840.10008.5.1.4.1.1.2")
+    buffer = DicomBytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    path = archive_dir / relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buffer.getvalue())

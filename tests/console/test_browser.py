@@ -29,12 +29,25 @@ from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from archive import audit
 from archive.api import create_app
 from archive.catalog.models import QuarantineEntry, QuarantineStatus
-from archive.catalog.models_governance import AuditEvent, ProfileVersion, ProfileVersionStatus
+from archive.catalog.models_governance import (
+    AuditEvent,
+    ProfileVersion,
+    ProfileVersionStatus,
+    Source,
+)
 from tests.catalog.conftest import mint, revised_national_profile
-from tests.console.conftest import Seeded, seed
+from tests.console.conftest import (
+    Seeded,
+    burned_in_bytes,
+    burned_in_original,
+    seed,
+    write_archived,
+)
 from tests.paths import PROFILES_DIR, REPO_ROOT
+from tests.pixels.imaging import COLUMNS, ROWS
 
 ARTIFACTS = Path(os.environ.get("AMANA_TEST_ARTIFACTS", REPO_ROOT / "var" / "test-artifacts"))
 WAIT_S = 30  # a ceiling for a loaded machine, not a measured duration
@@ -54,6 +67,8 @@ def server(sessions: sessionmaker[Session], tmp_path: Path) -> Iterator[str]:
         profiles_dir=PROFILES_DIR,
         quarantine_dir=tmp_path / "quarantine",
         spool_dir=tmp_path / "spool",
+        release_dir=tmp_path / "released",
+        archive_dir=tmp_path / "archive",
     )
     port = _free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
@@ -130,18 +145,27 @@ def _cells(driver: WebDriver, table_id: str) -> list[list[str]]:
     return [[td.text for td in row.find_elements(By.TAG_NAME, "td")] for row in rows]
 
 
+@pytest.mark.ocr  # the quarantine preview runs the pixel step
 def test_console_in_chromium(
     sessions: sessionmaker[Session], tmp_path: Path, server: str, browser: WebDriver
 ) -> None:
-    """Rule: an auditor signs in, searches studies and answers "who sent how many studies,
+    """Rule: an auditor signs in, searches studies, sees a study's
+    thumbnail from the archive, and answers "who sent how many studies,
     under which profile version, and what was quarantined and why" from the Reports page; a
-    steward opens a quarantined instance and sends it back through the pipeline; a steward
-    proposes a profile version that only another steward may approve and activate; the Arabic
+    steward opens a quarantined instance and sends it back through the pipeline, opens
+    another beside its masked regions and releases it (confirmed); a steward
+    proposes a profile version that lints clean, tries it on a sample (before-values
+    masked), and only another steward may approve and activate it; an admin registers a
+    hospital and disables it; the Arabic
     pages are right to left; /docs and /redoc render; no page asks anything of a host
     other than 127.0.0.1."""
     seeded: Seeded = seed(sessions, tmp_path / "quarantine")
     auditor = mint(sessions, "auditor")
     steward = mint(sessions, "steward")
+
+    # What the receivers record anyway: a start, and an unregistered PACS refused.
+    audit.record(sessions, audit.application_activity("receiver", started=True))
+    audit.record(sessions, audit.association_refused("PACS_X", "10.9.9.9", "unregistered"))
 
     browser.get(f"{server}/console/login")
     _shot(browser, "01-sign-in")
@@ -149,6 +173,7 @@ def test_console_in_chromium(
     assert browser.find_element(By.TAG_NAME, "h1").text == "Overview"
     sources = {row[0] for row in _cells(browser, "sources")}
     assert {"CHU_RABAT (CHU Rabat)", "CHU_FES (CHU Fes)"} <= sources
+    assert [row[:2] for row in _cells(browser, "refusals")] == [["PACS_X", "1"]]
     _shot(browser, "02-overview")
 
     browser.get(f"{server}/console/studies")
@@ -159,8 +184,16 @@ def test_console_in_chromium(
     found = {row[0] for row in _cells(browser, "studies")}
     assert found == seeded.studies["CHU_RABAT (CHU Rabat)"]
     _shot(browser, "03-studies")
+    write_archived(tmp_path / "archive", "2.25.101/2.25.101.1/2.25.101.1.1.dcm", True)
     browser.find_element(By.LINK_TEXT, "2.25.101").click()
     WebDriverWait(browser, WAIT_S).until(expected_conditions.url_contains("/studies/2.25.101"))
+    thumb = WebDriverWait(browser, WAIT_S).until(
+        expected_conditions.presence_of_element_located((By.ID, "thumb-1"))
+    )
+    WebDriverWait(browser, WAIT_S).until(
+        lambda d: d.execute_script("return arguments[0].complete", thumb)
+    )
+    assert browser.execute_script("return arguments[0].naturalWidth", thumb) > 0
     _shot(browser, "04-study")
 
     browser.get(
@@ -198,8 +231,34 @@ def test_console_in_chromium(
         expected_conditions.presence_of_element_located((By.ID, "done"))
     )
     _shot(browser, "08-quarantine-retried")
+    # Another entry: the original beside its masked regions, then released.
+    held = seeded.entries[1]
+    burned_in_original(tmp_path / "quarantine", sessions, held)
+    browser.get(f"{server}/console/quarantine/{held}")
+    browser.find_element(By.ID, "show-preview").click()
+    frame = WebDriverWait(browser, WAIT_S).until(
+        expected_conditions.presence_of_element_located((By.ID, "preview-frame-1"))
+    )
+    shown = browser.execute_script(
+        "return [arguments[0].complete, arguments[0].naturalWidth, arguments[0].naturalHeight]",
+        frame,
+    )
+    assert shown[0] and shown[1] > 2 * COLUMNS and shown[2] > ROWS, shown  # two panels
+    assert browser.find_element(By.ID, "preview-outcome").text == "archived"
+    _shot(browser, "08b-quarantine-before-after")
+    browser.find_element(By.ID, "back-to-entry").click()
+    browser.find_element(By.ID, "release").click()  # unticked: the browser asks first
+    assert browser.find_elements(By.CSS_SELECTOR, "#confirm-release:invalid")
+    browser.find_element(By.ID, "confirm-release").click()
+    browser.find_element(By.ID, "release").click()
+    WebDriverWait(browser, WAIT_S).until(
+        expected_conditions.text_to_be_present_in_element((By.ID, "entry-status"), "RELEASED")
+    )
+    _shot(browser, "08c-quarantine-released")
+    assert (tmp_path / "released" / f"quarantine-{held}.dcm").is_file()
     with sessions() as session:
         assert session.get_one(QuarantineEntry, entry).status is QuarantineStatus.RETRIED
+        assert session.get_one(QuarantineEntry, held).status is QuarantineStatus.RELEASED
         actors = set(session.scalars(select(AuditEvent.actor)))
     assert {auditor.partition(".")[0], steward.partition(".")[0]} <= actors
 
@@ -216,7 +275,19 @@ def test_console_in_chromium(
     assert browser.find_element(By.ID, "four-eyes").text == "second approval missing"
     assert browser.find_elements(By.CSS_SELECTOR, "#diff tbody tr code")  # the changes shown
     proposal_url = browser.current_url
+    assert browser.find_element(By.ID, "lint").tag_name == "p"  # lints clean
     _shot(browser, "09-profile-proposed")
+    sample = tmp_path / "sample.dcm"
+    sample.write_bytes(burned_in_bytes())
+    browser.find_element(By.ID, "samples").send_keys(str(sample))
+    browser.find_element(By.ID, "dry-run").click()
+    tried = WebDriverWait(browser, WAIT_S).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "#sample-1 .outcome"))
+    )
+    assert tried.text == "archived"
+    assert "Testpatient" not in browser.page_source
+    _shot(browser, "09b-profile-dry-run")
+    browser.get(proposal_url)
     browser.find_element(By.ID, "sign-out").click()
     WebDriverWait(browser, WAIT_S).until(expected_conditions.url_contains("/console/login"))
     second = mint(sessions, "steward")
@@ -239,6 +310,28 @@ def test_console_in_chromium(
         assert pv.status is ProfileVersionStatus.ACTIVE
         assert pv.proposed_by == steward.partition(".")[0]
         assert [a.approved_by for a in pv.approvals] == [second.partition(".")[0]]
+
+    # An admin registers a hospital and disables it.
+    browser.find_element(By.ID, "sign-out").click()
+    WebDriverWait(browser, WAIT_S).until(expected_conditions.url_contains("/console/login"))
+    _sign_in(browser, server, mint(sessions, "admin"))
+    browser.get(f"{server}/console/sources")
+    for field, value in (("new-ae-title", "CHU_OUJDA"), ("new-address", "10.7.0.0/16")):
+        browser.find_element(By.ID, field).send_keys(value)
+    browser.find_element(By.ID, "add-source").click()
+    WebDriverWait(browser, WAIT_S).until(
+        expected_conditions.presence_of_element_located((By.ID, "disable-CHU_OUJDA"))
+    ).click()
+    WebDriverWait(browser, WAIT_S).until(
+        expected_conditions.presence_of_element_located((By.ID, "enable-CHU_OUJDA"))
+    )
+    _shot(browser, "13-admin-sources")
+    with sessions() as session:
+        oujda = session.scalars(select(Source).where(Source.ae_title == "CHU_OUJDA")).one()
+        assert oujda.enabled is False
+    browser.find_element(By.ID, "sign-out").click()
+    WebDriverWait(browser, WAIT_S).until(expected_conditions.url_contains("/console/login"))
+    _sign_in(browser, server, second)
 
     browser.get(f"{server}/console/quarantine/{entry}")
     browser.find_element(By.ID, "lang-ar").click()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from archive import audit
 from archive.api import create_app
 from archive.catalog.models import QuarantineEntry, QuarantineStatus
 from archive.catalog.models_governance import AuditEvent
-from archive.console.session import SESSION_LIFETIME, new_session, read_session
+from archive.console.session import SESSION_LIFETIME
 from tests.catalog.conftest import mint
 from tests.console.conftest import Seeded, seed
 from tests.paths import PROFILES_DIR, REPO_ROOT
@@ -87,19 +86,6 @@ def test_session_cookie_flags(sessions: sessionmaker[Session], tmp_path: Path) -
         assert f"max-age={int(SESSION_LIFETIME.total_seconds())}" in flags
         assert ("secure" in flags) is secure
         assert token not in answer.text
-
-
-def test_session_expires_and_resists_tampering() -> None:
-    """Rule: a session ends SESSION_LIFETIME after sign-in, and its moment of sign-in cannot
-    be moved without the token's secret."""
-    now = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
-    made = new_session("tok_0123456789ab.secret", now)
-    assert read_session(made.cookie_value(), now + SESSION_LIFETIME - timedelta(seconds=1))
-    assert read_session(made.cookie_value(), now + SESSION_LIFETIME) is None
-    issued, _, rest = made.cookie_value().partition(":")
-    assert read_session(f"{int(issued) + 3600}:{rest}", now) is None
-    assert read_session("garbage", now) is None
-    assert read_session(made.cookie_value()[:-2] + "é", now) is None
 
 
 def test_wrong_token_refused_and_recorded(

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
-from sqlalchemy.orm import Session
 
-from anonymizer.errors import RejectError
 from archive import audit
+from archive.api import profile_steps as steps
 from archive.api.deps import (
-    AuditContext,
     AuditDep,
     ProfileReader,
     ProfileWriter,
@@ -21,15 +18,9 @@ from archive.api.deps import (
     unit,
 )
 from archive.api.schemas import DryRunOut, ProfileVersionDetail, ProfileVersionOut, ProposalOut
-from archive.audit.unit import Work
-from archive.catalog.models_governance import ProfileVersion
 from archive.governance import versions as governance
-from archive.governance.auth import Principal
 
 router = APIRouter(tags=["profiles"])
-
-MAX_SAMPLE_BYTES = 64 * 1024 * 1024
-
 
 @router.get("/profiles", response_model=list[ProfileVersionOut])
 def profile_versions(
@@ -79,15 +70,6 @@ def profile_version(
     return ProfileVersionDetail.model_validate(detail)
 
 
-def _configuration_change(ctx: AuditContext, action: audit.Action) -> None:
-    ctx.set(
-        audit.EventId.SECURITY_ALERT,
-        action,
-        event_type=audit.EventType.SECURITY_CONFIGURATION,
-        object_type="profile_version",
-    )
-
-
 @router.post("/profiles", status_code=201, response_model=ProposalOut)
 def propose_profile(
     request: Request,
@@ -98,26 +80,13 @@ def propose_profile(
     profile: Annotated[UploadFile, File(description="the profile YAML")],
 ) -> ProposalOut:
     """Upload a profile: validated with the workers' loader, diffed, stored as PROPOSED."""
-    _configuration_change(ctx, audit.Action.CREATE)
-    with unit(request, ctx, session) as work:
-        data = profile.file.read(governance.MAX_PROFILE_BYTES + 1)
-        try:
-            yaml_text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise RejectError("profile must be UTF-8 text", code="invalid_profile") from exc
-        proposal = governance.propose(
-            session,
-            yaml_text,
-            who,
-            state.profiles_dir,
-            work=work,
-        )
-        answer = {
-            **governance.version_row(proposal.version),
-            "created": proposal.created,
-            "against": proposal.against,
-            "diff": proposal.diff,
-        }
+    proposal = steps.propose(request, ctx, session, state, who, profile)
+    answer = {
+        **governance.version_row(proposal.version),
+        "created": proposal.created,
+        "against": proposal.against,
+        "diff": proposal.diff,
+    }
     return ProposalOut.model_validate(answer)
 
 
@@ -133,43 +102,7 @@ def dry_run(
 ) -> DryRunOut:
     """Run a version on sample files: explain table, outcome and pixel preview for each.
     Nothing is archived; the samples' values are returned, never recorded."""
-    ctx.set(
-        audit.EventId.APPLICATION_ACTIVITY,
-        audit.Action.EXECUTE,
-        object_type="profile_version",
-        samples=len(samples),
-    )
-    with unit(request, ctx, session) as work:
-        pv = governance.get_version(session, ref)
-        work.note(object_id=pv.version)
-        profile = governance.load_profile_text(pv.yaml_text, state.profiles_dir)
-        budget = MAX_SAMPLE_BYTES
-        files: list[tuple[str, bytes]] = []
-        for index, upload in enumerate(samples):
-            data = upload.file.read(budget + 1)
-            budget -= len(data)
-            if budget < 0:
-                raise RejectError("samples larger than 64 MB in total", code="too_large")
-            files.append((f"sample-{index + 1}", data))
-        results = governance.dry_run(profile, files)
-        work.note(outcomes=[r["result"] for r in results])
-        answer = {"version": pv.version, "name": pv.name, "results": results}
-    return DryRunOut.model_validate(answer)
-
-
-Step = Callable[..., ProfileVersion]
-
-
-def _profile_step(
-    step: Step, request: Request, session: Session, ctx: AuditContext, who: Principal, ref: str
-) -> ProfileVersionOut:
-    _configuration_change(ctx, audit.Action.UPDATE)
-    work: Work
-    with unit(request, ctx, session) as work:
-        pv = step(session, ref, who, work=work)
-        work.note(object_id=pv.version)
-        row = governance.version_row(pv)
-    return ProfileVersionOut.model_validate(row)
+    return DryRunOut.model_validate(steps.dry_run(request, ctx, session, state, ref, samples))
 
 
 @router.post("/profiles/{ref}/approve", response_model=ProfileVersionOut)
@@ -177,7 +110,8 @@ def approve_profile(
     request: Request, session: SessionDep, ctx: AuditDep, who: ProfileWriter, ref: str
 ) -> ProfileVersionOut:
     """Approve a proposed version (a steward other than its proposer)."""
-    return _profile_step(governance.approve, request, session, ctx, who, ref)
+    row = steps.advance(governance.approve, request, ctx, session, who, ref)
+    return ProfileVersionOut.model_validate(row)
 
 
 @router.post("/profiles/{ref}/activate", response_model=ProfileVersionOut)
@@ -186,4 +120,5 @@ def activate_profile(
 ) -> ProfileVersionOut:
     """Make an approved version the active one of its profile name (the previous one is
     retired); workers use it within AMANA_PROFILE_REFRESH_S for every source of that name."""
-    return _profile_step(governance.activate, request, session, ctx, who, ref)
+    row = steps.advance(governance.activate, request, ctx, session, who, ref)
+    return ProfileVersionOut.model_validate(row)

@@ -1,4 +1,5 @@
-"""Quarantine: auditors list and open entries; stewards retry or purge held originals."""
+"""Quarantine: auditors list and open entries; stewards retry, release or purge held
+originals (archive/api/quarantine_steps.py, shared with the console)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from anonymizer.errors import RetryableError
 from archive import audit
+from archive.api import quarantine_steps as steps
 from archive.api.deps import (
     CSV_ANSWER,
     MAX_EXPORT_ROWS,
@@ -22,11 +23,16 @@ from archive.api.deps import (
     unit,
 )
 from archive.api.params import Offset, RowId
-from archive.api.schemas import PurgeOut, QuarantineDetail, QuarantinePage, RetryOut
+from archive.api.schemas import (
+    PurgeOut,
+    QuarantineDetail,
+    QuarantinePage,
+    ReleaseOut,
+    RetryOut,
+)
 from archive.catalog import search
 from archive.catalog.csv_rows import to_csv
 from archive.work import quarantine as quarantine_ops
-from archive.work.publish import enqueue_after_commit
 
 router = APIRouter(tags=["quarantine"])
 
@@ -90,16 +96,6 @@ def quarantine_entry(
     return QuarantineDetail.model_validate(detail)
 
 
-def _steward_action(ctx: AuditDep, action: audit.Action, step: str) -> None:
-    ctx.set(
-        audit.EventId.SECURITY_ALERT,
-        action,
-        event_type=audit.EventType.USE_OF_RESTRICTED_FUNCTION,
-        object_type="quarantine",
-        step=step,
-    )
-
-
 @router.post("/quarantine/{entry_id}/retry", response_model=RetryOut)
 def quarantine_retry(
     request: Request,
@@ -110,18 +106,8 @@ def quarantine_retry(
     entry_id: RowId,
 ) -> RetryOut:
     """Send a held original through the pipeline again (after a profile fix, say)."""
-    _steward_action(ctx, audit.Action.UPDATE, "retry")
-    if state.quarantine_dir is None or state.spool_dir is None:
-        raise RetryableError("quarantine actions are not configured on this API")
-    with unit(request, ctx, session) as work:
-        job_id = quarantine_ops.retry(
-            session, entry_id, quarantine_dir=state.quarantine_dir, spool_dir=state.spool_dir
-        )
-        # Sent by the session's job sink once this transaction (the record with it) commits.
-        enqueue_after_commit(session, [job_id])
-        work.note(object_id=str(entry_id), job_id=job_id)
-    queued = state.sent.take(job_id) if state.sent is not None else False
-    return RetryOut(entry_id=entry_id, job_id=job_id, queued=queued)
+    done = steps.retry(request, ctx, session, state, entry_id)
+    return RetryOut(entry_id=entry_id, job_id=done.job_id, queued=done.queued)
 
 
 @router.post("/quarantine/{entry_id}/purge", response_model=PurgeOut)
@@ -134,10 +120,20 @@ def quarantine_purge(
     entry_id: RowId,
 ) -> PurgeOut:
     """Delete a held original for good; the entry, its reason and its fate stay."""
-    _steward_action(ctx, audit.Action.DELETE, "purge")
-    if state.quarantine_dir is None:
-        raise RetryableError("quarantine actions are not configured on this API")
-    with unit(request, ctx, session) as work:
-        quarantine_ops.purge(session, entry_id, quarantine_dir=state.quarantine_dir)
-        work.note(object_id=str(entry_id))
+    steps.purge(request, ctx, session, state, entry_id)
     return PurgeOut(entry_id=entry_id, status="PURGED")
+
+
+@router.post("/quarantine/{entry_id}/release", response_model=ReleaseOut)
+def quarantine_release(
+    request: Request,
+    session: SessionDep,
+    ctx: AuditDep,
+    state: StateDep,
+    _who: QuarantineWriter,
+    entry_id: RowId,
+) -> ReleaseOut:
+    """Hand a held original out of Amana into the API host's release folder
+    (AMANA_RELEASE_DIR), as `amana quarantine release --to` does."""
+    name = steps.release(request, ctx, session, state, entry_id)
+    return ReleaseOut(entry_id=entry_id, status="RELEASED", released_as=name)

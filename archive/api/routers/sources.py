@@ -7,8 +7,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from archive import audit
+from archive.api import admin_steps as steps
 from archive.api.deps import (
-    AuditContext,
     AuditDep,
     SessionDep,
     SourceReader,
@@ -56,46 +56,8 @@ def add_source(
 ) -> SourceOut:
     """Register a PACS: its AE title and the address or network it connects from, and the
     profile and region its studies get (both must exist: 422 otherwise)."""
-    ctx.set(
-        audit.EventId.SECURITY_ALERT,
-        audit.Action.CREATE,
-        event_type=audit.EventType.NETWORK_CONFIGURATION,
-        object_type="node",
-        # Configuration an admin typed, not patient data: kept even when refused.
-        object_id=body.ae_title if sources.AE_TITLE.match(body.ae_title) else None,
-    )
-    with unit(request, ctx, session) as work:
-        src = sources.add_source(
-            session,
-            ae_title=body.ae_title,
-            address=body.address,
-            profile_name=body.profile,
-            site=body.site,
-            region=body.region,
-            profiles_dir=state.profiles_dir,
-            cert_sha256=body.cert_sha256,
-            cert_cn=body.cert_cn,
-        )
-        work.note(
-            object_id=src.ae_title,
-            address=src.address,
-            profile=src.profile_name,
-            region=src.region,
-            cert_sha256=src.cert_sha256,
-            cert_cn=src.cert_cn,
-        )
-        row = sources.source_row(src)
+    row = steps.add_source(request, ctx, session, state, **body.model_dump())
     return SourceOut.model_validate(row)
-
-
-def _node_change(ctx: AuditContext, action: audit.Action, ae_title: str) -> None:
-    ctx.set(
-        audit.EventId.SECURITY_ALERT,
-        action,
-        event_type=audit.EventType.NETWORK_CONFIGURATION,
-        object_type="node",
-        object_id=ae_title if sources.AE_TITLE.match(ae_title) else None,
-    )
 
 
 @router.patch("/sources/{ae_title}", response_model=SourceOut)
@@ -111,24 +73,20 @@ def edit_source(
     """Change a source's profile, region, address, site or client certificate binding, or
     disable / enable it. Its instances not yet processed get the new profile and region; a
     disabled source is refused at association."""
-    _node_change(ctx, audit.Action.UPDATE, ae_title)
-    with unit(request, ctx, session) as work:
-        src, changes = sources.edit_source(
-            session,
-            ae_title,
-            state.profiles_dir,
-            profile_name=body.profile,
-            region=body.region,
-            address=body.address,
-            site=body.site,
-            cert_sha256=body.cert_sha256,
-            cert_cn=body.cert_cn,
-        )
-        if body.enabled is not None and body.enabled != src.enabled:
-            changes["enabled"] = [src.enabled, body.enabled]
-            sources.set_enabled(session, ae_title, body.enabled)
-        work.note(object_id=src.ae_title, changes=changes)
-        row = sources.source_row(src)
+    row = steps.edit_source(
+        request,
+        ctx,
+        session,
+        state,
+        ae_title,
+        enabled=body.enabled,
+        profile_name=body.profile,
+        region=body.region,
+        address=body.address,
+        site=body.site,
+        cert_sha256=body.cert_sha256,
+        cert_cn=body.cert_cn,
+    )
     return SourceOut.model_validate(row)
 
 
@@ -137,13 +95,5 @@ def remove_source(
     request: Request, session: SessionDep, ctx: AuditDep, _who: SourceWriter, ae_title: str
 ) -> Response:
     """Stop accepting a PACS; its past jobs keep its AE title."""
-    ctx.set(
-        audit.EventId.SECURITY_ALERT,
-        audit.Action.DELETE,
-        event_type=audit.EventType.NETWORK_CONFIGURATION,
-        object_type="node",
-    )
-    with unit(request, ctx, session) as work:
-        sources.remove_source(session, ae_title)
-        work.note(object_id=ae_title)
+    steps.remove_source(request, ctx, session, ae_title)
     return Response(status_code=204)

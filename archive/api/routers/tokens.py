@@ -6,10 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from anonymizer.errors import RejectError
 from archive import audit
+from archive.api import admin_steps as steps
 from archive.api.deps import (
-    TOKEN_ID,
     AuditContext,
     AuditDep,
     SessionDep,
@@ -18,8 +17,7 @@ from archive.api.deps import (
     unit,
 )
 from archive.api.schemas import TokenCreated, TokenIn, TokenOut
-from archive.governance.auth import list_tokens, parse_lifetime, parse_role, revoke_token
-from archive.governance.users import mint_for
+from archive.governance.auth import list_tokens
 
 router = APIRouter(tags=["tokens"])
 
@@ -38,18 +36,16 @@ def mint_token(
     request: Request, session: SessionDep, ctx: AuditDep, who: TokenAdmin, body: TokenIn
 ) -> TokenCreated:
     """A new token for a user, with the user's role; the secret is shown in this answer only."""
-    _token_change(ctx, audit.Action.CREATE)
-    with unit(request, ctx, session) as work:
-        minted = mint_for(
-            session,
-            name=body.user,
-            by=who,
-            created_by=who.token_id,
-            lifetime=parse_lifetime(body.expires),
-            label=body.label,
-            role=parse_role(body.role) if body.role is not None else None,
-        )
-        work.note(object_id=minted.token_id, role=minted.role.value, user=minted.user)
+    minted = steps.mint_token(
+        request,
+        ctx,
+        session,
+        who,
+        user=body.user,
+        expires=body.expires,
+        label=body.label,
+        role=body.role,
+    )
     return TokenCreated(
         token_id=minted.token_id,
         user=minted.user,
@@ -76,10 +72,5 @@ def revoke(
     request: Request, session: SessionDep, ctx: AuditDep, _who: TokenAdmin, token_id: str
 ) -> Response:
     """Revoke a token: its next request is answered 401."""
-    _token_change(ctx, audit.Action.DELETE)
-    with unit(request, ctx, session) as work:
-        if not TOKEN_ID.match(token_id):
-            raise RejectError("no such token", code="not_found")
-        revoke_token(session, token_id)
-        work.note(object_id=token_id)
+    steps.revoke_token(request, ctx, session, token_id)
     return Response(status_code=204)

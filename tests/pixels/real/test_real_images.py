@@ -125,3 +125,15 @@ def test_real_image_leaves_no_identifying_text(evaluator: Evaluator, real: RealF
         f"box {box}: {', '.join(sorted(set(how)))}" for box, how in sorted(by_box.items())
     )
     assert not by_box, f"{real.path}: identifying boxes left readable: {found}"
+
+
+def test_every_real_file_is_archived_rather_than_quarantined(evaluator: Evaluator) -> None:
+    """Rule: on the real set, cleaning is not bought with quarantine: every file is archived
+    (SC1, whose text is fainter than the bone of its own panels, through the dark-panel ink
+    layer of anonymizer/pixels/ink.py). A change that sends one to quarantine instead of
+    masking it fails here, while the test above proves nothing readable is archived."""
+    results = [evaluator.evaluate(real) for real in TRUTH.files]
+    quarantined = sorted(
+        r.path for r, res in zip(TRUTH.files, results, strict=True) if res.status == "quarantined"
+    )
+    assert quarantined == [], f"quarantined instead of archived: {quarantined}"
