@@ -169,16 +169,39 @@ def start_attempt(session: Session, held: Claim) -> Claim | None:
     return Claim(held.job_id, int(row[0]), held.spool_name, now, held.source_id, held.pixel_mode)
 
 
+# A job that waits in a long queue is not lost: each re-send of a RECEIVED job waits twice
+# as long as the one before (stale_after, 2x, 4x, then 8x for ever), so a backlog of N jobs
+# costs a few messages per job instead of one per job every `stale_after`, which grew the
+# queue faster than the worker drained it (docs/reliability.md, the 2,000-instance chaos run).
+RESEND_DOUBLINGS = 3
+
+
+def _resend_due(now: datetime, stale_after: timedelta) -> ColumnElement[bool]:
+    terms = [
+        (Job.resends == k) & (Job.enqueued_at < now - stale_after * 2**k)
+        for k in range(RESEND_DOUBLINGS)
+    ]
+    terms.append(
+        (Job.resends >= RESEND_DOUBLINGS)
+        & (Job.enqueued_at < now - stale_after * 2**RESEND_DOUBLINGS)
+    )
+    return or_(Job.enqueued_at.is_(None), *terms)
+
+
 def jobs_to_resend(session: Session, *, stale_after: timedelta, limit: int = 1000) -> Sequence[int]:
-    """Jobs whose message may have been lost: RECEIVED and not re-sent lately, or RUNNING on a
-    worker that has not finished within the timeout."""
-    cutoff = utcnow() - stale_after
+    """Jobs whose message may have been lost: RECEIVED and not (re-)sent within their
+    back-off, or RUNNING on a worker that has not renewed its claim within `stale_after`
+    (re-sent at most once per `stale_after`: a re-send does not renew the claim)."""
+    now = utcnow()
+    cutoff = now - stale_after
     rows = session.scalars(
         select(Job.id)
         .where(
             or_(
-                (Job.status == JobStatus.RECEIVED) & (Job.enqueued_at < cutoff),
-                (Job.status == JobStatus.RUNNING) & (Job.claimed_at < cutoff),
+                (Job.status == JobStatus.RECEIVED) & _resend_due(now, stale_after),
+                (Job.status == JobStatus.RUNNING)
+                & (Job.claimed_at < cutoff)
+                & or_(Job.enqueued_at.is_(None), Job.enqueued_at < cutoff),
             )
         )
         .order_by(Job.id)
@@ -201,4 +224,8 @@ def received_before(session: Session, cutoff: datetime, *, limit: int = 1000) ->
 
 def mark_resent(session: Session, job_ids: Sequence[int]) -> None:
     if job_ids:
-        session.execute(update(Job).where(Job.id.in_(job_ids)).values(enqueued_at=utcnow()))
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids))
+            .values(enqueued_at=utcnow(), resends=Job.resends + 1)
+        )
