@@ -54,6 +54,9 @@ class Component:
         self.proc: subprocess.Popen[bytes] | None = None
         self.wanted = False
         self.restarts = 0
+        # CPU seconds of the component's processes, added up at each kill and stop (the
+        # kernel's count of a process group's members read just before it ends).
+        self.cpu_s = 0.0
         self._lock = threading.Lock()
         threading.Thread(target=self._supervise, daemon=True).start()
 
@@ -85,6 +88,7 @@ class Component:
         with self._lock:
             self.wanted = False
             if self.proc is not None:
+                self.cpu_s += group_cpu_s(self.proc.pid)
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
 
@@ -93,6 +97,7 @@ class Component:
             self.wanted = False
             proc = self.proc
         if proc is not None and proc.poll() is None:
+            self.cpu_s += group_cpu_s(proc.pid)
             os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(30)
@@ -100,6 +105,23 @@ class Component:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def group_cpu_s(pgid: int) -> float:
+    """User + system CPU seconds of the live processes of process group `pgid` (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        # After the command: state, ppid, pgrp, ..., utime and stime are fields 14 and 15.
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 @dataclass
@@ -416,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             when(lambda: sender.progress, threshold, deadline)
             fault()
         sending.join()
+        sent_at = time.monotonic()
         note(
             f"sender finished: {len(sender.acked)} acknowledged, {sender.resent} re-sent, "
             f"in {sender.attempts} batches ({sender.failed_batches} not wholly acknowledged)"
@@ -423,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
 
         expected = expected_sop_uids(sorted(sender.acked), work / "key", "ma-national")
         report = wait_for_settlement(env, set(expected.values()), work, deadline)
-        note("settled")
+        state = "settled" if report.settled else "NOT settled (deadline)"
+        note(f"{state}, {time.monotonic() - sent_at:.0f} s after the sender finished")
     finally:
         for component in components:
             component.stop()
@@ -431,8 +455,8 @@ def main(argv: list[str] | None = None) -> int:
         redis.destroy()
         disk.unmount()
 
-    archived = report["archived"]
-    lost = len(sender.acked) - archived - report["quarantined"]
+    archived = report.archived
+    lost = len(sender.acked) - archived - report.quarantined
     print()
     spool_disk = f"tmpfs {args.spool_tmpfs_mb} MB" if disk.mounted else "shared"
     print(f"spool disk    {spool_disk}")
@@ -440,25 +464,42 @@ def main(argv: list[str] | None = None) -> int:
     print(f"re-sent       {sender.resent}")
     print(f"acknowledged  {len(sender.acked)}")
     print(f"archived      {archived}")
-    print(f"quarantined   {report['quarantined']}")
+    print(f"quarantined   {report.quarantined}")
     print(f"lost          {lost}")
-    print(f"duplicated    {report['duplicated']}")
+    print(f"duplicated    {report.duplicated}")
+    for reason, count in sorted(report.reasons.items()):
+        print(f"  quarantined as {reason}: {count}")
+    print(f"sweeper       {report.resends} re-sends of job messages")
+    print(f"deliveries    {report.duplicate_jobs} jobs ended as duplicates (instance re-sent)")
     print("events")
     for event in events:
         print(f"  {event}")
     print(f"restarted     worker {worker.restarts}, receiver {receiver.restarts} (ended by itself)")
     print(f"elapsed       {time.monotonic() - started:.0f} s")
-    ok = lost == 0 and report["duplicated"] == 0 and len(sender.acked) == len(files)
+    print(f"CPU           worker {worker.cpu_s:.0f} s, receiver {receiver.cpu_s:.0f} s")
+    print(f"load average  {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    ok = lost == 0 and report.duplicated == 0 and len(sender.acked) == len(files)
     return 0 if ok else 1
+
+
+@dataclass
+class Settlement:
+    archived: int
+    quarantined: int
+    duplicated: int
+    settled: bool  # every job ended before the deadline
+    reasons: dict[str, int]  # quarantine reason codes
+    resends: int  # job messages the sweeper re-sent
+    duplicate_jobs: int  # jobs that ended DONE as a duplicate of an archived instance
 
 
 def wait_for_settlement(
     env: dict[str, str], expected: set[str], work: Path, deadline: float
-) -> dict[str, int]:
+) -> Settlement:
     from sqlalchemy import func, select
 
     from archive.catalog.db import make_engine, make_sessionmaker
-    from archive.catalog.models import Instance, Job, JobStatus
+    from archive.catalog.models import Instance, Job, JobStatus, QuarantineEntry
 
     sessions = make_sessionmaker(make_engine(env["AMANA_DATABASE_URL"]))
     archive = Path(env["AMANA_HOME"]) / "archive"
@@ -475,14 +516,26 @@ def wait_for_settlement(
                 select(func.count()).select_from(Job).where(Job.status == JobStatus.QUARANTINED)
             )
         archived = len(expected & set(sop_uids))
-        if (open_jobs == 0 and archived + (quarantined or 0) >= len(expected)) or (
-            time.monotonic() > deadline
-        ):
+        settled = open_jobs == 0 and archived + (quarantined or 0) >= len(expected)
+        if settled or time.monotonic() > deadline:
             break
         time.sleep(2)
+    with sessions() as session:
+        reasons = {
+            str(reason): int(count)
+            for reason, count in session.execute(
+                select(QuarantineEntry.reason, func.count()).group_by(QuarantineEntry.reason)
+            ).all()
+        }
+        resends = int(session.scalar(select(func.coalesce(func.sum(Job.resends), 0))) or 0)
+        duplicate_jobs = int(
+            session.scalar(select(func.count()).select_from(Job).where(Job.duplicate)) or 0
+        )
     files_on_disk = sum(1 for _ in archive.rglob("*.dcm"))
     duplicated = (len(sop_uids) - len(set(sop_uids))) + max(0, files_on_disk - len(sop_uids))
-    return {"archived": archived, "quarantined": int(quarantined or 0), "duplicated": duplicated}
+    return Settlement(
+        archived, int(quarantined or 0), duplicated, settled, reasons, resends, duplicate_jobs
+    )
 
 
 if __name__ == "__main__":
