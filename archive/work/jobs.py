@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
@@ -149,6 +149,27 @@ def defer_attempts(session: Session, claims: Sequence[Claim]) -> None:
             .values(attempts=Job.attempts - 1)
             .execution_options(synchronize_session=False)
         )
+
+
+def renew_claims(session: Session, claims: Sequence[Claim]) -> list[Claim]:
+    """The claims still held (no other worker took the job over), with a fresh mark: a
+    worker renews the claims of the batch it is working through, so that a batch longer
+    than the stale timeout does not look abandoned (the sweeper would re-send its jobs and
+    another worker run them a second time)."""
+    if not claims:
+        return []
+    now = utcnow()
+    kept = set(
+        session.scalars(
+            update(Job)
+            .where(Job.status == JobStatus.RUNNING)
+            .where(or_(*[(Job.id == c.job_id) & (Job.claimed_at == c.claimed_at) for c in claims]))
+            .values(claimed_at=now)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+    )
+    return [replace(claim, claimed_at=now) for claim in claims if claim.job_id in kept]
 
 
 def start_attempt(session: Session, held: Claim) -> Claim | None:
