@@ -10,8 +10,10 @@ batches, re-sending whatever was not acknowledged (as a PACS does). While it sen
 SIGKILLs the worker twice, restarts Redis with its data wiped, stops Redis for 25 s (and
 starts it again on the same port, empty), fills the spool's filesystem below the free-space
 threshold for 20 s, stops PostgreSQL for 30 s and SIGKILLs the receiver five times. It ends
-by printing sent, re-sent, acknowledged, archived, quarantined, lost and duplicated, each
-fault's time and recovery, and exits non-zero unless lost = duplicated = 0.
+by printing sent, re-sent, acknowledged, archived, quarantined (by reason), lost and
+duplicated, each fault's time and recovery, the sweeper's re-sends, how long the catalog
+took to settle after the last acknowledgement and each component's CPU, and exits non-zero
+unless lost = duplicated = 0.
 
 The spool lives on a tmpfs of its own when the run may mount one (root), so "disk nearly
 full" is a real filesystem nearly full; otherwise the receiver is restarted with
