@@ -478,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
         "(series samples, re-sends after a broker outage, stale jobs)"
     )
     print(f"deliveries    {report.duplicate_jobs} jobs ended as duplicates (instance re-sent)")
+    states = ", ".join(f"{n} {state}" for state, n in sorted(report.series.items())) or "none"
+    print(f"series        {states}; {report.examined_in_full} instances examined in full")
     print("events")
     for event in events:
         print(f"  {event}")
@@ -497,6 +499,8 @@ class Settlement:
     settled: bool  # every job ended before the deadline
     reasons: dict[str, int]  # quarantine reason codes
     duplicate_jobs: int  # jobs that ended DONE as a duplicate of an archived instance
+    series: dict[str, int]  # sampled series by state (CLEAN, TEXT, ...)
+    examined_in_full: int  # archived instances whose pixels were examined, not only screened
 
 
 def wait_for_settlement(
@@ -505,7 +509,7 @@ def wait_for_settlement(
     from sqlalchemy import func, select
 
     from archive.catalog.db import make_engine, make_sessionmaker
-    from archive.catalog.models import Instance, Job, JobStatus, QuarantineEntry
+    from archive.catalog.models import Instance, Job, JobStatus, QuarantineEntry, SeriesSampling
 
     sessions = make_sessionmaker(make_engine(env["AMANA_DATABASE_URL"]))
     archive = Path(env["AMANA_HOME"]) / "archive"
@@ -536,9 +540,33 @@ def wait_for_settlement(
         duplicate_jobs = int(
             session.scalar(select(func.count()).select_from(Job).where(Job.duplicate)) or 0
         )
+        series = {
+            str(state.value): int(count)
+            for state, count in session.execute(
+                select(SeriesSampling.state, func.count()).group_by(SeriesSampling.state)
+            ).all()
+        }
+        examined = int(
+            session.scalar(
+                select(func.count())
+                .select_from(Instance)
+                .where(Instance.pixel_actions.like("examined:%"))
+                .where(Instance.pixel_actions.not_like("%screened:no_ink%"))
+            )
+            or 0
+        )
     files_on_disk = sum(1 for _ in archive.rglob("*.dcm"))
     duplicated = (len(sop_uids) - len(set(sop_uids))) + max(0, files_on_disk - len(sop_uids))
-    return Settlement(archived, int(quarantined or 0), duplicated, settled, reasons, duplicate_jobs)
+    return Settlement(
+        archived,
+        int(quarantined or 0),
+        duplicated,
+        settled,
+        reasons,
+        duplicate_jobs,
+        series,
+        examined,
+    )
 
 
 if __name__ == "__main__":
