@@ -65,34 +65,46 @@ class Component:
 
     def start(self) -> None:
         with self._lock:
-            out = self.log.open("ab")
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "amana.cli", *self.args],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-                start_new_session=True,
-            )
-            self.wanted = True
+            self._start()
+
+    def _start(self) -> None:
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "amana.cli", *self.args],
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+        )
+        self.wanted = True
 
     def _supervise(self) -> None:
         while True:
             time.sleep(1)
             with self._lock:
                 ended = self.wanted and self.proc is not None and self.proc.poll() is not None
-            if ended:
+                dead = self.proc
+            if not ended:
+                continue
+            time.sleep(2)
+            with self._lock:
+                # A fault may have killed and restarted it meanwhile: then it is not ours to
+                # restart (a second process would run beside the fault's).
+                if not (self.wanted and self.proc is dead):
+                    continue
                 self.restarts += 1
                 print(f"{self.name} ended by itself; restarted", flush=True)
-                time.sleep(2)
-                self.start()
+                self._start()
 
     def kill(self) -> None:
         with self._lock:
             self.wanted = False
             if self.proc is not None:
                 self.cpu_s += group_cpu_s(self.proc.pid)
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                # It may have ended by itself a moment ago (the supervisor reaped it).
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
 
     def stop(self) -> None:
@@ -101,7 +113,8 @@ class Component:
             proc = self.proc
         if proc is not None and proc.poll() is None:
             self.cpu_s += group_cpu_s(proc.pid)
-            os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
@@ -457,6 +470,10 @@ def main(argv: list[str] | None = None) -> int:
         pg.destroy()
         redis.destroy()
         disk.unmount()
+        # The logs stay for a look afterwards; the instances (a corpus, a spool and an
+        # archive: 150 MB for the test's run, 2 GB at full size) go.
+        for bulky in ("corpus", "home", "spooldisk"):
+            shutil.rmtree(work / bulky, ignore_errors=True)
 
     archived = report.archived
     lost = len(sender.acked) - archived - report.quarantined
