@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -78,6 +79,9 @@ class Job(Base):
     )
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Re-sends by the sweeper since the job was last sent for a new reason: each one waits
+    # twice as long as the one before (archive/work/jobs.py, `jobs_to_resend`).
+    resends: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     instance_id: Mapped[int | None] = mapped_column(ForeignKey("instances.id"))
     duplicate: Mapped[bool] = mapped_column(default=False)

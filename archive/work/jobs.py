@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
@@ -151,6 +151,27 @@ def defer_attempts(session: Session, claims: Sequence[Claim]) -> None:
         )
 
 
+def renew_claims(session: Session, claims: Sequence[Claim]) -> list[Claim]:
+    """The claims still held (no other worker took the job over), with a fresh mark: a
+    worker renews the claims of the batch it is working through, so that a batch longer
+    than the stale timeout does not look abandoned (the sweeper would re-send its jobs and
+    another worker run them a second time)."""
+    if not claims:
+        return []
+    now = utcnow()
+    kept = set(
+        session.scalars(
+            update(Job)
+            .where(Job.status == JobStatus.RUNNING)
+            .where(or_(*[(Job.id == c.job_id) & (Job.claimed_at == c.claimed_at) for c in claims]))
+            .values(claimed_at=now)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+    )
+    return [replace(claim, claimed_at=now) for claim in claims if claim.job_id in kept]
+
+
 def start_attempt(session: Session, held: Claim) -> Claim | None:
     """Count one attempt for a job held since `defer_attempts`; None if another worker took
     it over meanwhile (its claim went stale and was claimed again)."""
@@ -169,16 +190,39 @@ def start_attempt(session: Session, held: Claim) -> Claim | None:
     return Claim(held.job_id, int(row[0]), held.spool_name, now, held.source_id, held.pixel_mode)
 
 
+# A job that waits in a long queue is not lost: each re-send of a RECEIVED job waits twice
+# as long as the one before (stale_after, 2x, 4x, then 8x for ever), so a backlog of N jobs
+# costs a few messages per job instead of one per job every `stale_after`, which grew the
+# queue faster than the worker drained it (docs/reliability.md, the 2,000-instance chaos run).
+RESEND_DOUBLINGS = 3
+
+
+def _resend_due(now: datetime, stale_after: timedelta) -> ColumnElement[bool]:
+    terms = [
+        (Job.resends == k) & (Job.enqueued_at < now - stale_after * 2**k)
+        for k in range(RESEND_DOUBLINGS)
+    ]
+    terms.append(
+        (Job.resends >= RESEND_DOUBLINGS)
+        & (Job.enqueued_at < now - stale_after * 2**RESEND_DOUBLINGS)
+    )
+    return or_(Job.enqueued_at.is_(None), *terms)
+
+
 def jobs_to_resend(session: Session, *, stale_after: timedelta, limit: int = 1000) -> Sequence[int]:
-    """Jobs whose message may have been lost: RECEIVED and not re-sent lately, or RUNNING on a
-    worker that has not finished within the timeout."""
-    cutoff = utcnow() - stale_after
+    """Jobs whose message may have been lost: RECEIVED and not (re-)sent within their
+    back-off, or RUNNING on a worker that has not renewed its claim within `stale_after`
+    (re-sent at most once per `stale_after`: a re-send does not renew the claim)."""
+    now = utcnow()
+    cutoff = now - stale_after
     rows = session.scalars(
         select(Job.id)
         .where(
             or_(
-                (Job.status == JobStatus.RECEIVED) & (Job.enqueued_at < cutoff),
-                (Job.status == JobStatus.RUNNING) & (Job.claimed_at < cutoff),
+                (Job.status == JobStatus.RECEIVED) & _resend_due(now, stale_after),
+                (Job.status == JobStatus.RUNNING)
+                & (Job.claimed_at < cutoff)
+                & or_(Job.enqueued_at.is_(None), Job.enqueued_at < cutoff),
             )
         )
         .order_by(Job.id)
@@ -219,4 +263,8 @@ def mark_never_sent(session: Session, job_ids: Sequence[int]) -> None:
 
 def mark_resent(session: Session, job_ids: Sequence[int]) -> None:
     if job_ids:
-        session.execute(update(Job).where(Job.id.in_(job_ids)).values(enqueued_at=utcnow()))
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids))
+            .values(enqueued_at=utcnow(), resends=Job.resends + 1)
+        )

@@ -40,7 +40,14 @@ from archive.fsio import durable_move, durable_write_many
 from archive.governance.watcher import ProfileRegistry
 from archive.work import sampling
 from archive.work.attribution import UNATTRIBUTED, SourceTerms, engine_for, source_terms
-from archive.work.jobs import Claim, claim_many, defer_attempts, start_attempt, utcnow
+from archive.work.jobs import (
+    Claim,
+    claim_many,
+    defer_attempts,
+    renew_claims,
+    start_attempt,
+    utcnow,
+)
 from archive.work.reexamine import reexamine_archived
 
 log = logging.getLogger(__name__)
@@ -124,18 +131,50 @@ def _run_together(
     ctx: WorkerContext, claims: Sequence[Claim], terms: Mapping[int, SourceTerms]
 ) -> dict[int, JobResult]:
     claims, results = _place_sampled(ctx, claims, terms)
+    held = _HeldClaims(ctx, claims)
     pending: list[_Ready] = []
     for claim in claims:
-        prepared = _prepare(ctx, claim, terms)
+        held.renew_if_due()
+        current = held.claims.get(claim.job_id)
+        if current is None:  # another worker took it over meanwhile
+            results[claim.job_id] = JobResult.SKIPPED
+            continue
+        prepared = _prepare(ctx, current, terms)
         if isinstance(prepared, JobResult):
             results[claim.job_id] = prepared
+            held.release([claim.job_id])
             continue
         pending.append(prepared)
         if sum(len(ready.outcome.data) for ready in pending) >= BATCH_BYTES:
             results.update(_archive(ctx, pending))
+            held.release([ready.job_id for ready in pending])
             pending = []
     results.update(_archive(ctx, pending))
     return results
+
+
+class _HeldClaims:
+    """The claims of a batch not finished yet, renewed as the batch goes once they are a
+    quarter of the stale timeout old: the sweeper re-sends a job whose claim went stale,
+    and another worker would run the rest of a long batch a second time."""
+
+    def __init__(self, ctx: WorkerContext, claims: Sequence[Claim]) -> None:
+        self._ctx = ctx
+        self.claims = {claim.job_id: claim for claim in claims}
+
+    def renew_if_due(self) -> None:
+        if not self.claims:
+            return
+        oldest = min(claim.claimed_at for claim in self.claims.values())
+        if utcnow() - oldest < self._ctx.stale_after / 4:
+            return
+        with self._ctx.sessions.begin() as session:
+            kept = renew_claims(session, list(self.claims.values()))
+        self.claims = {claim.job_id: claim for claim in kept}
+
+    def release(self, job_ids: Sequence[int]) -> None:
+        for job_id in job_ids:
+            self.claims.pop(job_id, None)
 
 
 def _run_alone(ctx: WorkerContext, held: Claim, terms: Mapping[int, SourceTerms]) -> JobResult:

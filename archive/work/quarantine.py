@@ -42,6 +42,7 @@ def retry(session: Session, entry_id: int, *, quarantine_dir: Path, spool_dir: P
     # A fresh start: earlier attempts may be what put it in quarantine (worker_lost).
     job.attempts = 0
     job.enqueued_at = utcnow()
+    job.resends = 0
     job.finished_at = None
     return job.id
 

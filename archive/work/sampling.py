@@ -271,7 +271,11 @@ def _reexamine(session: Session, job_ids: Sequence[int]) -> None:
         .where(Job.instance_id.is_not(None))
         # Attempts count afresh: the re-examination is new work with its own crash budget.
         .values(
-            status=JobStatus.RECEIVED, pixel_mode=REEXAMINE, attempts=0, enqueued_at=utcnow()
+            status=JobStatus.RECEIVED,
+            pixel_mode=REEXAMINE,
+            attempts=0,
+            enqueued_at=utcnow(),
+            resends=0,
         )
         .returning(Job.id)
         .execution_options(synchronize_session=False)
@@ -317,7 +321,8 @@ def _send(session: Session, job_ids: Iterable[int], mode: str) -> list[int]:
             update(Job)
             .where(Job.id.in_(ids))
             .where(Job.status == JobStatus.HELD)
-            .values(status=JobStatus.RECEIVED, pixel_mode=mode, enqueued_at=utcnow())
+            # Sent afresh: the sweeper's back-off starts again (jobs.py, jobs_to_resend).
+            .values(status=JobStatus.RECEIVED, pixel_mode=mode, enqueued_at=utcnow(), resends=0)
             .returning(Job.id)
             .execution_options(synchronize_session=False)
         ).all()

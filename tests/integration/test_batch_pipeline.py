@@ -7,11 +7,13 @@ import hashlib
 import json
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import Engine, event, func, select
@@ -21,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from amana.celery_app import PROCESS_JOB, PROCESS_JOBS
 from amana.settings import Settings
 from amana.worker import make_worker_app
+from anonymizer.engine import Deidentifier
 from archive import audit
 from archive.catalog.db import make_engine, make_sessionmaker
 from archive.catalog.models import Instance, Job, JobStatus, QuarantineEntry, Series, Study
@@ -419,3 +422,55 @@ def test_worker_takes_both_message_formats_and_cannot_lose_either(tmp_path: Path
         task = app.tasks[name]
         assert task.acks_late and task.reject_on_worker_lost
         assert app.conf.task_time_limit == Settings(home=tmp_path).job_time_limit_s
+
+
+class _SlowFirstImage:
+    """The worker's engine, whose first image takes longer than the stale timeout (an OCR
+    of a large cine under load), and which lets a second worker in when the batch reaches
+    its second image."""
+
+    def __init__(self, engine: Deidentifier, slow_s: float) -> None:
+        self._engine, self._slow_s = engine, slow_s
+        self.calls = 0
+        self.second_started = threading.Event()
+        self.second_may_go = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def deidentify(self, data: bytes, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == 2:
+            self.second_started.set()
+            self.second_may_go.wait(60)
+        outcome = self._engine.deidentify(data, **kwargs)
+        if self.calls == 1:
+            time.sleep(self._slow_s)
+        return outcome
+
+
+def test_a_batch_longer_than_the_stale_timeout_is_not_run_twice(
+    ctx: WorkerContext, tmp_path: Path
+) -> None:
+    """Rule: a worker renews the claims of the batch it works through; a batch whose first
+    image alone outlasts the stale timeout keeps the rest of it, and a second worker handed
+    the same jobs (the sweeper re-sends stale RUNNING jobs) runs none of them again."""
+    study = _ct_study(tmp_path, "long", 4)
+    ids = [enqueue(ctx, f) for f in study.files]
+    ctx.stale_after = timedelta(seconds=2)
+    slow = _SlowFirstImage(ctx.deidentifier, slow_s=2.5)
+    ctx.deidentifier = cast(Deidentifier, slow)
+    first: dict[int, JobResult] = {}
+    worker = threading.Thread(target=lambda: first.update(process_jobs(ctx, ids)))
+    worker.start()
+    try:
+        assert slow.second_started.wait(120)
+        other = worker_context(ctx.sessions, tmp_path)
+        other.stale_after = ctx.stale_after
+        second = process_jobs(other, ids)
+    finally:
+        slow.second_may_go.set()
+        worker.join(120)
+    assert set(second.values()) == {JobResult.SKIPPED}, second
+    assert set(first.values()) == {JobResult.ARCHIVED}, first
+    _assert_every_job_finished_once(ctx)

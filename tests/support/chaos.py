@@ -10,8 +10,10 @@ batches, re-sending whatever was not acknowledged (as a PACS does). While it sen
 SIGKILLs the worker twice, restarts Redis with its data wiped, stops Redis for 25 s (and
 starts it again on the same port, empty), fills the spool's filesystem below the free-space
 threshold for 20 s, stops PostgreSQL for 30 s and SIGKILLs the receiver five times. It ends
-by printing sent, re-sent, acknowledged, archived, quarantined, lost and duplicated, each
-fault's time and recovery, and exits non-zero unless lost = duplicated = 0.
+by printing sent, re-sent, acknowledged, archived, quarantined (by reason), lost and
+duplicated, each fault's time and recovery, the sweeper's re-sends, how long the catalog
+took to settle after the last acknowledgement and each component's CPU, and exits non-zero
+unless lost = duplicated = 0.
 
 The spool lives on a tmpfs of its own when the run may mount one (root), so "disk nearly
 full" is a real filesystem nearly full; otherwise the receiver is restarted with
@@ -41,6 +43,7 @@ from tests.support.services import ThrowawayPostgres, ThrowawayRedis, free_port,
 REPO = Path(__file__).resolve().parents[2]
 SENT_RE = re.compile(r"Sending file: (.+)$")
 OK_RE = re.compile(r"Received Store Response \(Success\)")
+SWEEP_RE = re.compile(r"sweeper: re-sent (\d+) jobs")
 
 
 class Component:
@@ -54,38 +57,54 @@ class Component:
         self.proc: subprocess.Popen[bytes] | None = None
         self.wanted = False
         self.restarts = 0
+        # CPU seconds of the component's processes, added up at each kill and stop (the
+        # kernel's count of a process group's members read just before it ends).
+        self.cpu_s = 0.0
         self._lock = threading.Lock()
         threading.Thread(target=self._supervise, daemon=True).start()
 
     def start(self) -> None:
         with self._lock:
-            out = self.log.open("ab")
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "amana.cli", *self.args],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-                start_new_session=True,
-            )
-            self.wanted = True
+            self._start()
+
+    def _start(self) -> None:
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "amana.cli", *self.args],
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+        )
+        self.wanted = True
 
     def _supervise(self) -> None:
         while True:
             time.sleep(1)
             with self._lock:
                 ended = self.wanted and self.proc is not None and self.proc.poll() is not None
-            if ended:
+                dead = self.proc
+            if not ended:
+                continue
+            time.sleep(2)
+            with self._lock:
+                # A fault may have killed and restarted it meanwhile: then it is not ours to
+                # restart (a second process would run beside the fault's).
+                if not (self.wanted and self.proc is dead):
+                    continue
                 self.restarts += 1
                 print(f"{self.name} ended by itself; restarted", flush=True)
-                time.sleep(2)
-                self.start()
+                self._start()
 
     def kill(self) -> None:
         with self._lock:
             self.wanted = False
             if self.proc is not None:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.cpu_s += group_cpu_s(self.proc.pid)
+                # It may have ended by itself a moment ago (the supervisor reaped it).
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
 
     def stop(self) -> None:
@@ -93,13 +112,32 @@ class Component:
             self.wanted = False
             proc = self.proc
         if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+            self.cpu_s += group_cpu_s(proc.pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def group_cpu_s(pgid: int) -> float:
+    """User + system CPU seconds of the live processes of process group `pgid` (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        # After the command: state, ppid, pgrp, ..., utime and stime are fields 14 and 15.
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 @dataclass
@@ -416,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
             when(lambda: sender.progress, threshold, deadline)
             fault()
         sending.join()
+        sent_at = time.monotonic()
         note(
             f"sender finished: {len(sender.acked)} acknowledged, {sender.resent} re-sent, "
             f"in {sender.attempts} batches ({sender.failed_batches} not wholly acknowledged)"
@@ -423,16 +462,21 @@ def main(argv: list[str] | None = None) -> int:
 
         expected = expected_sop_uids(sorted(sender.acked), work / "key", "ma-national")
         report = wait_for_settlement(env, set(expected.values()), work, deadline)
-        note("settled")
+        state = "settled" if report.settled else "NOT settled (deadline)"
+        note(f"{state}, {time.monotonic() - sent_at:.0f} s after the sender finished")
     finally:
         for component in components:
             component.stop()
         pg.destroy()
         redis.destroy()
         disk.unmount()
+        # The logs stay for a look afterwards; the instances (a corpus, a spool and an
+        # archive: 150 MB for the test's run, 2 GB at full size) go.
+        for bulky in ("corpus", "home", "spooldisk"):
+            shutil.rmtree(work / bulky, ignore_errors=True)
 
-    archived = report["archived"]
-    lost = len(sender.acked) - archived - report["quarantined"]
+    archived = report.archived
+    lost = len(sender.acked) - archived - report.quarantined
     print()
     spool_disk = f"tmpfs {args.spool_tmpfs_mb} MB" if disk.mounted else "shared"
     print(f"spool disk    {spool_disk}")
@@ -440,25 +484,49 @@ def main(argv: list[str] | None = None) -> int:
     print(f"re-sent       {sender.resent}")
     print(f"acknowledged  {len(sender.acked)}")
     print(f"archived      {archived}")
-    print(f"quarantined   {report['quarantined']}")
+    print(f"quarantined   {report.quarantined}")
     print(f"lost          {lost}")
-    print(f"duplicated    {report['duplicated']}")
+    print(f"duplicated    {report.duplicated}")
+    for reason, count in sorted(report.reasons.items()):
+        print(f"  quarantined as {reason}: {count}")
+    sent = [int(n) for n in SWEEP_RE.findall((work / "receiver.log").read_text(errors="replace"))]
+    print(
+        f"sweeper       sent {sum(sent)} job ids in {sum(1 for n in sent if n)} passes "
+        "(series samples, re-sends after a broker outage, stale jobs)"
+    )
+    print(f"deliveries    {report.duplicate_jobs} jobs ended as duplicates (instance re-sent)")
+    states = ", ".join(f"{n} {state}" for state, n in sorted(report.series.items())) or "none"
+    print(f"series        {states}; {report.examined_in_full} instances examined in full")
     print("events")
     for event in events:
         print(f"  {event}")
     print(f"restarted     worker {worker.restarts}, receiver {receiver.restarts} (ended by itself)")
     print(f"elapsed       {time.monotonic() - started:.0f} s")
-    ok = lost == 0 and report["duplicated"] == 0 and len(sender.acked) == len(files)
+    print(f"CPU           worker {worker.cpu_s:.0f} s, receiver {receiver.cpu_s:.0f} s")
+    print(f"load average  {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    ok = lost == 0 and report.duplicated == 0 and len(sender.acked) == len(files)
     return 0 if ok else 1
+
+
+@dataclass
+class Settlement:
+    archived: int
+    quarantined: int
+    duplicated: int
+    settled: bool  # every job ended before the deadline
+    reasons: dict[str, int]  # quarantine reason codes
+    duplicate_jobs: int  # jobs that ended DONE as a duplicate of an archived instance
+    series: dict[str, int]  # sampled series by state (CLEAN, TEXT, ...)
+    examined_in_full: int  # archived instances whose pixels were examined, not only screened
 
 
 def wait_for_settlement(
     env: dict[str, str], expected: set[str], work: Path, deadline: float
-) -> dict[str, int]:
+) -> Settlement:
     from sqlalchemy import func, select
 
     from archive.catalog.db import make_engine, make_sessionmaker
-    from archive.catalog.models import Instance, Job, JobStatus
+    from archive.catalog.models import Instance, Job, JobStatus, QuarantineEntry, SeriesSampling
 
     sessions = make_sessionmaker(make_engine(env["AMANA_DATABASE_URL"]))
     archive = Path(env["AMANA_HOME"]) / "archive"
@@ -475,14 +543,47 @@ def wait_for_settlement(
                 select(func.count()).select_from(Job).where(Job.status == JobStatus.QUARANTINED)
             )
         archived = len(expected & set(sop_uids))
-        if (open_jobs == 0 and archived + (quarantined or 0) >= len(expected)) or (
-            time.monotonic() > deadline
-        ):
+        settled = open_jobs == 0 and archived + (quarantined or 0) >= len(expected)
+        if settled or time.monotonic() > deadline:
             break
         time.sleep(2)
+    with sessions() as session:
+        reasons = {
+            str(reason): int(count)
+            for reason, count in session.execute(
+                select(QuarantineEntry.reason, func.count()).group_by(QuarantineEntry.reason)
+            ).all()
+        }
+        duplicate_jobs = int(
+            session.scalar(select(func.count()).select_from(Job).where(Job.duplicate)) or 0
+        )
+        series = {
+            str(state.value): int(count)
+            for state, count in session.execute(
+                select(SeriesSampling.state, func.count()).group_by(SeriesSampling.state)
+            ).all()
+        }
+        examined = int(
+            session.scalar(
+                select(func.count())
+                .select_from(Instance)
+                .where(Instance.pixel_actions.like("examined:%"))
+                .where(Instance.pixel_actions.not_like("%screened:no_ink%"))
+            )
+            or 0
+        )
     files_on_disk = sum(1 for _ in archive.rglob("*.dcm"))
     duplicated = (len(sop_uids) - len(set(sop_uids))) + max(0, files_on_disk - len(sop_uids))
-    return {"archived": archived, "quarantined": int(quarantined or 0), "duplicated": duplicated}
+    return Settlement(
+        archived,
+        int(quarantined or 0),
+        duplicated,
+        settled,
+        reasons,
+        duplicate_jobs,
+        series,
+        examined,
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,28 @@
+"""job_resends: how many times the sweeper re-sent a job's message since it was last sent
+
+Revision ID: 0009_job_resends
+Revises: 0008_datasets
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0009_job_resends"
+down_revision = "0008_datasets"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("resends", sa.Integer(), nullable=False, server_default=sa.text("0"))
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_column("resends")
