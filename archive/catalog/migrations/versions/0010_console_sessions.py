@@ -1,7 +1,7 @@
 """console_sessions: server-side console sessions (the cookie holds a random id, not a token)
 
 Revision ID: 0010_console_sessions
-Revises: 0008_datasets
+Revises: 0009_manufacturer
 Create Date: 2026-12-01
 
 Until now the console's cookie carried the API token itself: a copied cookie was a

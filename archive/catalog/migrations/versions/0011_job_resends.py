@@ -1,7 +1,7 @@
 """job_resends: how many times the sweeper re-sent a job's message since it was last sent
 
-Revision ID: 0009_job_resends
-Revises: 0008_datasets
+Revision ID: 0011_job_resends
+Revises: 0010_console_sessions
 Create Date: 2026-12-01
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_job_resends"
-down_revision = "0008_datasets"
+revision = "0011_job_resends"
+down_revision = "0010_console_sessions"
 branch_labels = None
 depends_on = None
 
