@@ -16,13 +16,14 @@ branch_labels = None
 depends_on = None
 
 
+# Plain ALTER TABLE, not batch mode: on SQLite a batch rebuild of `jobs` rewrites its
+# inline source_id reference as a table constraint, after which 0004's downgrade can no
+# longer drop that column.
 def upgrade() -> None:
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("resends", sa.Integer(), nullable=False, server_default=sa.text("0"))
-        )
+    op.add_column(
+        "jobs", sa.Column("resends", sa.Integer(), nullable=False, server_default=sa.text("0"))
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.drop_column("resends")
+    op.drop_column("jobs", "resends")
