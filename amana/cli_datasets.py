@@ -159,6 +159,7 @@ def export(
     k: Annotated[int, typer.Option("--k", min=2, help="k-anonymity threshold")] = 5,
 ) -> None:
     """Write the dataset's instances, manifest, card and checksums to a folder."""
+    from amana.archive_store import archive_store
     from archive import audit
     from archive.datasets.card import load_reference
     from archive.datasets.export import export_dataset
@@ -190,7 +191,7 @@ def export(
                 rows,
                 whole,
                 load_reference(),
-                archive_dir=settings.archive_path,
+                archive=archive_store(settings),
                 target=to,
                 k_threshold=k,
                 progress=lambda n: bar.advance(task, n),

@@ -23,6 +23,7 @@ from anonymizer.errors import RejectError
 from archive.datasets.card import build_card, draw, render_html
 from archive.datasets.headers import generalize_file
 from archive.datasets.privacy import protect
+from archive.stores import ArchiveStore
 
 MANIFEST_COLUMNS = (
     "split",
@@ -80,10 +81,19 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _place(source: Path, target: Path, archive_sha256: str, row: Mapping[str, str]) -> str:
-    """The archived file, checked against the catalog, its headers generalized to `row`,
-    written to `target` unless the same bytes are already there. Returns their SHA-256."""
-    data = source.read_bytes()
+def _place(
+    archive: ArchiveStore,
+    source: Path,
+    target: Path,
+    archive_sha256: str,
+    row: Mapping[str, str],
+) -> str:
+    """The archived instance (read from the archive store), checked against the catalog,
+    its headers generalized to `row`, written to `target` unless the same bytes are already
+    there. Returns their SHA-256."""
+    data = archive.read(source)
+    if data is None:
+        raise RejectError("an archived instance is missing from the archive", code="corrupt")
     if hashlib.sha256(data).hexdigest() != archive_sha256:
         raise RejectError("an archived file does not match its catalog checksum", code="corrupt")
     out = generalize_file(data, row)
@@ -101,7 +111,7 @@ def export_dataset(
     archive_rows: Sequence[Mapping[str, Any]],
     reference: Mapping[str, float],
     *,
-    archive_dir: Path,
+    archive: ArchiveStore,
     target: Path,
     k_threshold: int = 5,
     progress: Callable[[int], None] | None = None,
@@ -128,7 +138,7 @@ def export_dataset(
             )
         )
         written = _place(
-            archive_dir / str(row["archive_path"]), target / relpath, str(row["sha256"]), protected
+            archive, Path(str(row["archive_path"])), target / relpath, str(row["sha256"]), protected
         )
         if written:
             copied += 1
