@@ -1,6 +1,6 @@
 """End to end with the DICOMweb archive store against the file store, in the same run.
 
-    .venv/bin/python -m benchmarks.archive_store_bench [--instances 300] [--rounds 1]
+    .venv/bin/python -m benchmarks.archive_store_bench [--instances 200] [--rounds 1]
 
 storescu -> `amana run` (embedded SQLite catalog and queue) until every job is DONE, once
 with the archive a folder (`file://`, the default) and once with it a throwaway Orthanc
@@ -48,13 +48,15 @@ def _run(
         seconds, _, counts, cpu = end_to_end(
             files, env, [["run"]], 1, warmup=warmup, log_dir=logs, stall_s=stall_s
         )
-        if counts.get("DONE", 0) != len(files) + 1:
-            raise RuntimeError(f"{kind}: jobs ended {counts}, not all DONE")
+        done = counts.get("DONE", 0)
+        # Quarantines (slices whose noise OCR reads as text) are the same in both runs.
+        if done + counts.get("QUARANTINED", 0) != len(files) + 1:
+            raise RuntimeError(f"{kind}: jobs ended {counts}")
         if orthanc is not None and orthanc.proc is not None:
             cpu["orthanc"] = round((_cpu_s(orthanc.proc.pid) - before) * 1000 / len(files), 2)
             held = len(orthanc.instance_ids())
-            if held != len(files) + 1:
-                raise RuntimeError(f"Orthanc holds {held} instances, {len(files) + 1} sent")
+            if held != done:
+                raise RuntimeError(f"Orthanc holds {held} instances, {done} archived")
         return len(files) / seconds, cpu
     finally:
         if orthanc is not None:
@@ -64,7 +66,7 @@ def _run(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--instances", type=int, default=300)
+    parser.add_argument("--instances", type=int, default=200)
     parser.add_argument("--studies", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--stall-timeout", type=float, default=600.0)

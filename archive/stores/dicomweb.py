@@ -33,6 +33,9 @@ from archive.fsio import durable_write
 from archive.stores import ArchiveUnavailable, StoreCredentials
 
 log = logging.getLogger(__name__)
+# dicomweb-client says "store instances" and names UIDs at INFO for every request: a line per
+# batch in every worker's log, saying nothing an operator needs. Its warnings still show.
+logging.getLogger("dicomweb_client").setLevel(logging.WARNING)
 
 SCHEMES = {"dicomweb+http": "http", "dicomweb+https": "https"}
 # Tries of one request whose connection failed (refused, reset, timed out) before the
