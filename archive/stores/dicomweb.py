@@ -71,7 +71,7 @@ class DicomWebStore:
     def __init__(self, url: str, credentials: StoreCredentials | None = None) -> None:
         self.url = service_url(url)
         creds = credentials or StoreCredentials()
-        session = requests.Session()
+        session = _Session()
         # Verification stays on: a private CA is added, never verification turned off.
         session.verify = str(creds.ca_file) if creds.ca_file else True
         if creds.token:
@@ -201,6 +201,19 @@ class DicomWebStore:
                     f"the archive's answer was unusable ({what}: {type(exc).__name__})"
                 ) from None
         raise AssertionError("unreachable")
+
+
+class _Session(requests.Session):
+    """requests lets REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE in the environment replace a
+    session's own CA file: AMANA_ARCHIVE_CA would be ignored wherever those are set (they
+    are on many hosts). The session's CA file wins here; proxies from the environment
+    still apply."""
+
+    def merge_environment_settings(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        settings: dict[str, Any] = super().merge_environment_settings(*args, **kwargs)
+        if isinstance(self.verify, str):
+            settings["verify"] = self.verify
+        return settings
 
 
 class _Missing(Exception):

@@ -25,7 +25,9 @@ from archive.stores.dicomweb import DicomWebStore
 from archive.work.pipeline import JobResult, WorkerContext, process_jobs
 from tests.support.orthanc import PASSWORD, USER, Orthanc
 from tests.support.pipeline_helpers import enqueue, process_to_end, worker_context
+from tests.support.pki import TestCA
 from tests.support.study_factory import identifying_strings, make_study
+from tests.support.tls_proxy import TlsProxy
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +119,32 @@ def test_refusals_name_no_secret(
         assert "made-up-token-value" not in text
     assert "made-up-token-value" not in repr(token_store)
     assert _store(orthanc).count(_sop(relpath)) == 0
+
+
+def test_tls_is_verified(orthanc: Orthanc, tmp_path: Path) -> None:
+    """Rules: over HTTPS the archive's certificate is verified: with the system's CAs only
+    (which never signed it) nothing is stored and the batch is not confirmed; with
+    AMANA_ARCHIVE_CA naming its CA the store works, even where REQUESTS_CA_BUNDLE is set
+    (it is on this machine; requests would otherwise prefer it). (Orthanc behind a TLS
+    terminator: Debian's Orthanc 1.10 resets its own HTTPS connections.)"""
+    ca = TestCA(tmp_path / "pki")
+    issued = ca.issue("archive", "localhost", server=True)
+    proxy = TlsProxy(issued.cert, issued.key, orthanc.port)
+    try:
+        url = f"dicomweb+https://127.0.0.1:{proxy.port}/dicom-web"
+        relpath, data = _instance()
+        untrusting = DicomWebStore(url, StoreCredentials(user=USER, password=PASSWORD))
+        with pytest.raises(ArchiveUnavailable):
+            untrusting.put_many([(relpath, data)])
+        assert _store(orthanc).count(_sop(relpath)) == 0
+        trusting = DicomWebStore(
+            url, StoreCredentials(user=USER, password=PASSWORD, ca_file=ca.cert)
+        )
+        trusting.put_many([(relpath, data)])
+        assert trusting.read(relpath) == data
+        assert _store(orthanc).count(_sop(relpath)) == 1
+    finally:
+        proxy.stop()
 
 
 def _counts(ctx: WorkerContext) -> dict[str, int]:
