@@ -24,6 +24,7 @@ from anonymizer.errors import QuarantineError, QuarantineReason
 from anonymizer.pixels import PixelMode
 from archive import audit
 from archive.catalog.models import Instance, Job, JobStatus, QuarantineEntry, QuarantineStatus
+from archive.fsio import durable_write
 from archive.stores import ArchiveStore
 from archive.work.jobs import Claim, utcnow
 
@@ -72,6 +73,11 @@ def reexamine_archived(
         store.withdraw(relpath, held)
         with sessions.begin() as session:
             return _finish(session, claim, held, error, instance_id)
+    # A store may replace by deleting and storing again (archive/stores/dicomweb.py): were
+    # it to fail in between, the cleaned instance waits in quarantine, where the next try
+    # finds it (as a withdrawn file), instead of being nowhere.
+    quarantine_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    durable_write(held, data, mode=0o600)
     store.replace(relpath, data)
     syntax = str(dcmread(BytesIO(data), stop_before_pixels=True).file_meta.TransferSyntaxUID)
     with sessions.begin() as session:
@@ -88,6 +94,7 @@ def reexamine_archived(
             )
         )
         audit.append(session, _reexamined(instance_id, claim.job_id))
+    held.unlink(missing_ok=True)
     return "archived"
 
 
