@@ -7,9 +7,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian/Ubuntu packages: OCR with Arabic, French and English; dcmtk as the DICOM peer;
 # fonts with Arabic glyphs for the pixel tests; PostgreSQL and Redis binaries so the tests
-# can start throwaway servers where none runs.
-APT_RUN := tesseract-ocr tesseract-ocr-ara tesseract-ocr-fra tesseract-ocr-eng dcmtk
-APT_TEST := $(APT_RUN) fonts-dejavu-core postgresql redis-server chromium chromium-driver orthanc orthanc-dicomweb
+# can start throwaway servers where none runs; Orthanc with its DICOMweb plugin as the
+# DICOMweb archive store (AMANA_ARCHIVE_URL) that the tests start on their own ports.
+APT_RUN := tesseract-ocr tesseract-ocr-ara tesseract-ocr-fra tesseract-ocr-eng dcmtk \
+	orthanc orthanc-dicomweb
+APT_TEST := $(APT_RUN) fonts-dejavu-core postgresql redis-server chromium chromium-driver
 
 .PHONY: run test deps-run deps-test venv lint typecheck pytest clean
 
@@ -20,9 +22,11 @@ test: deps-test venv lint typecheck pytest
 
 deps-run:
 	@./scripts/apt-ensure.sh $(APT_RUN)
+	@./scripts/orthanc-service-off.sh
 
 deps-test:
 	@./scripts/apt-ensure.sh $(APT_TEST)
+	@./scripts/orthanc-service-off.sh
 
 venv: $(VENV)/.installed
 

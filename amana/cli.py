@@ -200,6 +200,7 @@ def api() -> None:
 
     import uvicorn
 
+    from amana.archive_store import archive_store
     from amana.broker import CachedProbe, probe
     from amana.celery_app import make_celery
     from amana.publisher import publish_now
@@ -233,6 +234,7 @@ def api() -> None:
         broker_state=CachedProbe(lambda: probe(celery)),
         dataset_secret=_dataset_secret(settings),
         archive_dir=settings.archive_path,
+        archive_store=archive_store(settings),
         export_dir=settings.export_path,
         release_dir=settings.release_path,
         default_profile=settings.profile,

@@ -201,6 +201,7 @@ def export(
 ) -> None:
     """Write the dataset's instances, manifest, card and checksums. The k and l thresholds
     are those of the profiles that produced the data (`datasets:` section), the strictest."""
+    from amana.archive_store import archive_store
     from archive import audit
     from archive.datasets.dicomweb import is_dicomweb
     from archive.datasets.runner import run_export
@@ -227,7 +228,7 @@ def export(
                 work,
                 name,
                 principal,
-                archive_dir=settings.archive_path,
+                archive=archive_store(settings),
                 profiles_dir=settings.profiles_dir,
                 folder=folder,
                 instances_to=to if dicomweb else None,

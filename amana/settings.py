@@ -6,8 +6,9 @@ import ipaddress
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The repository's profiles/ folder is installed as this package (pyproject.toml), so a
@@ -47,6 +48,15 @@ class Settings(BaseSettings):
         default=None, description="Celery broker URL; default: durable SQLite queue under home"
     )
     archive_dir: Path | None = None
+    # Where de-identified instances go: file:///folder (default: archive_dir) or
+    # dicomweb+http(s)://host/path, a DICOMweb archive (archive/stores/). Its credentials
+    # are settings of their own, never part of the URL: a bearer token, or user and
+    # password; archive_ca adds a private CA (verification is never turned off).
+    archive_url: str | None = None
+    archive_token: SecretStr | None = None
+    archive_user: str | None = None
+    archive_password: SecretStr | None = None
+    archive_ca: Path | None = None
     spool_dir: Path | None = None
     quarantine_dir: Path | None = None
     # Where `POST /datasets/{name}/export` writes (default: under home): an HTTP caller names
@@ -119,8 +129,13 @@ class Settings(BaseSettings):
     def _derive_paths(self) -> Settings:
         home = self.home.resolve()
         self.home = home
+        if self.archive_dir is None and self.archive_url and self.archive_url.startswith("file:"):
+            # Read once more (and refused if malformed) by the start-up checks.
+            self.archive_dir = Path(unquote(urlsplit(self.archive_url).path))
         if self.archive_dir is None:
             self.archive_dir = home / "archive"
+        if self.archive_url is None:
+            self.archive_url = self.archive_dir.resolve().as_uri()
         if self.spool_dir is None:
             self.spool_dir = home / "spool"
         if self.quarantine_dir is None:
@@ -147,6 +162,11 @@ class Settings(BaseSettings):
     def export_path(self) -> Path:
         assert self.export_dir is not None
         return self.export_dir
+
+    @property
+    def archive_store_url(self) -> str:
+        assert self.archive_url is not None
+        return self.archive_url
 
     @property
     def spool_path(self) -> Path:

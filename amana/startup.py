@@ -114,6 +114,29 @@ def _check_values(settings: Settings) -> None:
         raise Misconfigured("profiles_dir", "is not a folder")
     _check_database_url(settings.db_url)
     _check_broker_url(settings)
+    _check_archive(settings)
+
+
+def _check_archive(settings: Settings) -> None:
+    """The archive URL names a store Amana has, its credentials are one kind, and a file
+    URL and AMANA_ARCHIVE_DIR agree. Connects to nothing: an archive that is down at
+    start-up only makes jobs wait."""
+    from archive.stores.factory import file_root, open_store
+
+    url = settings.archive_store_url
+    try:
+        open_store(url)
+        root = file_root(url) if url.startswith("file:") else None
+    except ValueError as exc:
+        raise Misconfigured("archive_url", str(exc)) from None
+    if root is not None and root.resolve() != settings.archive_path.resolve():
+        raise Misconfigured("archive_url", "names another folder than AMANA_ARCHIVE_DIR")
+    if settings.archive_token and settings.archive_user:
+        raise Misconfigured("archive_token", "set a token or a user and password, not both")
+    if settings.archive_password and not settings.archive_user:
+        raise Misconfigured("archive_password", "is set without AMANA_ARCHIVE_USER")
+    if settings.archive_ca is not None and not settings.archive_ca.is_file():
+        raise Misconfigured("archive_ca", "is not a readable file")
 
 
 def _check_database_url(url: str) -> None:

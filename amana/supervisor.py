@@ -37,6 +37,7 @@ def child_env(settings: Settings) -> dict[str, str]:
             "AMANA_DATABASE_URL": settings.db_url,
             "AMANA_BROKER_URL": settings.broker,
             "AMANA_ARCHIVE_DIR": str(settings.archive_path),
+            "AMANA_ARCHIVE_URL": settings.archive_store_url,
             "AMANA_SPOOL_DIR": str(settings.spool_path),
             "AMANA_QUARANTINE_DIR": str(settings.quarantine_path),
             "AMANA_KEY_FILE": str(settings.key_path),

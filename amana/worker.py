@@ -14,6 +14,7 @@ from functools import partial
 from celery import Celery
 from celery.signals import worker_process_init
 
+from amana.archive_store import archive_store
 from amana.celery_app import PROCESS_JOB, PROCESS_JOBS, check_safe, make_celery
 from amana.keys import load_key
 from amana.publisher import BATCH_MAX, publish_now
@@ -65,6 +66,7 @@ def _build_state(settings: Settings) -> _ProcessState:
         quarantine_dir=settings.quarantine_path,
         stale_after=timedelta(seconds=settings.stale_after_s),
         profiles=watcher,
+        store=archive_store(settings),
     )
     return _ProcessState(context, watcher, os.getpid())
 

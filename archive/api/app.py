@@ -30,6 +30,8 @@ from archive.api.deps import ApiState, AuditContext, SentJobs, client_address, r
 from archive.api.errors import http_status
 from archive.api.routers import ROUTERS
 from archive.api.schemas import ErrorOut
+from archive.stores import ArchiveStore
+from archive.stores.file import FileStore
 from archive.work.publish import JobSink, attach_job_sink
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ def create_app(
     broker_state: Callable[[], str] | None = None,
     dataset_secret: bytes | None = None,
     archive_dir: Path | None = None,
+    archive_store: ArchiveStore | None = None,
     export_dir: Path | None = None,
     release_dir: Path | None = None,
     default_profile: str = "ma-national",
@@ -75,7 +78,8 @@ def create_app(
     `auth_failures_per_minute`: see archive/api/clients.py; `broker_state` answers /health's
     `broker`. `release_dir` enables the release of held originals over HTTP;
     `archive_dir` gives the console its
-    thumbnails; `default_profile` is the workers' AMANA_PROFILE (for the stewards' previews)."""
+    thumbnails; `archive_store` (default: the folder `archive_dir`) is what dataset exports
+    read; `default_profile` is the workers' AMANA_PROFILE (for the stewards' previews)."""
     limiter = AuthFailureLimiter(auth_failures_per_minute)
 
     async def flush_summaries(*, everything: bool = False) -> None:
@@ -129,6 +133,11 @@ def create_app(
         trusted_proxies=parse_networks(trusted_proxies),
         dataset_secret=dataset_secret,
         archive_dir=archive_dir,
+        archive_store=(
+            archive_store
+            if archive_store is not None or archive_dir is None
+            else FileStore(archive_dir)
+        ),
         export_dir=export_dir,
         release_dir=release_dir,
         default_profile=default_profile,

@@ -30,6 +30,7 @@ from archive.api.errors import http_status
 from archive.audit.unit import Work, audited
 from archive.catalog.search import UNMATCHED
 from archive.governance.auth import Permission, Principal, authenticate
+from archive.stores import ArchiveStore
 from archive.work.publish import JobSink
 
 TOKEN_ID = re.compile(r"^tok_[0-9a-f]{12}$")
@@ -77,6 +78,9 @@ class ApiState:
     # write under the export root only; without both the API refuses exports, 503), and the
     # console draws its thumbnails from them.
     archive_dir: Path | None = None
+    # The archive store the exports read (AMANA_ARCHIVE_URL; a FileStore of archive_dir
+    # when none is given).
+    archive_store: ArchiveStore | None = None
     export_dir: Path | None = None
     # Where the console's "release" hands held originals out (AMANA_RELEASE_DIR); without
     # it, releasing stays with `amana quarantine release --to`.

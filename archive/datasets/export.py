@@ -24,6 +24,7 @@ from anonymizer.errors import RejectError
 from archive.datasets.card import build_card, draw, mask_count, render_html
 from archive.datasets.headers import generalize_file
 from archive.datasets.privacy import protect
+from archive.stores import ArchiveStore
 
 MANIFEST_COLUMNS = (
     "split",
@@ -111,10 +112,14 @@ class FolderSink:
         return None
 
 
-def _prepared(source: Path, archive_sha256: str, row: Mapping[str, str]) -> tuple[bytes, str]:
-    """The archived file, checked against the catalog, its headers generalized to `row`;
-    with the SHA-256 of those bytes."""
-    data = source.read_bytes()
+def _prepared(
+    archive: ArchiveStore, source: Path, archive_sha256: str, row: Mapping[str, str]
+) -> tuple[bytes, str]:
+    """The archived instance (read from the archive store), checked against the catalog,
+    its headers generalized to `row`; with the SHA-256 of those bytes."""
+    data = archive.read(source)
+    if data is None:
+        raise RejectError("an archived instance is missing from the archive", code="corrupt")
     if hashlib.sha256(data).hexdigest() != archive_sha256:
         raise RejectError("an archived file does not match its catalog checksum", code="corrupt")
     out = generalize_file(data, row)
@@ -127,7 +132,7 @@ def export_dataset(
     archive_rows: Sequence[Mapping[str, Any]],
     reference: Mapping[str, float],
     *,
-    archive_dir: Path,
+    archive: ArchiveStore,
     target: Path,
     sink: InstanceSink | None = None,
     k_threshold: int = 5,
@@ -162,7 +167,7 @@ def export_dataset(
             )
         )
         data, digest = _prepared(
-            archive_dir / str(row["archive_path"]), str(row["sha256"]), protected
+            archive, Path(str(row["archive_path"])), str(row["sha256"]), protected
         )
         if sink.put(relpath, data, digest, protected):
             copied += 1

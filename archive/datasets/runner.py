@@ -16,6 +16,7 @@ from archive.datasets.models import Dataset
 from archive.datasets.service import archive_rows, check_export, dataset_rows, get_dataset
 from archive.datasets.thresholds import Thresholds, thresholds_for
 from archive.governance.auth import Principal
+from archive.stores import ArchiveStore
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ def run_export(
     name: str,
     principal: Principal,
     *,
-    archive_dir: Path,
+    archive: ArchiveStore,
     profiles_dir: Path,
     folder: Path,
     instances_to: str | None = None,
@@ -62,7 +63,7 @@ def run_export(
         rows,
         archive_rows(work.session),
         load_reference(),
-        archive_dir=archive_dir,
+        archive=archive,
         target=folder,
         sink=sink,
         k_threshold=k,

@@ -9,9 +9,14 @@ That is the only way a job is committed: one job is a batch of one. A batch that
 race to another worker (the same instance, patient, study or series committed after its
 lookup) is rolled back whole and tried again, and the new lookup finds the winner's rows.
 
-Every step can be repeated after a crash: the engine is deterministic, archive writes are
-atomic renames of identical bytes, and the catalog refuses a second row for the same
+Every step can be repeated after a crash: the engine is deterministic, the archive store
+keeps one copy per instance (atomic renames of identical bytes, or one instance per SOP
+Instance UID in a DICOMweb archive), and the catalog refuses a second row for the same
 instance. So a batch run twice ends exactly as a batch run once.
+
+The store confirms before the commit (archive/stores/). When it cannot (a DICOMweb archive
+down), the batch's jobs go back to RECEIVED, their attempt not counted, for the sweeper to
+send again: a store outage costs time, never an instance.
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ from anonymizer.paths import archive_relpath
 from archive import audit
 from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
 from archive.catalog.write import NewInstance, archived_instance_ids, record_instances
-from archive.fsio import durable_move, durable_write_many
+from archive.fsio import durable_move
 from archive.governance.watcher import ProfileRegistry
+from archive.stores import ArchiveStore, ArchiveUnavailable
+from archive.stores.file import FileStore
 from archive.work import sampling
 from archive.work.attribution import UNATTRIBUTED, SourceTerms, engine_for, source_terms
 from archive.work.jobs import (
@@ -64,6 +71,8 @@ class JobResult(StrEnum):
     DUPLICATE = "duplicate"
     QUARANTINED = "quarantined"
     SKIPPED = "skipped"
+    # The archive store did not confirm: back to RECEIVED, for the sweeper to send again.
+    RETRY = "retry"
     # A slice of a sampled series, spooled and waiting for its series' decision.
     HELD = "held"
 
@@ -80,6 +89,11 @@ class WorkerContext:
     # (`deidentifier`, AMANA_PROFILE's). Without it such jobs are quarantined, never run
     # under the wrong profile.
     profiles: ProfileRegistry | None = None
+    # Where de-identified instances go (AMANA_ARCHIVE_URL); None: the folder archive_dir.
+    store: ArchiveStore | None = None
+
+    def archive(self) -> ArchiveStore:
+        return self.store if self.store is not None else FileStore(self.archive_dir)
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,6 +103,8 @@ class _Ready:
     job_id: int
     spool_path: Path
     outcome: Outcome
+    # The claim's mark: a job handed back after a store outage only while still ours.
+    claimed_at: datetime
 
     @property
     def sop_uid(self) -> str:
@@ -234,7 +250,7 @@ def _prepare(
     if source.region is not None:
         # The registered source knows where it is; the header's institution may not.
         outcome = Outcome(outcome.data, dataclasses.replace(outcome.facts, region=source.region))
-    return _Ready(claim.job_id, spool_path, outcome)
+    return _Ready(claim.job_id, spool_path, outcome, claim.claimed_at)
 
 
 def _reexamine(ctx: WorkerContext, claim: Claim, terms: Mapping[int, SourceTerms]) -> JobResult:
@@ -250,9 +266,12 @@ def _reexamine(ctx: WorkerContext, claim: Claim, terms: Mapping[int, SourceTerms
             QuarantineReason.WORKER_LOST,
             f"re-examination never finished in {MAX_ATTEMPTS} attempts (worker lost)",
         )
-    done = reexamine_archived(
-        ctx.sessions, claim, engine, ctx.archive_dir, ctx.quarantine_dir, give_up=give_up
-    )
+    try:
+        done = reexamine_archived(
+            ctx.sessions, claim, engine, ctx.archive(), ctx.quarantine_dir, give_up=give_up
+        )
+    except ArchiveUnavailable as exc:
+        return _give_back(ctx, [(claim.job_id, claim.claimed_at)], exc)[claim.job_id]
     return JobResult(done)
 
 
@@ -360,6 +379,8 @@ def _archive(ctx: WorkerContext, batch: Sequence[_Ready]) -> dict[int, JobResult
         try:
             new_jobs = _commit(ctx, batch, written, now=now)
             break
+        except ArchiveUnavailable as exc:
+            return _give_back(ctx, [(ready.job_id, ready.claimed_at) for ready in batch], exc)
         except IntegrityError:
             if attempt == COMMIT_TRIES:
                 log.error(
@@ -375,6 +396,30 @@ def _archive(ctx: WorkerContext, batch: Sequence[_Ready]) -> dict[int, JobResult
         ready.job_id: JobResult.ARCHIVED if ready.job_id in new_jobs else JobResult.DUPLICATE
         for ready in batch
     }
+
+
+def _give_back(
+    ctx: WorkerContext, held: Sequence[tuple[int, datetime]], error: ArchiveUnavailable
+) -> dict[int, JobResult]:
+    """The store did not confirm: nothing of the batch was committed, so its jobs go back
+    to RECEIVED with the attempt uncounted (an outage is not the instance's fault), and the
+    sweeper sends them again once they are stale. Their spooled originals stay."""
+    with ctx.sessions.begin() as session:
+        for job_id, claimed_at in held:
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .where(Job.status == JobStatus.RUNNING)
+                .where(Job.claimed_at == claimed_at)
+                .values(
+                    status=JobStatus.RECEIVED,
+                    attempts=Job.attempts - 1,
+                    last_error_code=error.code,
+                )
+                .execution_options(synchronize_session=False)
+            )
+    log.warning("%d jobs wait for the archive: %s", len(held), error.message)
+    return {job_id: JobResult.RETRY for job_id, _ in held}
 
 
 def _commit(
@@ -414,13 +459,12 @@ def _first_of_each_instance(batch: Sequence[_Ready], known: dict[str, int]) -> l
 def _write_all(
     ctx: WorkerContext, new: Sequence[_Ready], written: dict[str, NewInstance]
 ) -> list[NewInstance]:
-    """The archive files of the batch's new instances, durable before the commit that
-    records them; one directory flush per series folder of the batch."""
+    """The batch's new instances, confirmed by the archive store before the commit that
+    records them (a folder: one directory flush per series folder of the batch; DICOMweb:
+    one STOW-RS request). Raises ArchiveUnavailable when the store does not confirm."""
     todo = [ready for ready in new if ready.sop_uid not in written]
     paths = {ready.sop_uid: archive_relpath(ready.outcome.facts) for ready in todo}
-    durable_write_many(
-        (ctx.archive_dir / paths[ready.sop_uid], ready.outcome.data) for ready in todo
-    )
+    ctx.archive().put_many([(paths[ready.sop_uid], ready.outcome.data) for ready in todo])
     for ready in todo:
         data = ready.outcome.data
         written[ready.sop_uid] = NewInstance(

@@ -24,7 +24,8 @@ from anonymizer.errors import QuarantineError, QuarantineReason
 from anonymizer.pixels import PixelMode
 from archive import audit
 from archive.catalog.models import Instance, Job, JobStatus, QuarantineEntry, QuarantineStatus
-from archive.fsio import durable_move, durable_write
+from archive.fsio import durable_write
+from archive.stores import ArchiveStore
 from archive.work.jobs import Claim, utcnow
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def reexamine_archived(
     sessions: sessionmaker[Session],
     claim: Claim,
     engine: Deidentifier,
-    archive_dir: Path,
+    store: ArchiveStore,
     quarantine_dir: Path,
     *,
     give_up: QuarantineError | None = None,
@@ -53,9 +54,9 @@ def reexamine_archived(
         # Withdrawn by an earlier try that crashed before its commit, or never archived.
         with sessions.begin() as session:
             return _finish(session, claim, held if held.exists() else None, None)
-    instance_id, relpath = int(row[0]), str(row[1])
-    path = archive_dir / relpath
-    if not path.exists():
+    instance_id, relpath = int(row[0]), Path(str(row[1]))
+    stored = store.read(relpath)
+    if stored is None:
         # An earlier try moved it to quarantine and crashed before recording that.
         error = QuarantineError(
             QuarantineReason.PROCESSING_ERROR, "archived file withdrawn before its re-examination"
@@ -65,14 +66,19 @@ def reexamine_archived(
     try:
         if give_up is not None:
             raise give_up
-        data, actions = engine.reexamine(path.read_bytes())
+        data, actions = engine.reexamine(stored)
     except QuarantineError as error:
         quarantine_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         # The de-identified file with text that could not be cleaned: service account only.
-        durable_move(path, held, mode=0o600)
+        store.withdraw(relpath, held)
         with sessions.begin() as session:
             return _finish(session, claim, held, error, instance_id)
-    durable_write(path, data)
+    # A store may replace by deleting and storing again (archive/stores/dicomweb.py): were
+    # it to fail in between, the cleaned instance waits in quarantine, where the next try
+    # finds it (as a withdrawn file), instead of being nowhere.
+    quarantine_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    durable_write(held, data, mode=0o600)
+    store.replace(relpath, data)
     syntax = str(dcmread(BytesIO(data), stop_before_pixels=True).file_meta.TransferSyntaxUID)
     with sessions.begin() as session:
         if not _still_mine(session, claim, JobStatus.DONE):
@@ -88,6 +94,7 @@ def reexamine_archived(
             )
         )
         audit.append(session, _reexamined(instance_id, claim.job_id))
+    held.unlink(missing_ok=True)
     return "archived"
 
 

@@ -23,7 +23,7 @@ from archive.datasets.dicomweb import service_url
 from archive.datasets.privacy import QUASI_IDENTIFIERS, k_anonymity
 from tests.catalog.conftest import mint
 from tests.support.cohort import build_archive
-from tests.support.orthanc_server import instance_file, instance_uids, orthanc
+from tests.support.orthanc import Orthanc
 from tests.support.services import free_port
 
 runner = CliRunner()
@@ -55,7 +55,9 @@ def test_export_to_dicomweb(
     token = mint(sessions, "researcher")
     _run(["create", "ct", "--token", token, "--where", "modality=CT"], env)
     card_dir = tmp_path / "card"
-    with orthanc(tmp_path / "orthanc") as base:
+    archive = Orthanc(tmp_path / "orthanc", auth=False).start()
+    base = archive.base
+    try:
         target = f"dicomweb+{base}/dicom-web"
         _run(["export", "ct", "--token", token, "--to", target], env, code=2)  # no --card-dir
         first = _run(
@@ -65,9 +67,9 @@ def test_export_to_dicomweb(
             rows = list(csv.DictReader(f))
         assert rows and f"({len(rows)} copied)" in first
         assert k_anonymity(rows, QUASI_IDENTIFIERS) >= 5
-        assert instance_uids(base) == {r["sop_uid"] for r in rows}
+        assert set(archive.sop_uids()) == {r["sop_uid"] for r in rows}
         for row in rows[:: max(1, len(rows) // 10)]:
-            stored = pydicom.dcmread(io.BytesIO(instance_file(base, row["sop_uid"])))
+            stored = pydicom.dcmread(io.BytesIO(archive.file_of(row["sop_uid"])))
             assert stored.StudyInstanceUID == row["study_uid"]
             month = row["study_month"]
             if month == "*":
@@ -84,6 +86,8 @@ def test_export_to_dicomweb(
             ["export", "ct", "--token", token, "--to", target, "--card-dir", str(card_dir)], env
         )
         assert "(0 copied)" in again
+    finally:
+        archive.stop()
     with sessions() as session:
         events = list(
             session.scalars(

@@ -53,7 +53,7 @@ def test_export_holds_no_identifier(sessions: sessionmaker[Session], tmp_path: P
         rows,
         whole,
         load_reference(),
-        archive_dir=ctx.archive_dir,
+        archive=ctx.archive(),
         target=target,
         k_threshold=2,
     )

@@ -6,6 +6,7 @@ series"). Decodes are counted where they happen (anonymizer.pixels.codec)."""
 from __future__ import annotations
 
 import hashlib
+import io
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,9 +27,12 @@ from archive.catalog.models import (
     Study,
     StudyStatus,
 )
+from archive.stores import StoreCredentials
+from archive.stores.dicomweb import DicomWebStore
 from archive.work.pipeline import JobResult, WorkerContext, process_jobs
 from ingest.sweeper import sweep_once
 from tests.support.ct_series import TEXT_BOX, TEXT_VALUE, CtSeries, write_series
+from tests.support.orthanc import PASSWORD, USER, Orthanc
 from tests.support.pipeline_helpers import enqueue, worker_context
 
 pytestmark = pytest.mark.ocr
@@ -99,9 +103,15 @@ def _series_state(ctx: WorkerContext) -> SamplingState:
         return session.scalars(select(SeriesSampling.state)).one()
 
 
+def _stored(ctx: WorkerContext, relpath: str) -> bytes:
+    data = ctx.archive().read(Path(relpath))
+    assert data is not None, "the catalog names an instance the archive does not hold"
+    return data
+
+
 def _text_pixels_left(ctx: WorkerContext, relpath: str) -> int:
     """Pixels at the burned-in text's value in the text's box of an archived slice."""
-    ds = pydicom.dcmread(ctx.archive_dir / relpath)
+    ds = pydicom.dcmread(io.BytesIO(_stored(ctx, relpath)))
     x0, y0, x1, y1 = TEXT_BOX
     return int(np.count_nonzero(ds.pixel_array[y0:y1, x0:x1] == TEXT_VALUE))
 
@@ -170,20 +180,34 @@ def test_text_in_a_sampled_slice_examines_the_whole_series(
         assert set(session.scalars(select(Job.status)).all()) == {JobStatus.DONE}
 
 
+@pytest.fixture(params=["file", "dicomweb"])
+def any_store_ctx(
+    request: pytest.FixtureRequest, sessions: sessionmaker[Session], tmp_path: Path
+) -> WorkerContext:
+    ctx = worker_context(sessions, tmp_path, sampled=True)
+    if request.param == "dicomweb":
+        orthanc = Orthanc(tmp_path / "orthanc").start()
+        request.addfinalizer(orthanc.stop)
+        ctx.store = DicomWebStore(
+            orthanc.archive_url, StoreCredentials(user=USER, password=PASSWORD)
+        )
+    return ctx
+
+
 def test_late_slice_with_text_reexamines_what_was_archived_undecoded(
-    ctx: WorkerContext, tmp_path: Path
+    any_store_ctx: WorkerContext, tmp_path: Path
 ) -> None:
     """Rule: a slice that arrives after its series was found clean is screened itself; if
     it shows text, every slice of the series already archived undecoded is examined from
-    its archived file, so none stays unexamined."""
+    its archived instance and replaced in the archive, so none stays unexamined: with the
+    file store and with a DICOMweb archive (Orthanc, read back through WADO-RS), where
+    each slice is still there once."""
+    ctx = any_store_ctx
     series = write_series(tmp_path / "in", 6)
     _send(ctx, series)
     _settle(ctx)
     assert _series_state(ctx) == SamplingState.CLEAN
-    before = {
-        path: hashlib.sha256((ctx.archive_dir / path).read_bytes()).hexdigest()
-        for _, _, path in _archived(ctx)
-    }
+    before = {path: hashlib.sha256(_stored(ctx, path)).hexdigest() for _, _, path in _archived(ctx)}
 
     late = write_series(
         tmp_path / "late",
@@ -207,8 +231,10 @@ def test_late_slice_with_text_reexamines_what_was_archived_undecoded(
         hashes = dict(session.execute(select(Instance.archive_path, Instance.sha256)).all())
     for path, digest in hashes.items():
         # The catalog describes the file now in the archive.
-        assert hashlib.sha256((ctx.archive_dir / path).read_bytes()).hexdigest() == digest
+        assert hashlib.sha256(_stored(ctx, path)).hexdigest() == digest
     assert set(before) <= set(hashes)
+    if isinstance(ctx.store, DicomWebStore):
+        assert all(ctx.store.count(Path(p).name.removesuffix(".dcm")) == 1 for p in hashes)
 
 
 def test_late_clean_slice_is_screened_alone(ctx: WorkerContext, tmp_path: Path) -> None:

@@ -143,3 +143,41 @@ def test_settings_errors_print_no_traceback_for_any_command(tmp_path: Path) -> N
         "amana: AMANA_SWEEP_INTERVAL_S: Input should be a valid number, unable to parse "
         "string as a number"
     ]
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"AMANA_ARCHIVE_URL": "s3://bucket/archive"}, "AMANA_ARCHIVE_URL"),
+        ({"AMANA_ARCHIVE_URL": "file://relative/archive"}, "AMANA_ARCHIVE_URL"),
+        (
+            {"AMANA_ARCHIVE_URL": "dicomweb+https://amana:made-up-pw@archive.example/dicom-web"},
+            "AMANA_ARCHIVE_URL",
+        ),
+        (
+            {
+                "AMANA_ARCHIVE_URL": "dicomweb+https://archive.example/dicom-web",
+                "AMANA_ARCHIVE_PASSWORD": "made-up-pw",
+            },
+            "AMANA_ARCHIVE_PASSWORD",
+        ),
+        (
+            {
+                "AMANA_ARCHIVE_URL": "dicomweb+https://archive.example/dicom-web",
+                "AMANA_ARCHIVE_TOKEN": "made-up-pw",
+                "AMANA_ARCHIVE_USER": "amana",
+            },
+            "AMANA_ARCHIVE_TOKEN",
+        ),
+    ],
+)
+def test_a_bad_archive_store_setting_stops_run_naming_it(
+    tmp_path: Path, settings: dict[str, str], named: str
+) -> None:
+    """Rule: AMANA_ARCHIVE_URL and its credentials are checked before anything starts: an
+    unknown scheme, a relative file URL, credentials in the URL or of two kinds end `amana
+    run` with one line naming the variable, and the password is never printed."""
+    amana = Amana(tmp_path / "home", **settings)
+    output = _refused(amana, "run")
+    assert [line for line in output if line.startswith(f"amana: {named}:")], output
+    assert not any("made-up-pw" in line for line in output), output

@@ -249,7 +249,7 @@ def export(
 
     ctx.set(audit.EventId.EXPORT, audit.Action.READ, object_type="dataset", object_id=name)
     with unit(request, ctx, session) as work:
-        if state.archive_dir is None or state.export_dir is None:
+        if state.archive_store is None or state.export_dir is None:
             raise RetryableError("this API was started without an archive or export folder")
         if body.folder is not None:
             folder = export_folder(state.export_dir, body.folder)
@@ -262,7 +262,7 @@ def export(
                 work,
                 name,
                 who,
-                archive_dir=state.archive_dir,
+                archive=state.archive_store,
                 profiles_dir=state.profiles_dir,
                 folder=folder,
                 k_at_least=body.k,
