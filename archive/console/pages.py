@@ -434,7 +434,11 @@ def quarantine_retry(
         raise RetryableError("quarantine actions are not configured on this API")
     with unit(request, ctx, session) as work:
         job_id = quarantine_ops.retry(
-            session, entry_id, quarantine_dir=state.quarantine_dir, spool_dir=state.spool_dir
+            session,
+            entry_id,
+            quarantine_dir=state.quarantine_dir,
+            spool_dir=state.spool_dir,
+            node=state.node,
         )
         enqueue_after_commit(session, [job_id])
         work.note(object_id=str(entry_id), job_id=job_id)

@@ -115,7 +115,11 @@ def quarantine_retry(
         raise RetryableError("quarantine actions are not configured on this API")
     with unit(request, ctx, session) as work:
         job_id = quarantine_ops.retry(
-            session, entry_id, quarantine_dir=state.quarantine_dir, spool_dir=state.spool_dir
+            session,
+            entry_id,
+            quarantine_dir=state.quarantine_dir,
+            spool_dir=state.spool_dir,
+            node=state.node,
         )
         # Sent by the session's job sink once this transaction (the record with it) commits.
         enqueue_after_commit(session, [job_id])

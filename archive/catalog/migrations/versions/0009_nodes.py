@@ -1,0 +1,50 @@
+"""nodes: each job names the ingest node holding its original; nodes report a heartbeat
+
+Revision ID: 0009_nodes
+Revises: 0008_datasets
+Create Date: 2026-12-01
+"""
+
+from __future__ import annotations
+
+import socket
+
+import sqlalchemy as sa
+from alembic import context, op
+
+revision = "0009_nodes"
+down_revision = "0008_datasets"
+branch_labels = None
+depends_on = None
+
+
+def _upgrading_node() -> str:
+    # Before nodes there was one machine: its jobs (and their spool files) belong to the node
+    # that runs this upgrade, named by `amana db upgrade`'s AMANA_NODE (host name by default).
+    node = context.config.attributes.get("amana_node")
+    return str(node) if node else socket.gethostname()
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("jobs") as batch:
+        batch.add_column(sa.Column("node", sa.String(length=64), nullable=True))
+        batch.create_index(
+            "ix_jobs_node_status_finished", ["node", "status", "finished_at"], unique=False
+        )
+    jobs = sa.table("jobs", sa.column("node", sa.String(64)))
+    op.execute(jobs.update().where(jobs.c.node.is_(None)).values(node=_upgrading_node()))
+    op.create_table(
+        "nodes",
+        sa.Column("name", sa.String(length=64), primary_key=True),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("heartbeat_every_s", sa.Float(), nullable=False),
+        sa.Column("version", sa.String(length=64), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("nodes")
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_index("ix_jobs_node_status_finished")
+        batch.drop_column("node")
