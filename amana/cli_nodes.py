@@ -8,7 +8,7 @@ from amana.cli_common import FormatOpt, print_listing
 
 NODE_COLUMNS = [
     "name",
-    "alive",
+    "state",
     "last_heartbeat_at",
     "version",
     "received",
@@ -28,7 +28,7 @@ def node_rows(session: Any) -> list[dict[str, Any]]:
     rows = []
     for status in node_status(session):
         row = status.as_dict()
-        row["alive"] = "up" if status.alive else "DOWN"
+        row["state"] = "up" if status.alive else "DOWN"
         row["last_heartbeat_at"] = (
             status.last_heartbeat_at.isoformat(timespec="seconds")
             if status.last_heartbeat_at is not None
