@@ -160,3 +160,63 @@ def test_two_nodes_archive_every_instance_once_and_a_killed_node_resumes(
         a.stop()
         b.stop()
         engine.dispose()
+
+
+def _queued(redis_url: str, queue: str) -> list[int]:
+    import base64
+
+    import redis
+
+    ids: list[int] = []
+    for raw in redis.Redis.from_url(redis_url).lrange(queue, 0, -1):
+        message = json.loads(raw)
+        body = message["body"]
+        if message["properties"]["body_encoding"] == "base64":
+            body = base64.b64decode(body)
+        ids += json.loads(body)[0][0]
+    return sorted(ids)
+
+
+def test_ids_of_any_node_reach_that_nodes_queue_only(
+    pg_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Rule: job ids whose node the sender does not know (a sweeper's or a worker's released
+    samples) are published to the queue of each job's own node, each id once; a job made
+    without a node goes to the sender's own queue. Task messages carry ids only."""
+    from amana.celery_app import make_celery, node_queue
+    from amana.publisher import Publisher
+    from amana.routing import routed_sink
+    from amana.settings import Settings
+    from archive.catalog.migrate import upgrade
+    from archive.work.jobs import create_job
+
+    upgrade(pg_url)
+    engine = make_engine(pg_url)
+    sessions = make_sessionmaker(engine)
+    owners = ["node-a", "node-b", None, "node-b", "node-c", "node-a", "node-b"]
+    made: dict[int, str | None] = {}
+    with sessions.begin() as session:
+        for n, node in enumerate(owners * 3):
+            job_id = create_job(
+                session,
+                spool_name=f"r{n}",
+                size_bytes=1,
+                calling_ae="PACS",
+                source_kind="dicom",
+                node=node,
+            )
+            made[job_id] = node
+    settings = Settings(broker_url=redis_url, node="node-a", home=tmp_path)
+    publisher = Publisher(make_celery(settings), queue=node_queue("node-a"), linger_s=0.1)
+    sink = routed_sink(sessions, "node-a", lambda ids, queue: publisher.submit(ids, queue=queue))
+    try:
+        ids = list(made)
+        sink(ids[:10])
+        sink(ids[10:])
+    finally:
+        publisher.close()
+        engine.dispose()
+    assert publisher.unsent == 0
+    for node in ("node-a", "node-b", "node-c"):
+        expected = sorted(j for j, n in made.items() if (n or "node-a") == node)
+        assert _queued(redis_url, node_queue(node)) == expected
