@@ -26,11 +26,10 @@ def _upgrading_node() -> str:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("jobs") as batch:
-        batch.add_column(sa.Column("node", sa.String(length=64), nullable=True))
-        batch.create_index(
-            "ix_jobs_node_status_finished", ["node", "status", "finished_at"], unique=False
-        )
+    # Plain ALTER TABLE, not batch mode: on SQLite a batch rebuilds `jobs` and turns its
+    # column-level foreign keys into table-level ones, which 0004's downgrade cannot drop.
+    op.add_column("jobs", sa.Column("node", sa.String(length=64), nullable=True))
+    op.create_index("ix_jobs_node_status_finished", "jobs", ["node", "status", "finished_at"])
     jobs = sa.table("jobs", sa.column("node", sa.String(64)))
     op.execute(jobs.update().where(jobs.c.node.is_(None)).values(node=_upgrading_node()))
     op.create_table(
@@ -45,6 +44,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("nodes")
-    with op.batch_alter_table("jobs") as batch:
-        batch.drop_index("ix_jobs_node_status_finished")
-        batch.drop_column("node")
+    op.drop_index("ix_jobs_node_status_finished", table_name="jobs")
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute(sa.text("ALTER TABLE jobs DROP COLUMN node"))
+    else:
+        op.drop_column("jobs", "node")
