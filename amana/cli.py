@@ -282,7 +282,7 @@ def import_(
     """Queue a backlog folder through the same spool, jobs and workers as network transfers;
     with --source, the studies get that source's profile and region."""
     from amana.celery_app import make_celery, node_queue
-    from amana.publisher import Publisher
+    from amana.publisher import Publisher, close_marking_unsent
     from archive.catalog.db import make_engine, make_sessionmaker
     from archive.work.publish import attach_job_sink
     from ingest.folder import ImportLedger, import_folder, iter_files
@@ -319,9 +319,11 @@ def import_(
     )
     for path, reason in report.skipped:
         console.print(f"  skipped {path}: {reason}")
-    publisher.close(timeout=60)
-    if publisher.unsent:
-        console.print(f"{publisher.unsent} jobs could not be sent now; the sweeper will send them")
+    unsent = close_marking_unsent(publisher, sessions, timeout=60)
+    if unsent:
+        console.print(
+            f"{unsent} jobs could not be sent now; the running sweeper sends them at its next pass"
+        )
 
 
 @db_app.command("upgrade")

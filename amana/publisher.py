@@ -24,9 +24,11 @@ from queue import Empty, Queue
 from typing import Any
 
 from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
 
 from amana.broker import BrokerState, BrokerWatch, probe
 from amana.celery_app import PROCESS_JOBS
+from archive.work.jobs import mark_never_sent
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,9 @@ class Publisher:
         # Ids given up on here (held past HELD_MAX); the catalog still has their jobs.
         self._dropped = 0
         self._conn: Any = None
+        # The batch being sent right now: unsent until the broker took it.
+        self._in_flight: list[_Item] = []
+        self._in_flight_lock = threading.Lock()
         self._last_contact = float("-inf")
         self._thread = threading.Thread(target=self._run, name="amana-publisher", daemon=True)
         self._thread.start()
@@ -101,9 +106,23 @@ class Publisher:
         for job_id in job_ids:
             self._pending.put((target, job_id))
 
-    def close(self, timeout: float = 10.0) -> None:
+    def close(self, timeout: float = 10.0) -> list[int]:
+        """Sends what it can within `timeout`; returns the ids the broker may not have (held,
+        still waiting, or in a send that did not finish), so that the caller can mark their
+        jobs as never sent and the sweeper sends them at its next pass instead of after
+        `stale_after`. A process that exits with unsent ids loses nothing but that delay."""
         self._pending.put(None)
         self._thread.join(timeout)
+        with self._in_flight_lock:
+            unsent = [job_id for _queue, job_id in [*self._held, *self._in_flight]]
+        while True:
+            try:
+                item = self._pending.get_nowait()
+            except Empty:
+                break
+            if item is not None:
+                unsent.append(item[1])
+        return sorted(set(unsent))
 
     def _next_batch(self) -> tuple[list[_Item], bool]:
         """Waits up to the probe period for the first id, then gathers more until the batch
@@ -142,8 +161,12 @@ class Publisher:
             if self.broker.state is not BrokerState.UP:
                 self._hold(batch)
                 return
-        held, self._held = self._held, []
-        self._send(held + batch)
+        with self._in_flight_lock:
+            held, self._held = self._held, []
+            self._in_flight = held + batch
+        self._send(self._in_flight)
+        with self._in_flight_lock:
+            self._in_flight = []
 
     def _check_broker(self) -> None:
         self._last_contact = time.monotonic()
@@ -170,7 +193,9 @@ class Publisher:
             except Exception as exc:
                 self._drop_connection()
                 self.broker.saw_down(type(exc).__name__)
-                self._hold([(q, job_id) for q, ids in chunks[index:] for job_id in ids])
+                with self._in_flight_lock:
+                    self._hold([(q, job_id) for q, ids in chunks[index:] for job_id in ids])
+                    self._in_flight = []
                 return
             self._last_contact = time.monotonic()
             self.broker.saw_up()
@@ -187,3 +212,19 @@ class Publisher:
         if conn is not None:
             with suppress(Exception):
                 conn.collect()
+
+
+def close_marking_unsent(
+    publisher: Publisher, sessions: sessionmaker[Session], timeout: float = 10.0
+) -> int:
+    """Closes the publisher; the jobs it could not send are marked never sent in the catalog
+    (best effort: when the catalog is down too, `stale_after` still covers them). Returns
+    how many."""
+    unsent = publisher.close(timeout)
+    if unsent:
+        try:
+            with sessions.begin() as session:
+                mark_never_sent(session, unsent)
+        except Exception as exc:
+            log.warning("could not mark %d unsent jobs: %s", len(unsent), type(exc).__name__)
+    return len(unsent)

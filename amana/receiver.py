@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from amana.broker import after_outages
 from amana.celery_app import make_celery, node_queue
 from amana.listeners import SiblingListeners, bind_listener, on_parent_gone, open_port
-from amana.publisher import Publisher
+from amana.publisher import Publisher, close_marking_unsent
 from amana.routing import routed_sink
 from amana.sessions import anchored
 from amana.settings import Settings
@@ -136,7 +136,7 @@ def run_receiver(settings: Settings, *, sweeper: bool = True, sibling: bool = Fa
         tls_server.shutdown()
     if sweep_thread is not None:
         sweep_thread.stop()
-    publisher.close()
+    close_marking_unsent(publisher, sessions)
     _audit_activity(sessions, started=False)
 
 

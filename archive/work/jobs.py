@@ -233,6 +233,24 @@ def nodes_of(session: Session, job_ids: Sequence[int]) -> dict[str | None, list[
     return by_node
 
 
+# The send time of a job whose message never reached the broker: older than any cutoff, so
+# the next sweeper pass sends it.
+NEVER_SENT = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def mark_never_sent(session: Session, job_ids: Sequence[int]) -> None:
+    """Jobs a process could not publish before it stopped: the sweeper's next pass sends
+    them, instead of waiting `stale_after` as for a message that may still be queued."""
+    for start in range(0, len(job_ids), 1000):
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids[start : start + 1000]))
+            .where(Job.status == JobStatus.RECEIVED)
+            .values(enqueued_at=NEVER_SENT)
+            .execution_options(synchronize_session=False)
+        )
+
+
 def mark_resent(session: Session, job_ids: Sequence[int]) -> None:
     if job_ids:
         session.execute(update(Job).where(Job.id.in_(job_ids)).values(enqueued_at=utcnow()))

@@ -113,4 +113,4 @@ def test_unreadable_input_is_quarantined_and_service_stays_up(amana: Amana, tmp_
     assert echoscu(amana.dicom_port)
     sent = storescu(amana.dicom_port, study.files)
     assert sent.returncode == 0
-    wait_until(lambda: len(amana.studies()) == 1)
+    wait_until(lambda: len(amana.studies()) == 1, describe=amana.job_states)

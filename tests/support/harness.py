@@ -97,6 +97,18 @@ class Amana:
         out = self.cli("quarantine", "list", "--format", "json").stdout
         return list(json.loads(out))
 
+    def job_states(self) -> str:
+        """Jobs per state in the embedded catalog, read directly (no PHI: states and counts
+        only), to explain a wait that timed out."""
+        import sqlite3
+
+        path = self.home / "catalog.db"
+        if not path.exists():
+            return "no embedded catalog"
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as db:
+            rows = db.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall()
+        return ", ".join(f"{status}={count}" for status, count in rows) or "no jobs"
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -162,11 +174,22 @@ def echoscu(port: int, *, ae_title: str = "AMANA", calling_ae: str = "TESTPACS")
     return result.returncode == 0
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 90.0, interval: float = 0.5) -> None:
+def wait_until(
+    predicate: Callable[[], bool],
+    timeout: float = 180.0,
+    interval: float = 0.5,
+    describe: Callable[[], str] | None = None,
+) -> None:
+    """Polls `predicate` until it holds. A predicate that runs an `amana` command costs about
+    a second of CPU, so the pause after each look grows with what the look cost: on two
+    cores a tight poll would slow the pipeline it waits for. On timeout, `describe` says
+    where things stood (e.g. the jobs per state), so a CI failure explains itself."""
     deadline = time.monotonic() + timeout
     while True:
+        started = time.monotonic()
         if predicate():
             return
         if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached in time")
-        time.sleep(interval)
+            state = f": {describe()}" if describe is not None else ""
+            raise TimeoutError(f"condition not reached in {timeout:.0f} s{state}")
+        time.sleep(max(interval, 2 * (time.monotonic() - started)))
