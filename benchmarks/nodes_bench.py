@@ -1,10 +1,10 @@
 """A backlog drained by the workers of one node against the same backlog split over two
 nodes, in the same run, on one PostgreSQL and one Redis.
 
-    .venv/bin/python -m benchmarks.nodes_bench [--instances 400] [--workers 2]
+    .venv/bin/python -m benchmarks.nodes_bench [--instances 120] [--workers 2]
 
-1. one node: every instance received by node n1 (receiver alone, no worker running), then
-   drained by one `amana worker --concurrency W`;
+1. one node: every instance received by node n1 (its receiver and sweeper, no worker
+   running yet), then drained by one `amana worker --concurrency W`;
 2. two nodes: half received by n1, half by n2 (own homes, spools, ports, queues), then
    drained by one `amana worker --concurrency W/2` on each node.
 Both have W worker processes in all: the figure is what splitting work by node costs (a
@@ -39,14 +39,6 @@ from benchmarks.processes import (
 from tests.support.corpus import build_corpus
 
 
-def _receive(env: dict[str, str], files: list[Path], log: Path) -> None:
-    receiver = amana(env, log, "receive", "--no-sweeper")
-    with services(receiver):
-        port = int(env["AMANA_DICOM_PORT"])
-        wait_listening(port, 120, receiver, sockets=receiver_sockets(env))
-        send(port, files)
-
-
 def drain(
     nodes: list[tuple[dict[str, str], list[Path]]],
     concurrency: int,
@@ -54,36 +46,44 @@ def drain(
     logs: Path,
     stall_s: float,
 ) -> tuple[float, dict[str, float]]:
-    """Each node receives its files, then its worker drains them; (seconds for the whole
-    backlog, worker CPU ms per instance)."""
+    """Each node's receiver (with its sweeper, which releases the slices held for series
+    sampling) takes its files, then each node's worker starts and drains them; (seconds for
+    the whole backlog, worker CPU ms per instance). Receivers are not on the CPU bill."""
     total = sum(len(files) for _, files in nodes)
-    for n, (env, files) in enumerate(nodes):
-        _receive(env, files, logs / f"receive-{n}.log")
-    counter = JobCounter(db_url)
-    workers = [
-        amana(env, logs / f"worker-{n}.log", "worker", "--concurrency", str(concurrency))
-        for n, (env, _) in enumerate(nodes)
+    receivers = [
+        amana(env, logs / f"receive-{n}.log", "receive") for n, (env, _) in enumerate(nodes)
     ]
+    counter = JobCounter(db_url)
     try:
-        with services(*workers):
-            # Every node's worker has finished a job: all are up, the clock starts.
-            deadline = time.monotonic() + max(stall_s, 180.0)
-            while not all(_node_done(counter, env["AMANA_NODE"]) for env, _ in nodes):
-                if time.monotonic() > deadline:
-                    raise TimeoutError("a node's worker finished nothing")
-                for worker in workers:
-                    worker.check_alive()
-                time.sleep(0.05)
-            first_done = finished_jobs(counter.counts())
-            before = cpu_by_role(*workers)
-            first = time.monotonic()
-            counts = wait_finished(counter, total, workers, stall_s)
-            seconds = time.monotonic() - first
-            cpu = cpu_ms_per_instance(before, cpu_by_role(*workers), max(1, total - first_done))
+        with services(*receivers):
+            for receiver, (env, files) in zip(receivers, nodes, strict=True):
+                port = int(env["AMANA_DICOM_PORT"])
+                wait_listening(port, 120, receiver, sockets=receiver_sockets(env))
+                send(port, files)
+            workers = [
+                amana(env, logs / f"worker-{n}.log", "worker", "--concurrency", str(concurrency))
+                for n, (env, _) in enumerate(nodes)
+            ]
+            with services(*workers):
+                # Every node's worker has finished a job: all are up, the clock starts.
+                deadline = time.monotonic() + max(stall_s, 180.0)
+                while not all(_node_done(counter, env["AMANA_NODE"]) for env, _ in nodes):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("a node's worker finished nothing")
+                    for service in [*workers, *receivers]:
+                        service.check_alive()
+                    time.sleep(0.05)
+                first_done = finished_jobs(counter.counts())
+                before = cpu_by_role(*workers)
+                first = time.monotonic()
+                counts = wait_finished(counter, total, [*workers, *receivers], stall_s)
+                seconds = time.monotonic() - first
+                cpu = cpu_ms_per_instance(before, cpu_by_role(*workers), max(1, total - first_done))
     finally:
         counter.close()
-    if counts.get("QUARANTINED"):
-        raise RuntimeError(f"quarantined jobs in a benchmark run: {counts}")
+    # The corpus's noisy CT pixels send whole series to OCR, which quarantines a few
+    # slices: the same work in both runs, reported with the figures.
+    cpu["quarantined"] = counts.get("QUARANTINED", 0)
     return seconds * total / max(1, total - first_done), cpu
 
 
@@ -108,7 +108,7 @@ def main() -> int:
     from tests.support.services import ThrowawayRedis, fresh_database, postgres_server
 
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--instances", type=int, default=400)
+    parser.add_argument("--instances", type=int, default=120)
     parser.add_argument("--workers", type=int, default=2, help="worker processes in all (even)")
     parser.add_argument("--stall-s", type=float, default=300.0)
     parser.add_argument("--work", type=Path)
@@ -152,7 +152,7 @@ def main() -> int:
                     print(
                         f"{label:9}: {len(files) / seconds:6.1f} instances/s "
                         f"({seconds:.1f} s for {len(files)}), worker CPU {cpu.get('total')} "
-                        f"ms/instance",
+                        f"ms/instance, {cpu['quarantined']:.0f} quarantined",
                         flush=True,
                     )
     finally:
