@@ -112,6 +112,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="worker processes in all (even)")
     parser.add_argument("--stall-s", type=float, default=300.0)
     parser.add_argument("--work", type=Path)
+    parser.add_argument(
+        "--two-first", action="store_true", help="run two nodes first (to see order effects)"
+    )
     args = parser.parse_args()
     if args.workers < 2 or args.workers % 2:
         parser.error("--workers must be even, 2 or more")
@@ -123,7 +126,8 @@ def main() -> int:
     redis.start()
     try:
         with postgres_server() as pg:
-            for label, split in (("one node", 1), ("two nodes", 2)):
+            order = [("one node", 1), ("two nodes", 2)]
+            for label, split in reversed(order) if args.two_first else order:
                 with fresh_database(pg) as db:
                     redis_lib.Redis.from_url(redis.url).flushall()
                     run = work / label.replace(" ", "-")
