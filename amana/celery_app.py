@@ -14,7 +14,15 @@ PROCESS_JOB = "amana.process_job"
 # One message carries a small batch of job ids, so the worker claims and catalogs them in a
 # few round trips instead of a dozen per instance.
 PROCESS_JOBS = "amana.process_jobs"
+# The prefix of every node's queue; messages published before nodes sit on it unread (the
+# catalog's sweeper re-sends their jobs to their node's queue).
 QUEUE = "amana.jobs"
+
+
+def node_queue(node: str) -> str:
+    """The queue of one ingest node: only its workers consume it, since only they can read
+    the originals in its spool."""
+    return f"{QUEUE}.{node}"
 
 
 def broker_transport_options(settings: Settings) -> dict[str, Any]:
@@ -42,7 +50,7 @@ def broker_url(settings: Settings) -> str:
 def make_celery(settings: Settings) -> Celery:
     app = Celery("amana", broker=broker_url(settings), set_as_current=False)
     app.conf.update(
-        task_default_queue=QUEUE,
+        task_default_queue=node_queue(settings.node),
         task_serializer="json",
         accept_content=["json"],
         result_backend=None,

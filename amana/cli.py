@@ -15,6 +15,7 @@ from amana.cli_anonymize import anonymize
 from amana.cli_catalog import audit_app, catalog_app
 from amana.cli_common import console
 from amana.cli_datasets import dataset_app
+from amana.cli_nodes import nodes
 from amana.cli_profile import profile_app
 from amana.cli_quarantine import quarantine_app
 from amana.cli_sources import sources_app
@@ -40,6 +41,7 @@ app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(db_app, name="db")
 app.add_typer(profile_app, name="profile")
 app.add_typer(dataset_app, name="dataset")
+app.command("nodes")(nodes)
 for _command in (
     cli_governance.propose,
     cli_governance.approve,
@@ -129,7 +131,7 @@ def run() -> None:
     _prepare_dirs(settings)
     startup.check_key(settings, create=True)
     with startup.setting("database_url", "cannot bring the catalog to the latest schema"):
-        upgrade(settings.db_url)
+        upgrade(settings.db_url, node=settings.node)
         _register_builtin_profiles(settings)
     startup.check_profile(settings)
     tls = f" (TLS :{settings.dicom_tls_port})" if settings.dicom_tls_port is not None else ""
@@ -202,7 +204,7 @@ def api() -> None:
 
     from amana.archive_store import archive_store
     from amana.broker import CachedProbe, probe
-    from amana.celery_app import make_celery
+    from amana.celery_app import make_celery, node_queue
     from amana.publisher import publish_now
     from amana.tls import TlsConfigError, uvicorn_tls_options
     from archive import audit
@@ -226,7 +228,9 @@ def api() -> None:
         hostname=socket.gethostname(),
         quarantine_dir=settings.quarantine_path,
         spool_dir=settings.spool_path,
-        publish=lambda job_ids: publish_now(celery, job_ids),
+        node=settings.node,
+        # The only jobs this API makes are retried originals, now in this node's spool.
+        publish=lambda job_ids: publish_now(celery, job_ids, queue=node_queue(settings.node)),
         trusted_proxies=settings.trusted_proxies,
         auth_failures_per_minute=settings.auth_failures_per_minute,
         # The API probes the broker itself: it uses the receivers' AMANA_BROKER_URL, and a
@@ -283,7 +287,7 @@ def import_(
 ) -> None:
     """Queue a backlog folder through the same spool, jobs and workers as network transfers;
     with --source, the studies get that source's profile and region."""
-    from amana.celery_app import make_celery
+    from amana.celery_app import make_celery, node_queue
     from amana.publisher import Publisher, close_marking_unsent
     from archive.catalog.db import make_engine, make_sessionmaker
     from archive.work.publish import attach_job_sink
@@ -300,7 +304,7 @@ def import_(
     )
     sessions = anchored(make_sessionmaker(make_engine(settings.db_url)), settings)
     source_id = _import_source(sessions, source)
-    publisher = Publisher(make_celery(settings))
+    publisher = Publisher(make_celery(settings), queue=node_queue(settings.node))
     attach_job_sink(sessions, publisher.submit)
     total = sum(1 for _ in iter_files(folder))
     with Progress(console=console) as progress:
@@ -313,6 +317,7 @@ def import_(
             progress=lambda n: progress.update(task, completed=n + 1),
             source_id=source_id,
             calling_ae=source.strip() if source_id is not None and source else None,
+            node=settings.node,
         )
     console.print(
         f"queued {report.queued} of {total} files"
@@ -334,7 +339,7 @@ def db_upgrade() -> None:
 
     settings = _settings()
     _prepare_dirs(settings)
-    upgrade(settings.db_url)
+    upgrade(settings.db_url, node=settings.node)
     _register_builtin_profiles(settings)
     console.print("catalog schema is up to date")
 

@@ -64,13 +64,13 @@ def _record(step: str, entry_id: int) -> AuditRecord:
 @quarantine_app.command("retry")
 def quarantine_retry(entry_id: RowIdArg) -> None:
     """Send a held original through the pipeline again (after fixing a profile, say)."""
-    from amana.celery_app import make_celery
+    from amana.celery_app import make_celery, node_queue
     from amana.publisher import Publisher
     from archive.work import quarantine as quarantine_ops
     from archive.work.publish import enqueue_after_commit
 
     settings = load_settings()
-    publisher = Publisher(make_celery(settings), linger_s=0)
+    publisher = Publisher(make_celery(settings), queue=node_queue(settings.node), linger_s=0)
     try:
         with audited_command(_record("retry", entry_id), job_sink=publisher.submit) as work:
             job_id = quarantine_ops.retry(
@@ -78,6 +78,7 @@ def quarantine_retry(entry_id: RowIdArg) -> None:
                 entry_id,
                 quarantine_dir=settings.quarantine_path,
                 spool_dir=settings.spool_path,
+                node=settings.node,
             )
             work.note(job_id=job_id)
             enqueue_after_commit(work.session, [job_id])

@@ -16,18 +16,18 @@ app's shared pool is never closed, since kombu cannot reopen a closed pool.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
+from queue import Empty, Queue
 from typing import Any
 
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from amana.broker import BrokerState, BrokerWatch, probe
-from amana.celery_app import PROCESS_JOBS, QUEUE
+from amana.celery_app import PROCESS_JOBS
 from archive.work.jobs import mark_never_sent
 
 log = logging.getLogger(__name__)
@@ -50,39 +50,47 @@ PROBE_EVERY_S = 2.0
 HELD_MAX = 200_000
 
 
-def publish_now(app: Celery, job_ids: Sequence[int], *, connection: Any = None) -> None:
+def publish_now(app: Celery, job_ids: Sequence[int], *, queue: str, connection: Any = None) -> None:
     app.send_task(
         PROCESS_JOBS,
         args=[list(job_ids)],
-        queue=QUEUE,
+        queue=queue,
         retry=True,
         retry_policy=_RETRY_POLICY,
         connection=connection,
     )
 
 
+# One id waiting to be sent, with the queue (its node's) it goes to.
+_Item = tuple[str, int]
+
+
 class Publisher:
+    """Sends to `queue` (this node's) unless `submit` names another node's queue."""
+
     def __init__(
         self,
         app: Celery,
         *,
+        queue: str,
         batch_max: int = BATCH_MAX,
         linger_s: float = LINGER_S,
         probe_every_s: float = PROBE_EVERY_S,
         watch: BrokerWatch | None = None,
     ):
         self._app = app
+        self._queue = queue
         self._batch_max = batch_max
         self._linger_s = linger_s
         self._probe_every_s = probe_every_s
         self.broker = watch if watch is not None else BrokerWatch()
-        self._pending: queue.Queue[int | None] = queue.Queue()
-        self._held: list[int] = []
+        self._pending: Queue[_Item | None] = Queue()
+        self._held: list[_Item] = []
         # Ids given up on here (held past HELD_MAX); the catalog still has their jobs.
         self._dropped = 0
         self._conn: Any = None
         # The batch being sent right now: unsent until the broker took it.
-        self._in_flight: list[int] = []
+        self._in_flight: list[_Item] = []
         self._in_flight_lock = threading.Lock()
         self._last_contact = float("-inf")
         self._thread = threading.Thread(target=self._run, name="amana-publisher", daemon=True)
@@ -93,9 +101,10 @@ class Publisher:
         """Jobs not (yet) published by this process; the sweeper sends them later."""
         return len(self._held) + self._dropped
 
-    def submit(self, job_ids: Iterable[int]) -> None:
+    def submit(self, job_ids: Iterable[int], *, queue: str | None = None) -> None:
+        target = self._queue if queue is None else queue
         for job_id in job_ids:
-            self._pending.put(job_id)
+            self._pending.put((target, job_id))
 
     def close(self, timeout: float = 10.0) -> list[int]:
         """Sends what it can within `timeout`; returns the ids the broker may not have (held,
@@ -105,22 +114,22 @@ class Publisher:
         self._pending.put(None)
         self._thread.join(timeout)
         with self._in_flight_lock:
-            unsent = list(self._held) + list(self._in_flight)
+            unsent = [job_id for _queue, job_id in [*self._held, *self._in_flight]]
         while True:
             try:
                 item = self._pending.get_nowait()
-            except queue.Empty:
+            except Empty:
                 break
             if item is not None:
-                unsent.append(item)
+                unsent.append(item[1])
         return sorted(set(unsent))
 
-    def _next_batch(self) -> tuple[list[int], bool]:
+    def _next_batch(self) -> tuple[list[_Item], bool]:
         """Waits up to the probe period for the first id, then gathers more until the batch
         is full or the linger time is over; the flag says whether close() was asked for."""
         try:
             first = self._pending.get(timeout=self._probe_every_s)
-        except queue.Empty:
+        except Empty:
             return [], False
         if first is None:
             return [], True
@@ -129,7 +138,7 @@ class Publisher:
         while len(batch) < self._batch_max:
             try:
                 item = self._pending.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
+            except Empty:
                 break
             if item is None:
                 return batch, True
@@ -142,7 +151,7 @@ class Publisher:
             batch, closing = self._next_batch()
             self._step(batch, force_probe=closing)
 
-    def _step(self, batch: list[int], *, force_probe: bool) -> None:
+    def _step(self, batch: list[_Item], *, force_probe: bool) -> None:
         due = force_probe or time.monotonic() - self._last_contact >= self._probe_every_s
         if self.broker.state is not BrokerState.UP or not batch:
             if not due:
@@ -167,24 +176,31 @@ class Publisher:
         else:
             self.broker.saw_down(reason)
 
-    def _send(self, job_ids: list[int]) -> None:
-        for start in range(0, len(job_ids), self._batch_max):
-            chunk = job_ids[start : start + self._batch_max]
+    def _send(self, items: list[_Item]) -> None:
+        by_queue: dict[str, list[int]] = {}
+        for target, job_id in items:
+            by_queue.setdefault(target, []).append(job_id)
+        chunks = [
+            (target, ids[start : start + self._batch_max])
+            for target, ids in by_queue.items()
+            for start in range(0, len(ids), self._batch_max)
+        ]
+        for index, (target, chunk) in enumerate(chunks):
             try:
                 if self._conn is None:
                     self._conn = self._app.connection_for_write()
-                publish_now(self._app, chunk, connection=self._conn)
+                publish_now(self._app, chunk, queue=target, connection=self._conn)
             except Exception as exc:
                 self._drop_connection()
                 self.broker.saw_down(type(exc).__name__)
                 with self._in_flight_lock:
-                    self._hold(job_ids[start:])
+                    self._hold([(q, job_id) for q, ids in chunks[index:] for job_id in ids])
                     self._in_flight = []
                 return
             self._last_contact = time.monotonic()
             self.broker.saw_up()
 
-    def _hold(self, job_ids: list[int]) -> None:
+    def _hold(self, job_ids: list[_Item]) -> None:
         room = max(0, HELD_MAX - len(self._held))
         self._held.extend(job_ids[:room])
         self._dropped += len(job_ids) - min(room, len(job_ids))

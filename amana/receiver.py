@@ -6,15 +6,18 @@ import logging
 import socket
 import socketserver
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from importlib import metadata
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from amana.broker import after_outages
-from amana.celery_app import make_celery
+from amana.celery_app import make_celery, node_queue
 from amana.listeners import SiblingListeners, bind_listener, on_parent_gone, open_port
 from amana.publisher import Publisher, close_marking_unsent
+from amana.routing import routed_sink
 from amana.sessions import anchored
 from amana.settings import Settings
 from amana.stopping import Stopping
@@ -22,6 +25,8 @@ from amana.tls import prepare_tls, serve_tls
 from archive import audit
 from archive.catalog.db import make_engine, make_sessionmaker
 from archive.governance.sources import SourceGate
+from archive.work.jobs import utcnow
+from archive.work.nodes import heartbeat
 from archive.work.publish import attach_job_sink
 from ingest.scp import AssociationPolicy, StoreHandler, start_receiver
 from ingest.spool import Spool
@@ -60,10 +65,13 @@ def run_receiver(settings: Settings, *, sweeper: bool = True, sibling: bool = Fa
     if owned is not None:
         # Before any receiver process of this spool accepts an association.
         purge_unacknowledged(spool, sessions)
-    publisher = Publisher(make_celery(settings))
-    # Before any session exists: a session takes its sink when it is made.
+    publisher = Publisher(make_celery(settings), queue=node_queue(settings.node))
+    # Before any session exists: a session takes its sink when it is made. Every job this
+    # process makes is its own node's: no look-up on the C-STORE path.
     attach_job_sink(sessions, publisher.submit)
-    handler = StoreHandler(spool, sessions, validate=settings.validate_on_receive)
+    handler = StoreHandler(
+        spool, sessions, validate=settings.validate_on_receive, node=settings.node
+    )
     policy = AssociationPolicy(
         SourceGate(sessions, open_when_empty=False),
         accept_loopback=settings.accept_loopback,
@@ -99,16 +107,8 @@ def run_receiver(settings: Settings, *, sweeper: bool = True, sibling: bool = Fa
     if sweeper:
         sweep_thread = SweeperThread(
             settings.sweep_interval_s,
-            after_outages(
-                publisher.broker,
-                lambda after_outage: sweep_once(
-                    sessions,
-                    publisher.submit,
-                    stale_after=timedelta(seconds=settings.stale_after_s),
-                    study_stable_after=timedelta(seconds=settings.study_stable_after_s),
-                    after_outage=after_outage,
-                ),
-            ),
+            after_outages(publisher.broker, node_sweep(settings, sessions, publisher)),
+            first_now=True,
         )
         sweep_thread.start()
     log.info(
@@ -138,6 +138,50 @@ def run_receiver(settings: Settings, *, sweeper: bool = True, sibling: bool = Fa
         sweep_thread.stop()
     close_marking_unsent(publisher, sessions)
     _audit_activity(sessions, started=False)
+
+
+def node_sweep(
+    settings: Settings, sessions: sessionmaker[Session], publisher: Publisher
+) -> Callable[[bool], tuple[int, int]]:
+    """The node's sweeper pass: its heartbeat, then the sweep. The first pass after the node
+    starts re-sends all of its RECEIVED jobs, as after a broker outage: a node that died
+    keeps its jobs in the catalog and its originals in its spool, and they resume now."""
+    started_at = utcnow()
+    version = _version()
+    resend = routed_sink(
+        sessions, settings.node, lambda ids, queue: publisher.submit(ids, queue=queue)
+    )
+    starting = True
+
+    def sweep(after_outage: bool) -> tuple[int, int]:
+        nonlocal starting
+        with sessions.begin() as session:
+            heartbeat(
+                session,
+                settings.node,
+                started_at=started_at,
+                every_s=settings.sweep_interval_s,
+                version=version,
+            )
+        result = sweep_once(
+            sessions,
+            resend,
+            stale_after=timedelta(seconds=settings.stale_after_s),
+            study_stable_after=timedelta(seconds=settings.study_stable_after_s),
+            after_outage=after_outage or starting,
+            node=settings.node,
+        )
+        starting = False
+        return result
+
+    return sweep
+
+
+def _version() -> str:
+    try:
+        return metadata.version("amana")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _audit_activity(sessions: sessionmaker[Session], *, started: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -41,6 +42,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AMANA_", extra="ignore")
 
     home: Path = Path("./var")
+    # The ingest node this process belongs to: its jobs, its queue (`amana.jobs.<node>`), its
+    # spool. Every process of one machine must say the same; two machines never the same.
+    node: str = Field(default_factory=socket.gethostname)
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default: SQLite catalog under home"
     )

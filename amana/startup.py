@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +37,8 @@ _POSITIVE = (
     "job_memory_limit_mb",
 )
 _NOT_NEGATIVE = ("study_stable_after_s", "spool_min_free_mb")
+# A node name goes into a queue name and a catalog column: plain characters, bounded.
+_NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _OWN_PACKAGES = frozenset({"amana", "ingest", "archive", "anonymizer"})
 
 
@@ -108,6 +111,11 @@ def _check_values(settings: Settings) -> None:
     title = settings.ae_title
     if not title.strip() or len(title) > _AE_TITLE_MAX or not title.isascii() or "\\" in title:
         raise Misconfigured("ae_title", "must be 1 to 16 ASCII characters, no backslash")
+    if not _NODE_NAME.match(settings.node):
+        raise Misconfigured(
+            "node",
+            "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
     if not isinstance(logging.getLevelName(settings.log_level.upper()), int):
         raise Misconfigured("log_level", "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
     if not settings.profiles_dir.is_dir():

@@ -34,6 +34,7 @@ def child_env(settings: Settings) -> dict[str, str]:
     env.update(
         {
             "AMANA_HOME": str(settings.home),
+            "AMANA_NODE": settings.node,
             "AMANA_DATABASE_URL": settings.db_url,
             "AMANA_BROKER_URL": settings.broker,
             "AMANA_ARCHIVE_DIR": str(settings.archive_path),

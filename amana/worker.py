@@ -15,9 +15,10 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 from amana.archive_store import archive_store
-from amana.celery_app import PROCESS_JOB, PROCESS_JOBS, check_safe, make_celery
+from amana.celery_app import PROCESS_JOB, PROCESS_JOBS, check_safe, make_celery, node_queue
 from amana.keys import load_key
 from amana.publisher import BATCH_MAX, publish_now
+from amana.routing import routed_sink
 from amana.sessions import anchored
 from amana.settings import Settings
 from anonymizer.engine import Deidentifier
@@ -46,8 +47,12 @@ _prebuilt: Deidentifier | None = None
 def _build_state(settings: Settings) -> _ProcessState:
     sessions = anchored(make_sessionmaker(make_engine(settings.db_url)), settings)
     # Jobs a worker's commit makes runnable (the held slices of a series once it is
-    # decided, archive/work/sampling.py) are sent right after that commit, in batches.
-    attach_job_sink(sessions, partial(_publish_batches, make_celery(settings)))
+    # decided, archive/work/sampling.py) are sent right after that commit, in batches, each
+    # to its node's queue: a series may have arrived through several nodes.
+    attach_job_sink(
+        sessions,
+        routed_sink(sessions, settings.node, partial(_publish_batches, make_celery(settings))),
+    )
     # Stewards activate new profile versions in the catalog; each worker process looks at
     # most every profile_refresh_s seconds and switches between two jobs. The registry
     # serves every profile name a source names; AMANA_PROFILE's is the default.
@@ -67,14 +72,15 @@ def _build_state(settings: Settings) -> _ProcessState:
         stale_after=timedelta(seconds=settings.stale_after_s),
         profiles=watcher,
         store=archive_store(settings),
+        node=settings.node,
     )
     return _ProcessState(context, watcher, os.getpid())
 
 
-def _publish_batches(app: Celery, job_ids: Sequence[int]) -> None:
+def _publish_batches(app: Celery, job_ids: Sequence[int], queue: str) -> None:
     ids = list(job_ids)
     for start in range(0, len(ids), BATCH_MAX):
-        publish_now(app, ids[start : start + BATCH_MAX])
+        publish_now(app, ids[start : start + BATCH_MAX], queue=queue)
 
 
 def _context_for(settings: Settings) -> WorkerContext:
@@ -141,6 +147,8 @@ def run_worker(settings: Settings, *, concurrency: int | None = None) -> None:
     _prebuilt = startup.context.deidentifier
     audit.record(startup.context.sessions, audit.application_activity("worker", started=True))
     worker = app.Worker(
+        # Only this node's queue: its jobs' originals are in this node's spool, no other's.
+        queues=[node_queue(settings.node)],
         concurrency=concurrency or settings.worker_concurrency,
         pool="prefork",
         loglevel=settings.log_level,

@@ -80,6 +80,7 @@ def import_folder(
     progress: Callable[[int], None] = lambda _n: None,
     source_id: int | None = None,
     calling_ae: str | None = None,
+    node: str | None = None,
 ) -> ImportReport:
     """Copy each new Part 10 file into the spool and create its job; the job ids reach the
     queue through the sink attached to `sessions` (`attach_job_sink`), after each commit.
@@ -104,6 +105,7 @@ def import_folder(
                 calling_ae=calling_ae,
                 source_kind="import",
                 source_id=source_id,
+                node=node,
             )
             enqueue_after_commit(session, [job_id])
         ledger.add(digest)

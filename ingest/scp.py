@@ -159,8 +159,11 @@ class StoreHandler:
         sessions: sessionmaker[Session],
         *,
         validate: bool = True,
+        node: str | None = None,
     ) -> None:
         self.validate = validate
+        # The ingest node whose spool this is: every job made here is its.
+        self.node = node
         self.spool = spool
         self.sessions = sessions
         # Job rows of instances received at the same time share one commit and one flush
@@ -223,7 +226,7 @@ class StoreHandler:
             check_header(event.dataset_path, str(event.context.transfer_syntax))
         name, size = self.spool.adopt(event.dataset_path, flush_dir=False)
         calling_ae = str(event.assoc.requestor.ae_title).strip() or None
-        job = NewJob(name, size, calling_ae, "dicom", self.attribution.get(event.assoc))
+        job = NewJob(name, size, calling_ae, "dicom", self.attribution.get(event.assoc), self.node)
         try:
             return self.jobs.commit(job)
         except SQLAlchemyError as exc:

@@ -33,12 +33,18 @@ def sweep_once(
     stale_after: timedelta,
     study_stable_after: timedelta,
     after_outage: bool = False,
+    node: str | None = None,
 ) -> tuple[int, int]:
-    """One pass; `after_outage` (the broker came back since the last pass) re-sends every
-    RECEIVED job at once instead of waiting `stale_after` for each."""
-    resent = _resend_received(sessions, resend) if after_outage else 0
+    """One pass; `after_outage` (the broker came back since the last pass, or this node just
+    started) re-sends every RECEIVED job at once instead of waiting `stale_after` for each.
+
+    Only `node`'s jobs are re-sent: no other node's workers can read their originals, and
+    that node's own sweeper sends them when it runs again. Sampling and study completion are
+    catalog-wide (a series or a study may arrive through several nodes): `resend` gets the
+    released samples of any node and must route each to its node's queue."""
+    resent = _resend_received(sessions, resend, node) if after_outage else 0
     with sessions.begin() as session:
-        job_ids = list(jobs_to_resend(session, stale_after=stale_after))
+        job_ids = list(jobs_to_resend(session, stale_after=stale_after, node=node))
         mark_resent(session, job_ids)
         # Sampled series that stopped growing, as studies do: their samples go out.
         job_ids += start_due_samples(session, stable_after=study_stable_after)
@@ -78,7 +84,7 @@ def sweep_once(
 
 
 def _resend_received(
-    sessions: sessionmaker[Session], resend: Callable[[Sequence[int]], None]
+    sessions: sessionmaker[Session], resend: Callable[[Sequence[int]], None], node: str | None
 ) -> int:
     # Duplicates cost nothing (a worker's claim is conditional), a missing message costs
     # `stale_after`: send them all, a page at a time; a page once marked is past `cutoff`.
@@ -86,7 +92,7 @@ def _resend_received(
     total = 0
     while True:
         with sessions.begin() as session:
-            job_ids = received_before(session, cutoff)
+            job_ids = received_before(session, cutoff, node=node)
             mark_resent(session, job_ids)
         if not job_ids:
             return total
@@ -95,14 +101,25 @@ def _resend_received(
 
 
 class SweeperThread(threading.Thread):
-    def __init__(self, interval_s: float, sweep: Callable[[], tuple[int, int]]) -> None:
+    """Sweeps every `interval_s`; with `first_now`, once right at start as well."""
+
+    def __init__(
+        self, interval_s: float, sweep: Callable[[], tuple[int, int]], *, first_now: bool = False
+    ) -> None:
         super().__init__(name="amana-sweeper", daemon=True)
         self._interval = interval_s
         self._sweep = sweep
+        self._first_now = first_now
         self._stop_event = threading.Event()
 
+    def _due(self) -> bool:
+        if self._first_now:
+            self._first_now = False
+            return not self._stop_event.is_set()
+        return not self._stop_event.wait(self._interval)
+
     def run(self) -> None:
-        while not self._stop_event.wait(self._interval):
+        while self._due():
             try:
                 resent, closed = self._sweep()
                 if resent or closed:

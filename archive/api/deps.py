@@ -68,6 +68,8 @@ class ApiState:
     hostname: str = "-"
     quarantine_dir: Path | None = None
     spool_dir: Path | None = None
+    # The ingest node whose spool `spool_dir` is: a retried original is its job.
+    node: str | None = None
     sent: SentJobs | None = None
     # Peers whose X-Forwarded-For is believed (archive/api/clients.py); none by default.
     trusted_proxies: tuple[Network, ...] = ()
@@ -261,6 +263,7 @@ SourceWriter = Annotated[Principal, Depends(_requires(Permission.SOURCES_WRITE))
 TokenAdmin = Annotated[Principal, Depends(_requires(Permission.TOKENS_WRITE))]
 UserReader = Annotated[Principal, Depends(_requires(Permission.USERS_READ))]
 UserAdmin = Annotated[Principal, Depends(_requires(Permission.USERS_WRITE))]
+NodeReader = Annotated[Principal, Depends(_requires(Permission.NODES_READ))]
 DatasetReader = Annotated[Principal, Depends(_requires(Permission.DATASETS_READ))]
 DatasetWriter = Annotated[Principal, Depends(_requires(Permission.DATASETS_WRITE))]
 DatasetSealer = Annotated[Principal, Depends(_requires(Permission.DATASETS_SEAL))]

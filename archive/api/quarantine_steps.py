@@ -66,7 +66,11 @@ def retry(
     quarantine_dir, spool_dir = _configured(state.quarantine_dir), _configured(state.spool_dir)
     with unit(request, ctx, session) as work:
         job_id = quarantine_ops.retry(
-            session, entry_id, quarantine_dir=quarantine_dir, spool_dir=spool_dir
+            session,
+            entry_id,
+            quarantine_dir=quarantine_dir,
+            spool_dir=spool_dir,
+            node=state.node,
         )
         # Sent by the session's job sink once this transaction (the record with it) commits.
         enqueue_after_commit(session, [job_id])

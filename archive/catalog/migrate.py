@@ -21,8 +21,12 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+def upgrade(url: str, revision: str = "head", *, node: str | None = None) -> None:
+    """`node`: the ingest node running the upgrade, owner of the jobs made before nodes."""
+    cfg = alembic_config(url)
+    if node is not None:
+        cfg.attributes["amana_node"] = node
+    command.upgrade(cfg, revision)
 
 
 def is_at_head(engine: Engine) -> bool:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -92,14 +93,33 @@ class Job(Base):
     series_key: Mapped[str | None] = mapped_column(String(64))
     instance_number: Mapped[int | None] = mapped_column(Integer)
     pixel_mode: Mapped[str | None] = mapped_column(String(16))
+    # The ingest node whose spool holds the job's original (AMANA_NODE): only that node's
+    # workers run it, only that node's sweeper re-sends it. NULL only for jobs made by tools
+    # and tests that run jobs in-process.
+    node: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_jobs_status_received", "status", "received_at"),
+        # Each node's backlog and recent rates (archive/work/nodes.py).
+        Index("ix_jobs_node_status_finished", "node", "status", "finished_at"),
         Index("ix_jobs_series_key_status", "series_key", "status"),
         # Reports and study search by source and day (archive/catalog/reports.py).
         Index("ix_jobs_instance_id", "instance_id"),
         Index("ix_jobs_source_received", "source_id", "received_at"),
     )
+
+
+class Node(Base):
+    """An ingest node as its sweeper last reported it (archive/work/nodes.py)."""
+
+    __tablename__ = "nodes"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # How often it promised to report: a node is shown as down after a few missed reports.
+    heartbeat_every_s: Mapped[float] = mapped_column(Float)
+    version: Mapped[str] = mapped_column(String(64))
 
 
 class SamplingState(enum.StrEnum):

@@ -37,6 +37,8 @@ class Permission(StrEnum):
     USERS_READ = "users:read"
     USERS_WRITE = "users:write"
     TOKENS_WRITE = "tokens:write"
+    # The ingest nodes' heartbeats, backlogs and rates: operations, no catalog content.
+    NODES_READ = "nodes:read"
     DATASETS_READ = "datasets:read"
     DATASETS_WRITE = "datasets:write"
     DATASETS_EXPORT = "datasets:export"
@@ -57,6 +59,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.PROFILES_READ,
             Permission.SOURCES_READ,
             Permission.USERS_READ,
+            Permission.NODES_READ,
         }
     ),
     Role.STEWARD: frozenset(
@@ -74,6 +77,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.USERS_READ,
             Permission.USERS_WRITE,
             Permission.TOKENS_WRITE,
+            Permission.NODES_READ,
         }
     ),
     Role.RESEARCHER: frozenset(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from sqlalchemy import ColumnElement, Table, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, insert, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from archive.catalog.models import Job, JobStatus
@@ -25,6 +25,7 @@ def create_job(
     calling_ae: str | None,
     source_kind: str,
     source_id: int | None = None,
+    node: str | None = None,
 ) -> int:
     now = utcnow()
     # A Core INSERT … RETURNING: this runs once per received instance on the C-STORE path,
@@ -37,6 +38,7 @@ def create_job(
             calling_ae=calling_ae,
             source_kind=source_kind,
             source_id=source_id,
+            node=node,
             status=JobStatus.RECEIVED,
             attempts=0,
             received_at=now,
@@ -57,6 +59,8 @@ class NewJob:
     calling_ae: str | None
     source_kind: str
     source_id: int | None = None
+    # The ingest node whose spool holds it (AMANA_NODE).
+    node: str | None = None
 
 
 def create_jobs(session: Session, new: Sequence[NewJob]) -> list[int]:
@@ -71,6 +75,7 @@ def create_jobs(session: Session, new: Sequence[NewJob]) -> list[int]:
             "calling_ae": job.calling_ae,
             "source_kind": job.source_kind,
             "source_id": job.source_id,
+            "node": job.node,
             "status": JobStatus.RECEIVED,
             "attempts": 0,
             "received_at": now,
@@ -93,6 +98,12 @@ def _claimable(now: datetime, stale_after: timedelta) -> ColumnElement[bool]:
     )
 
 
+def _of_node(node: str | None) -> ColumnElement[bool]:
+    """Jobs of `node` only: their originals are in its spool and nowhere else. None (tools
+    and tests running jobs in-process, never a worker or a sweeper) means any node."""
+    return true() if node is None else Job.node == node
+
+
 @dataclass(frozen=True)
 class Claim:
     """A job this worker holds. `claimed_at` is the mark it wrote: while the row still
@@ -108,11 +119,14 @@ class Claim:
     pixel_mode: str | None = None
 
 
-def claim_many(session: Session, job_ids: Sequence[int], *, stale_after: timedelta) -> list[Claim]:
-    """Take the jobs of `job_ids` that are ours to run (not finished, not held fresh by
-    another worker), in the order given.
+def claim_many(
+    session: Session, job_ids: Sequence[int], *, stale_after: timedelta, node: str | None = None
+) -> list[Claim]:
+    """Take the jobs of `job_ids` that are ours to run (of our node, not finished, not held
+    fresh by another worker), in the order given.
 
-    One conditional UPDATE, so two deliveries of the same job id cannot both run it.
+    One conditional UPDATE, so two deliveries of the same job id cannot both run it, and a
+    job id that reached the wrong node's queue is left to its own node.
     """
     if not job_ids:
         return []
@@ -120,6 +134,7 @@ def claim_many(session: Session, job_ids: Sequence[int], *, stale_after: timedel
     rows = session.execute(
         update(Job)
         .where(Job.id.in_(job_ids))
+        .where(_of_node(node))
         .where(_claimable(now, stale_after))
         .values(status=JobStatus.RUNNING, claimed_at=now, attempts=Job.attempts + 1)
         .returning(Job.id, Job.attempts, Job.spool_name, Job.source_id, Job.pixel_mode)
@@ -209,14 +224,17 @@ def _resend_due(now: datetime, stale_after: timedelta) -> ColumnElement[bool]:
     return or_(Job.enqueued_at.is_(None), *terms)
 
 
-def jobs_to_resend(session: Session, *, stale_after: timedelta, limit: int = 1000) -> Sequence[int]:
-    """Jobs whose message may have been lost: RECEIVED and not (re-)sent within their
+def jobs_to_resend(
+    session: Session, *, stale_after: timedelta, limit: int = 1000, node: str | None = None
+) -> Sequence[int]:
+    """Jobs of `node` whose message may have been lost: RECEIVED and not (re-)sent within their
     back-off, or RUNNING on a worker that has not renewed its claim within `stale_after`
     (re-sent at most once per `stale_after`: a re-send does not renew the claim)."""
     now = utcnow()
     cutoff = now - stale_after
     rows = session.scalars(
         select(Job.id)
+        .where(_of_node(node))
         .where(
             or_(
                 (Job.status == JobStatus.RECEIVED) & _resend_due(now, stale_after),
@@ -231,16 +249,32 @@ def jobs_to_resend(session: Session, *, stale_after: timedelta, limit: int = 100
     return rows
 
 
-def received_before(session: Session, cutoff: datetime, *, limit: int = 1000) -> Sequence[int]:
-    """RECEIVED jobs last sent before `cutoff`: after a broker outage any of them may have
-    no message (a failed publish, or a broker that came back empty)."""
+def received_before(
+    session: Session, cutoff: datetime, *, limit: int = 1000, node: str | None = None
+) -> Sequence[int]:
+    """RECEIVED jobs of `node` last sent before `cutoff`: after a broker outage (or the
+    node's own restart) any of them may have no message (a failed publish, or a broker that
+    came back empty)."""
     return session.scalars(
         select(Job.id)
+        .where(_of_node(node))
         .where(Job.status == JobStatus.RECEIVED)
         .where(Job.enqueued_at < cutoff)
         .order_by(Job.id)
         .limit(limit)
     ).all()
+
+
+def nodes_of(session: Session, job_ids: Sequence[int]) -> dict[str | None, list[int]]:
+    """`job_ids` by the node that must run them, for publishing each to its node's queue."""
+    by_node: dict[str | None, list[int]] = {}
+    if job_ids:
+        rows = session.execute(
+            select(Job.node, Job.id).where(Job.id.in_(list(job_ids))).order_by(Job.id)
+        ).all()
+        for node, job_id in rows:
+            by_node.setdefault(node, []).append(int(job_id))
+    return by_node
 
 
 # The send time of a job whose message never reached the broker: older than any cutoff, so

@@ -94,6 +94,9 @@ class WorkerContext:
 
     def archive(self) -> ArchiveStore:
         return self.store if self.store is not None else FileStore(self.archive_dir)
+    # The ingest node whose spool `spool_dir` is: only its jobs are claimed (None, for tools
+    # and tests running jobs in-process: any job).
+    node: str | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,7 +134,7 @@ def _claim(ctx: WorkerContext, ids: Sequence[int]) -> tuple[list[Claim], list[Cl
     """Claim the batch in one statement; returns the jobs to run together and those to run
     one at a time."""
     with ctx.sessions.begin() as session:
-        claims = claim_many(session, ids, stale_after=ctx.stale_after)
+        claims = claim_many(session, ids, stale_after=ctx.stale_after, node=ctx.node)
         if len(claims) < 2:
             return claims, []
         # A job claimed before and never finished may have killed the worker running its

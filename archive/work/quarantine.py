@@ -26,9 +26,17 @@ def _held(session: Session, entry_id: int) -> QuarantineEntry:
     return entry
 
 
-def retry(session: Session, entry_id: int, *, quarantine_dir: Path, spool_dir: Path) -> int:
+def retry(
+    session: Session,
+    entry_id: int,
+    *,
+    quarantine_dir: Path,
+    spool_dir: Path,
+    node: str | None = None,
+) -> int:
     """Put the original back in the spool and its job back to RECEIVED; returns the job id
-    for the caller to enqueue after the commit."""
+    for the caller to enqueue after the commit. The job now belongs to `node`, the node
+    whose spool `spool_dir` is (where the original now lies)."""
     entry = _held(session, entry_id)
     job = session.get_one(Job, entry.job_id)
     src = quarantine_dir / entry.stored_name
@@ -39,6 +47,8 @@ def retry(session: Session, entry_id: int, *, quarantine_dir: Path, spool_dir: P
         raise RejectError(f"the original of entry {entry_id} is missing", code="conflict")
     entry.status = QuarantineStatus.RETRIED
     job.status = JobStatus.RECEIVED
+    if node is not None:
+        job.node = node
     # A fresh start: earlier attempts may be what put it in quarantine (worker_lost).
     job.attempts = 0
     job.enqueued_at = utcnow()

@@ -12,7 +12,7 @@ import typer
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from amana.celery_app import QUEUE
+from amana.celery_app import node_queue
 from amana.cli_governance import approve, propose, versions
 from amana.cli_quarantine import quarantine_app
 from amana.cli_sources import sources_app
@@ -134,7 +134,12 @@ def test_cli_quarantine_retry_queues_the_job_after_its_commit(
     import redis
 
     entry_id = hold(sessions, tmp_path / "quarantine", "held1")
-    env = {**env, "AMANA_BROKER_URL": redis_url, "AMANA_SPOOL_DIR": str(tmp_path / "spool")}
+    env = {
+        **env,
+        "AMANA_BROKER_URL": redis_url,
+        "AMANA_SPOOL_DIR": str(tmp_path / "spool"),
+        "AMANA_NODE": "node-r",
+    }
     (tmp_path / "spool" / "incoming").mkdir(parents=True)
     out = run_cli(quarantine_app, ["retry", str(entry_id)], env)
     assert "queued again" in out and "unavailable" not in out
@@ -142,12 +147,14 @@ def test_cli_quarantine_retry_queues_the_job_after_its_commit(
         entry = session.get_one(QuarantineEntry, entry_id)
         job = session.get_one(Job, entry.job_id)
         assert entry.status is QuarantineStatus.RETRIED and job.status is JobStatus.RECEIVED
+        # The original is now in node-r's spool: the job is node-r's, sent to its queue.
+        assert job.node == "node-r"
         job_id = job.id
     broker = redis.Redis.from_url(redis_url)
-    messages = [json.loads(m) for m in broker.lrange(QUEUE, 0, -1)]
+    messages = [json.loads(m) for m in broker.lrange(node_queue("node-r"), 0, -1)]
     assert [json.loads(base64.b64decode(m["body"]))[0] for m in messages] == [[[job_id]]]
     run_cli(quarantine_app, ["retry", str(entry_id)], env, code=1)
-    assert broker.llen(QUEUE) == 1
+    assert broker.llen(node_queue("node-r")) == 1
     event = audit_events(sessions)[-1]
     assert (event.object_id, event.outcome) == (str(entry_id), 4)
 

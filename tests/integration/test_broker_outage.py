@@ -69,10 +69,10 @@ def _queued_ids(url: str) -> list[int]:
 
     import redis as redis_client
 
-    from amana.celery_app import QUEUE
+    from amana.celery_app import node_queue
 
     ids = []
-    for raw in redis_client.Redis.from_url(url).lrange(QUEUE, 0, -1):
+    for raw in redis_client.Redis.from_url(url).lrange(node_queue("node-t"), 0, -1):
         message = json.loads(raw)
         body = message["body"]
         if message["properties"]["body_encoding"] == "base64":
@@ -88,7 +88,7 @@ def test_publisher_sends_what_each_outage_held_once_the_broker_is_back() -> None
     no restart, and each change of state is logged once."""
     import logging
 
-    from amana.celery_app import make_celery
+    from amana.celery_app import make_celery, node_queue
     from amana.publisher import Publisher
     from amana.settings import Settings
 
@@ -97,7 +97,8 @@ def test_publisher_sends_what_each_outage_held_once_the_broker_is_back() -> None
     handler = logging.Handler()
     handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
     logging.getLogger("amana.broker").addHandler(handler)
-    publisher = Publisher(make_celery(Settings(broker_url=redis.url)), probe_every_s=0.2)
+    settings = Settings(broker_url=redis.url, node="node-t")
+    publisher = Publisher(make_celery(settings), queue=node_queue("node-t"), probe_every_s=0.2)
     try:
         for outage in range(3):
             if outage:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from amana.celery_app import PROCESS_JOBS, QUEUE, make_celery
+from amana.celery_app import PROCESS_JOBS, make_celery, node_queue
 from amana.publisher import BATCH_MAX, Publisher
 from amana.settings import Settings
 from archive.catalog.db import make_engine
@@ -233,7 +233,7 @@ def test_publisher_sends_every_job_once_in_bounded_batches(redis_url: str) -> No
     import redis
 
     settings = Settings(broker_url=redis_url)
-    publisher = Publisher(make_celery(settings), linger_s=0.2)
+    publisher = Publisher(make_celery(settings), queue=node_queue(settings.node), linger_s=0.2)
     submitted = list(range(1, 101))
     for start in range(0, len(submitted), 7):
         publisher.submit(submitted[start : start + 7])
@@ -241,7 +241,7 @@ def test_publisher_sends_every_job_once_in_bounded_batches(redis_url: str) -> No
     publisher.close()
     assert publisher.unsent == 0
 
-    raw = redis.Redis.from_url(redis_url).lrange(QUEUE, 0, -1)
+    raw = redis.Redis.from_url(redis_url).lrange(node_queue(settings.node), 0, -1)
     batches = []
     for item in raw:
         message = json.loads(item)

@@ -44,6 +44,8 @@ def _refused(amana: Amana, *command: str) -> list[str]:
         ("AMANA_PROFILE", "nope"),
         ("AMANA_BROKER_URL", "nope://somewhere"),
         ("AMANA_WORKER_CONCURRENCY", "0"),
+        # Goes into a queue name and a catalog column.
+        ("AMANA_NODE", "rabat 1/primary"),
     ],
 )
 def test_run_with_a_bad_setting_exits_with_one_line_naming_it(

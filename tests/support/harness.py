@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -62,9 +63,20 @@ class Amana:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
+            # Its own process group, so that `kill` takes the command and all its children.
+            start_new_session=True,
         )
         wait_port("127.0.0.1", self.dicom_port, timeout=90)
         return self
+
+    def kill(self) -> None:
+        """SIGKILL the command and every process it started, as a power cut would."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.proc = None
 
     def stop(self) -> None:
         if self.proc is None:
