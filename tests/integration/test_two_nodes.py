@@ -15,14 +15,17 @@ from sqlalchemy import func, select
 from archive.catalog.db import make_engine, make_sessionmaker
 from archive.catalog.models import Instance, Job, JobStatus, Study
 from tests.support.harness import Amana, storescu, wait_until
-from tests.support.study_factory import FakeStudy, make_study
+from tests.support.orthanc import Orthanc
+from tests.support.study_factory import FakeStudy, identifying_strings, make_study
 
 pytestmark = pytest.mark.services
 
 UNFINISHED = (JobStatus.RECEIVED, JobStatus.RUNNING, JobStatus.HELD)
 
 
-def _node(home: Path, name: str, shared: Path, pg_url: str, redis_url: str) -> Amana:
+def _node(
+    home: Path, name: str, shared: Path, pg_url: str, redis_url: str, archive: Orthanc
+) -> Amana:
     return Amana(
         home,
         AMANA_NODE=name,
@@ -30,9 +33,9 @@ def _node(home: Path, name: str, shared: Path, pg_url: str, redis_url: str) -> A
         AMANA_BROKER_URL=redis_url,
         # What the nodes share besides the catalog and the broker: the pseudonymization key
         # (the same patient, study and series must get the same pseudonyms on every node)
-        # and the archive (a file store here; a DICOMweb archive in production).
+        # and the archive: one Orthanc over DICOMweb, as in production.
         AMANA_KEY_FILE=str(shared / "pseudonym.key"),
-        AMANA_ARCHIVE_DIR=str(shared / "archive"),
+        **archive.amana_env(),
         AMANA_RECEIVER_PROCESSES="1",
         AMANA_WORKER_CONCURRENCY="1",
         # A killed worker's RUNNING jobs are taken up again after this long.
@@ -64,10 +67,13 @@ def test_two_nodes_archive_every_instance_once_and_a_killed_node_resumes(
     to each node is one study in the catalog (its series sampled across both nodes); a node
     killed with SIGKILL mid-way keeps its jobs (no other node takes them), shows as down,
     and finishes them once restarted; every instance sent ends in the catalog and the
-    archive exactly once, nothing quarantined."""
+    archive (a real Orthanc, over DICOMweb) exactly once, nothing quarantined, and no
+    identifier of any patient is in what Orthanc holds."""
     shared = tmp_path / "shared"
-    a = _node(tmp_path / "node-a", "node-a", shared, pg_url, redis_url)
-    b = _node(tmp_path / "node-b", "node-b", shared, pg_url, redis_url)
+    shared.mkdir()
+    archive = Orthanc(tmp_path / "orthanc").start()
+    a = _node(tmp_path / "node-a", "node-a", shared, pg_url, redis_url, archive)
+    b = _node(tmp_path / "node-b", "node-b", shared, pg_url, redis_url, archive)
     pacs = tmp_path / "pacs"
     split = make_study(pacs / "split", patient_name="Nodetest^Split", patient_id="N-SPLIT")
     only_a = _studies(pacs, 2, "a")
@@ -144,7 +150,14 @@ def test_two_nodes_archive_every_instance_once_and_a_killed_node_resumes(
                 .group_by(Job.instance_id)
             ).all()
             assert len(archiving) == instances and {n for _, n in archiving} == {1}
-        assert len(list((shared / "archive").rglob("*.dcm"))) == instances
+        stored = archive.sop_uids()
+        assert len(stored) == len(set(stored)) == instances
+        # Parts of two characters ("a0" of "Nodetest^a0") occur in any pixel data by chance;
+        # the whole names, ids and UIDs cannot.
+        secrets = {v for study in sent for v in identifying_strings(study) if len(v) >= 6}
+        for ident in archive.instance_ids():
+            data = archive.file(ident)
+            assert not [v for v in secrets if v in data], "an identifier reached the archive"
         listed = a.studies()
         assert len(listed) == len(sent)
         assert all(study["instances"] == len(split.files) for study in listed), listed
@@ -159,6 +172,7 @@ def test_two_nodes_archive_every_instance_once_and_a_killed_node_resumes(
     finally:
         a.stop()
         b.stop()
+        archive.stop()
         engine.dispose()
 
 
