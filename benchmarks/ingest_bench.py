@@ -190,29 +190,33 @@ def backlog_drain(
 ) -> tuple[float, dict[str, int], Cpu]:
     """A backlog already received (receiver alone, no worker running), then drained by
     `workers` worker processes: seconds for the whole backlog at the rate measured between
-    the first and the last finished job, so worker start-up is off the clock and the
-    receiver takes no CPU from the workers."""
+    the first and the last finished job, so worker start-up is off the clock. The receiver
+    stays up, idle, while the workers drain: its sweeper is what sends the samples of a
+    sampled series out once the series stops growing (archive/work/sampling.py); without
+    it every slice of a primary CT series stays HELD. Only the workers' CPU is counted."""
     from amana.keys import ensure_key
 
     ensure_key(Path(env["AMANA_KEY_FILE"]))
     cli(env, "db", "upgrade")
     port = int(env["AMANA_DICOM_PORT"])
-    receiver = amana(env, log_dir / "receive.log", "receive", "--no-sweeper")
-    with services(receiver):
-        wait_listening(port, 120, receiver, sockets=receiver_sockets(env))
-        send(port, files, parallel=parallel)
+    receiver = amana(env, log_dir / "receive.log", "receive")
     counter = JobCounter(database_url(env))
-    worker = amana(env, log_dir / "worker.log", "worker", "--concurrency", str(workers))
     try:
-        with services(worker):
-            first_done = finished_jobs(
-                wait_finished(counter, 1, [worker], max(stall_s, 180.0))  # includes start-up
-            )
-            before = cpu_by_role(worker)
-            first = time.monotonic()
-            counts = wait_finished(counter, len(files), [worker], stall_s)
-            seconds = time.monotonic() - first
-            cpu = cpu_ms_per_instance(before, cpu_by_role(worker), max(1, len(files) - first_done))
+        with services(receiver):
+            wait_listening(port, 120, receiver, sockets=receiver_sockets(env))
+            send(port, files, parallel=parallel)
+            worker = amana(env, log_dir / "worker.log", "worker", "--concurrency", str(workers))
+            with services(worker):
+                first_done = finished_jobs(
+                    wait_finished(counter, 1, [worker], max(stall_s, 180.0))  # with start-up
+                )
+                before = cpu_by_role(worker)
+                first = time.monotonic()
+                counts = wait_finished(counter, len(files), [worker], stall_s)
+                seconds = time.monotonic() - first
+                cpu = cpu_ms_per_instance(
+                    before, cpu_by_role(worker), max(1, len(files) - first_done)
+                )
     finally:
         counter.close()
     return (
