@@ -84,7 +84,7 @@ def sources_add(
     certificate (--cert-file, --cert-sha256 or --cert-cn) it may send only over DICOM TLS,
     presenting that certificate."""
     from archive import audit
-    from archive.governance.sources import add_source
+    from archive.governance.sources import add_source, registration_detail
 
     fingerprint = _fingerprint(cert_file, cert_sha256)
 
@@ -100,14 +100,7 @@ def sources_add(
             cert_sha256=fingerprint,
             cert_cn=cert_cn,
         )
-        work.note(
-            object_id=src.ae_title,
-            address=src.address,
-            profile=src.profile_name,
-            region=src.region,
-            cert_sha256=src.cert_sha256,
-            cert_cn=src.cert_cn,
-        )
+        work.note(**registration_detail(src))
         title, network = src.ae_title, src.address
     typer.echo(f"source {title} from {network} registered")
 

@@ -84,14 +84,7 @@ def add_source(
             cert_sha256=cert_sha256,
             cert_cn=cert_cn,
         )
-        work.note(
-            object_id=src.ae_title,
-            address=src.address,
-            profile=src.profile_name,
-            region=src.region,
-            cert_sha256=src.cert_sha256,
-            cert_cn=src.cert_cn,
-        )
+        work.note(**sources.registration_detail(src))
         return sources.source_row(src)
 
 

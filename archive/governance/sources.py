@@ -121,6 +121,19 @@ def source_row(src: Source) -> dict[str, Any]:
     }
 
 
+def registration_detail(src: Source) -> dict[str, Any]:
+    """What the audit event of a registration records of the new source, the same whether
+    the command line, the API or the console registered it."""
+    return {
+        "object_id": src.ae_title,
+        "address": src.address,
+        "profile": src.profile_name,
+        "region": src.region,
+        "cert_sha256": src.cert_sha256,
+        "cert_cn": src.cert_cn,
+    }
+
+
 def known_regions(profiles_dir: Path) -> dict[str, str]:
     """The regions of the steward-kept tables, by their case-folded name."""
     found: dict[str, str] = {}
