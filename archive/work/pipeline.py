@@ -14,7 +14,9 @@ keeps one copy per instance (atomic renames of identical bytes, or one instance 
 Instance UID in a DICOMweb archive), and the catalog refuses a second row for the same
 instance. So a batch run twice ends exactly as a batch run once.
 
-The store confirms before the commit (archive/stores/). When it cannot (a DICOMweb archive
+The store confirms before the commit (archive/stores/), and is called with no catalog
+transaction open (archive/work/storing.py): a slow archive holds no connection and no
+row lock. When it cannot (a DICOMweb archive
 down), the batch's jobs go back to RECEIVED, their attempt not counted, for the sweeper to
 send again: a store outage costs time, never an instance.
 """
@@ -22,7 +24,6 @@ send again: a store outage costs time, never an instance.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,7 +38,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from anonymizer.engine import Deidentifier, SampledSlice
 from anonymizer.errors import QuarantineError, QuarantineReason
 from anonymizer.outcome import Outcome
-from anonymizer.paths import archive_relpath
 from archive import audit
 from archive.catalog.models import Job, JobStatus, QuarantineEntry, QuarantineStatus
 from archive.catalog.write import NewInstance, archived_instance_ids, record_instances
@@ -56,6 +56,7 @@ from archive.work.jobs import (
     utcnow,
 )
 from archive.work.reexamine import reexamine_archived
+from archive.work.storing import Unstored, store_unrecorded, stored_items
 
 log = logging.getLogger(__name__)
 
@@ -369,9 +370,9 @@ COMMIT_TRIES = 5
 
 
 def _archive(ctx: WorkerContext, batch: Sequence[_Ready]) -> dict[int, JobResult]:
-    """Archive files, catalog rows, jobs DONE and audit events for de-identified jobs, in
-    one transaction (a batch of one is the one-job case); the spooled originals go only
-    once that is committed."""
+    """Archive files (stored first, outside any transaction), then catalog rows, jobs DONE
+    and audit events for de-identified jobs in one transaction (a batch of one is the
+    one-job case); the spooled originals go only once that is committed."""
     if not batch:
         return {}
     now = utcnow()
@@ -380,11 +381,15 @@ def _archive(ctx: WorkerContext, batch: Sequence[_Ready]) -> dict[int, JobResult
     written: dict[str, NewInstance] = {}
     for attempt in range(1, COMMIT_TRIES + 1):
         try:
+            # The store first, with no transaction open (archive/work/storing.py).
+            store_unrecorded(
+                ctx.sessions, ctx.archive(), [ready.outcome for ready in batch], written
+            )
             new_jobs = _commit(ctx, batch, written, now=now)
             break
         except ArchiveUnavailable as exc:
             return _give_back(ctx, [(ready.job_id, ready.claimed_at) for ready in batch], exc)
-        except IntegrityError:
+        except (IntegrityError, Unstored):
             if attempt == COMMIT_TRIES:
                 log.error(
                     "jobs %s: catalog commit conflicted %d times; left for the sweeper",
@@ -429,13 +434,14 @@ def _commit(
     ctx: WorkerContext, batch: Sequence[_Ready], written: dict[str, NewInstance], *, now: datetime
 ) -> set[int]:
     """One try of the batch's transaction; returns the jobs that archived a new instance
-    (the others are duplicates). Raises IntegrityError when it lost a race: nothing of it
-    is then committed."""
+    (the others are duplicates). Records only what the store step confirmed (`written`).
+    Raises IntegrityError when it lost a race, Unstored when it found an instance to record
+    that was not stored: nothing of it is then committed."""
     with ctx.sessions.begin() as session:
         known = archived_instance_ids(session, (ready.sop_uid for ready in batch))
         new = _first_of_each_instance(batch, known)
         new_jobs = {ready.job_id for ready in new}
-        items = _write_all(ctx, new, written)
+        items = stored_items([ready.sop_uid for ready in new], written)
         instance_ids = known | record_instances(session, items, now=now)
         _mark_done(
             session,
@@ -457,26 +463,6 @@ def _first_of_each_instance(batch: Sequence[_Ready], known: dict[str, int]) -> l
         if ready.sop_uid not in known:
             first.setdefault(ready.sop_uid, ready)
     return list(first.values())
-
-
-def _write_all(
-    ctx: WorkerContext, new: Sequence[_Ready], written: dict[str, NewInstance]
-) -> list[NewInstance]:
-    """The batch's new instances, confirmed by the archive store before the commit that
-    records them (a folder: one directory flush per series folder of the batch; DICOMweb:
-    one STOW-RS request). Raises ArchiveUnavailable when the store does not confirm."""
-    todo = [ready for ready in new if ready.sop_uid not in written]
-    paths = {ready.sop_uid: archive_relpath(ready.outcome.facts) for ready in todo}
-    ctx.archive().put_many([(paths[ready.sop_uid], ready.outcome.data) for ready in todo])
-    for ready in todo:
-        data = ready.outcome.data
-        written[ready.sop_uid] = NewInstance(
-            facts=ready.outcome.facts,
-            archive_path=paths[ready.sop_uid].as_posix(),
-            sha256=hashlib.sha256(data).hexdigest(),
-            size_bytes=len(data),
-        )
-    return [written[ready.sop_uid] for ready in new]
 
 
 def _archived_events(new: Sequence[_Ready]) -> list[audit.AuditRecord]:
