@@ -7,21 +7,11 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from archive import audit
-from archive.catalog.models import (
-    Instance,
-    Job,
-    JobStatus,
-    Series,
-    SeriesSampling,
-    Study,
-    StudyStatus,
-)
 from archive.work.jobs import jobs_to_resend, mark_resent, received_before, utcnow
 from archive.work.sampling import start_due_samples
+from archive.work.studies import close_stable_studies
 
 log = logging.getLogger(__name__)
 
@@ -50,37 +40,11 @@ def sweep_once(
         job_ids += start_due_samples(session, stable_after=study_stable_after)
     if job_ids:
         resend(job_ids)
-    now = utcnow()
-    # Slices of a sampled series still held or on their way: their study is not complete.
-    waiting = (
-        select(SeriesSampling.id)
-        .join(Job, Job.series_key == SeriesSampling.series_key)
-        .where(SeriesSampling.study_uid == Study.study_uid)
-        .where(Job.status.in_([JobStatus.HELD, JobStatus.RECEIVED, JobStatus.RUNNING]))
-    )
+    # Study closing: archive/work/studies.py (complete only when nothing of it is
+    # unfinished on any node; reopened studies recorded before anything closes).
     with sessions.begin() as session:
-        closed = session.execute(
-            update(Study)
-            .where(Study.status == StudyStatus.RECEIVING)
-            .where(Study.last_instance_at < now - study_stable_after)
-            .where(~waiting.exists())
-            .values(status=StudyStatus.COMPLETE, completed_at=now)
-            .returning(Study.id, Study.study_uid)
-        ).all()
-        if closed:
-            counts = dict(
-                session.execute(
-                    select(Series.study_id, func.count(Instance.id))
-                    .join(Instance, Instance.series_id == Series.id)
-                    .where(Series.study_id.in_([study_id for study_id, _ in closed]))
-                    .group_by(Series.study_id)
-                ).all()
-            )
-            for study_id, study_uid in closed:
-                audit.append(
-                    session, audit.study_completed(study_uid, int(counts.get(study_id, 0)))
-                )
-    return resent + len(job_ids), len(closed)
+        closed = close_stable_studies(session, now=utcnow(), stable_after=study_stable_after)
+    return resent + len(job_ids), closed
 
 
 def _resend_received(

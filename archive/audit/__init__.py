@@ -65,6 +65,7 @@ from archive.audit.records import (
     job_quarantined,
     quarantine_action,
     study_completed,
+    study_reopened,
     unacknowledged_instances_removed,
 )
 from archive.audit.verify import Problem, Status, VerifyReport, verify
@@ -116,6 +117,7 @@ __all__ = [
     "search",
     "search_page",
     "study_completed",
+    "study_reopened",
     "to_syslog",
     "unacknowledged_instances_removed",
     "verify",

@@ -111,6 +111,19 @@ def study_completed(study_uid: str, instances: int) -> AuditRecord:
     )
 
 
+def study_reopened(study_uid: str, instances: int) -> AuditRecord:
+    """Instances arrived for a study the sweeper had closed: it is RECEIVING again, and its
+    next completion follows this event (never a second completion without one)."""
+    return AuditRecord(
+        event_id=EventId.INSTANCES_TRANSFERRED,
+        action=Action.UPDATE,
+        actor="sweeper",
+        object_type="study",
+        object_id=study_uid,
+        detail={"status": "RECEIVING", "reopened": True, "instances": instances},
+    )
+
+
 def unacknowledged_instances_removed(count: int) -> AuditRecord:
     """A starting receiver removed partial instances an earlier one left in the spool's
     tmp/: never answered Success, so their senders send them again. Counts only."""

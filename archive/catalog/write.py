@@ -149,12 +149,14 @@ def _create_series(
 
 def _touch_studies(session: Session, study_uids: set[str], *, now: datetime) -> None:
     """A new instance keeps its study open: a study already COMPLETE is reopened until it
-    is stable again."""
+    is stable again. Its `completed_at` stays: the sweeper's next pass sees a RECEIVING
+    study that was completed, records the reopening and clears it
+    (archive/work/studies.py)."""
     if study_uids:
         session.execute(
             update(Study)
             .where(Study.study_uid.in_(sorted(study_uids)))
-            .values(last_instance_at=now, status=StudyStatus.RECEIVING, completed_at=None)
+            .values(last_instance_at=now, status=StudyStatus.RECEIVING)
             .execution_options(synchronize_session=False)
         )
 
