@@ -357,13 +357,16 @@ def series_thumbnail(
     """A series' picture from its de-identified archived file. The browser may keep it (it
     is the archive's own pixels, and the study page that links it is recorded)."""
     ctx.set(audit.EventId.INSTANCES_ACCESSED, audit.Action.READ, object_type="series")
-    if state.archive_dir is None:
+    if state.archive_store is None:
         raise RejectError("no archive on this API", code="not_found")
     with unit(request, ctx, session) as work:
         if not (STUDY_UID.match(study_uid) and STUDY_UID.match(series_uid)):
             raise RejectError("no such series", code="not_found")
         work.note(object_id=series_uid, view="thumbnail")
-        png = thumbnails.series_thumbnail(session, study_uid, series_uid, state.archive_dir)
+        relpath = thumbnails.middle_instance(session, study_uid, series_uid)
+    # Read from the archive store (a file, or WADO-RS) once the catalog's transaction is
+    # over: a slow archive holds no catalog connection.
+    png = thumbnails.picture(state.archive_store, relpath)
     return Response(
         png,
         media_type="image/png",

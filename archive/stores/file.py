@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,10 +19,18 @@ class FileStore:
         durable_write_many((self.root / relpath, data) for relpath, data in items)
 
     def read(self, relpath: Path) -> bytes | None:
-        try:
-            return (self.root / relpath).read_bytes()
-        except FileNotFoundError:
+        # Only a file under the archive folder, never through a link: a path from the
+        # catalog is built from UIDs, and one that is not must not reach other files.
+        root = self.root.resolve()
+        path = (root / relpath).resolve()
+        if not path.is_relative_to(root):
             return None
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read()
 
     def withdraw(self, relpath: Path, dest: Path) -> bool:
         path = self.root / relpath

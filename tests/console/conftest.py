@@ -116,6 +116,30 @@ def burned_in_original(
     return data
 
 
+def archived_instance(relpath: str, bright_right: bool) -> bytes:
+    """The archived instance `relpath` names (`<study>/<series>/<sop>.dcm`, its UIDs, as
+    a DICOMweb archive files it by them): one half black, the other white."""
+    import numpy as np
+    from pydicom.filebase import DicomBytesIO
+
+    from tests.pixels import imaging
+
+    pixels = np.zeros((256, 320), np.uint8)
+    if bright_right:
+        pixels[:, 160:] = 255
+    else:
+        pixels[:, :160] = 255
+    ds = imaging.dataset([pixels], modality="CT", sop_class="1.2.840.10008.5.1.4.1.1.2")
+    ds.PatientName, ds.PatientID = "PSEUDO^ANON", "PSEUDO-0001"
+    study, series, name = Path(relpath).parts
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+    ds.SOPInstanceUID = name.removesuffix(".dcm")
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    buffer = DicomBytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
 def write_archived(archive_dir: Path, relpath: str, bright_right: bool) -> None:
     """An archived CT-like image: one half black, the other white."""
     import numpy as np

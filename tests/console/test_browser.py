@@ -15,11 +15,13 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -38,9 +40,12 @@ from archive.catalog.models_governance import (
     ProfileVersionStatus,
     Source,
 )
+from archive.stores import StoreCredentials
+from archive.stores.dicomweb import DicomWebStore
 from tests.catalog.conftest import mint, revised_national_profile
 from tests.console.conftest import (
     Seeded,
+    archived_instance,
     burned_in_bytes,
     burned_in_original,
     seed,
@@ -48,6 +53,7 @@ from tests.console.conftest import (
 )
 from tests.paths import PROFILES_DIR, REPO_ROOT
 from tests.pixels.imaging import COLUMNS, ROWS
+from tests.support.orthanc import PASSWORD, USER, Orthanc
 
 ARTIFACTS = Path(os.environ.get("AMANA_TEST_ARTIFACTS", REPO_ROOT / "var" / "test-artifacts"))
 WAIT_S = 30  # a ceiling for a loaded machine, not a measured duration
@@ -70,6 +76,12 @@ def server(sessions: sessionmaker[Session], tmp_path: Path) -> Iterator[str]:
         release_dir=tmp_path / "released",
         archive_dir=tmp_path / "archive",
     )
+    with _serve(app) as base:
+        yield base
+
+
+@contextmanager
+def _serve(app: FastAPI) -> Iterator[str]:
     port = _free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     uv = uvicorn.Server(config)
@@ -79,9 +91,11 @@ def server(sessions: sessionmaker[Session], tmp_path: Path) -> Iterator[str]:
     while not uv.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(WAIT_S)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        uv.should_exit = True
+        thread.join(WAIT_S)
 
 
 @pytest.fixture()
@@ -365,3 +379,35 @@ def test_console_in_chromium(
     network = [u for u in urls if urlsplit(u).scheme not in in_browser]
     assert [u for u in network if urlsplit(u).hostname != "127.0.0.1"] == []
     assert {urlsplit(u).scheme for u in network} == {"http"}
+
+
+def test_dicomweb_thumbnail_in_chromium(
+    sessions: sessionmaker[Session], tmp_path: Path, browser: WebDriver
+) -> None:
+    """Rule: with the archive a DICOMweb service (a real Orthanc) and no archive folder,
+    the study page shows the series' picture, retrieved from the archive through WADO-RS."""
+    seed(sessions, tmp_path / "quarantine")
+    orthanc = Orthanc(tmp_path / "orthanc").start()
+    try:
+        store = DicomWebStore(orthanc.archive_url, StoreCredentials(user=USER, password=PASSWORD))
+        middle = "2.25.101/2.25.101.1/2.25.101.1.1.dcm"
+        store.put_many([(Path(middle), archived_instance(middle, bright_right=True))])
+        app = create_app(
+            sessions,
+            profiles_dir=PROFILES_DIR,
+            quarantine_dir=tmp_path / "quarantine",
+            spool_dir=tmp_path / "spool",
+            archive_store=store,
+        )
+        with _serve(app) as base:
+            _sign_in(browser, base, mint(sessions, "auditor"))
+            browser.get(f"{base}/console/studies/2.25.101")
+            thumb = WebDriverWait(browser, WAIT_S).until(
+                expected_conditions.presence_of_element_located((By.ID, "thumb-1"))
+            )
+            WebDriverWait(browser, WAIT_S).until(
+                lambda d: d.execute_script("return arguments[0].complete", thumb)
+            )
+            assert browser.execute_script("return arguments[0].naturalWidth", thumb) > 0
+    finally:
+        orthanc.stop()

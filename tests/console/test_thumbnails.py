@@ -18,10 +18,13 @@ from archive import audit
 from archive.api import create_app
 from archive.catalog.models_governance import AuditEvent
 from archive.catalog.thumbnails import THUMBNAIL_PX
+from archive.stores import StoreCredentials
+from archive.stores.dicomweb import DicomWebStore
 from tests.catalog.conftest import mint
-from tests.console.conftest import Seeded, seed, write_archived
+from tests.console.conftest import Seeded, archived_instance, seed, write_archived
 from tests.console.test_console_http import sign_in
 from tests.paths import PROFILES_DIR
+from tests.support.orthanc import PASSWORD, USER, Orthanc
 
 STUDY, SERIES = "2.25.101", "2.25.101.1"
 URL = f"/console/studies/{STUDY}/series/{SERIES}/thumbnail.png"
@@ -112,3 +115,42 @@ def test_thumbnails_follow_catalog_permission(
     write_archived(tmp_path / "archive", MIDDLE, bright_right=True)
     sign_in(client, mint(sessions, "steward"))
     assert client.get(URL).status_code == 403
+
+
+def test_thumbnail_from_a_dicomweb_archive(
+    sessions: sessionmaker[Session], seeded: Seeded, tmp_path: Path
+) -> None:
+    """Rules: with the archive a DICOMweb service (a real Orthanc), the thumbnail is the
+    archived instance's picture, retrieved through the archive store (WADO-RS), with no
+    archive folder at all: change the archived instance and the picture follows; an
+    instance the archive does not hold is 404; an archive that does not answer is 503,
+    never a picture from anywhere else."""
+    orthanc = Orthanc(tmp_path / "orthanc").start()
+    try:
+        store = DicomWebStore(orthanc.archive_url, StoreCredentials(user=USER, password=PASSWORD))
+        app = create_app(
+            sessions,
+            profiles_dir=PROFILES_DIR,
+            quarantine_dir=tmp_path / "quarantine",
+            spool_dir=tmp_path / "spool",
+            archive_store=store,
+        )
+        # Originals of the same instance where a folder archive would be: never shown.
+        write_archived(tmp_path / "archive", MIDDLE, bright_right=False)
+        with TestClient(app) as client:
+            sign_in(client, mint(sessions, "auditor"))
+            assert client.get(URL).status_code == 404
+            store.put_many([(Path(MIDDLE), archived_instance(MIDDLE, bright_right=True))])
+            answer = client.get(URL)
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["content-type"] == "image/png"
+            assert max(Image.open(io.BytesIO(answer.content)).size) <= THUMBNAIL_PX
+            left, right = _halves(answer.content)
+            assert right > 200 > 50 > left
+            store.replace(Path(MIDDLE), archived_instance(MIDDLE, bright_right=False))
+            left, right = _halves(client.get(URL).content)
+            assert left > 200 > 50 > right
+            orthanc.stop()
+            assert client.get(URL).status_code == 503
+    finally:
+        orthanc.stop()
