@@ -42,8 +42,32 @@ UNFINISHED = (JobStatus.RECEIVED, JobStatus.RUNNING, JobStatus.HELD)
 
 def close_stable_studies(session: Session, *, now: datetime, stable_after: timedelta) -> int:
     """Record reopened studies, then close those complete by the rule above, each with its
-    audit event; returns how many were closed."""
+    audit event; returns how many were closed. The audit appends come last: each holds the
+    chain's head lock until the commit."""
+    closable = _closable(session, now=now, stable_after=stable_after)
     _announce_reopened(session)
+    if not closable:
+        return 0
+    cutoff = now - stable_after
+    # The stability test again in the UPDATE: an instance archived since the look above
+    # keeps its study open.
+    closed = session.execute(
+        update(Study)
+        .where(Study.id.in_(closable))
+        .where(Study.status == StudyStatus.RECEIVING)
+        .where(Study.last_instance_at < cutoff)
+        .values(status=StudyStatus.COMPLETE, completed_at=now)
+        .returning(Study.id, Study.study_uid)
+        .execution_options(synchronize_session=False)
+    ).all()
+    counts = _instance_counts(session, [int(study_id) for study_id, _ in closed])
+    for study_id, study_uid in sorted(closed, key=lambda row: str(row[1])):
+        audit.append(session, audit.study_completed(study_uid, counts.get(int(study_id), 0)))
+    return len(closed)
+
+
+def _closable(session: Session, *, now: datetime, stable_after: timedelta) -> list[int]:
+    """The RECEIVING studies that the rule above finds complete."""
     cutoff = now - stable_after
     # Slices of a sampled series still held or on their way: their study is not complete.
     sampling = (
@@ -62,31 +86,14 @@ def close_stable_studies(session: Session, *, now: datetime, stable_after: timed
         )
     ]
     if not candidates:
-        return 0
+        return []
     arrivals = _arrivals(session, candidates)
-    closable = [
+    return [
         study_id
         for study_id in candidates
         if (window := arrivals.get(study_id)) is None
         or not _unfinished_between(session, window[0] - stable_after, window[1] + stable_after)
     ]
-    if not closable:
-        return 0
-    # The stability test again in the UPDATE: an instance archived since the look above
-    # keeps its study open.
-    closed = session.execute(
-        update(Study)
-        .where(Study.id.in_(closable))
-        .where(Study.status == StudyStatus.RECEIVING)
-        .where(Study.last_instance_at < cutoff)
-        .values(status=StudyStatus.COMPLETE, completed_at=now)
-        .returning(Study.id, Study.study_uid)
-        .execution_options(synchronize_session=False)
-    ).all()
-    counts = _instance_counts(session, [int(study_id) for study_id, _ in closed])
-    for study_id, study_uid in closed:
-        audit.append(session, audit.study_completed(study_uid, counts.get(int(study_id), 0)))
-    return len(closed)
 
 
 def _announce_reopened(session: Session) -> None:
