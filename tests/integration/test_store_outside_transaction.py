@@ -25,15 +25,17 @@ from tests.support.study_factory import make_study
 
 pytestmark = pytest.mark.services
 
-# Sessions of the catalog, other than the one asking, that are inside a transaction, and
-# the locks such sessions hold.
+# Client sessions of the catalog (autovacuum is not one), other than the one asking, that
+# are inside a transaction, and the locks client sessions hold.
 OPEN_TRANSACTIONS = text(
     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-    " AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
+    " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    " AND xact_start IS NOT NULL"
 )
 HELD_LOCKS = text(
     "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-    " WHERE a.datname = current_database() AND l.pid <> pg_backend_pid()"
+    " WHERE a.datname = current_database() AND a.backend_type = 'client backend'"
+    " AND l.pid <> pg_backend_pid()"
 )
 
 
