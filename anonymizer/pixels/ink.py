@@ -16,11 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from . import morph
+
 
 def dilate(mask: np.ndarray, rows: int, columns: int) -> np.ndarray:
     """Binary dilation by a rows x columns rectangle (separable, so fast)."""
-    grown = ndi.maximum_filter(mask.view(np.uint8), size=(rows, columns))
-    return grown.astype(bool)  # type: ignore[no-any-return]
+    return morph.maximum(mask.astype(bool, copy=False), (rows, columns))
 
 
 def to_uint8(frame: np.ndarray, photometric: str, bits_stored: int) -> np.ndarray:
@@ -46,7 +47,7 @@ def to_uint8(frame: np.ndarray, photometric: str, bits_stored: int) -> np.ndarra
 def flat_pixels(grey: np.ndarray) -> np.ndarray:
     """Pixels of uniform areas (borders, panels, paper, whatever their level): their 3x3
     neighbourhood hardly varies, unlike speckle, anatomy or noise."""
-    spread = ndi.maximum_filter(grey, size=3).astype(np.int16) - ndi.minimum_filter(grey, size=3)
+    spread = morph.maximum(grey, (3, 3)).astype(np.int16) - morph.minimum(grey, (3, 3))
     return spread <= 6  # type: ignore[no-any-return]
 
 
@@ -80,8 +81,8 @@ def ink_layers(
         chroma = np.zeros_like(grey)
     # Top-hats keep structures thinner than the window: strokes, not organs or panels.
     size = (11, 11)
-    floor = ndi.grey_opening(grey, size=size)  # the background under light strokes
-    ceiling = ndi.grey_closing(grey, size=size)  # the background around dark strokes
+    floor = morph.opening(grey, size)  # the background under light strokes
+    ceiling = morph.closing(grey, size)  # the background around dark strokes
     bright = grey - floor
     dark = ceiling - grey
     # Dark text is looked for in light areas and on uniform panels only: in speckle and
