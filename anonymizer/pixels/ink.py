@@ -179,20 +179,29 @@ def drawn_colour_ink(grey: np.ndarray, busy: np.ndarray) -> np.ndarray:
     found = np.zeros(grey.shape, dtype=bool)
     rows, columns = grey.shape
     stride = DRAWN_TILE // 2
+    areas: list[tuple[slice, slice]] = []
+    histograms: list[np.ndarray] = []
     for y in range(0, max(1, rows - stride), stride):
         for x in range(0, max(1, columns - stride), stride):
             area = (slice(y, y + DRAWN_TILE), slice(x, x + DRAWN_TILE))
             inside = busy[area]
             if inside.mean() < 0.5:
                 continue
-            values = grey[area]
-            counts = np.bincount(values[inside], minlength=256)
-            baseline = ndi.median_filter(counts, size=9)
-            spikes = (counts >= DRAWN_MIN_PIXELS) & (counts >= DRAWN_SPIKE_RATIO * baseline + 10)
-            spikes[:30] = False
-            spikes[255] = False
-            if spikes.any():
-                found[area] |= spikes[values] & inside
+            areas.append(area)
+            histograms.append(np.bincount(grey[area][inside], minlength=256))
+    # The tiles' histograms are smoothed together, row by row, as one call per tile did
+    # (tiles of one length at a time: values above 255 lengthen a tile's histogram).
+    for length in {len(h) for h in histograms}:
+        chosen = [i for i, h in enumerate(histograms) if len(h) == length]
+        counts = np.stack([histograms[i] for i in chosen])
+        baseline = ndi.median_filter(counts, size=(1, 9))
+        spikes = (counts >= DRAWN_MIN_PIXELS) & (counts >= DRAWN_SPIKE_RATIO * baseline + 10)
+        spikes[:, :30] = False
+        spikes[:, 255] = False
+        for i, tile_spikes in zip(chosen, spikes, strict=True):
+            if tile_spikes.any():
+                area = areas[i]
+                found[area] |= tile_spikes[grey[area]] & busy[area]
     return found
 
 
