@@ -261,8 +261,8 @@ def _text_mask(
     settings: OcrSettings,
     secrets: mask.WordDecision,
 ) -> np.ndarray:
-    _, kept = mask.decide(text.words, secrets.secrets, secrets.allow, secrets.mode)
-    secrets.kept.extend(kept)
+    decided = mask.decide(text.words, secrets.secrets, secrets.allow, secrets.mode)
+    secrets.kept.extend(decided[1])
     return mask.text_mask(
         text,
         shape,
@@ -271,6 +271,7 @@ def _text_mask(
         unread_lines_too=settings.mask_unread_lines,
         allow=secrets.allow,
         mode=secrets.mode,
+        decided=decided,
     )
 
 
