@@ -222,8 +222,11 @@ def _ocr_masks(
     # What each reading decided, in reading order (the order of `found.read`).
     decided: list[list[tuple[ocr.Word, WordFate]]] = []
 
+    # Detection may read with fewer languages than verification (OcrSettings).
+    detection = settings.for_detection()
+
     def read(found: ocr.Ink) -> np.ndarray:
-        text = ocr.read_ink(found, settings)
+        text = ocr.read_ink(found, detection)
         if trace is not None:
             masked, kept = mask.decide(text.words, secrets.secrets, secrets.allow, secrets.mode)
             decided.append([(w, "masked") for w in masked] + [(w, "kept") for w in kept])
