@@ -111,7 +111,9 @@ class OcrSettings(BaseModel):
     languages: list[str] = Field(default_factory=lambda: ["eng"])
     # The languages detection reads with, when fewer than `languages` find every script
     # the images carry (each language tried on every line is most of detection's cost);
-    # None reads with `languages`. Verification always reads with `languages`.
+    # None reads with `languages`. Verification's first reading (detection's kind of ink
+    # again, at lower thresholds) uses them too; its independent reading always reads
+    # with every one of `languages`.
     detect_languages: list[str] | None = Field(default=None, min_length=1)
     # Pixels added on every side of a found word before it is filled.
     margin: int = Field(default=4, ge=0, le=64)
