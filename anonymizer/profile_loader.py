@@ -224,6 +224,10 @@ def _check_ocr_names(profile: Profile, file: Path, lines: Mapping[Path_, int]) -
         if not _LANGUAGE.match(language):
             raise ProfileError(file, _line_for(lines, (*where, "languages", index)),
                                "pixel.ocr.languages: a tesseract language name")
+    for index, language in enumerate(ocr.detect_languages or []):
+        if not _LANGUAGE.match(language):
+            raise ProfileError(file, _line_for(lines, (*where, "detect_languages", index)),
+                               "pixel.ocr.detect_languages: a tesseract language name")
     if ocr.tessdata is not None:
         from anonymizer.pixels.tesseract import TESSDATA_DIRS
 

@@ -14,6 +14,8 @@ time says little), median of `--rounds`:
   the clock's mask, so they need no reading of their own), and with the image area shifted
   a few pixels from frame to frame (a live image; its colour Doppler then moves over areas
   that are still on the other frames, and under the masks of what OCR read in it);
+- each single frame again with detection reading every language of the profile
+  (ara+fra+eng, as before ma-national's `detect_languages`), in the same run;
 - the baseline of the same run: `tesseract` (the command, ara+fra+eng, psm 11) on the
   whole frame, its child-process CPU, and the same through the loaded in-process binding.
 
@@ -213,8 +215,25 @@ def examined_ct(path: str) -> Dataset:
     return ds
 
 
+def every_language_engine() -> Any:
+    """The national engine with detection reading every profile language, as before the
+    third round (ocr.detect_languages unset): the same run's measure of that choice."""
+    from anonymizer.engine import Deidentifier, load_profile
+    from anonymizer.pseudonyms import key_from_bytes
+    from tests.paths import PROFILES_DIR
+
+    # A copy: the loaded profile may be shared with the other engine of the run.
+    profile = load_profile("ma-national", PROFILES_DIR).model_copy(deep=True)
+    assert profile.pixel is not None
+    profile.pixel.ocr.detect_languages = None
+    engine = Deidentifier(profile, key_from_bytes(b"real-images-key-0123456789"))
+    engine.warm_up()
+    return engine
+
+
 def measure(rounds: int, frames_only: bool = False) -> list[Row]:
     engine = make_engine()
+    every_language = every_language_engine()
     rows = Rows()
     one_frame: float | None = None
     with tempfile.TemporaryDirectory(prefix="amana-pixspeed-") as tmp:
@@ -237,6 +256,8 @@ def measure(rounds: int, frames_only: bool = False) -> list[Row]:
             seconds = median_cpu(partial(engine.deidentify, data), rounds)
             name = path.rsplit("/", 1)[-1]
             rows.append(Row(f"{name}: one frame cleaned+verified", seconds, _short(actions)))
+            before = median_cpu(partial(every_language.deidentify, data), rounds)
+            rows.append(Row(f"{name}: the same, detection in every profile language", before))
             if path == CINE_SOURCE:
                 one_frame = seconds
                 display = frame

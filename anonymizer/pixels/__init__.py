@@ -115,6 +115,7 @@ def lint_pixel_policy(policy: PixelPolicy) -> list[str]:
     if policy.ocr.enabled:
         from .tesseract import tessdata_dir
 
-        if tessdata_dir(policy.ocr) is None:
-            problems.append("OCR languages not installed: " + ", ".join(policy.ocr.languages))
+        for settings in (policy.ocr, policy.ocr.for_detection()):
+            if tessdata_dir(settings) is None:
+                problems.append("OCR languages not installed: " + ", ".join(settings.languages))
     return problems

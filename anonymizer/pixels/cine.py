@@ -222,15 +222,22 @@ def differences(image: np.ndarray, reading: _Reading, static: np.ndarray) -> np.
 
 
 def _extreme_count(image: np.ndarray, where: np.ndarray, min_chroma: int) -> int:
-    pixels = image[where]
-    if pixels.ndim == 1:
-        return int(np.count_nonzero(pixels >= EXTREME_GREY))
+    # On the box around `where`, not on the pixels gathered by it: gathering a live image's
+    # RGB pixels cost more than the test itself (this runs on every frame of a loop).
+    rows = np.flatnonzero(where.any(axis=1))
+    if rows.size == 0:
+        return 0
+    columns = np.flatnonzero(where.any(axis=0))
+    box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(columns[0]), int(columns[-1]) + 1))
+    pixels, inside = image[box], where[box]
+    if pixels.ndim == 2:
+        return int(np.count_nonzero((pixels >= EXTREME_GREY) & inside))
     # Channel by channel: a reduction along the 3-long colour axis is several times slower.
-    r, g, b = pixels[:, 0], pixels[:, 1], pixels[:, 2]
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
     high = np.maximum(np.maximum(r, g), b)
     low = np.minimum(np.minimum(r, g), b)
     extreme = (high >= EXTREME_GREY) | ((high - low) >= min_chroma)
-    return int(np.count_nonzero(extreme))
+    return int(np.count_nonzero(extreme & inside))
 
 
 def live_area(count: int, image_of: Callable[[int], np.ndarray]) -> np.ndarray:

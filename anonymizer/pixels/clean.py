@@ -222,8 +222,11 @@ def _ocr_masks(
     # What each reading decided, in reading order (the order of `found.read`).
     decided: list[list[tuple[ocr.Word, WordFate]]] = []
 
+    # Detection may read with fewer languages than verification (OcrSettings).
+    detection = settings.for_detection()
+
     def read(found: ocr.Ink) -> np.ndarray:
-        text = ocr.read_ink(found, settings)
+        text = ocr.read_ink(found, detection)
         if trace is not None:
             masked, kept = mask.decide(text.words, secrets.secrets, secrets.allow, secrets.mode)
             decided.append([(w, "masked") for w in masked] + [(w, "kept") for w in kept])
@@ -261,8 +264,8 @@ def _text_mask(
     settings: OcrSettings,
     secrets: mask.WordDecision,
 ) -> np.ndarray:
-    _, kept = mask.decide(text.words, secrets.secrets, secrets.allow, secrets.mode)
-    secrets.kept.extend(kept)
+    decided = mask.decide(text.words, secrets.secrets, secrets.allow, secrets.mode)
+    secrets.kept.extend(decided[1])
     return mask.text_mask(
         text,
         shape,
@@ -271,6 +274,7 @@ def _text_mask(
         unread_lines_too=settings.mask_unread_lines,
         allow=secrets.allow,
         mode=secrets.mode,
+        decided=decided,
     )
 
 
@@ -309,9 +313,7 @@ def _verify(
         seen.append(image)
         pages.extend(_verify_pages(image, region, settings))
         checked.append((index, region))
-    # Every page of every frame goes to tesseract in one call (a call has a fixed cost);
-    # each word is returned to its frame and reading.
-    read = ocr.read_pages(pages, settings)
+    read = _read_verification(pages, settings)
     for number, (index, region) in enumerate(checked):
         words = _placed(read[2 * number], region)
         # Any word the independent reading finds off the allow-list counts; the first
@@ -341,6 +343,28 @@ def _verify(
                 f"text not on the allow-list still read in frame {index + 1} after "
                 f"masking, at (x, y, width, height) {verify.positions(left)}",
             )
+
+
+def _read_verification(
+    pages: list[ocr.Page | None], settings: OcrSettings
+) -> list[list[ocr.Word]]:
+    """The words of verification's pages, in order: [first, independent] per frame.
+
+    Every page goes to tesseract in one call (a call has a fixed cost) when detection and
+    verification read the same languages. Otherwise the first readings, which look again
+    at detection's kind of ink, are read in detection's languages (a language per script,
+    see OcrSettings.detect_languages; reading colour-Doppler specks in a third language
+    was most of a moving cine's verification), and the independent readings in every
+    language of the profile: two calls."""
+    detection = settings.for_detection()
+    if detection is settings:
+        return ocr.read_pages(pages, settings)
+    first = ocr.read_pages(pages[0::2], detection)
+    independent = ocr.read_pages(pages[1::2], settings)
+    read: list[list[ocr.Word]] = []
+    for pair in zip(first, independent, strict=True):
+        read.extend(pair)
+    return read
 
 
 def _smallest_change(image: np.ndarray, seen: list[np.ndarray]) -> ink.Region | None:

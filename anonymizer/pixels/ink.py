@@ -16,11 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from . import morph
+
 
 def dilate(mask: np.ndarray, rows: int, columns: int) -> np.ndarray:
     """Binary dilation by a rows x columns rectangle (separable, so fast)."""
-    grown = ndi.maximum_filter(mask.view(np.uint8), size=(rows, columns))
-    return grown.astype(bool)  # type: ignore[no-any-return]
+    return morph.maximum(mask.astype(bool, copy=False), (rows, columns))
 
 
 def to_uint8(frame: np.ndarray, photometric: str, bits_stored: int) -> np.ndarray:
@@ -46,7 +47,7 @@ def to_uint8(frame: np.ndarray, photometric: str, bits_stored: int) -> np.ndarra
 def flat_pixels(grey: np.ndarray) -> np.ndarray:
     """Pixels of uniform areas (borders, panels, paper, whatever their level): their 3x3
     neighbourhood hardly varies, unlike speckle, anatomy or noise."""
-    spread = ndi.maximum_filter(grey, size=3).astype(np.int16) - ndi.minimum_filter(grey, size=3)
+    spread = morph.maximum(grey, (3, 3)).astype(np.int16) - morph.minimum(grey, (3, 3))
     return spread <= 6  # type: ignore[no-any-return]
 
 
@@ -80,8 +81,8 @@ def ink_layers(
         chroma = np.zeros_like(grey)
     # Top-hats keep structures thinner than the window: strokes, not organs or panels.
     size = (11, 11)
-    floor = ndi.grey_opening(grey, size=size)  # the background under light strokes
-    ceiling = ndi.grey_closing(grey, size=size)  # the background around dark strokes
+    floor = morph.opening(grey, size)  # the background under light strokes
+    ceiling = morph.closing(grey, size)  # the background around dark strokes
     bright = grey - floor
     dark = ceiling - grey
     # Dark text is looked for in light areas and on uniform panels only: in speckle and
@@ -178,20 +179,29 @@ def drawn_colour_ink(grey: np.ndarray, busy: np.ndarray) -> np.ndarray:
     found = np.zeros(grey.shape, dtype=bool)
     rows, columns = grey.shape
     stride = DRAWN_TILE // 2
+    areas: list[tuple[slice, slice]] = []
+    histograms: list[np.ndarray] = []
     for y in range(0, max(1, rows - stride), stride):
         for x in range(0, max(1, columns - stride), stride):
             area = (slice(y, y + DRAWN_TILE), slice(x, x + DRAWN_TILE))
             inside = busy[area]
             if inside.mean() < 0.5:
                 continue
-            values = grey[area]
-            counts = np.bincount(values[inside], minlength=256)
-            baseline = ndi.median_filter(counts, size=9)
-            spikes = (counts >= DRAWN_MIN_PIXELS) & (counts >= DRAWN_SPIKE_RATIO * baseline + 10)
-            spikes[:30] = False
-            spikes[255] = False
-            if spikes.any():
-                found[area] |= spikes[values] & inside
+            areas.append(area)
+            histograms.append(np.bincount(grey[area][inside], minlength=256))
+    # The tiles' histograms are smoothed together, row by row, as one call per tile did
+    # (tiles of one length at a time: values above 255 lengthen a tile's histogram).
+    for length in {len(h) for h in histograms}:
+        chosen = [i for i, h in enumerate(histograms) if len(h) == length]
+        counts = np.stack([histograms[i] for i in chosen])
+        baseline = ndi.median_filter(counts, size=(1, 9))
+        spikes = (counts >= DRAWN_MIN_PIXELS) & (counts >= DRAWN_SPIKE_RATIO * baseline + 10)
+        spikes[:, :30] = False
+        spikes[:, 255] = False
+        for i, tile_spikes in zip(chosen, spikes, strict=True):
+            if tile_spikes.any():
+                area = areas[i]
+                found[area] |= tile_spikes[grey[area]] & busy[area]
     return found
 
 

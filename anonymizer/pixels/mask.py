@@ -118,16 +118,18 @@ def word_mask(
     *,
     allow: AllowList | None = None,
     mode: TextMode = "all",
+    decided: tuple[list[Word], list[Word]] | None = None,
 ) -> np.ndarray:
     """Every word to mask grown by `margin`, plus the whole line of ink it belongs to.
 
     Tesseract's word boxes are tight and sometimes leave out a diacritic, a dot or a
     glyph it could not read; the ink shapes near a word are filled with it, so a line
     with one word off the allow-list is masked whole. `secrets` are the instance's
-    identifying tokens (verify.identifying_tokens).
+    identifying tokens (verify.identifying_tokens). `decided`, when given, is what
+    `decide` gives for these words and settings (the caller's, not computed again).
     """
     rows, columns = shape
-    words, _ = decide(text.words, secrets, allow, mode)
+    words, _ = decided or decide(text.words, secrets, allow, mode)
     if not words:
         return np.zeros(shape, dtype=bool)
     mask = _boxes(words, shape, margin)
@@ -219,13 +221,17 @@ def text_mask(
     unread_lines_too: bool = True,
     allow: AllowList | None = None,
     mode: TextMode = "all",
+    decided: tuple[list[Word], list[Word]] | None = None,
 ) -> np.ndarray:
-    """What to fill for the text OCR saw: its words, and optionally unread lines."""
-    words = word_mask(text, shape, margin, secrets, allow=allow, mode=mode)
+    """What to fill for the text OCR saw: its words, and optionally unread lines.
+    `decided`: `decide`'s result for these words and settings, when the caller has it
+    (matching every word against the identifying values is not cheap)."""
+    decided = decided or decide(text.words, secrets, allow, mode)
+    words = word_mask(text, shape, margin, secrets, allow=allow, mode=mode, decided=decided)
     if unread_lines_too:
         # Allow-listed words are read text, not unread ink: only the ink around them is
         # judged as a line of its own.
-        _, kept = decide(text.words, secrets, allow, mode)
+        _, kept = decided
         words |= unread_lines(text, words | _boxes(kept, shape, 1), margin)
     return words
 
@@ -259,16 +265,25 @@ def fill_value(
 def apply(array: np.ndarray, masks: list[np.ndarray], value: int | float) -> None:
     """Fill `masks[i]` in frame i (one mask for all frames when a single one is given)."""
     if len(masks) == 1:
-        # One mask for every frame of a cine: fill all frames at once, on the rows the
-        # mask touches only (frame by frame, boolean indexing cost 2 ms a 640x480 frame).
-        rows = np.flatnonzero(masks[0].any(axis=1))
-        if rows.size:
-            top, bottom = int(rows[0]), int(rows[-1]) + 1
-            where = masks[0][top:bottom]
+        # One mask for every frame of a cine: fill all frames at once, box by box around
+        # each run of rows the mask touches (frame by frame, boolean indexing cost 2 ms a
+        # 640x480 frame; one box around a header and a footer spans the whole frame).
+        fill = np.asarray(value, dtype=array.dtype)
+        for top, bottom in _row_runs(masks[0]):
+            columns = np.flatnonzero(masks[0][top:bottom].any(axis=0))
+            left, right = int(columns[0]), int(columns[-1]) + 1
+            where = masks[0][top:bottom, left:right]
             where = where[np.newaxis, :, :, np.newaxis] if array.ndim == 4 else where[np.newaxis]
-            np.copyto(array[:, top:bottom], np.asarray(value, dtype=array.dtype), where=where)
+            np.copyto(array[:, top:bottom, left:right], fill, where=where)
         return
     for index in range(array.shape[0]):
         mask = masks[index]
         if mask.any():
             array[index][mask] = value
+
+
+def _row_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(top, bottom) of each run of consecutive rows holding a masked pixel."""
+    rows = mask.any(axis=1).astype(np.int8)
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], rows, [0]))))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]

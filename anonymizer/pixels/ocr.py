@@ -112,6 +112,9 @@ def ocr_page(
     scaled to a height tesseract reads well and stretched to full contrast.
     """
     crops: list[tuple[Image.Image, int, int, float, int, int, bool, bool]] = []
+    # A band often shows the same pixels in two layers (the dark panels' layer equals the
+    # light one where it adds nothing there): tesseract reads such a crop once.
+    shown: set[tuple[bytes, int, int, int, int, float, bool, bool]] = set()
     for number, (ink, candidates) in enumerate(layers):
         if not candidates.any():
             continue
@@ -150,6 +153,10 @@ def ocr_page(
                             ),
                             Image.Resampling.BICUBIC,
                         )
+                    key = (version.tobytes(), version.width, x0, y0, width, scale, vertical, busy)
+                    if key in shown:
+                        continue
+                    shown.add(key)
                     crops.append((version, x0, y0, scale, width, height, vertical, busy))
     if not crops:
         return None

@@ -100,8 +100,11 @@ def pixel_plan(ds: Dataset, policy: PixelPolicy | None) -> PixelPlan:
 def _ocr_line(policy: PixelPolicy) -> str:
     ocr = policy.ocr
     unread = "; unread text-like lines masked too" if ocr.mask_unread_lines else ""
+    detect = ocr.for_detection().languages
+    detection = f"; text found in {'+'.join(detect)}" if detect != ocr.languages else ""
     return (
-        f"OCR ({'+'.join(ocr.languages)}, engine {ocr.engine}) on up to {ocr.sample_frames} "
+        f"OCR ({'+'.join(ocr.languages)}{detection}, engine {ocr.engine}) on up to "
+        f"{ocr.sample_frames} "
         f"sampled frame(s) (first, last, evenly between) and on every other frame whose "
         f"text areas differ from the frames read; every frame masked; words masked with a "
         f"{ocr.margin}px margin{unread}"

@@ -109,6 +109,12 @@ class OcrSettings(BaseModel):
     enabled: bool = True
     # Tesseract language packs, joined with '+'; ma-national uses ara, fra, eng.
     languages: list[str] = Field(default_factory=lambda: ["eng"])
+    # The languages detection reads with, when fewer than `languages` find every script
+    # the images carry (each language tried on every line is most of detection's cost);
+    # None reads with `languages`. Verification's first reading (detection's kind of ink
+    # again, at lower thresholds) uses them too; its independent reading always reads
+    # with every one of `languages`.
+    detect_languages: list[str] | None = Field(default=None, min_length=1)
     # Pixels added on every side of a found word before it is filled.
     margin: int = Field(default=4, ge=0, le=64)
     # Largest enlargement of small text (bands are scaled to ~22 px high; small annotation
@@ -134,6 +140,13 @@ class OcrSettings(BaseModel):
     # Folder with the *.traineddata files; None looks in the Debian/Ubuntu locations.
     tessdata: str | None = None
     timeout_seconds: float = Field(default=120.0, gt=0)
+
+    def for_detection(self) -> OcrSettings:
+        """These settings with detection's languages (the same object when they are the
+        verification's too)."""
+        if self.detect_languages is None or self.detect_languages == self.languages:
+            return self
+        return self.model_copy(update={"languages": list(self.detect_languages)})
 
 
 class PixelPolicy(BaseModel):
