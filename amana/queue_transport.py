@@ -68,7 +68,7 @@ class Channel(_SqlaChannel):  # type: ignore[misc]
             self.session.rollback()
             return self.session.query(self.queue_cls).filter(self.queue_cls.name == queue).one()
 
-    def _get(self, queue: str) -> Any:
+    def _get(self, queue: str, timeout: float | None = None) -> Any:
         if self._empty_since is None:
             self._empty_since = {}
         version = self._data_version()

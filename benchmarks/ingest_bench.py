@@ -462,9 +462,7 @@ def main() -> int:
         if "receiver" in parts:
             results += run_receiver(corpus, work, args.parallel, args.receiver_processes)
         if parts & {"e2e", "pg", "backlog"}:
-            results += run_e2e(
-                corpus, work, args.parallel, args.receiver_processes, parts=parts
-            )
+            results += run_e2e(corpus, work, args.parallel, args.receiver_processes, parts=parts)
         apply_baseline_ratio(results)
         print_table(results)
     finally:
