@@ -54,6 +54,7 @@ BASELINE = "storescp (1 association)"
 STORESCP = "storescp"
 PYNETDICOM = "pynetdicom"
 Cpu = dict[str, float]
+PARTS = ("baseline", "receiver", "e2e", "pg", "backlog")
 
 
 # --- processes -----------------------------------------------------------------------
@@ -293,10 +294,12 @@ def run_e2e(
     *,
     stall_s: float = 600.0,
     on_error: Callable[[str, BaseException], None] | None = None,
+    parts: frozenset[str] = frozenset(("e2e", "pg", "backlog")),
 ) -> list[Result]:
-    """`amana run`, then PostgreSQL + Redis with 1 and 2 worker processes, each with 1
-    and `parallel` associations. A failed configuration is reported through `on_error`
-    (raised when None) and the others still run."""
+    """`amana run` (part "e2e"), then PostgreSQL + Redis with 1 and 2 worker processes
+    ("pg"), each with 1 and `parallel` associations, then a backlog drained ("backlog").
+    A failed configuration is reported through `on_error` (raised when None) and the
+    others still run."""
     import redis as redis_lib
 
     from tests.support.services import ThrowawayRedis, fresh_database, postgres_server
@@ -341,18 +344,20 @@ def run_e2e(
         attempt(f"{label}, {plural(n, 'association')}", run)
 
     workers = _embedded_workers()
-    for n in associations(parallel):
+    for n in associations(parallel) if "e2e" in parts else []:
         env = amana_env(work / f"embedded-{n}", receiver_processes)
         measure(
             f"amana run (SQLite + SQLite queue{label_rp}, {workers} workers)", env, [["run"]], n
         )
         shutil.rmtree(work / f"embedded-{n}", ignore_errors=True)
 
+    if not parts & {"pg", "backlog"}:
+        return results
     redis = ThrowawayRedis()  # private: never flush a Redis other people's tests use
     redis.start()
     try:
         with postgres_server() as pg:
-            for workers in (1, 2):
+            for workers in (1, 2) if "pg" in parts else ():
                 for n in associations(parallel):
                     with fresh_database(pg) as db:
                         redis_lib.Redis.from_url(redis.url).flushall()
@@ -371,7 +376,7 @@ def run_e2e(
                         )
                         shutil.rmtree(home, ignore_errors=True)
             # Worker scaling on its own: the cores are not shared with receivers here.
-            for workers in (1, 2):
+            for workers in (1, 2) if "backlog" in parts else ():
                 with fresh_database(pg) as db:
                     redis_lib.Redis.from_url(redis.url).flushall()
                     home = work / f"backlog-{workers}"
@@ -435,17 +440,29 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=4, help="associations (besides 1)")
     parser.add_argument("--receiver-processes", type=int, default=None)
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument(
+        "--only",
+        default=",".join(PARTS),
+        help=f"comma-separated parts to run, of {','.join(PARTS)} "
+        "(e2e: `amana run`; pg: PostgreSQL + Redis live; backlog: a backlog drained)",
+    )
     args = parser.parse_args()
+    parts = frozenset(args.only.split(","))
+    if unknown := parts - set(PARTS):
+        parser.error(f"unknown parts: {','.join(sorted(unknown))}")
+    if args.skip_e2e:
+        parts -= {"e2e", "pg", "backlog"}
     work = Path(tempfile.mkdtemp(prefix="amana-bench-"))
     try:
         corpus = build_corpus(
             work / "corpus", instances=args.instances, studies=args.studies, us_share=args.us_share
         )
         print(f"corpus: {corpus.describe()}, {os.cpu_count()} cores", flush=True)
-        results = run_baseline(corpus, work, args.parallel)
-        results += run_receiver(corpus, work, args.parallel, args.receiver_processes)
-        if not args.skip_e2e:
-            results += run_e2e(corpus, work, args.parallel, args.receiver_processes)
+        results = run_baseline(corpus, work, args.parallel) if "baseline" in parts else []
+        if "receiver" in parts:
+            results += run_receiver(corpus, work, args.parallel, args.receiver_processes)
+        if parts & {"e2e", "pg", "backlog"}:
+            results += run_e2e(corpus, work, args.parallel, args.receiver_processes, parts=parts)
         apply_baseline_ratio(results)
         print_table(results)
     finally:
