@@ -54,12 +54,16 @@ class Spool:
             removed += 1
         return removed
 
-    def adopt(self, received: Path, *, flush_dir: bool = True) -> tuple[str, int]:
-        """Move a fully received file (on the spool's filesystem) into the spool durably.
+    def adopt(
+        self, received: Path, *, flush_dir: bool = True, name: str | None = None
+    ) -> tuple[str, int]:
+        """Move a fully received file (on the spool's filesystem) into the spool durably,
+        as `name` (a fresh random name by default).
         `flush_dir=False`: the file is flushed and renamed, and the rename is durable only
-        once `flush_incoming` has run (the receiver's group commit runs it once a group)."""
+        once `flush_incoming` has run (the receiver runs it once for a group of instances,
+        ingest/dir_flush.py)."""
         self.check_space()
-        name = f"{uuid.uuid4().hex}.dcm"
+        name = name or f"{uuid.uuid4().hex}.dcm"
         dest = self.incoming / name
         try:
             size = received.stat().st_size
