@@ -45,16 +45,23 @@ def recover_spool(
     start, before it accepts associations). `skip`: names a batcher still holds."""
     now = time.time()
     found: list[tuple[str, int]] = []
+    short: list[str] = []
     with os.scandir(spool.incoming) as entries:
         for entry in entries:
-            if parse_received(entry.name) is None:
+            parsed = parse_received(entry.name)
+            if parsed is None:
                 continue
             try:
                 stat = entry.stat()
             except FileNotFoundError:  # finished meanwhile by a worker
                 continue
-            if now - stat.st_mtime >= settle_s:
+            if stat.st_size != parsed.size:
+                # Renamed in, then cut short by a power cut before its flush: never answered.
+                short.append(entry.name)
+            elif now - stat.st_mtime >= settle_s:
                 found.append((entry.name, stat.st_size))
+    if short:
+        _remove_short(spool, sessions, short)
     made = 0
     for start in range(0, len(found), _CHUNK):
         chunk = found[start : start + _CHUNK]
@@ -90,3 +97,15 @@ def _audit_recovered(session: Session, jobs: list[NewJob], made: set[int]) -> No
             by_ae.setdefault(job.calling_ae, []).append(ids[job.spool_name])
     for calling_ae, job_ids in by_ae.items():
         audit.append(session, audit.instances_received(calling_ae, None, sorted(job_ids)))
+
+
+def _remove_short(spool: Spool, sessions: sessionmaker[Session], names: list[str]) -> None:
+    with sessions.begin() as session:
+        known = job_ids_of(session, names)
+    # A row means the file was answered and so complete when it was: never remove that one.
+    names = [name for name in names if name not in known]
+    for name in names:
+        spool.discard(name)
+    if names:
+        log.warning("removed %d incomplete unacknowledged instance(s) from the spool", len(names))
+        audit.record(sessions, audit.unacknowledged_instances_removed(len(names)))

@@ -54,7 +54,6 @@ from ingest.dir_flush import GroupedFlush
 from ingest.job_batcher import AssociationDone, JobBatcher
 from ingest.receive_files import installed_for
 from ingest.spool import Spool
-from ingest.spool_names import received_name
 from ingest.tls import DeferredHandshakeMixin, peer_tls
 from ingest.validate import check_header
 
@@ -238,9 +237,7 @@ class StoreHandler:
             check_header(event.dataset_path, str(event.context.transfer_syntax))
         calling_ae = str(event.assoc.requestor.ae_title).strip() or None
         source_id = self.attribution.get(event.assoc)
-        name, size = self.spool.adopt(
-            event.dataset_path, flush_dir=False, name=received_name(calling_ae, source_id)
-        )
+        name, size = self.spool.adopt_received(event.dataset_path, calling_ae, source_id)
         try:
             self.flush_incoming()
         except OSError as exc:

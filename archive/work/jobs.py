@@ -120,20 +120,17 @@ def create_jobs_if_absent(session: Session, new: Sequence[NewJob]) -> list[int]:
     table = cast(Table, Job.__table__)
     dialect = session.get_bind().dialect.name
     insert_of = pg_insert if dialect == "postgresql" else sqlite_insert
-    made: list[int] = []
-    # One statement per chunk, within both databases' limits on bound parameters.
-    for start in range(0, len(rows), _INSERT_CHUNK):
-        statement = (
-            insert_of(table)
-            .values(rows[start : start + _INSERT_CHUNK])
-            .on_conflict_do_nothing(index_elements=[table.c.spool_name])
-            .returning(table.c.id)
-        )
-        made += [int(job_id) for job_id in session.scalars(statement)]
-    return made
+    # One statement whatever the number of rows (SQLAlchemy batches the executemany into
+    # multi-row INSERTs), so it is compiled once per process, not once per batch size.
+    statement = (
+        insert_of(table)
+        .on_conflict_do_nothing(index_elements=[table.c.spool_name])
+        .returning(table.c.id)
+    )
+    return [int(job_id) for job_id in session.scalars(statement, rows)]
 
 
-# Rows per INSERT: 10 parameters each, well under SQLite's 32,766 and PostgreSQL's 65,535.
+# Names per look-up: well under SQLite's and PostgreSQL's limits on bound parameters.
 _INSERT_CHUNK = 1000
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from archive.catalog.db import make_engine, make_sessionmaker
 from archive.catalog.models import Base, Job, JobStatus
 from archive.catalog.models_governance import AuditEvent
-from archive.work.jobs import NewJob
+from archive.work.jobs import NewJob, create_jobs_if_absent
 from archive.work.publish import attach_job_sink
 from ingest.dir_flush import GroupedFlush
 from ingest.job_batcher import AssociationDone, JobBatcher
@@ -44,20 +44,25 @@ def _jobs(sessions: sessionmaker[Session]) -> dict[str, tuple[str | None, int | 
 
 @pytest.mark.parametrize(
     ("calling_ae", "source_id"),
-    [("CT_SCANNER_01", 7), (None, None), ("A/B C\\..", 1234567890), ("ABCDEFGHIJKLMNOP", 0)],
+    [("CT_SCANNER_01", 7), (None, None), ("A/B C\\..", 36**6 - 1), ("ABCDEFGHIJKLMNOP", 0)],
 )
 def test_a_spool_name_carries_what_the_job_row_needs(
     calling_ae: str | None, source_id: int | None
 ) -> None:
     """Rule: the calling AE title and registered source survive in the spool name (which
     fits jobs.spool_name), and every name is new."""
-    names = {received_name(calling_ae, source_id) for _ in range(200)}
-    assert len(names) == 200
-    for name in names:
-        assert len(name) <= 64
-        parsed = parse_received(name)
-        assert parsed is not None
-        assert (parsed.calling_ae, parsed.source_id) == (calling_ae, source_id)
+    for size in (0, 1, 555_000, 36**7 - 1):
+        names = {received_name(size, calling_ae, source_id) for _ in range(200)}
+        assert len(names) == 200
+        for name in names:
+            assert len(name) <= 64
+            parsed = parse_received(name)
+            assert parsed is not None
+            assert (parsed.size, parsed.calling_ae, parsed.source_id) == (
+                size,
+                calling_ae,
+                source_id,
+            )
     # What folder imports name their files is never taken for a received instance.
     assert parse_received("0123456789abcdef0123456789abcdef.dcm") is None
 
@@ -70,7 +75,7 @@ def test_recovery_makes_each_missing_row_once(
     none, files of other origins are left alone, and each new row is queued once."""
     published: list[int] = []
     attach_job_sink(sessions, published.extend)
-    received = [received_name("PACS1", None) for _ in range(5)]
+    received = [received_name(200, "PACS1", None) for _ in range(5)]
     spool = _spool_with(tmp_path, [*received, "0123456789abcdef0123456789abcdef.dcm"])
     assert recover_spool(spool, sessions, node="n1", settle_s=0) == 5
     assert recover_spool(spool, sessions, node="n1", settle_s=0) == 0
@@ -89,9 +94,26 @@ def test_recovery_leaves_fresh_files_to_the_batcher(
     """Rule: a file that may still be in its handler's hands (just renamed) is not made a
     job by the periodic scan, which could otherwise give a row to a file whose directory
     flush then fails."""
-    spool = _spool_with(tmp_path, [received_name("PACS1", 3)])
+    spool = _spool_with(tmp_path, [received_name(200, "PACS1", 3)])
     assert recover_spool(spool, sessions, node="n1", settle_s=3600) == 0
     assert _jobs(sessions) == {}
+
+
+def test_recovery_removes_what_a_power_cut_cut_short(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Rule: a received file shorter than its name says (renamed in, then cut short by a
+    power cut before its flush, so never answered) is removed, never made a job; a file
+    that has a row is never removed, whatever its size."""
+    whole = received_name(200, "PACS1", None)
+    cut = received_name(5000, "PACS1", None)
+    answered = received_name(5000, "PACS1", None)
+    spool = _spool_with(tmp_path, [whole, cut, answered])
+    with sessions.begin() as session:
+        create_jobs_if_absent(session, [NewJob(answered, 5000, "PACS1", "dicom")])
+    assert recover_spool(spool, sessions, node="n1", settle_s=0) == 1
+    assert sorted(p.name for p in spool.incoming.iterdir()) == sorted([whole, answered])
+    assert set(_jobs(sessions)) == {whole, answered}
 
 
 def test_batcher_and_scan_together_make_one_row_per_file(
@@ -101,7 +123,7 @@ def test_batcher_and_scan_together_make_one_row_per_file(
     given a file twice) still make exactly one row per file, each queued exactly once."""
     published: list[int] = []
     attach_job_sink(sessions, published.extend)
-    names = [received_name("PACS2", None) for _ in range(60)]
+    names = [received_name(200, "PACS2", None) for _ in range(60)]
     spool = _spool_with(tmp_path, names)
     batcher = JobBatcher(sessions, batch_max=7)
     for name in names + names[:10]:
@@ -131,8 +153,8 @@ def test_the_association_event_names_its_job_ids(
     """Rule: the per-association audit event, written behind the rows, names the job ids of
     that association's instances (and only those)."""
     batcher = JobBatcher(sessions)
-    mine = [received_name("PACS3", None) for _ in range(4)]
-    other = [received_name("PACS4", None) for _ in range(3)]
+    mine = [received_name(1, "PACS3", None) for _ in range(4)]
+    other = [received_name(1, "PACS4", None) for _ in range(3)]
     for name in mine + other:
         batcher.submit(NewJob(name, 1, "PACS3", "dicom"))
     batcher.submit(AssociationDone("PACS3", "10.0.0.1", tuple(mine)))
@@ -155,7 +177,7 @@ def test_a_batch_that_cannot_be_written_is_kept(tmp_path: Path) -> None:
     url = f"sqlite:///{db}"
     sessions = make_sessionmaker(make_engine(url))  # no tables yet: every write fails
     batcher = JobBatcher(sessions)
-    names = [received_name("PACS5", None) for _ in range(20)]
+    names = [received_name(1, "PACS5", None) for _ in range(20)]
     for name in names:
         batcher.submit(NewJob(name, 1, "PACS5", "dicom"))
     batcher.start()
