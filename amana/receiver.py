@@ -166,6 +166,8 @@ def node_sweep(
         sessions, settings.node, lambda ids, queue: publisher.submit(ids, queue=queue)
     )
     starting = True
+    # Spool files already seen with a row: not looked up again while they wait for a worker.
+    known: set[str] = set()
 
     def sweep(after_outage: bool) -> tuple[int, int]:
         nonlocal starting
@@ -183,6 +185,7 @@ def node_sweep(
                 sessions,
                 node=settings.node,
                 skip=handler.jobs.pending_names if handler is not None else set,
+                known=known,
             )
         result = sweep_once(
             sessions,

@@ -39,10 +39,13 @@ def recover_spool(
     node: str | None,
     settle_s: float = SETTLE_S,
     skip: Callable[[], set[str]] = set,
+    known: set[str] | None = None,
 ) -> int:
     """Make the missing job rows of received instances in `spool`, queue them after the
     commit; the number made. `settle_s=0` only while no receiver of this spool runs (at
-    start, before it accepts associations). `skip`: names a batcher still holds."""
+    start, before it accepts associations). `skip`: names a batcher still holds. `known`:
+    names found with a row by an earlier pass, kept up to date here, so that a spool
+    holding a backlog is not looked up in the catalog again at every pass."""
     now = time.time()
     found: list[tuple[str, int]] = []
     short: list[str] = []
@@ -60,6 +63,10 @@ def recover_spool(
                 short.append(entry.name)
             elif now - stat.st_mtime >= settle_s:
                 found.append((entry.name, stat.st_size))
+    if known is not None:
+        # Names gone from the spool (finished, quarantined) are forgotten.
+        known.intersection_update(name for name, _ in found)
+        found = [(name, size) for name, size in found if name not in known]
     if short:
         _remove_short(spool, sessions, short)
     made = 0
@@ -67,10 +74,10 @@ def recover_spool(
         chunk = found[start : start + _CHUNK]
         held = skip()
         with sessions.begin() as session:
-            known = job_ids_of(session, [name for name, _ in chunk])
+            rows = job_ids_of(session, [name for name, _ in chunk])
             missing = []
             for name, size in chunk:
-                if name in known or name in held:
+                if name in rows or name in held:
                     continue
                 parsed = parse_received(name)
                 assert parsed is not None
@@ -81,6 +88,9 @@ def recover_spool(
             enqueue_after_commit(session, job_ids)
             if job_ids:
                 _audit_recovered(session, missing, set(job_ids))
+        if known is not None:
+            known.update(rows)
+            known.update(job.spool_name for job in missing)
         made += len(job_ids)
     if made:
         log.warning("made %d job row(s) for received instances the spool held without", made)

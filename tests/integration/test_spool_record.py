@@ -79,6 +79,10 @@ def test_recovery_makes_each_missing_row_once(
     spool = _spool_with(tmp_path, [*received, "0123456789abcdef0123456789abcdef.dcm"])
     assert recover_spool(spool, sessions, node="n1", settle_s=0) == 5
     assert recover_spool(spool, sessions, node="n1", settle_s=0) == 0
+    known: set[str] = set()
+    for _ in range(2):  # remembering which files have rows changes nothing
+        assert recover_spool(spool, sessions, node="n1", settle_s=0, known=known) == 0
+        assert known == set(received)
     jobs = _jobs(sessions)
     assert jobs == {name: ("PACS1", None, 200) for name in received}
     with sessions() as session:
