@@ -149,8 +149,8 @@ def _is_loopback(address: str) -> bool:
 
 
 class StoreHandler:
-    """Answers Success once the instance's file is durable in the spool: fsynced, renamed
-    under a name carrying what its job row needs (ingest/spool_names.py), and the spool
+    """Answers Success once the instance's file is durable in the spool: renamed under a
+    name carrying what its job row needs (ingest/spool_names.py), fsynced, and the spool
     directory flushed (one flush for the instances renamed at the same time). Job rows and
     the per-association audit event come behind, from `jobs` (ingest/job_batcher.py); the
     job ids reach the queue through the sink attached to `sessions`, after their commit."""
@@ -169,7 +169,8 @@ class StoreHandler:
         self.spool = spool
         self.sessions = sessions
         self.flush_incoming = GroupedFlush(spool.flush_incoming)
-        # Started by the receiver process (`start`), stopped after the last association.
+        # Started by `start_receiver` (`start_jobs`), stopped by the receiver process after
+        # its last association (`stop_jobs`).
         self.jobs = JobBatcher(sessions)
         self._received: dict[int, list[str]] = {}
         self._lock = threading.Lock()
