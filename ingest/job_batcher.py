@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -86,6 +87,7 @@ class JobBatcher(threading.Thread):
 
     def run(self) -> None:
         retry = 0
+        down_since: float | None = None
         while True:
             with self._cond:
                 while not self._items and not self._stopping:
@@ -103,6 +105,11 @@ class JobBatcher(threading.Thread):
             try:
                 self.write(batch)
                 retry = 0
+                if down_since is not None:
+                    log.warning(
+                        "job rows written again after %.0f s", time.monotonic() - down_since
+                    )
+                    down_since = None
             except Exception as exc:  # the catalog is down: keep them, in order, and retry
                 self.failures += 1
                 with self._cond:
@@ -110,11 +117,12 @@ class JobBatcher(threading.Thread):
                     self._busy = False
                     if self._stopping:
                         return
-                log.warning(
-                    "%d received instance(s) wait for their job rows: %s",
-                    sum(isinstance(item, NewJob) for item in batch),
-                    type(exc).__name__,
-                )
+                if down_since is None:  # once per outage, not at every retry
+                    down_since = time.monotonic()
+                    log.warning(
+                        "received instances wait for their job rows (%s); retrying",
+                        type(exc).__name__,
+                    )
                 with self._cond:
                     self._cond.wait_for(lambda: self._stopping, RETRY_S[retry])
                 retry = min(retry + 1, len(RETRY_S) - 1)
