@@ -28,6 +28,7 @@ from archive.governance.sources import SourceGate
 from archive.work.jobs import utcnow
 from archive.work.nodes import heartbeat
 from archive.work.publish import attach_job_sink
+from ingest.recovery import recover_spool
 from ingest.scp import AssociationPolicy, StoreHandler, start_receiver
 from ingest.spool import Spool
 from ingest.sweeper import SweeperThread, sweep_once
@@ -62,13 +63,14 @@ def run_receiver(settings: Settings, *, sweeper: bool = True, sibling: bool = Fa
         settings.max_instance_mb * 1024 * 1024,
     )
     sessions = anchored(make_sessionmaker(make_engine(settings.db_url)), settings)
-    if owned is not None:
-        # Before any receiver process of this spool accepts an association.
-        purge_unacknowledged(spool, sessions)
     publisher = Publisher(make_celery(settings), queue=node_queue(settings.node))
     # Before any session exists: a session takes its sink when it is made. Every job this
     # process makes is its own node's: no look-up on the C-STORE path.
     attach_job_sink(sessions, publisher.submit)
+    if owned is not None:
+        # Before any receiver process of this spool accepts an association.
+        purge_unacknowledged(spool, sessions)
+        recover_rows(spool, sessions, settings.node, settle_s=0.0)
     handler = StoreHandler(
         spool, sessions, validate=settings.validate_on_receive, node=settings.node
     )
@@ -107,7 +109,10 @@ def run_receiver(settings: Settings, *, sweeper: bool = True, sibling: bool = Fa
     if sweeper:
         sweep_thread = SweeperThread(
             settings.sweep_interval_s,
-            after_outages(publisher.broker, node_sweep(settings, sessions, publisher)),
+            after_outages(
+                publisher.broker,
+                node_sweep(settings, sessions, publisher, spool=spool, handler=handler),
+            ),
             first_now=True,
         )
         sweep_thread.start()
@@ -136,22 +141,33 @@ def run_receiver(settings: Settings, *, sweeper: bool = True, sibling: bool = Fa
         tls_server.shutdown()
     if sweep_thread is not None:
         sweep_thread.stop()
+    left = handler.stop_jobs(DRAIN_S)
+    if left:
+        log.warning("%d received instance(s) left without job rows until the next start", left)
     close_marking_unsent(publisher, sessions)
     _audit_activity(sessions, started=False)
 
 
 def node_sweep(
-    settings: Settings, sessions: sessionmaker[Session], publisher: Publisher
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    publisher: Publisher,
+    *,
+    spool: Spool | None = None,
+    handler: StoreHandler | None = None,
 ) -> Callable[[bool], tuple[int, int]]:
-    """The node's sweeper pass: its heartbeat, then the sweep. The first pass after the node
-    starts re-sends all of its RECEIVED jobs, as after a broker outage: a node that died
-    keeps its jobs in the catalog and its originals in its spool, and they resume now."""
+    """The node's sweeper pass: its heartbeat, the job rows of spool files that have none
+    (with `spool`), then the sweep. The first pass after the node starts re-sends all of its
+    RECEIVED jobs, as after a broker outage: a node that died keeps its jobs in the catalog
+    and its originals in its spool, and they resume now."""
     started_at = utcnow()
     version = _version()
     resend = routed_sink(
         sessions, settings.node, lambda ids, queue: publisher.submit(ids, queue=queue)
     )
     starting = True
+    # Spool files already seen with a row: not looked up again while they wait for a worker.
+    known: set[str] = set()
 
     def sweep(after_outage: bool) -> tuple[int, int]:
         nonlocal starting
@@ -162,6 +178,14 @@ def node_sweep(
                 started_at=started_at,
                 every_s=settings.sweep_interval_s,
                 version=version,
+            )
+        if spool is not None:
+            recover_spool(
+                spool,
+                sessions,
+                node=settings.node,
+                skip=handler.jobs.pending_names if handler is not None else set,
+                known=known,
             )
         result = sweep_once(
             sessions,
@@ -206,6 +230,17 @@ def finish_associations(server: Any, drain_s: float) -> None:
         time.sleep(0.1)
     for assoc in server.active_associations:
         assoc.abort()
+
+
+def recover_rows(
+    spool: Spool, sessions: sessionmaker[Session], node: str, *, settle_s: float
+) -> None:
+    """Job rows for the spool files an earlier receiver answered Success for but never
+    wrote a row for (killed, or the catalog was down until it stopped)."""
+    try:
+        recover_spool(spool, sessions, node=node, settle_s=settle_s)
+    except Exception as exc:  # the catalog is down: the sweeper makes them later
+        log.warning("spool recovery scan deferred: %s", type(exc).__name__)
 
 
 def purge_unacknowledged(spool: Spool, sessions: sessionmaker[Session]) -> None:

@@ -115,27 +115,31 @@ def bare_pynetdicom(files: list[Path], work: Path, parallel: int) -> tuple[float
 def receiver_only(
     files: list[Path], work: Path, parallel: int, receiver_processes: int | None = None
 ) -> tuple[float, Cpu]:
-    """storescu -> `amana receive` (no sweeper): spool + committed job row per instance."""
+    """storescu -> `amana receive` (no sweeper): spool + committed job row per instance.
+    The seconds are until storescu got every answer; the CPU is counted until every job row
+    is committed too (the rows follow the answers, ingest/job_batcher.py)."""
     home = work / f"recv-{parallel}"
     env = amana_env(home, receiver_processes)
     cli(env, "db", "upgrade")
     port = int(env["AMANA_DICOM_PORT"])
     receiver = amana(env, work / f"recv-{parallel}.log", "receive", "--no-sweeper")
+    counter = JobCounter(database_url(env))
     try:
         with services(receiver):
             wait_listening(port, 90, receiver, sockets=receiver_sockets(env))
             before = cpu_by_role(receiver)
             seconds = send(port, files, parallel=parallel)
+            deadline = time.monotonic() + 120
+            while (jobs := sum(counter.counts().values())) < len(files):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
             cpu = cpu_ms_per_instance(before, cpu_by_role(receiver), len(files))
-        counter = JobCounter(database_url(env))
-        try:
-            jobs = sum(counter.counts().values())
-        finally:
-            counter.close()
         if jobs != len(files):
             raise RuntimeError(f"the receiver recorded {jobs} jobs for {len(files)} instances")
         return seconds, cpu
     finally:
+        counter.close()
         shutil.rmtree(home, ignore_errors=True)
 
 

@@ -1,8 +1,8 @@
 """The DICOM endpoint: C-ECHO and C-STORE, persisting before it says Success.
 
-The handler never parses the dataset: pynetdicom writes the received stream (with a file
-meta header) to a temporary file on the spool's filesystem, and the handler only renames
-it into the spool and commits a job row.
+The handler never decodes the dataset: pynetdicom writes the received stream (with a file
+meta header) to a temporary file on the spool's filesystem, and the handler renames it
+into the spool; the spool is the record, and job rows follow (ingest/job_batcher.py).
 """
 
 from __future__ import annotations
@@ -37,11 +37,9 @@ from pydicom.uid import (
 from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from anonymizer.errors import AmanaError, RejectError, RetryableError
-from archive import audit
 from archive.governance.sources import SourceGate
 from archive.work.jobs import NewJob
 from ingest.association_log import (
@@ -52,7 +50,8 @@ from ingest.association_log import (
     peer,
 )
 from ingest.dimse_status import DIMSE_SUCCESS, dimse_status
-from ingest.group_commit import JobGroupCommit
+from ingest.dir_flush import GroupedFlush
+from ingest.job_batcher import AssociationDone, JobBatcher
 from ingest.receive_files import installed_for
 from ingest.spool import Spool
 from ingest.tls import DeferredHandshakeMixin, peer_tls
@@ -150,8 +149,11 @@ def _is_loopback(address: str) -> bool:
 
 
 class StoreHandler:
-    """Persists each received instance as a spool file and a job row. Job ids reach the
-    queue through the sink attached to `sessions` (`attach_job_sink`), after the commit."""
+    """Answers Success once the instance's file is durable in the spool: renamed under a
+    name carrying what its job row needs (ingest/spool_names.py), fsynced, and the spool
+    directory flushed (one flush for the instances renamed at the same time). Job rows and
+    the per-association audit event come behind, from `jobs` (ingest/job_batcher.py); the
+    job ids reach the queue through the sink attached to `sessions`, after their commit."""
 
     def __init__(
         self,
@@ -166,40 +168,50 @@ class StoreHandler:
         self.node = node
         self.spool = spool
         self.sessions = sessions
-        # Job rows of instances received at the same time share one commit and one flush
-        # of the spool directory (ingest/group_commit.py).
-        self.jobs = JobGroupCommit(sessions, before_commit=spool.flush_incoming)
-        self._received: dict[int, list[int]] = {}
+        self.flush_incoming = GroupedFlush(spool.flush_incoming)
+        # Started by `start_receiver` (`start_jobs`), stopped by the receiver process after
+        # its last association (`stop_jobs`).
+        self.jobs = JobBatcher(sessions)
+        self._received: dict[int, list[str]] = {}
         self._lock = threading.Lock()
         # Shared with the association policy by `start_receiver`.
         self.attribution = Attribution()
         self.tally = AssociationTally()
         # Set by `start_receiver`: a data set cut off on arrival (size, free space).
         self.refused_while_receiving: Callable[[Any], AmanaError | None] = lambda _event: None
+        self._jobs_started = False
+
+    def start_jobs(self) -> None:
+        """Start writing job rows (once, whichever server starts first)."""
+        with self._lock:
+            if not self._jobs_started:
+                self._jobs_started = True
+                self.jobs.start()
+
+    def stop_jobs(self, timeout_s: float) -> int:
+        """Write the rows still waiting, for at most `timeout_s`; how many were left (the
+        recovery scan makes them when the receiver starts again)."""
+        with self._lock:
+            started = self._jobs_started
+        return self.jobs.stop(timeout_s) if started else 0
 
     def on_association_end(self, event: Any) -> None:
         """One log line and one audit event per association: who sent how many instances
-        (job ids only)."""
+        (their job ids, once the batcher has written their rows)."""
         self.attribution.forget(event.assoc)
         self.tally.ended(event.assoc, "released" if event.event is evt.EVT_RELEASED else "aborted")
         with self._lock:
-            job_ids = self._received.pop(id(event.assoc), [])
-        if not job_ids:
+            names = self._received.pop(id(event.assoc), [])
+        if not names:
             return
         requestor = event.assoc.requestor
-        try:
-            audit.record(
-                self.sessions,
-                audit.instances_received(
-                    str(requestor.ae_title).strip(), str(requestor.address), job_ids
-                ),
-            )
-        except Exception as exc:  # the instances are stored and answered; never crash here
-            log.error("could not audit a finished association: %s", type(exc).__name__)
+        self.jobs.submit(
+            AssociationDone(str(requestor.ae_title).strip(), str(requestor.address), tuple(names))
+        )
 
     def __call__(self, event: Any) -> int | Dataset:
         try:
-            job_id = self._persist(event)
+            name = self._persist(event)
         except AmanaError as exc:
             refused = isinstance(exc, RejectError)
             self.tally.count(event.assoc, Outcome.REFUSED if refused else Outcome.FAILED)
@@ -215,27 +227,27 @@ class StoreHandler:
             return failure_status(dimse_status(exc), exc)
         self.tally.count(event.assoc, Outcome.RECEIVED)
         with self._lock:
-            self._received.setdefault(id(event.assoc), []).append(job_id)
+            self._received.setdefault(id(event.assoc), []).append(name)
         return DIMSE_SUCCESS
 
-    def _persist(self, event: Any) -> int:
+    def _persist(self, event: Any) -> str:
         refusal = self.refused_while_receiving(event)
         if refusal is not None:
             raise refusal
         if self.validate:
             check_header(event.dataset_path, str(event.context.transfer_syntax))
-        name, size = self.spool.adopt(event.dataset_path, flush_dir=False)
         calling_ae = str(event.assoc.requestor.ae_title).strip() or None
-        job = NewJob(name, size, calling_ae, "dicom", self.attribution.get(event.assoc), self.node)
+        source_id = self.attribution.get(event.assoc)
+        name, size = self.spool.adopt_received(event.dataset_path, calling_ae, source_id)
         try:
-            return self.jobs.commit(job)
-        except SQLAlchemyError as exc:
-            # No job row means no Success: drop the copy, the sender keeps the original.
-            self.spool.discard(name)
-            raise RetryableError("catalog unavailable", code="db_unavailable") from exc
-        except OSError as exc:  # the spool directory could not be flushed
+            self.flush_incoming()
+        except OSError as exc:
+            # Not durable, so not answered Success: drop the copy, the sender keeps its own.
             self.spool.discard(name)
             raise RetryableError("could not persist to the spool", code="spool_write") from exc
+        # Durable from here: the row is the batcher's to write, or the recovery scan's.
+        self.jobs.submit(NewJob(name, size, calling_ae, "dicom", source_id, self.node))
+        return name
 
 
 def _handle_echo(_event: Any) -> int:
@@ -301,6 +313,7 @@ def start_receiver(
     # Size and free-space limits hold while the data set arrives, not once it is complete.
     receive_files = installed_for(spool)
     handler.refused_while_receiving = receive_files.refusal
+    handler.start_jobs()
     handlers: list[Any] = [
         (evt.EVT_REQUESTED, policy.on_requested),
         (evt.EVT_REJECTED, on_rejected),

@@ -125,8 +125,9 @@ def study_reopened(study_uid: str, instances: int) -> AuditRecord:
 
 
 def unacknowledged_instances_removed(count: int) -> AuditRecord:
-    """A starting receiver removed partial instances an earlier one left in the spool's
-    tmp/: never answered Success, so their senders send them again. Counts only."""
+    """A receiver removed partial instances an earlier one left in the spool (in tmp/, or
+    renamed in but cut short by a power cut): never answered Success, so their senders send
+    them again. Counts only."""
     return AuditRecord(
         event_id=EventId.STUDY_DELETED,
         action=Action.DELETE,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -317,6 +319,13 @@ class SourceDecision:
     certificate: bool = False
 
 
+# How long a catalog's "yes" still admits a peer while the catalog is unreachable.
+REMEMBER_S = 3600.0
+# Peers remembered at most (a bound on memory whatever connects; forgetting only costs
+# availability during an outage).
+_REMEMBER_MAX = 10_000
+
+
 def check_source(
     session: Session,
     calling_ae: str | None,
@@ -357,11 +366,42 @@ class SourceGate:
 
     Called once per association (not per instance), so it reads the catalog each time and a
     source added or removed takes effect on the next association.
+
+    While the catalog is unreachable, a peer that was let in by the catalog's answer within
+    `remember_s` is let in again with that answer (its source, so its jobs keep their
+    profile): the receiver no longer needs the catalog to store (the spool is the record),
+    so an outage should not stop a PACS that was sending. A peer the catalog never let in,
+    or refused last, stays out.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], *, open_when_empty: bool) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        open_when_empty: bool,
+        remember_s: float = REMEMBER_S,
+    ) -> None:
         self.sessions = sessions
         self.open_when_empty = open_when_empty
+        self.remember_s = remember_s
+        self._last: dict[tuple[str | None, str | None, PeerTls], tuple[float, SourceDecision]] = {}
+        self._lock = threading.Lock()
+
+    def _remember(
+        self, key: tuple[str | None, str | None, PeerTls], decision: SourceDecision
+    ) -> SourceDecision:
+        with self._lock:
+            if len(self._last) >= _REMEMBER_MAX:
+                self._last.clear()
+            self._last[key] = (time.monotonic(), decision)
+        return decision
+
+    def _remembered(self, key: tuple[str | None, str | None, PeerTls]) -> SourceDecision | None:
+        with self._lock:
+            seen = self._last.get(key)
+        if seen is None or time.monotonic() - seen[0] > self.remember_s:
+            return None
+        return seen[1] if seen[1].allowed else None
 
     def check(
         self,
@@ -376,6 +416,7 @@ class SourceGate:
         `tls` does not satisfy, stays refused."""
         from archive import audit
 
+        key = (calling_ae, address, tls)
         try:
             with self.sessions.begin() as session:
                 decision = check_source(
@@ -391,14 +432,17 @@ class SourceGate:
                     and decision.reason != DISABLED
                     and not decision.certificate
                 ):
-                    return SourceDecision(True, "loopback")
+                    return self._remember(key, SourceDecision(True, "loopback"))
                 if not decision.allowed:
                     audit.append(
                         session, audit.association_refused(calling_ae, address, decision.reason)
                     )
         except SQLAlchemyError:
+            remembered = self._remembered(key)
+            if remembered is not None:
+                return remembered
             if waive_unknown:
                 return SourceDecision(True, "loopback")
-            # No catalog means no job row could be written either: refuse for now.
+            # Who may send is not known: refuse for now, the PACS tries again later.
             return SourceDecision(False, "catalog unavailable", transient=True)
-        return decision
+        return self._remember(key, decision)

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from sqlalchemy import ColumnElement, Table, insert, or_, select, true, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from archive.catalog.models import Job, JobStatus
@@ -89,6 +91,63 @@ def create_jobs(session: Session, new: Sequence[NewJob]) -> list[int]:
         insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
     )
     return [int(job_id) for job_id in result.scalars()]
+
+
+def create_jobs_if_absent(session: Session, new: Sequence[NewJob]) -> list[int]:
+    """RECEIVED jobs for those of `new` whose spool name has none yet (jobs.spool_name is
+    unique); the ids of the rows made here, so that whoever made a row enqueues it, once.
+
+    The receiver's job batcher and the spool recovery scan may both see a received
+    instance without its row: inserting if absent lets either make it, never both."""
+    if not new:
+        return []
+    now = utcnow()
+    rows = [
+        {
+            "spool_name": job.spool_name,
+            "size_bytes": job.size_bytes,
+            "calling_ae": job.calling_ae,
+            "source_kind": job.source_kind,
+            "source_id": job.source_id,
+            "node": job.node,
+            "status": JobStatus.RECEIVED,
+            "attempts": 0,
+            "received_at": now,
+            "enqueued_at": now,
+        }
+        for job in dict((job.spool_name, job) for job in new).values()
+    ]
+    table = cast(Table, Job.__table__)
+    dialect = session.get_bind().dialect.name
+    insert_of = pg_insert if dialect == "postgresql" else sqlite_insert
+    # One statement whatever the number of rows (SQLAlchemy batches the executemany into
+    # multi-row INSERTs), so it is compiled once per process, not once per batch size.
+    statement = (
+        insert_of(table)
+        .on_conflict_do_nothing(index_elements=[table.c.spool_name])
+        .returning(table.c.id)
+    )
+    return [int(job_id) for job_id in session.scalars(statement, rows)]
+
+
+# Names per look-up: well under SQLite's and PostgreSQL's limits on bound parameters.
+_INSERT_CHUNK = 1000
+
+
+def job_ids_of(session: Session, spool_names: Sequence[str]) -> dict[str, int]:
+    """The job id of each of `spool_names` that has a job."""
+    found: dict[str, int] = {}
+    names = list(spool_names)
+    for start in range(0, len(names), _INSERT_CHUNK):
+        found.update(
+            (str(name), int(job_id))
+            for name, job_id in session.execute(
+                select(Job.spool_name, Job.id).where(
+                    Job.spool_name.in_(names[start : start + _INSERT_CHUNK])
+                )
+            )
+        )
+    return found
 
 
 def _claimable(now: datetime, stale_after: timedelta) -> ColumnElement[bool]:

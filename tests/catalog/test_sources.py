@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from archive.catalog.db import make_engine, make_sessionmaker
 from archive.catalog.models_governance import AuditEvent
 from archive.governance.sources import SourceGate, add_source, check_source
 from tests.support.services import free_port
@@ -90,3 +92,28 @@ def test_unregistered_pacs_is_rejected_and_audited(
         ("ae:CHU_FAR", "110126", 4),
     ]
     assert alerts[1].client_address == "127.0.0.1"
+
+
+def test_a_catalog_outage_admits_only_whom_the_catalog_let_in(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Rule: while the catalog is unreachable the gate lets in again (with its source, so
+    its jobs keep their profile) a peer the catalog let in shortly before, and nobody else:
+    not a peer it refused, not one it never saw, not one let in too long ago."""
+    with sessions.begin() as session:
+        add_source(session, ae_title="CHU_RABAT", address="10.20.0.0/16")
+        add_source(session, ae_title="CHU_FES", address="10.30.0.0/16")
+    gate = SourceGate(sessions, open_when_empty=False)
+    allowed = gate.check("CHU_RABAT", "10.20.3.4")
+    assert allowed.allowed and allowed.source_id is not None
+    assert not gate.check("CHU_RABAT", "10.99.0.1").allowed
+    # The same gate, its catalog gone (a database file that cannot be opened).
+    gate.sessions = make_sessionmaker(make_engine(f"sqlite:///{tmp_path}/missing/catalog.db"))
+    again = gate.check("CHU_RABAT", "10.20.3.4")
+    assert again.allowed and again.source_id == allowed.source_id
+    refused = gate.check("CHU_RABAT", "10.99.0.1")
+    assert not refused.allowed and refused.transient
+    never_seen = gate.check("CHU_FES", "10.30.0.1")
+    assert not never_seen.allowed and never_seen.transient
+    gate.remember_s = 0.0
+    assert not gate.check("CHU_RABAT", "10.20.3.4").allowed

@@ -74,7 +74,7 @@ def test_parallel_associations_over_sibling_processes_lose_nothing(
     three_receivers: Amana, tmp_path: Path
 ) -> None:
     """Rules: with several receiver processes on one port, every instance sent over parallel
-    associations is acknowledged, spooled and has exactly one job row; a second Amana on
+    associations is acknowledged, spooled and then has exactly one job row; a second Amana on
     the same port is refused the port instead of sharing it."""
     amana = three_receivers
     try:
@@ -89,9 +89,12 @@ def test_parallel_associations_over_sibling_processes_lose_nothing(
         with ThreadPoolExecutor(len(groups)) as pool:
             results = list(pool.map(lambda files: storescu(amana.dicom_port, files), groups))
         assert all(r.returncode == 0 for r in results), [r.stderr[-300:] for r in results]
-        names = _job_spool_names(amana.home)
         spooled = {p.name for p in (amana.home / "spool" / "incoming").glob("*.dcm")}
-        assert len(names) == len(set(names)) == sum(len(g) for g in groups)
+        assert len(spooled) == sum(len(g) for g in groups)
+        # The rows follow the answers (ingest/job_batcher.py), one per spooled file.
+        wait_until(lambda: len(_job_spool_names(amana.home)) >= len(spooled), timeout=60)
+        names = _job_spool_names(amana.home)
+        assert len(names) == len(set(names)) == len(spooled)
         assert set(names) == spooled
 
         intruder = subprocess.run(

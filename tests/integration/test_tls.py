@@ -124,6 +124,12 @@ def _jobs_of(amana: Amana, calling_ae: str) -> list[Job]:
         engine.dispose()
 
 
+def _jobs_when(amana: Amana, calling_ae: str, count: int) -> list[Job]:
+    """The jobs of `calling_ae` once there are `count` (rows follow the answers)."""
+    wait_until(lambda: len(_jobs_of(amana, calling_ae)) >= count, timeout=60)
+    return _jobs_of(amana, calling_ae)
+
+
 def _study(folder: Path) -> list[Path]:
     return make_study(folder, layout=[("CT_small.dcm", "ct")]).files
 
@@ -132,7 +138,7 @@ def test_storescu_over_tls_is_stored_while_a_silent_client_waits(
     receiver: TlsReceiver, pki: Pki, tmp_path: Path
 ) -> None:
     """Rule: a PACS with a certificate of the trusted CA sends over DICOM TLS and gets
-    Success only with a committed job row; a client that opens the TLS port and never
+    Success, and then exactly its job row; a client that opens the TLS port and never
     handshakes holds back nobody (the handshake runs off the accept loop)."""
     files = _study(tmp_path / "pacs")
     with socket.create_connection(("127.0.0.1", receiver.tls_port)):
@@ -140,7 +146,7 @@ def test_storescu_over_tls_is_stored_while_a_silent_client_waits(
             receiver.tls_port, files, pki.client, pki.ca.cert, calling_ae="TLS_PACS"
         )
     assert sent.returncode == 0, sent.stdout + sent.stderr
-    assert len(_jobs_of(receiver.amana, "TLS_PACS")) == len(files)
+    assert len(_jobs_when(receiver.amana, "TLS_PACS", len(files))) == len(files)
 
 
 def test_untrusted_certificate_and_plain_dicom_are_refused_at_handshake(
@@ -184,7 +190,7 @@ def test_source_bound_to_a_certificate_accepts_only_that_certificate(
     assert _jobs_of(amana, "BOUND_PACS") == []
     own = _storescu_tls(receiver.tls_port, files, pki.client, pki.ca.cert, calling_ae="BOUND_PACS")
     assert own.returncode == 0, own.stdout + own.stderr
-    jobs = _jobs_of(amana, "BOUND_PACS")
+    jobs = _jobs_when(amana, "BOUND_PACS", len(files))
     assert len(jobs) == len(files) and all(job.source_id is not None for job in jobs)
     assert "client certificate is not the one registered for this AE title" in amana.log_text()
     # Re-bound by subject CN instead: the other hospital's certificate now names it.
@@ -200,7 +206,7 @@ def test_source_bound_to_a_certificate_accepts_only_that_certificate(
         receiver.tls_port, files, pki.client, pki.ca.cert, calling_ae="BOUND_PACS"
     )
     assert "Rejected" in first.stdout + first.stderr
-    assert len(_jobs_of(amana, "BOUND_PACS")) == 2 * len(files)
+    assert len(_jobs_when(amana, "BOUND_PACS", 2 * len(files))) == 2 * len(files)
 
 
 @pytest.mark.parametrize(
@@ -270,7 +276,7 @@ def test_receiver_processes_share_the_tls_port(pki: Pki, tmp_path: Path) -> None
             for n in range(4)
         ]
         assert [run.wait(120) for run in runs] == [0, 0, 0, 0]
-        assert all(len(_jobs_of(amana, f"PAR_{n}")) == len(files) for n in range(4))
+        assert all(len(_jobs_when(amana, f"PAR_{n}", len(files))) == len(files) for n in range(4))
     finally:
         amana.stop()
 
