@@ -8,7 +8,7 @@ for any original identifying value before anything is handed back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -215,6 +215,8 @@ class Deidentifier:
         pixel_mode: str = "auto",
     ) -> Outcome:
         ds = _parse(data)
+        # before any read converts an element (see ScrubContext); plain int keys
+        received: dict[int, object] = {int(tag): elem for tag, elem in ds._dict.items()}
         try:
             for keyword in REQUIRED:
                 if not str(ds.get(keyword, "") or "").strip():
@@ -232,7 +234,7 @@ class Deidentifier:
                 if pixel_mode != "auto" or examination_needed(ds, self.profile.pixel):
                     original = _parse(data)
             return self._deidentify(
-                ds, data, transfer_syntax, original, explain, pixel_trace, pixel_mode
+                ds, data, transfer_syntax, original, explain, pixel_trace, pixel_mode, received
             )
         except QuarantineError:
             raise
@@ -253,6 +255,7 @@ class Deidentifier:
         explain: Callable[[int, str, Rule | None, object, object], None] | None,
         pixel_trace: PixelTrace | None = None,
         pixel_mode: str = "auto",
+        received: Mapping[int, object] | None = None,
     ) -> Outcome:
         profile = self.profile
         found = IdentifyingValues()
@@ -272,6 +275,7 @@ class Deidentifier:
             age_max_years=profile.generalize.age_max_years,
             regions=profile.regions,
             explain=explain,
+            received=received,
         )
         scrub(ds, ctx)
         if computed_age is not None and "PatientAge" not in ds and _keeps_age(self.compiled):

@@ -7,8 +7,8 @@ elements stay raw and the writer copies their received bytes (see fastwrite).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
@@ -42,6 +42,10 @@ class ScrubContext:
     regions: dict[str, str]
     region: str | None = None
     explain: Callable[[int, str, Rule | None, object, object], None] | None = None
+    # The top level's elements as parsed, before anything read them: reading converts an
+    # element in place, and a kept one would then be re-encoded instead of copied.
+    received: Mapping[int, object] | None = None
+    kept: list[int] = field(default_factory=list)  # top-level tags whose value stays
 
 
 def _vr_of(ds: Dataset, tag: int) -> str:
@@ -94,6 +98,10 @@ def scrub(ds: Dataset, ctx: ScrubContext, depth: int = 0) -> None:
     for creator_tag in creator_tags:
         if (creator_tag >> 16, creator_tag & 0xFF) not in kept_blocks:
             del ds[creator_tag]
+    if depth == 0 and ctx.received is not None:
+        # after the whole walk: decoding text on the way reads the character set again
+        for kept_tag in ctx.kept:
+            _restore_received(ds, kept_tag, ctx)
 
 
 def _creators(ds: Dataset) -> dict[tuple[int, int], str]:
@@ -133,6 +141,8 @@ def _apply(ds: Dataset, tag: int, rule: Rule, ctx: ScrubContext, depth: int) -> 
         return
     vr = _vr_of(ds, tag)
     if op == Op.KEEP and vr != "SQ":
+        if depth == 0:
+            ctx.kept.append(tag)
         if ctx.explain is not None:
             value = _peek(ds, tag)
             ctx.explain(tag, vr, rule, value, value)
@@ -170,14 +180,27 @@ def _apply(ds: Dataset, tag: int, rule: Rule, ctx: ScrubContext, depth: int) -> 
     elif op == Op.SHIFT:
         _shift(elem, ctx)
     elif op == Op.CLEAN:
-        if not _clean(elem, ctx) and raw is not elem:
-            ds._dict[tag] = raw  # type: ignore[index]  # unchanged: keep the received bytes
+        if not _clean(elem, ctx):
+            if raw is not elem:
+                ds._dict[tag] = raw  # type: ignore[index]  # unchanged: keep the received bytes
+            if depth == 0:
+                ctx.kept.append(tag)
     elif op == Op.AGE:
         _generalize_age(elem, ctx)
     elif op == Op.REGION:
         _generalize_region(elem, ctx)
     if ctx.explain is not None:
         ctx.explain(tag, vr, rule, before, "" if elem.value is None else elem.value)
+
+
+def _restore_received(ds: Dataset, tag: int, ctx: ScrubContext) -> None:
+    """A value kept as it is goes back to its received, still-encoded form (when an earlier
+    read converted it), so the writer copies its bytes as for any other kept element."""
+    if ctx.received is None or isinstance(ds._dict.get(tag), RawDataElement):  # type: ignore[call-overload]
+        return
+    received = ctx.received.get(tag)
+    if isinstance(received, RawDataElement):
+        ds._dict[tag] = received  # type: ignore[index]
 
 
 def _map_values(elem: DataElement, function: Callable[[str], str | None]) -> None:

@@ -20,6 +20,7 @@ from anonymizer.errors import QuarantineError, QuarantineReason
 from anonymizer.identity import IdentifyingValues, is_meaningful
 from anonymizer.output import bytes_outside_pixels
 from anonymizer.paths import relpath_for
+from anonymizer.peek import peek
 from anonymizer.textclean import date_forms
 from anonymizer.textnorm import UNSPACED, normalize, strip_accents
 
@@ -311,10 +312,10 @@ def forgive_retained(found: IdentifyingValues, ds: Dataset, region_names: set[st
     is floor data, never an excuse.
     """
     kept = {
-        str(ds.get(keyword, "") or "").strip().casefold()
-        for keyword in ("Manufacturer", "ManufacturerModelName")
+        str(peek(ds, tag) or "").strip().casefold()
+        for tag in (0x00080070, 0x00081090)  # Manufacturer, Manufacturer's Model Name
     }
-    institution = str(ds.get("InstitutionName", "") or "").strip()
+    institution = str(peek(ds, 0x00080080) or "").strip()  # Institution Name
     if institution in region_names:
         kept.add(institution.casefold())
     kept.discard("")
