@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import (
@@ -55,7 +56,12 @@ __all__ = [
 
 # Never turned into a quarantine: the process itself is being stopped.
 _FATAL = (KeyboardInterrupt, SystemExit, GeneratorExit)
-REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+REQUIRED = (
+    (0x00080016, "SOPClassUID"),
+    (0x00080018, "SOPInstanceUID"),
+    (0x0020000D, "StudyInstanceUID"),
+    (0x0020000E, "SeriesInstanceUID"),
+)
 # (tag, VR, rule or None when the profile does not name it, value before, value after)
 ExplainRow = tuple[int, str, Rule | None, object, object]
 
@@ -218,8 +224,8 @@ class Deidentifier:
         # before any read converts an element (see ScrubContext); plain int keys
         received: dict[int, object] = {int(tag): elem for tag, elem in ds._dict.items()}
         try:
-            for keyword in REQUIRED:
-                if not str(ds.get(keyword, "") or "").strip():
+            for tag, keyword in REQUIRED:
+                if not _present(ds, tag, keyword):
                     raise QuarantineError(
                         QuarantineReason.MISSING_ATTRIBUTE, f"{keyword} is missing or empty"
                     )
@@ -364,6 +370,18 @@ def _parse(data: bytes) -> Dataset:
         return ds
     except Exception as exc:  # noqa: BLE001
         raise QuarantineError(QuarantineReason.NOT_DICOM, "the input is not a DICOM file") from exc
+
+
+def _present(ds: Dataset, tag: int, keyword: str) -> bool:
+    """Whether a required attribute has a value. Still-encoded plain bytes are looked at
+    as they are: converting them here would make the scrub take its general path for
+    these UIDs instead of mapping them from their bytes."""
+    raw = ds._dict.get(tag)  # type: ignore[call-overload]
+    value = raw.value if isinstance(raw, RawDataElement) else None
+    if (isinstance(value, bytes) and value.isascii() and b"\\" not in value
+            and value.strip(b"\x00 \t\n\r\x0b\x0c")):
+        return True  # one non-blank ASCII value (anything else: pydicom decides, as before)
+    return bool(str(ds.get(keyword, "") or "").strip())
 
 
 def _transfer_syntax(ds: Dataset) -> str:

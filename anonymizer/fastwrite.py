@@ -87,6 +87,8 @@ def write_fast(
         span = _raw_span(elem, source, implicit, tag_format)
         if span is None:
             encoded = encode_simple(elem, implicit, little, plain_text)
+            if encoded is None and isinstance(elem, DataElement) and elem.VR == "SQ":
+                encoded = _encode_sequence(elem, implicit, little, plain_text)
             if encoded is not None:
                 buffer.write(encoded)
                 continue
@@ -201,6 +203,75 @@ def encode_simple(elem: object, implicit: bool, little: bool, plain_text: bool) 
     else:
         header = struct.pack(order + "HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(payload))
     return header + payload
+
+
+def _encode_raw(elem: object, implicit: bool, little: bool) -> bytes | None:
+    """A still-encoded element written from the value bytes it holds, as pydicom's
+    `write_data_element` writes a raw element; None where that writer would do more."""
+    if not isinstance(elem, RawDataElement) or elem.length == _UNDEFINED:
+        return None
+    value = elem.value
+    if not isinstance(value, bytes):
+        return None
+    tag, vr, length = elem.tag, elem.VR, len(value)
+    order = "<" if little else ">"
+    if implicit:
+        return struct.pack(order + "HHI", tag >> 16, tag & 0xFFFF, length) + value
+    if vr is None or len(vr) != 2:
+        return None
+    if vr in _LONG_HEADER_VRS:
+        return struct.pack(order + "HH2sHI", tag >> 16, tag & 0xFFFF, vr.encode(), 0,
+                           length) + value
+    if length > 0xFFFF:
+        return None  # pydicom writes such a value as UN
+    return struct.pack(order + "HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), length) + value
+
+
+def _encode_sequence(
+    elem: DataElement, implicit: bool, little: bool, plain_text: bool
+) -> bytes | None:
+    """A sequence whose items were read in this encoding, written as pydicom's
+    `write_sequence` writes it: untouched item elements from the bytes they hold, changed
+    ASCII strings encoded here. None when any item needs more (an item of its own
+    character set or encoding, an element neither copied nor simple): pydicom writes it."""
+    order = "<" if little else ">"
+    parts: list[bytes] = []
+    for item in elem.value:
+        if not isinstance(item, Dataset) or item.original_encoding != (implicit, little):
+            return None
+        if 0x00080005 in item._dict:
+            return None  # its own character set: pydicom's rules for it
+        body: list[bytes] = []
+        for tag in sorted(int(t) for t in item._dict):
+            if (tag & 0xFFFF) == 0 and (tag >> 16) > 6:
+                continue  # retired group lengths are never written (PS3.5 7.2)
+            child = item._dict[tag]  # type: ignore[index]
+            # Not copied from `source` by offset: items parsed when their sequence was
+            # first read hold offsets into the sequence's value, not into the file.
+            encoded = _encode_raw(child, implicit, little)
+            if encoded is None:
+                encoded = encode_simple(child, implicit, little, plain_text)
+            if encoded is None and isinstance(child, DataElement) and child.VR == "SQ":
+                encoded = _encode_sequence(child, implicit, little, plain_text)
+            if encoded is None:
+                return None
+            body.append(encoded)
+        content = b"".join(body)
+        if getattr(item, "is_undefined_length_sequence_item", False):
+            parts += [struct.pack(order + "HHI", 0xFFFE, 0xE000, _UNDEFINED), content,
+                      struct.pack(order + "HHI", 0xFFFE, 0xE00D, 0)]
+        else:
+            parts += [struct.pack(order + "HHI", 0xFFFE, 0xE000, len(content)), content]
+    value = b"".join(parts)
+    tag = elem.tag
+    undefined = elem.is_undefined_length
+    length = _UNDEFINED if undefined else len(value)
+    if implicit:
+        header = struct.pack(order + "HHI", tag >> 16, tag & 0xFFFF, length)
+    else:
+        header = struct.pack(order + "HH2sHI", tag >> 16, tag & 0xFFFF, b"SQ", 0, length)
+    tail = struct.pack(order + "HHI", 0xFFFE, 0xE0DD, 0) if undefined else b""
+    return header + value + tail
 
 
 def encode_elements(ds: Dataset, implicit: bool, little: bool) -> dict[int, bytes]:

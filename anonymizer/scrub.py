@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from pydicom import config
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
@@ -306,7 +307,11 @@ def _replace_raw(
         new = (mapped[0] or None) if len(mapped) == 1 else mapped
     else:
         return False
-    ds._dict[tag] = DataElement(tag, vr, new)  # type: ignore[index]
+    # Not validated: the value is ours (a UID, a date, a pseudonym), and validating costs
+    # more than making it (the general path's warnings could also quote a received value).
+    ds._dict[tag] = DataElement(  # type: ignore[index]
+        tag, vr, new, validation_mode=config.IGNORE
+    )
     return True
 
 
