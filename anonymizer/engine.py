@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from io import BytesIO
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydicom import dcmread
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     UID,
     ExplicitVRBigEndian,
@@ -435,15 +438,28 @@ def _shifts_dates(compiled: CompiledProfile) -> bool:
     return rule is not None and rule.op == Op.SHIFT
 
 
+@cache
+def _tag(keyword: str) -> BaseTag:
+    tag = tag_for_keyword(keyword)
+    assert tag is not None, keyword
+    return BaseTag(tag)
+
+
+def _get(ds: Dataset, keyword: str) -> Any:
+    """`ds.get(keyword)` without its per-call keyword look-up (a dozen per instance)."""
+    tag = _tag(keyword)
+    return ds[tag].value if tag in ds._dict else None
+
+
 def _text(ds: Dataset, keyword: str) -> str | None:
-    value = ds.get(keyword)
+    value = _get(ds, keyword)
     if value is None or value == "":
         return None
     return str(value)
 
 
 def _int(ds: Dataset, keyword: str) -> int | None:
-    value = ds.get(keyword)
+    value = _get(ds, keyword)
     try:
         return int(value) if value not in (None, "") else None
     except (TypeError, ValueError):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from pydicom.charset import convert_encodings
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from anonymizer.errors import QuarantineError, QuarantineReason
@@ -232,6 +233,12 @@ class _Matcher:
 
 def _scan(ds: Dataset, pattern: _Matcher, non_ascii_only: bool) -> str | None:
     for tag, raw in ds._dict.items():
+        vr = raw.VR
+        if (isinstance(raw, RawDataElement) and vr not in _TEXT_VRS
+                and vr not in (None, "UN", "OB", "SQ")):
+            # An explicit VR that is not text stays what it is once converted (only
+            # missing and UN VRs are looked up): nothing to decode, nothing to scan.
+            continue
         held = raw.value
         if non_ascii_only and isinstance(held, bytes | str) and held.isascii():
             continue  # cheap: no conversion of the many plain values
