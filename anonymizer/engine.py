@@ -41,7 +41,7 @@ from anonymizer.profile_loader import ProfileError, load_profile_file
 from anonymizer.profile_model import Option, Profile
 from anonymizer.pseudonyms import Pseudonymizer, key_from_bytes
 from anonymizer.rules import CompiledProfile, Op, Rule, compile_profile
-from anonymizer.scrub import ScrubContext, scrub
+from anonymizer.scrub import ScrubContext, reinstate_decoded, scrub
 from anonymizer.selfcheck import forgive_retained, self_check
 from anonymizer.textclean import TextCleaner
 
@@ -338,6 +338,7 @@ class Deidentifier:
                 )
             record_method(ds, profile, self.key.key_id, shifted)
             output = write_part10(ds)
+        reinstate_decoded(ds, ctx)
         self_check(output, ds, found, self._records(ds.original_encoding, shifted))
         return Outcome(output, _facts(ds, profile, self.key, patient, birth_band, ctx.region,
                                       pixel_actions))

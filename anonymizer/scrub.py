@@ -47,6 +47,8 @@ class ScrubContext:
     # element in place, and a kept one would then be re-encoded instead of copied.
     received: Mapping[int, object] | None = None
     kept: list[int] = field(default_factory=list)  # top-level tags whose value stays
+    # the decoded forms set aside by `_restore_received`, for reads after the write
+    displaced: dict[int, DataElement] = field(default_factory=dict)
 
 
 def _vr_of(ds: Dataset, tag: int) -> str:
@@ -197,11 +199,22 @@ def _apply(ds: Dataset, tag: int, rule: Rule, ctx: ScrubContext, depth: int) -> 
 def _restore_received(ds: Dataset, tag: int, ctx: ScrubContext) -> None:
     """A value kept as it is goes back to its received, still-encoded form (when an earlier
     read converted it), so the writer copies its bytes as for any other kept element."""
-    if ctx.received is None or isinstance(ds._dict.get(tag), RawDataElement):  # type: ignore[call-overload]
+    current = ds._dict.get(tag)  # type: ignore[call-overload]
+    if ctx.received is None or not isinstance(current, DataElement):
         return
     received = ctx.received.get(tag)
     if isinstance(received, RawDataElement):
         ds._dict[tag] = received  # type: ignore[index]
+        ctx.displaced[tag] = current
+
+
+def reinstate_decoded(ds: Dataset, ctx: ScrubContext) -> None:
+    """Once the output is written: the decoded forms back where the received element is
+    still in place, so that later reads (facts, the self-check) do not decode it again."""
+    assert ctx.received is not None or not ctx.displaced
+    for tag, decoded in ctx.displaced.items():
+        if ctx.received is not None and ds._dict.get(tag) is ctx.received.get(tag):  # type: ignore[call-overload]
+            ds._dict[tag] = decoded  # type: ignore[index]
 
 
 def _map_values(elem: DataElement, function: Callable[[str], str | None]) -> None:
@@ -381,4 +394,4 @@ def _generalize_region(elem: DataElement, ctx: ScrubContext) -> None:
     elem.value = truncate(region, str(elem.VR))
 
 
-__all__ = ["ScrubContext", "scrub"]
+__all__ = ["ScrubContext", "reinstate_decoded", "scrub"]
