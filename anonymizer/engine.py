@@ -8,15 +8,19 @@ for any original identifying value before anything is handed back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from io import BytesIO
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydicom import dcmread
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     UID,
     ExplicitVRBigEndian,
@@ -37,7 +41,7 @@ from anonymizer.profile_loader import ProfileError, load_profile_file
 from anonymizer.profile_model import Option, Profile
 from anonymizer.pseudonyms import Pseudonymizer, key_from_bytes
 from anonymizer.rules import CompiledProfile, Op, Rule, compile_profile
-from anonymizer.scrub import ScrubContext, scrub
+from anonymizer.scrub import ScrubContext, reinstate_decoded, scrub
 from anonymizer.selfcheck import forgive_retained, self_check
 from anonymizer.textclean import TextCleaner
 
@@ -55,7 +59,12 @@ __all__ = [
 
 # Never turned into a quarantine: the process itself is being stopped.
 _FATAL = (KeyboardInterrupt, SystemExit, GeneratorExit)
-REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+REQUIRED = (
+    (0x00080016, "SOPClassUID"),
+    (0x00080018, "SOPInstanceUID"),
+    (0x0020000D, "StudyInstanceUID"),
+    (0x0020000E, "SeriesInstanceUID"),
+)
 # (tag, VR, rule or None when the profile does not name it, value before, value after)
 ExplainRow = tuple[int, str, Rule | None, object, object]
 
@@ -215,9 +224,11 @@ class Deidentifier:
         pixel_mode: str = "auto",
     ) -> Outcome:
         ds = _parse(data)
+        # before any read converts an element (see ScrubContext); plain int keys
+        received: dict[int, object] = {int(tag): elem for tag, elem in ds._dict.items()}
         try:
-            for keyword in REQUIRED:
-                if not str(ds.get(keyword, "") or "").strip():
+            for tag, keyword in REQUIRED:
+                if not _present(ds, tag, keyword):
                     raise QuarantineError(
                         QuarantineReason.MISSING_ATTRIBUTE, f"{keyword} is missing or empty"
                     )
@@ -232,7 +243,7 @@ class Deidentifier:
                 if pixel_mode != "auto" or examination_needed(ds, self.profile.pixel):
                     original = _parse(data)
             return self._deidentify(
-                ds, data, transfer_syntax, original, explain, pixel_trace, pixel_mode
+                ds, data, transfer_syntax, original, explain, pixel_trace, pixel_mode, received
             )
         except QuarantineError:
             raise
@@ -253,6 +264,7 @@ class Deidentifier:
         explain: Callable[[int, str, Rule | None, object, object], None] | None,
         pixel_trace: PixelTrace | None = None,
         pixel_mode: str = "auto",
+        received: Mapping[int, object] | None = None,
     ) -> Outcome:
         profile = self.profile
         found = IdentifyingValues()
@@ -272,6 +284,7 @@ class Deidentifier:
             age_max_years=profile.generalize.age_max_years,
             regions=profile.regions,
             explain=explain,
+            received=received,
         )
         scrub(ds, ctx)
         if computed_age is not None and "PatientAge" not in ds and _keeps_age(self.compiled):
@@ -325,6 +338,7 @@ class Deidentifier:
                 )
             record_method(ds, profile, self.key.key_id, shifted)
             output = write_part10(ds)
+        reinstate_decoded(ds, ctx)
         self_check(output, ds, found, self._records(ds.original_encoding, shifted))
         return Outcome(output, _facts(ds, profile, self.key, patient, birth_band, ctx.region,
                                       pixel_actions))
@@ -360,6 +374,18 @@ def _parse(data: bytes) -> Dataset:
         return ds
     except Exception as exc:  # noqa: BLE001
         raise QuarantineError(QuarantineReason.NOT_DICOM, "the input is not a DICOM file") from exc
+
+
+def _present(ds: Dataset, tag: int, keyword: str) -> bool:
+    """Whether a required attribute has a value. Still-encoded plain bytes are looked at
+    as they are: converting them here would make the scrub take its general path for
+    these UIDs instead of mapping them from their bytes."""
+    raw = ds._dict.get(tag)  # type: ignore[call-overload]
+    value = raw.value if isinstance(raw, RawDataElement) else None
+    if (isinstance(value, bytes) and value.isascii() and b"\\" not in value
+            and value.strip(b"\x00 \t\n\r\x0b\x0c")):
+        return True  # one non-blank ASCII value (anything else: pydicom decides, as before)
+    return bool(str(ds.get(keyword, "") or "").strip())
 
 
 def _transfer_syntax(ds: Dataset) -> str:
@@ -413,15 +439,28 @@ def _shifts_dates(compiled: CompiledProfile) -> bool:
     return rule is not None and rule.op == Op.SHIFT
 
 
+@cache
+def _tag(keyword: str) -> BaseTag:
+    tag = tag_for_keyword(keyword)
+    assert tag is not None, keyword
+    return BaseTag(tag)
+
+
+def _get(ds: Dataset, keyword: str) -> Any:
+    """`ds.get(keyword)` without its per-call keyword look-up (a dozen per instance)."""
+    tag = _tag(keyword)
+    return ds[tag].value if tag in ds._dict else None
+
+
 def _text(ds: Dataset, keyword: str) -> str | None:
-    value = ds.get(keyword)
+    value = _get(ds, keyword)
     if value is None or value == "":
         return None
     return str(value)
 
 
 def _int(ds: Dataset, keyword: str) -> int | None:
-    value = ds.get(keyword)
+    value = _get(ds, keyword)
     try:
         return int(value) if value not in (None, "") else None
     except (TypeError, ValueError):

@@ -6,8 +6,11 @@ import struct
 import zlib
 from io import BytesIO
 
+from pydicom import config
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
+from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from anonymizer.fastwrite import write_fast
@@ -48,11 +51,17 @@ def record_method(ds: Dataset, profile: Profile, key_id: str, dates_shifted: boo
 def new_file_meta(ds: Dataset, transfer_syntax: str) -> FileMetaDataset:
     """A fresh file meta: nothing of the sender's (AE title, implementation) survives."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = UID(transfer_syntax)
-    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+    # Set in the dict, unvalidated: attribute assignment validates each value, which
+    # cost more per instance than the rest of this function (the values are the
+    # de-identified UIDs and Amana's own constants).
+    for tag, vr, value in (
+        (0x00020002, "UI", ds.SOPClassUID),
+        (0x00020003, "UI", ds.SOPInstanceUID),
+        (0x00020010, "UI", UID(transfer_syntax)),
+        (0x00020012, "UI", UID(IMPLEMENTATION_CLASS_UID)),
+        (0x00020013, "SH", IMPLEMENTATION_VERSION),
+    ):
+        meta._dict[BaseTag(tag)] = DataElement(tag, vr, value, validation_mode=config.IGNORE)
     return meta
 
 

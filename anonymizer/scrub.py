@@ -7,9 +7,10 @@ elements stay raw and the writer copies their received bytes (see fastwrite).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
+from pydicom import config
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
@@ -42,6 +43,12 @@ class ScrubContext:
     regions: dict[str, str]
     region: str | None = None
     explain: Callable[[int, str, Rule | None, object, object], None] | None = None
+    # The top level's elements as parsed, before anything read them: reading converts an
+    # element in place, and a kept one would then be re-encoded instead of copied.
+    received: Mapping[int, object] | None = None
+    kept: list[int] = field(default_factory=list)  # top-level tags whose value stays
+    # the decoded forms set aside by `_restore_received`, for reads after the write
+    displaced: dict[int, DataElement] = field(default_factory=dict)
 
 
 def _vr_of(ds: Dataset, tag: int) -> str:
@@ -94,6 +101,10 @@ def scrub(ds: Dataset, ctx: ScrubContext, depth: int = 0) -> None:
     for creator_tag in creator_tags:
         if (creator_tag >> 16, creator_tag & 0xFF) not in kept_blocks:
             del ds[creator_tag]
+    if depth == 0 and ctx.received is not None:
+        # after the whole walk: decoding text on the way reads the character set again
+        for kept_tag in ctx.kept:
+            _restore_received(ds, kept_tag, ctx)
 
 
 def _creators(ds: Dataset) -> dict[tuple[int, int], str]:
@@ -133,6 +144,8 @@ def _apply(ds: Dataset, tag: int, rule: Rule, ctx: ScrubContext, depth: int) -> 
         return
     vr = _vr_of(ds, tag)
     if op == Op.KEEP and vr != "SQ":
+        if depth == 0:
+            ctx.kept.append(tag)
         if ctx.explain is not None:
             value = _peek(ds, tag)
             ctx.explain(tag, vr, rule, value, value)
@@ -170,14 +183,38 @@ def _apply(ds: Dataset, tag: int, rule: Rule, ctx: ScrubContext, depth: int) -> 
     elif op == Op.SHIFT:
         _shift(elem, ctx)
     elif op == Op.CLEAN:
-        if not _clean(elem, ctx) and raw is not elem:
-            ds._dict[tag] = raw  # type: ignore[index]  # unchanged: keep the received bytes
+        if not _clean(elem, ctx):
+            if raw is not elem:
+                ds._dict[tag] = raw  # type: ignore[index]  # unchanged: keep the received bytes
+            if depth == 0:
+                ctx.kept.append(tag)
     elif op == Op.AGE:
         _generalize_age(elem, ctx)
     elif op == Op.REGION:
         _generalize_region(elem, ctx)
     if ctx.explain is not None:
         ctx.explain(tag, vr, rule, before, "" if elem.value is None else elem.value)
+
+
+def _restore_received(ds: Dataset, tag: int, ctx: ScrubContext) -> None:
+    """A value kept as it is goes back to its received, still-encoded form (when an earlier
+    read converted it), so the writer copies its bytes as for any other kept element."""
+    current = ds._dict.get(tag)  # type: ignore[call-overload]
+    if ctx.received is None or not isinstance(current, DataElement):
+        return
+    received = ctx.received.get(tag)
+    if isinstance(received, RawDataElement):
+        ds._dict[tag] = received  # type: ignore[index]
+        ctx.displaced[tag] = current
+
+
+def reinstate_decoded(ds: Dataset, ctx: ScrubContext) -> None:
+    """Once the output is written: the decoded forms back where the received element is
+    still in place, so that later reads (facts, the self-check) do not decode it again."""
+    assert ctx.received is not None or not ctx.displaced
+    for tag, decoded in ctx.displaced.items():
+        if ctx.received is not None and ds._dict.get(tag) is ctx.received.get(tag):  # type: ignore[call-overload]
+            ds._dict[tag] = decoded  # type: ignore[index]
 
 
 def _map_values(elem: DataElement, function: Callable[[str], str | None]) -> None:
@@ -283,7 +320,11 @@ def _replace_raw(
         new = (mapped[0] or None) if len(mapped) == 1 else mapped
     else:
         return False
-    ds._dict[tag] = DataElement(tag, vr, new)  # type: ignore[index]
+    # Not validated: the value is ours (a UID, a date, a pseudonym), and validating costs
+    # more than making it (the general path's warnings could also quote a received value).
+    ds._dict[tag] = DataElement(  # type: ignore[index]
+        tag, vr, new, validation_mode=config.IGNORE
+    )
     return True
 
 
@@ -353,4 +394,4 @@ def _generalize_region(elem: DataElement, ctx: ScrubContext) -> None:
     elem.value = truncate(region, str(elem.VR))
 
 
-__all__ = ["ScrubContext", "scrub"]
+__all__ = ["ScrubContext", "reinstate_decoded", "scrub"]

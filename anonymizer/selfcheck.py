@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from pydicom.charset import convert_encodings
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from anonymizer.errors import QuarantineError, QuarantineReason
 from anonymizer.identity import IdentifyingValues, is_meaningful
 from anonymizer.output import bytes_outside_pixels
 from anonymizer.paths import relpath_for
+from anonymizer.peek import peek
 from anonymizer.textclean import date_forms
 from anonymizer.textnorm import UNSPACED, normalize, strip_accents
 
@@ -231,6 +233,12 @@ class _Matcher:
 
 def _scan(ds: Dataset, pattern: _Matcher, non_ascii_only: bool) -> str | None:
     for tag, raw in ds._dict.items():
+        vr = raw.VR
+        if (isinstance(raw, RawDataElement) and vr not in _TEXT_VRS
+                and vr not in (None, "UN", "OB", "SQ")):
+            # An explicit VR that is not text stays what it is once converted (only
+            # missing and UN VRs are looked up): nothing to decode, nothing to scan.
+            continue
         held = raw.value
         if non_ascii_only and isinstance(held, bytes | str) and held.isascii():
             continue  # cheap: no conversion of the many plain values
@@ -311,10 +319,10 @@ def forgive_retained(found: IdentifyingValues, ds: Dataset, region_names: set[st
     is floor data, never an excuse.
     """
     kept = {
-        str(ds.get(keyword, "") or "").strip().casefold()
-        for keyword in ("Manufacturer", "ManufacturerModelName")
+        str(peek(ds, tag) or "").strip().casefold()
+        for tag in (0x00080070, 0x00081090)  # Manufacturer, Manufacturer's Model Name
     }
-    institution = str(ds.get("InstitutionName", "") or "").strip()
+    institution = str(peek(ds, 0x00080080) or "").strip()  # Institution Name
     if institution in region_names:
         kept.add(institution.casefold())
     kept.discard("")

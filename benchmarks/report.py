@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-TABLE_NOTES = ("quarantined", "decodes", "cpu_ms")
+TABLE_NOTES = ("quarantined", "decodes", "cpu_ms", "cpu_x_peer")
 
 
 @dataclass
