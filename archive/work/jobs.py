@@ -65,34 +65,6 @@ class NewJob:
     node: str | None = None
 
 
-def create_jobs(session: Session, new: Sequence[NewJob]) -> list[int]:
-    """RECEIVED jobs for `new`, in one statement; their ids in the order given."""
-    if not new:
-        return []
-    now = utcnow()
-    rows = [
-        {
-            "spool_name": job.spool_name,
-            "size_bytes": job.size_bytes,
-            "calling_ae": job.calling_ae,
-            "source_kind": job.source_kind,
-            "source_id": job.source_id,
-            "node": job.node,
-            "status": JobStatus.RECEIVED,
-            "attempts": 0,
-            "received_at": now,
-            "enqueued_at": now,
-        }
-        for job in new
-    ]
-    # Core on the table, not the ORM's bulk path: this is the C-STORE path.
-    table = cast(Table, Job.__table__)
-    result = session.execute(
-        insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
-    )
-    return [int(job_id) for job_id in result.scalars()]
-
-
 def create_jobs_if_absent(session: Session, new: Sequence[NewJob]) -> list[int]:
     """RECEIVED jobs for those of `new` whose spool name has none yet (jobs.spool_name is
     unique); the ids of the rows made here, so that whoever made a row enqueues it, once.

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from archive.catalog.models import Job, JobStatus
-from archive.work.jobs import RESEND_DOUBLINGS, NewJob, create_jobs, utcnow
+from archive.work.jobs import RESEND_DOUBLINGS, NewJob, create_jobs_if_absent, utcnow
 from ingest.sweeper import sweep_once
 
 STALE = timedelta(seconds=20)
@@ -18,7 +18,7 @@ STALE = timedelta(seconds=20)
 
 def _job(sessions: sessionmaker[Session]) -> int:
     with sessions.begin() as session:
-        return create_jobs(session, [NewJob("a.dcm", 10, "PACS", "dicom")])[0]
+        return create_jobs_if_absent(session, [NewJob("a.dcm", 10, "PACS", "dicom")])[0]
 
 
 def _set(sessions: sessionmaker[Session], job_id: int, **values: object) -> None:
