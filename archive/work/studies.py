@@ -20,10 +20,10 @@ completed: never two completions in a row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.orm import Session
 
 from archive import audit
@@ -60,9 +60,7 @@ def close_stable_studies(session: Session, *, now: datetime, stable_after: timed
         .returning(Study.id, Study.study_uid)
         .execution_options(synchronize_session=False)
     ).all()
-    counts = _instance_counts(session, [int(study_id) for study_id, _ in closed])
-    for study_id, study_uid in sorted(closed, key=lambda row: str(row[1])):
-        audit.append(session, audit.study_completed(study_uid, counts.get(int(study_id), 0)))
+    _record_each(session, closed, audit.study_completed)
     return len(closed)
 
 
@@ -105,9 +103,18 @@ def _announce_reopened(session: Session) -> None:
         .returning(Study.id, Study.study_uid)
         .execution_options(synchronize_session=False)
     ).all()
-    counts = _instance_counts(session, [int(study_id) for study_id, _ in reopened])
-    for study_id, study_uid in sorted(reopened, key=lambda row: str(row[1])):
-        audit.append(session, audit.study_reopened(study_uid, counts.get(int(study_id), 0)))
+    _record_each(session, reopened, audit.study_reopened)
+
+
+def _record_each(
+    session: Session,
+    studies: Sequence[Row[int, str]],
+    record: Callable[[str, int], audit.AuditRecord],
+) -> None:
+    """One audit event per (id, UID) of `studies`, in UID order, with its instance count."""
+    counts = _instance_counts(session, [int(study_id) for study_id, _ in studies])
+    for study_id, study_uid in sorted(studies, key=lambda row: str(row[1])):
+        audit.append(session, record(study_uid, counts.get(int(study_id), 0)))
 
 
 def _arrivals(session: Session, study_ids: Sequence[int]) -> dict[int, tuple[datetime, datetime]]:
