@@ -7,11 +7,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
+from archive.api import create_app
 from archive.catalog.models import Job, QuarantineEntry
 from archive.governance.sources import add_source
+from archive.stores import StoreCredentials
+from archive.stores.dicomweb import DicomWebStore
 from tests.catalog.conftest import add_instance, hold
+from tests.paths import PROFILES_DIR
+from tests.support.orthanc import PASSWORD, USER, Orthanc
 
 # Wednesday noon of a fixed ISO week, so that day, week and month buckets are known.
 MONDAY = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -158,3 +164,19 @@ def write_archived(archive_dir: Path, relpath: str, bright_right: bool) -> None:
     path = archive_dir / relpath
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(buffer.getvalue())
+
+
+def app_on_orthanc(
+    sessions: sessionmaker[Session], tmp_path: Path, orthanc: Orthanc
+) -> tuple[DicomWebStore, FastAPI]:
+    """The API and console with a real Orthanc as their DICOMweb archive and no archive
+    folder, and that archive's store."""
+    store = DicomWebStore(orthanc.archive_url, StoreCredentials(user=USER, password=PASSWORD))
+    app = create_app(
+        sessions,
+        profiles_dir=PROFILES_DIR,
+        quarantine_dir=tmp_path / "quarantine",
+        spool_dir=tmp_path / "spool",
+        archive_store=store,
+    )
+    return store, app

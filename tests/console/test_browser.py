@@ -40,11 +40,10 @@ from archive.catalog.models_governance import (
     ProfileVersionStatus,
     Source,
 )
-from archive.stores import StoreCredentials
-from archive.stores.dicomweb import DicomWebStore
 from tests.catalog.conftest import mint, revised_national_profile
 from tests.console.conftest import (
     Seeded,
+    app_on_orthanc,
     archived_instance,
     burned_in_bytes,
     burned_in_original,
@@ -53,7 +52,7 @@ from tests.console.conftest import (
 )
 from tests.paths import PROFILES_DIR, REPO_ROOT
 from tests.pixels.imaging import COLUMNS, ROWS
-from tests.support.orthanc import PASSWORD, USER, Orthanc
+from tests.support.orthanc import Orthanc
 
 ARTIFACTS = Path(os.environ.get("AMANA_TEST_ARTIFACTS", REPO_ROOT / "var" / "test-artifacts"))
 WAIT_S = 30  # a ceiling for a loaded machine, not a measured duration
@@ -389,16 +388,9 @@ def test_dicomweb_thumbnail_in_chromium(
     seed(sessions, tmp_path / "quarantine")
     orthanc = Orthanc(tmp_path / "orthanc").start()
     try:
-        store = DicomWebStore(orthanc.archive_url, StoreCredentials(user=USER, password=PASSWORD))
+        store, app = app_on_orthanc(sessions, tmp_path, orthanc)
         middle = "2.25.101/2.25.101.1/2.25.101.1.1.dcm"
         store.put_many([(Path(middle), archived_instance(middle, bright_right=True))])
-        app = create_app(
-            sessions,
-            profiles_dir=PROFILES_DIR,
-            quarantine_dir=tmp_path / "quarantine",
-            spool_dir=tmp_path / "spool",
-            archive_store=store,
-        )
         with _serve(app) as base:
             _sign_in(browser, base, mint(sessions, "auditor"))
             browser.get(f"{base}/console/studies/2.25.101")

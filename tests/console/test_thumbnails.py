@@ -18,13 +18,11 @@ from archive import audit
 from archive.api import create_app
 from archive.catalog.models_governance import AuditEvent
 from archive.catalog.thumbnails import THUMBNAIL_PX
-from archive.stores import StoreCredentials
-from archive.stores.dicomweb import DicomWebStore
 from tests.catalog.conftest import mint
-from tests.console.conftest import Seeded, archived_instance, seed, write_archived
+from tests.console.conftest import Seeded, app_on_orthanc, archived_instance, seed, write_archived
 from tests.console.test_console_http import sign_in
 from tests.paths import PROFILES_DIR
-from tests.support.orthanc import PASSWORD, USER, Orthanc
+from tests.support.orthanc import Orthanc
 
 STUDY, SERIES = "2.25.101", "2.25.101.1"
 URL = f"/console/studies/{STUDY}/series/{SERIES}/thumbnail.png"
@@ -127,14 +125,7 @@ def test_thumbnail_from_a_dicomweb_archive(
     never a picture from anywhere else."""
     orthanc = Orthanc(tmp_path / "orthanc").start()
     try:
-        store = DicomWebStore(orthanc.archive_url, StoreCredentials(user=USER, password=PASSWORD))
-        app = create_app(
-            sessions,
-            profiles_dir=PROFILES_DIR,
-            quarantine_dir=tmp_path / "quarantine",
-            spool_dir=tmp_path / "spool",
-            archive_store=store,
-        )
+        store, app = app_on_orthanc(sessions, tmp_path, orthanc)
         # Originals of the same instance where a folder archive would be: never shown.
         write_archived(tmp_path / "archive", MIDDLE, bright_right=False)
         with TestClient(app) as client:
